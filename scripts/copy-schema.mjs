@@ -8,7 +8,7 @@ const from = join(root, 'schema');
 const to = join(root, 'python', 'oss_finetune', 'schema');
 mkdirSync(to, { recursive: true });
 let copied = 0;
-for (const name of readdirSync(from).filter((n) => n.endsWith('.schema.json'))) {
+for (const name of readdirSync(from).filter((n) => n.endsWith('.schema.json') || n === 'mime-types.json')) {
   const target = join(to, name);
   const bytes = readFileSync(join(from, name));
   if (existsSync(target) && readFileSync(target).equals(bytes)) continue;

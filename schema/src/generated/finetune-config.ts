@@ -1,0 +1,165 @@
+/* Generated from schema/finetune-config.schema.json by schema/scripts/gen-types.mjs. Do not edit: edit the schema and run npm run gen:types. */
+
+/**
+ * Everything a fine-tune run needs: which model, which data, the LoRA adapter and the training loop. Every field has a default, so {} is a complete config.
+ */
+export interface FinetuneConfig {
+  model?: ModelConfig;
+  data?: DataConfig;
+  lora?: LoraConfig;
+  training?: TrainingConfig;
+}
+/**
+ * The base model to load.
+ */
+export interface ModelConfig {
+  /**
+   * A hub id (openai/gpt-oss-20b), a local folder, or 'embedded:tiny' for the tiny GPT-OSS that runs on a CPU without the hub.
+   */
+  name_or_path?: string;
+  /**
+   * Weight dtype. 'auto' picks bfloat16 on a GPU that supports it, float32 on a CPU.
+   */
+  dtype?: 'auto' | 'bfloat16' | 'float16' | 'float32';
+  /**
+   * Where the model runs. 'auto' takes the first CUDA GPU when there is one.
+   */
+  device?: 'auto' | 'cpu' | 'cuda';
+  /**
+   * Quantize the base weights to 4 bits with bitsandbytes (needs CUDA).
+   */
+  load_in_4bit?: boolean;
+  /**
+   * Attention kernel passed to transformers. GPT-OSS needs one that supports attention sinks.
+   */
+  attn_implementation?: 'eager' | 'flex_attention' | 'kernels-community/vllm-flash-attn3';
+}
+/**
+ * The conversations to train on and how they become tokens.
+ */
+export interface DataConfig {
+  /**
+   * A hub data set id, a local .jsonl/.json/.parquet file, or 'embedded:multilingual' for the sample that ships with the package.
+   */
+  source?: string;
+  /**
+   * Which split of a hub data set to read.
+   */
+  split?: string;
+  /**
+   * Row format. 'auto' detects Multilingual-Thinking rows, messages lists and ShareGPT.
+   */
+  format?: 'auto' | 'multilingual-thinking' | 'messages' | 'sharegpt';
+  /**
+   * The longest tokenized conversation kept, in tokens.
+   */
+  max_seq_length?: number;
+  /**
+   * What happens to a row longer than max_seq_length. Either way it is counted in the summary.
+   */
+  overflow?: 'truncate' | 'drop';
+  /**
+   * Which tokens the loss is computed on: 'assistant' (reasoning and answer), 'final' (answer only) or 'all'.
+   */
+  loss_mask?: 'assistant' | 'final' | 'all';
+  /**
+   * Written into the system message of rows that do not set their own.
+   */
+  reasoning_effort?: 'low' | 'medium' | 'high';
+  /**
+   * 'error' stops at the first malformed row, naming it; 'skip' leaves it out and counts it.
+   */
+  on_bad_row?: 'error' | 'skip';
+  /**
+   * Read at most this many rows; null reads them all.
+   */
+  limit?: number | null;
+}
+/**
+ * The LoRA adapter trained on top of the frozen base model.
+ */
+export interface LoraConfig {
+  /**
+   * Rank of the low-rank update.
+   */
+  r?: number;
+  /**
+   * Scale of the update is alpha / r.
+   */
+  alpha?: number;
+  /**
+   * Dropout on the adapter's input.
+   */
+  dropout?: number;
+  /**
+   * Linear layers that get an adapter.
+   *
+   * @minItems 1
+   */
+  target_modules?: [string, ...string[]];
+  /**
+   * Also put adapters on the mixture-of-experts weights (peft target_parameters).
+   */
+  target_experts?: boolean;
+}
+/**
+ * The optimisation loop.
+ */
+export interface TrainingConfig {
+  /**
+   * Optimizer steps to run; null trains for 'epochs' instead.
+   */
+  max_steps?: number | null;
+  /**
+   * Passes over the data when max_steps is null.
+   */
+  epochs?: number;
+  /**
+   * Conversations per micro-batch on one device.
+   */
+  batch_size?: number;
+  /**
+   * Micro-batches summed into one optimizer step.
+   */
+  gradient_accumulation_steps?: number;
+  /**
+   * Peak learning rate.
+   */
+  learning_rate?: number;
+  /**
+   * How the learning rate moves after warm-up.
+   */
+  lr_scheduler?: 'linear' | 'cosine' | 'constant';
+  /**
+   * Steps of linear warm-up from 0 to the peak learning rate.
+   */
+  warmup_steps?: number;
+  /**
+   * Decoupled weight decay of AdamW.
+   */
+  weight_decay?: number;
+  /**
+   * 'auto' uses adamw_8bit where bitsandbytes works, else adamw_torch.
+   */
+  optimizer?: 'auto' | 'adamw_torch' | 'adamw_8bit';
+  /**
+   * Recompute activations in the backward pass to save memory.
+   */
+  gradient_checkpointing?: boolean;
+  /**
+   * Report metrics every this many optimizer steps.
+   */
+  logging_steps?: number;
+  /**
+   * Write a checkpoint every this many optimizer steps.
+   */
+  save_steps?: number;
+  /**
+   * Seeds data order, adapter initialisation and dropout.
+   */
+  seed?: number;
+  /**
+   * Folder that holds one sub-folder per run.
+   */
+  output_dir?: string;
+}

@@ -1,0 +1,48 @@
+/* Generated from schema/training-run.schema.json by schema/scripts/gen-types.mjs. Do not edit: edit the schema and run npm run gen:types. */
+
+/**
+ * application/vnd.oss-finetune.training+json: the state of one training run, re-sent in place (display_id) after every logged step.
+ */
+export interface TrainingRunPayload {
+  version: 1;
+  run_id: string;
+  run_dir?: string | null;
+  status: 'pending' | 'running' | 'stopping' | 'stopped' | 'completed' | 'failed';
+  step: number;
+  max_steps: number;
+  /**
+   * ISO 8601 time the run started.
+   */
+  started_at?: string | null;
+  /**
+   * ISO 8601 time of this update.
+   */
+  updated_at?: string | null;
+  elapsed_seconds?: number | null;
+  eta_seconds?: number | null;
+  /**
+   * A line for the person: why it stopped, what failed, where the adapter is.
+   */
+  message?: string | null;
+  /**
+   * Folder of the latest checkpoint.
+   */
+  checkpoint?: string | null;
+  device?: string | null;
+  trainable_parameters?: number | null;
+  /**
+   * The fine-tune config of the run (schema finetune-config).
+   */
+  config?: {};
+  metrics: StepMetrics[];
+}
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  lr?: number | null;
+  grad_norm?: number | null;
+  tokens_per_second?: number | null;
+  gpu_memory_gib?: number | null;
+  epoch?: number | null;
+  elapsed_seconds?: number | null;
+}
