@@ -1,0 +1,77 @@
+/**
+ * Shared set-up for tests that drive a real ipykernel.
+ */
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join, resolve } from 'path';
+import { KernelSpec, loadKernelSpec } from './launcher';
+
+export const repoRoot = resolve(__dirname, '..', '..');
+
+/** The project's Python: OSS_FINETUNE_PYTHON, else the repo's .venv. Fails loudly, never skips. */
+export function findPython(): string {
+  const fromEnv = process.env.OSS_FINETUNE_PYTHON;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) throw new Error(`OSS_FINETUNE_PYTHON=${fromEnv} does not exist`);
+    return fromEnv;
+  }
+  const candidates = [join(repoRoot, '.venv', 'bin', 'python'), join(repoRoot, '.venv', 'Scripts', 'python.exe')];
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    throw new Error(
+      `No Python venv with ipykernel at ${join(repoRoot, '.venv')}. Run \`npm test\` from the repository root ` +
+        '(it creates the venv), or set OSS_FINETUNE_PYTHON to a Python that has ipykernel.',
+    );
+  }
+  return found;
+}
+
+export interface TempKernelSpec {
+  spec: KernelSpec;
+  /** The kernels/ folder that holds the spec, for kernelspec discovery. */
+  kernelsDir: string;
+  cleanup(): void;
+}
+
+/** A kernelspec written to a temp dir, pointing at the project's Python. */
+export function makeKernelSpec(options: { name?: string; interruptMode?: 'signal' | 'message' } = {}): TempKernelSpec {
+  const name = options.name ?? 'python3-test';
+  const root = mkdtempSync(join(tmpdir(), 'kb-spec-'));
+  const kernelsDir = join(root, 'kernels');
+  const dir = join(kernelsDir, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'kernel.json'),
+    JSON.stringify({
+      argv: [findPython(), '-m', 'ipykernel_launcher', '-f', '{connection_file}'],
+      display_name: `Python (${name})`,
+      language: 'python',
+      interrupt_mode: options.interruptMode ?? 'signal',
+      // Keeps ipykernel's debugger warning about frozen modules out of captured stderr.
+      env: { PYDEVD_DISABLE_FILE_VALIDATION: '1' },
+    }),
+  );
+  return { spec: loadKernelSpec(dir, name), kernelsDir, cleanup: () => rmSync(root, { recursive: true, force: true }) };
+}
+
+export async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+export function streamText(outputs: Array<{ output_type: string; name?: string; text?: string }>, name = 'stdout'): string {
+  return outputs
+    .filter((o) => o.output_type === 'stream' && o.name === name)
+    .map((o) => o.text)
+    .join('');
+}
+
+/** Resolves when `predicate` holds, polling; rejects after `timeoutMs` with `what` in the message. */
+export async function until(predicate: () => boolean, what: string, timeoutMs = 20000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
