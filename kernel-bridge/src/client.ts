@@ -235,17 +235,22 @@ export class KernelClient extends EventEmitter {
   }
 
   /**
-   * Resolves with kernel_info_reply content once the kernel answers on shell *and* has been heard on
-   * IOPub; the latter proves the subscription is live, so no output of the first execution is lost.
+   * Resolves with kernel_info_reply content once the kernel has answered on shell *and* reported idle
+   * on IOPub for one of our kernel_info requests; the latter proves the subscription is live, so no
+   * output of the first execution is lost. Requests are repeated every retryMs until both happen.
    */
   async waitForReady(options: { timeoutMs?: number; retryMs?: number } = {}): Promise<Record<string, any>> {
     const deadline = Date.now() + (options.timeoutMs ?? 60000);
     const retryMs = options.retryMs ?? 500;
     let heard = false;
-    const onIopub = () => (heard = true);
+    const asked: string[] = [];
+    // Idle for one of our own requests, not just any IOPub traffic: it proves the subscription
+    // carries messages parented to this session end to end.
+    const onIopub = (m: JupyterMessage) => {
+      if (m.header.msg_type === 'status' && m.content.execution_state === 'idle' && asked.includes(m.parent_header.msg_id as string)) heard = true;
+    };
     this.on('iopub', onIopub);
     let info: Record<string, any> | undefined;
-    const asked: string[] = [];
     try {
       while (!(info && heard)) {
         if (this.gone) throw this.gone;
@@ -254,15 +259,17 @@ export class KernelClient extends EventEmitter {
         asked.push(id);
         reply.then((m) => (info = m.content), () => undefined);
         await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, retryMs);
-          const early = () => {
-            if (info && heard) {
-              clearTimeout(t);
-              resolve();
-            }
+          const finish = () => {
+            clearTimeout(timer);
+            this.off('iopub', check);
+            resolve();
           };
-          reply.then(early, () => undefined);
-          this.once('iopub', early);
+          const check = () => {
+            if ((info && heard) || this.gone) finish();
+          };
+          const timer = setTimeout(finish, retryMs);
+          reply.then(check, finish);
+          this.on('iopub', check);
         });
       }
       this.startHeartbeat();
