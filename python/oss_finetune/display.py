@@ -1,0 +1,288 @@
+"""Rich outputs: every payload becomes a MIME bundle that degrades gracefully.
+
+Each bundle carries the oss-finetune MIME type (rendered by the JupyterLab extension), plus
+``text/plain`` and a self-contained ``text/html`` (inline styles, no scripts, every piece of token
+text escaped) so that a notebook opened on GitHub or nbviewer still shows the run.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import uuid
+from typing import Any
+
+from . import schema
+
+# Okabe–Ito colours: distinguishable with the common forms of colour blindness.
+CHANNEL_COLOURS = {
+    "analysis": "#E69F00",
+    "commentary": "#56B4E9",
+    "final": "#009E73",
+    "none": "#999999",
+}
+ROLE_COLOURS = {
+    "system": "#CC79A7",
+    "developer": "#D55E00",
+    "user": "#0072B2",
+    "assistant": "#009E73",
+    "tool": "#F0E442",
+}
+
+# The HTML fallback is for reading, not for 300,000-token views: it shows this many tokens of each
+# stream and says how many it left out.
+HTML_TOKEN_LIMIT = 4000
+
+_esc = html.escape
+
+
+def mime_type(name: str) -> str:
+    return schema.mime_types()[name]
+
+
+def bundle(name: str, payload: dict, *, text: str | None = None, html_text: str | None = None) -> dict:
+    """A MIME bundle for ``payload`` (validated against schema ``name``) with both fallbacks."""
+    schema.validate(name, payload)
+    renderers = {
+        "harmony-tokens": (harmony_text, harmony_html),
+        "training-run": (training_text, training_html),
+        "dataset-summary": (dataset_text, dataset_html),
+    }
+    to_text, to_html = renderers[name]
+    return {
+        mime_type(name): payload,
+        "text/plain": text if text is not None else to_text(payload),
+        "text/html": html_text if html_text is not None else to_html(payload),
+    }
+
+
+def visible(token: str) -> str:
+    """Whitespace a reader must see: newlines and tabs get a mark, as in the extension's chips."""
+    return token.replace("\n", "⏎\n").replace("\t", "⇥")
+
+
+# Harmony tokens ---------------------------------------------------------------------------------
+
+def _stream_text(stream: dict) -> str:
+    return "".join(stream["text"])
+
+
+def harmony_text(payload: dict) -> str:
+    lines = []
+    for index, conversation in enumerate(payload["conversations"]):
+        stream = conversation["tokens"]
+        trained = sum(1 for t in stream["trained"] if t)
+        title = conversation.get("title") or f"conversation {index}"
+        lines.append(f"── {title}: {len(stream['ids'])} tokens, {trained} trained (loss mask: {conversation.get('loss_mask', '?')})")
+        lines.append(_stream_text(stream))
+        if "compare" in conversation:
+            other = conversation["compare"]
+            lines.append(f"── {other.get('label') or 'compare'}")
+            lines.append(_stream_text(other))
+    return "\n".join(lines)
+
+
+def _token_spans(stream: dict) -> str:
+    limit = HTML_TOKEN_LIMIT
+    spans = []
+    n = len(stream["ids"])
+    for i in range(min(n, limit)):
+        channel = stream["channel"][i]
+        part = stream["part"][i]
+        colour = CHANNEL_COLOURS.get(channel, "#999999")
+        trained = stream["trained"][i]
+        style = [f"background:{colour}33", f"border-bottom:2px solid {colour if trained else 'transparent'}"]
+        if part == "special":
+            style.append("font-weight:bold;color:#555")
+        title = f"id {stream['ids'][i]} · {stream['role'][i]} · {channel} · {'trained' if trained else 'not trained'}"
+        loss = stream.get("loss")
+        if loss and loss[i] is not None:
+            title += f" · loss {loss[i]:.3f}"
+        spans.append(f'<span title="{_esc(title)}" style="{";".join(style)}">{_esc(visible(stream["text"][i]))}</span>')
+    if n > limit:
+        spans.append(f'<div style="color:#777">… {n - limit} more tokens (the JupyterLab extension shows them all)</div>')
+    return "".join(spans)
+
+
+def _legend() -> str:
+    items = "".join(
+        f'<span style="background:{c}33;border-bottom:2px solid {c};margin-right:8px;padding:0 4px">{_esc(ch)}</span>'
+        for ch, c in CHANNEL_COLOURS.items()
+    )
+    return f'<div style="margin:4px 0">{items}<span style="color:#555">underline = trained (loss mask)</span></div>'
+
+
+def harmony_html(payload: dict) -> str:
+    parts = ['<div class="oss-finetune-harmony" style="font-family:monospace;font-size:12px">', _legend()]
+    for index, conversation in enumerate(payload["conversations"]):
+        title = conversation.get("title") or f"conversation {index}"
+        streams = [conversation["tokens"]] + ([conversation["compare"]] if "compare" in conversation else [])
+        parts.append(f"<div><b>{_esc(title)}</b></div><div style=\"display:flex;gap:12px\">")
+        for stream in streams:
+            label = stream.get("label")
+            parts.append('<div style="flex:1;white-space:pre-wrap;line-height:1.6">')
+            if label:
+                parts.append(f"<div><i>{_esc(label)}</i></div>")
+            parts.append(_token_spans(stream))
+            parts.append("</div>")
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# Training run -----------------------------------------------------------------------------------
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _fmt(value: Any, spec: str = ".4g") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def training_text(payload: dict) -> str:
+    step, total = payload["step"], payload["max_steps"]
+    width = 30
+    filled = int(width * step / total) if total else 0
+    bar = "█" * filled + "░" * (width - filled)
+    line = f"{payload['run_id']} [{payload['status']}] {bar} step {step}/{total}"
+    if payload.get("elapsed_seconds") is not None:
+        line += f" · elapsed {_duration(payload['elapsed_seconds'])}"
+    if payload.get("eta_seconds") is not None and payload["status"] == "running":
+        line += f" · ETA {_duration(payload['eta_seconds'])}"
+    metrics = payload["metrics"]
+    if metrics:
+        last = metrics[-1]
+        line += (
+            f"\nloss {_fmt(last['loss'])} · lr {_fmt(last.get('lr'), '.3g')} · grad norm {_fmt(last.get('grad_norm'), '.3g')}"
+            f" · {_fmt(last.get('tokens_per_second'), ',.0f')} tokens/s"
+        )
+        if last.get("gpu_memory_gib") is not None:
+            line += f" · GPU {last['gpu_memory_gib']:.1f} GiB"
+    if payload.get("message"):
+        line += f"\n{payload['message']}"
+    return line
+
+
+def _sparkline(values: list[float], width: int = 320, height: int = 60) -> str:
+    points = [v for v in values if v is not None and math.isfinite(v)]
+    if len(points) < 2:
+        return ""
+    lo, hi = min(points), max(points)
+    span = (hi - lo) or 1.0
+    step = width / (len(points) - 1)
+    coords = " ".join(f"{i * step:.1f},{height - 4 - (v - lo) / span * (height - 8):.1f}" for i, v in enumerate(points))
+    return (
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="loss curve">'
+        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="{coords}"/></svg>'
+    )
+
+
+def training_html(payload: dict) -> str:
+    step, total = payload["step"], payload["max_steps"]
+    pct = 100.0 * step / total if total else 0.0
+    metrics = payload["metrics"]
+    rows = ""
+    if metrics:
+        last = metrics[-1]
+        cells = [
+            ("loss", _fmt(last["loss"])),
+            ("lr", _fmt(last.get("lr"), ".3g")),
+            ("grad norm", _fmt(last.get("grad_norm"), ".3g")),
+            ("tokens/s", _fmt(last.get("tokens_per_second"), ",.0f")),
+            ("GPU memory (GiB)", _fmt(last.get("gpu_memory_gib"), ".1f")),
+        ]
+        rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in cells)
+    eta = _duration(payload.get("eta_seconds")) if payload["status"] == "running" else "–"
+    message = f"<div>{_esc(payload['message'])}</div>" if payload.get("message") else ""
+    return (
+        '<div class="oss-finetune-training" style="font-family:sans-serif;font-size:13px">'
+        f"<div><b>{_esc(payload['run_id'])}</b> · {_esc(payload['status'])} · step {step}/{total} · ETA {_esc(eta)}</div>"
+        f'<div style="background:#eee;width:320px;height:8px"><div style="background:#009E73;width:{pct:.1f}%;height:8px"></div></div>'
+        f"{_sparkline([m['loss'] for m in metrics])}"
+        f"<table>{rows}</table>{message}</div>"
+    )
+
+
+# Data set summary -------------------------------------------------------------------------------
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def dataset_text(payload: dict) -> str:
+    langs = ", ".join(f"{k} {v}" for k, v in sorted(payload["languages"].items(), key=lambda kv: -kv[1]))
+    over = payload["over_limit"]
+    trained = payload["tokens_trained"] / payload["tokens_total"] if payload["tokens_total"] else 0.0
+    lengths = payload["token_lengths"]
+    lines = [
+        f"{payload['source']}: {_rows(payload['rows'])}" + (f" ({payload.get('format')})" if payload.get("format") else ""),
+        f"languages: {langs or '–'}",
+        f"tokens: {payload['tokens_total']:,} total, {payload['tokens_trained']:,} trained ({trained:.0%}, loss mask {payload.get('loss_mask', '?')})",
+        f"length: min {lengths.get('min')}, mean {_fmt(lengths.get('mean'), '.0f')}, max {lengths.get('max')}; "
+        f"{_rows(over['rows'])} over max_seq_length {payload['max_seq_length']} ({'truncated' if over['action'] == 'truncate' else 'dropped'})",
+    ]
+    skipped = payload.get("skipped_rows") or []
+    if skipped:
+        lines.append(f"{len(skipped)} bad {_rows(len(skipped)).split(' ', 1)[1]} skipped, first: row {skipped[0]['row']}: {skipped[0]['error']}")
+    return "\n".join(lines)
+
+
+def _histogram(edges: list[float], counts: list[int], width: int = 320, height: int = 80) -> str:
+    if not counts:
+        return ""
+    top = max(counts) or 1
+    bar = width / len(counts)
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - c / top * height:.1f}" width="{max(bar - 1, 1):.1f}" '
+        f'height="{c / top * height:.1f}" fill="#56B4E9"><title>{_esc(f"{edges[i]:g}–{edges[i + 1]:g} tokens: {c} rows")}</title></rect>'
+        for i, c in enumerate(counts)
+    )
+    return f'<svg width="{width}" height="{height}" role="img" aria-label="token length histogram">{rects}</svg>'
+
+
+def dataset_html(payload: dict) -> str:
+    langs = "".join(
+        f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in sorted(payload["languages"].items(), key=lambda kv: -kv[1])
+    )
+    text = _esc(dataset_text(payload)).replace("\n", "<br>")
+    lengths = payload["token_lengths"]
+    return (
+        '<div class="oss-finetune-dataset" style="font-family:sans-serif;font-size:13px">'
+        f"<div>{text}</div>{_histogram(lengths['edges'], lengths['counts'])}"
+        f"<table><tr><th>language</th><th>rows</th></tr>{langs}</table></div>"
+    )
+
+
+# Live outputs -----------------------------------------------------------------------------------
+
+class LiveOutput:
+    """One output that is replaced in place (display_id) each time ``update`` is called."""
+
+    def __init__(self, name: str, display_id: str | None = None):
+        self.name = name
+        self.display_id = display_id or f"oss-finetune-{uuid.uuid4().hex}"
+        self._shown = False
+
+    def update(self, payload: dict) -> None:
+        from IPython.display import display, update_display
+
+        data = bundle(self.name, payload)
+        if self._shown:
+            update_display(data, raw=True, display_id=self.display_id)
+        else:
+            display(data, raw=True, display_id=self.display_id)
+            self._shown = True
+
+
+def show(name: str, payload: dict) -> None:
+    """Display one payload as a rich output in the current cell."""
+    from IPython.display import display
+
+    display(bundle(name, payload), raw=True)
+
