@@ -1,0 +1,407 @@
+"""The base model and its LoRA adapter.
+
+``load_model`` takes the ``model`` section of a fine-tune config (schema/finetune-config.schema.json)
+and returns the model, its tokenizer and a line that tells the person which device and dtype were
+chosen and why. ``apply_lora`` takes the ``lora`` section and wraps the model with a peft adapter.
+
+Two kinds of model go through the same class, ``GptOssForCausalLM``:
+
+- a hub id or a local folder of the GPT-OSS family (MXFP4 checkpoints are dequantized to bf16,
+  bitsandbytes 4-bit on request where CUDA and bitsandbytes exist);
+- ``embedded:tiny``: the real architecture (MoE experts, attention sinks, alternating sliding
+  window, YaRN rope) at toy width with the real 201,088-row vocabulary, built from a seed on the CPU
+  in well under a second, so that notebooks and tests run without a GPU or the hub.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EMBEDDED_PREFIX = "embedded:"
+EMBEDDED_TINY = "embedded:tiny"
+
+# gpt-oss' o200k_harmony has 201,088 rows (200,019 named tokens, the rest reserved).
+VOCAB_SIZE = 201_088
+PAD_TOKEN_ID = 199_999  # <|endoftext|>, the pad of the released checkpoints
+RETURN_TOKEN_ID = 200_002  # <|return|>, the end of a finished assistant turn
+CALL_TOKEN_ID = 200_012  # <|call|>, the end of a tool call
+
+# The rope of the released checkpoints: YaRN x32 over a 4,096-token original context.
+_YARN = {
+    "rope_type": "yarn",
+    "rope_theta": 150000.0,
+    "factor": 32.0,
+    "beta_fast": 32.0,
+    "beta_slow": 1.0,
+    "truncate": False,
+    "original_max_position_embeddings": 4096,
+}
+
+TINY_SEED = 1234
+
+
+def _yarn() -> dict:
+    return dict(_YARN)
+
+
+def gpt_oss_20b_config(**overrides: Any):
+    """The architecture of openai/gpt-oss-20b (24 layers, 32 experts, 4 per token), without weights."""
+    from transformers import GptOssConfig
+
+    values = dict(
+        num_hidden_layers=24,
+        num_local_experts=32,
+        num_experts_per_tok=4,
+        vocab_size=VOCAB_SIZE,
+        hidden_size=2880,
+        intermediate_size=2880,
+        head_dim=64,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        sliding_window=128,
+        max_position_embeddings=131072,
+        rope_parameters=_yarn(),
+        rms_norm_eps=1e-5,
+        attention_bias=True,
+        tie_word_embeddings=False,
+        router_aux_loss_coef=0.9,
+        swiglu_limit=7.0,
+        pad_token_id=PAD_TOKEN_ID,
+        eos_token_id=RETURN_TOKEN_ID,
+    )
+    values.update(overrides)
+    return GptOssConfig(**values)
+
+
+def tiny_config(**overrides: Any):
+    """The embedded model's architecture: every GPT-OSS feature, at a width a laptop CPU trains in seconds.
+
+    The hidden size stays small because on a CPU the 201,088-row embedding and output layer cost more
+    than all the layers together. The sliding window is 16 tokens (128 in the real model) so that short
+    test sequences actually exercise the windowed layers.
+    """
+    from transformers import GptOssConfig
+
+    values = dict(
+        num_hidden_layers=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        vocab_size=VOCAB_SIZE,
+        hidden_size=64,
+        intermediate_size=64,
+        head_dim=16,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=16,
+        max_position_embeddings=131072,
+        rope_parameters=_yarn(),
+        rms_norm_eps=1e-5,
+        attention_bias=True,
+        tie_word_embeddings=False,
+        pad_token_id=PAD_TOKEN_ID,
+        eos_token_id=RETURN_TOKEN_ID,
+        # Wider than the real 0.02 so that the untrained toy already has peaked, token-specific
+        # logits; with 0.02 at width 64 every output is near uniform and nothing looks learned.
+        initializer_range=0.1,
+    )
+    values.update(overrides)
+    return GptOssConfig(**values)
+
+
+@dataclass
+class LoadedModel:
+    """What ``load_model`` returns. ``description`` is the line to show the person."""
+
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype
+    name_or_path: str
+    description: str
+    embedded: bool = False
+    quantization: str | None = None
+    config: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the notebook shows this when the cell ends with the object
+        return f"LoadedModel({self.description})"
+
+
+class ModelLoadError(RuntimeError):
+    """The model could not be loaded; the message says what to change."""
+
+
+def _model_section(model_config: dict | None) -> dict:
+    from . import schema
+
+    return schema.with_defaults({"model": copy.deepcopy(model_config or {})})["model"]
+
+
+def _lora_section(lora_config: dict | None) -> dict:
+    from . import schema
+
+    return schema.with_defaults({"lora": copy.deepcopy(lora_config or {})})["lora"]
+
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def choose_device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype, str]:
+    """Resolve 'auto' settings; the third value is the reason, in words, for the line shown to the person."""
+    cuda = torch.cuda.is_available()
+    reasons = []
+    if device == "auto":
+        if cuda:
+            chosen_device = torch.device("cuda", torch.cuda.current_device())
+            reasons.append(f"device cuda: found {torch.cuda.get_device_name(chosen_device)}")
+        else:
+            chosen_device = torch.device("cpu")
+            reasons.append("device cpu: no CUDA GPU found")
+    elif device == "cuda":
+        if not cuda:
+            raise ModelLoadError(
+                "device='cuda' was asked for, but torch sees no CUDA GPU "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}). "
+                "Use device='auto' or 'cpu'."
+            )
+        chosen_device = torch.device("cuda", torch.cuda.current_device())
+        reasons.append(f"device cuda: asked for ({torch.cuda.get_device_name(chosen_device)})")
+    else:
+        chosen_device = torch.device("cpu")
+        reasons.append("device cpu: asked for")
+
+    if dtype == "auto":
+        if chosen_device.type == "cuda" and torch.cuda.is_bf16_supported():
+            chosen_dtype = torch.bfloat16
+            reasons.append("bfloat16: the GPU supports it and GPT-OSS was trained in it")
+        elif chosen_device.type == "cuda":
+            # float16 overflows in GPT-OSS' activations; only full precision is safe without bf16.
+            chosen_dtype = torch.float32
+            reasons.append("float32: this GPU lacks bfloat16 and float16 overflows in GPT-OSS")
+        else:
+            chosen_dtype = torch.float32
+            reasons.append("float32: CPUs compute bfloat16 slowly and less exactly")
+    else:
+        chosen_dtype = _DTYPES[dtype]
+        reasons.append(f"{dtype}: asked for")
+    return chosen_device, chosen_dtype, "; ".join(reasons)
+
+
+def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dtype: torch.dtype = torch.float32,
+                         device: torch.device | str = "cpu", attn_implementation: str = "eager"):
+    """Build the embedded model from its seed: the same weights on every machine."""
+    from transformers import GptOssForCausalLM
+
+    if name != EMBEDDED_TINY:
+        raise ModelLoadError(f"unknown embedded model {name!r}; the one that ships is {EMBEDDED_TINY!r}")
+    config = tiny_config()
+    config._attn_implementation = attn_implementation
+    # Weights are drawn on the CPU in float32 from a private generator state, so that the model is
+    # identical across devices and dtypes and the caller's random stream is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GptOssForCausalLM(config)
+    model.generation_config.pad_token_id = PAD_TOKEN_ID
+    model.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def _load_tokenizer(name_or_path: str | None):
+    """The model's own tokenizer; the vendored gpt-oss tokenizer for the embedded model or a folder without one."""
+    vendored = Path(__file__).with_name("assets") / "tokenizer"
+    try:
+        from .tokenizer import load_tokenizer  # type: ignore[attr-defined]
+    except ImportError:
+        load_tokenizer = None
+    candidates = [name_or_path] if name_or_path else []
+    candidates.append(str(vendored))
+    last_error: Exception | None = None
+    for candidate in candidates:
+        try:
+            if load_tokenizer is not None:
+                return load_tokenizer(candidate)
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(candidate)
+        except Exception as error:  # noqa: BLE001 - a folder without a tokenizer falls back to the vendored one
+            last_error = error
+    raise ModelLoadError(f"no tokenizer could be loaded for {name_or_path!r}: {last_error}")
+
+
+def _bitsandbytes_available() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install is as good as none
+        return False
+    return True
+
+
+def _checkpoint_quantization(name_or_path: str) -> str | None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    quant = getattr(config, "quantization_config", None)
+    if quant is None:
+        return None
+    if isinstance(quant, dict):
+        return quant.get("quant_method")
+    return getattr(quant, "quant_method", None)
+
+
+def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> LoadedModel:
+    """Load the base model described by the ``model`` section of a fine-tune config.
+
+    Keys (all optional): name_or_path ('embedded:tiny', a hub id or a local folder), dtype
+    ('auto' | 'bfloat16' | 'float16' | 'float32'), device ('auto' | 'cpu' | 'cuda'), load_in_4bit,
+    attn_implementation.
+    """
+    settings = _model_section(model_config)
+    name = settings["name_or_path"]
+    device, dtype, why = choose_device_and_dtype(settings["device"], settings["dtype"])
+    attn = settings["attn_implementation"]
+
+    if settings["load_in_4bit"]:
+        if device.type != "cuda":
+            raise ModelLoadError(
+                "load_in_4bit needs a CUDA GPU (bitsandbytes quantizes on the GPU), and this model would run "
+                "on the CPU. Set load_in_4bit to false, or run on a machine with an NVIDIA GPU."
+            )
+        if not _bitsandbytes_available():
+            raise ModelLoadError(
+                "load_in_4bit needs the bitsandbytes package, which is not installed here. "
+                "Install it with `pip install 'oss-finetune[gpu]'` (or `pip install bitsandbytes`), "
+                "or set load_in_4bit to false."
+            )
+
+    if name.startswith(EMBEDDED_PREFIX):
+        if settings["load_in_4bit"]:
+            raise ModelLoadError(
+                "load_in_4bit applies to hub or local checkpoints; the embedded model is small enough "
+                "to load in full precision. Set load_in_4bit to false."
+            )
+        model = build_embedded_model(name, dtype=dtype, device=device, attn_implementation=attn)
+        tok = tokenizer if tokenizer is not None else _load_tokenizer(None)
+        description = (
+            f"{name}: GptOssForCausalLM, {model.config.num_hidden_layers} layers, "
+            f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
+            f"{_count(model):,} parameters, on {device} in {_dtype_name(dtype)} ({why})"
+        )
+        return LoadedModel(model, tok, device, dtype, name, description, embedded=True, config=settings)
+
+    from transformers import GptOssForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn}
+    quantization = _checkpoint_quantization(name)
+    if quantization == "mxfp4":
+        if settings["load_in_4bit"]:
+            raise ModelLoadError(
+                f"{name} is an MXFP4 checkpoint; bitsandbytes cannot re-quantize it while it loads. "
+                "Use a bf16 checkpoint (for example unsloth/gpt-oss-20b-BF16) or a checkpoint already "
+                "quantized with bitsandbytes (for example unsloth/gpt-oss-20b-bnb-4bit)."
+            )
+        from transformers import Mxfp4Config
+
+        # LoRA trains through the base weights, so the MXFP4 experts are expanded to bf16 once at load.
+        kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
+        kwargs["dtype"] = torch.bfloat16 if settings["dtype"] == "auto" and device.type == "cuda" else dtype
+        why += "; MXFP4 weights dequantized to bf16 for training"
+        quantization = "mxfp4->dequantized"
+    elif quantization == "bitsandbytes" or settings["load_in_4bit"]:
+        if device.type != "cuda" or not _bitsandbytes_available():
+            raise ModelLoadError(
+                f"{name} is quantized with bitsandbytes, which needs a CUDA GPU and the bitsandbytes package. "
+                "Load a bf16 checkpoint instead, or run on a machine with an NVIDIA GPU."
+            )
+        if quantization is None:
+            from transformers import BitsAndBytesConfig
+
+            compute = dtype if dtype != torch.float32 else torch.bfloat16
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=compute,
+                bnb_4bit_use_double_quant=True,
+            )
+        why += "; base weights in 4-bit NF4 (bitsandbytes)"
+        quantization = "bnb-4bit"
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}
+
+    try:
+        model = GptOssForCausalLM.from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load {name!r} as a GPT-OSS model: {error}") from error
+    if device.type != "cuda":
+        model = model.to(device)
+    model.eval()
+    tok = tokenizer if tokenizer is not None else _load_tokenizer(name)
+    description = (
+        f"{name}: {type(model).__name__}, {model.config.num_hidden_layers} layers, "
+        f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
+        f"on {device} in {_dtype_name(model.dtype)} ({why})"
+    )
+    return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization,
+                       config=settings)
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _count(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# The expert weights are 3-D parameters (experts x in x out), not nn.Linear modules, so peft reaches
+# them through target_parameters rather than target_modules.
+EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+
+def lora_config_for(lora_config: dict | None = None):
+    """The peft LoraConfig for the ``lora`` section of a fine-tune config."""
+    from peft import LoraConfig
+
+    settings = _lora_section(lora_config)
+    return LoraConfig(
+        r=settings["r"],
+        lora_alpha=settings["alpha"],
+        lora_dropout=settings["dropout"],
+        target_modules=list(settings["target_modules"]),
+        target_parameters=list(EXPERT_PARAMETERS) if settings["target_experts"] else None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def apply_lora(model, lora_config: dict | None = None, *, seed: int | None = None):
+    """Wrap ``model`` with a fresh LoRA adapter; returns the peft model (base weights frozen).
+
+    ``seed`` fixes the adapter's initial weights without disturbing the caller's random stream.
+    """
+    from peft import get_peft_model
+
+    config = lora_config_for(lora_config)
+    if seed is None:
+        peft_model = get_peft_model(model, config)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            peft_model = get_peft_model(model, config)
+    return peft_model
+
+
+def trainable_parameters(model) -> int:
+    return _count(model, trainable_only=True)
+
+
+def all_parameters(model) -> int:
+    return _count(model)
+
+
+def describe_lora(model) -> str:
+    trainable, total = trainable_parameters(model), all_parameters(model)
+    return f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / max(total, 1):.4f}%)"
