@@ -243,15 +243,16 @@ export class KernelManager extends EventEmitter {
   async restart(): Promise<KernelClient> {
     const client = this.client;
     if (!client) throw new Error('kernel not started');
+    const wasBusy = client.status === 'busy';
     client.markGone(new KernelGoneError('restarted'));
-    await this.stopProcess(true);
+    await this.stopProcess(true, false, wasBusy);
     this.spawnProcess();
     this.kernelInfo = await client.waitForReady({ timeoutMs: this.options.startTimeoutMs ?? 60000 });
     this.emit('restarted');
     return client;
   }
 
-  private async stopProcess(restart: boolean, now = false): Promise<void> {
+  private async stopProcess(restart: boolean, now = false, busy = this.client?.status === 'busy'): Promise<void> {
     const child = this.process;
     if (!child || !this.alive) return;
     this.expectingExit = true;
@@ -260,6 +261,12 @@ export class KernelManager extends EventEmitter {
       else child.once('exit', () => resolve());
     });
     if (!now && this.client) {
+      // A kernel stuck in user code cannot act on shutdown_request until that code returns; interrupting
+      // first turns a shutdown timeout plus SIGKILL into a clean exit.
+      if (busy) {
+        if (this.spec.interrupt_mode === 'message') this.client.interruptViaMessage().catch(() => undefined);
+        else killGroup(child, 'SIGINT');
+      }
       const msg = this.client.session.message('shutdown_request', { restart });
       this.client.channels.send('control', msg).catch(() => undefined);
       const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), this.options.shutdownTimeoutMs ?? 5000).unref());
