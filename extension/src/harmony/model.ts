@@ -1,0 +1,150 @@
+import type { Channel, HarmonyTokenStream, Part, Role } from '@oss-finetune/schema';
+
+export type HarmonyChannel = Channel;
+export const CHANNELS: HarmonyChannel[] = ['analysis', 'commentary', 'final', 'none'];
+export const ROLES: Role[] = ['system', 'developer', 'user', 'assistant', 'tool'];
+
+export type Change = 'same' | 'added' | 'removed';
+
+/**
+ * One row of tokens as the pane draws it. A plain stream and a before/after diff both look like
+ * this, so the virtualized pane has a single code path.
+ */
+export interface TokenSource {
+  readonly length: number;
+  readonly hasLoss: boolean;
+  id(i: number): number;
+  text(i: number): string;
+  role(i: number): Role;
+  channel(i: number): HarmonyChannel;
+  part(i: number): Part;
+  trained(i: number): boolean;
+  loss(i: number): number | null;
+  change(i: number): Change;
+  /** Position in the stream the token came from, for the hover card. */
+  origin(i: number): number;
+}
+
+export class StreamSource implements TokenSource {
+  readonly length: number;
+  readonly hasLoss: boolean;
+  constructor(readonly stream: HarmonyTokenStream) {
+    this.length = stream.ids.length;
+    this.hasLoss = Array.isArray(stream.loss) && stream.loss.some((v) => typeof v === 'number');
+  }
+  id(i: number) { return this.stream.ids[i]; }
+  text(i: number) { return this.stream.text[i]; }
+  role(i: number) { return this.stream.role[i]; }
+  channel(i: number) { return this.stream.channel[i]; }
+  part(i: number) { return this.stream.part[i]; }
+  trained(i: number) { return this.stream.trained[i]; }
+  loss(i: number) { return this.stream.loss?.[i] ?? null; }
+  change(): Change { return 'same'; }
+  origin(i: number) { return i; }
+}
+
+/** The schema cannot say that the parallel arrays have one length; this does. */
+export function streamProblems(stream: HarmonyTokenStream, where: string): string[] {
+  const n = stream.ids.length;
+  const problems: string[] = [];
+  for (const key of ['text', 'message', 'role', 'channel', 'part', 'trained', 'loss', 'logprob'] as const) {
+    const values = stream[key] as unknown[] | undefined;
+    if (values !== undefined && values.length !== n) {
+      problems.push(`${where}.${key}: has ${values.length} entries but ids has ${n}`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * What a chip shows. Whitespace is made visible because the loss mask and the tokenizer's splits
+ * are exactly where a stray space or newline matters.
+ */
+export function displayText(text: string): string {
+  if (text === '') return '∅';
+  return text.replace(/\n/g, '⏎').replace(/\r/g, '␍').replace(/\t/g, '⇥').replace(/ /g, '·');
+}
+
+export function endsLine(text: string): boolean {
+  return text.endsWith('\n');
+}
+
+/** Width in monospace columns; East Asian wide characters and emoji take two. */
+export function columns(shown: string): number {
+  let width = 0;
+  for (const ch of shown) {
+    const cp = ch.codePointAt(0)!;
+    width += cp >= 0x1100 && (cp <= 0x115f || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xff00 && cp <= 0xff60) || cp >= 0x1f300) ? 2 : 1;
+  }
+  return width;
+}
+
+/** The colour a chip takes: the channel for assistant output, the role for everything else. */
+export function colourKey(role: Role, channel: HarmonyChannel): string {
+  return channel !== 'none' ? channel : role;
+}
+
+/**
+ * Diff two streams by token id: common prefix and suffix first (the usual case: one prompt, two
+ * answers), then a longest-common-subsequence table for the middle while it stays small, and a plain
+ * replace when it does not.
+ */
+export function diffSources(before: TokenSource, after: TokenSource, maxCells = 4_000_000): TokenSource {
+  const entries: { from: TokenSource; index: number; change: Change }[] = [];
+  let start = 0;
+  while (start < before.length && start < after.length && before.id(start) === after.id(start)) start++;
+  let endB = before.length;
+  let endA = after.length;
+  while (endB > start && endA > start && before.id(endB - 1) === after.id(endA - 1)) {
+    endB--;
+    endA--;
+  }
+  for (let i = 0; i < start; i++) entries.push({ from: after, index: i, change: 'same' });
+  const n = endB - start;
+  const m = endA - start;
+  if (n * m <= maxCells && n > 0 && m > 0) {
+    const width = m + 1;
+    const table = new Uint32Array((n + 1) * (m + 1));
+    for (let i = n - 1; i >= 0; i--) {
+      for (let j = m - 1; j >= 0; j--) {
+        table[i * width + j] =
+          before.id(start + i) === after.id(start + j)
+            ? table[(i + 1) * width + j + 1] + 1
+            : Math.max(table[(i + 1) * width + j], table[i * width + j + 1]);
+      }
+    }
+    let i = 0;
+    let j = 0;
+    while (i < n && j < m) {
+      if (before.id(start + i) === after.id(start + j)) {
+        entries.push({ from: after, index: start + j, change: 'same' });
+        i++;
+        j++;
+      } else if (table[(i + 1) * width + j] >= table[i * width + j + 1]) {
+        entries.push({ from: before, index: start + i++, change: 'removed' });
+      } else {
+        entries.push({ from: after, index: start + j++, change: 'added' });
+      }
+    }
+    while (i < n) entries.push({ from: before, index: start + i++, change: 'removed' });
+    while (j < m) entries.push({ from: after, index: start + j++, change: 'added' });
+  } else {
+    for (let i = start; i < endB; i++) entries.push({ from: before, index: i, change: 'removed' });
+    for (let j = start; j < endA; j++) entries.push({ from: after, index: j, change: 'added' });
+  }
+  for (let j = endA; j < after.length; j++) entries.push({ from: after, index: j, change: 'same' });
+
+  return {
+    length: entries.length,
+    hasLoss: before.hasLoss || after.hasLoss,
+    id: (k) => entries[k].from.id(entries[k].index),
+    text: (k) => entries[k].from.text(entries[k].index),
+    role: (k) => entries[k].from.role(entries[k].index),
+    channel: (k) => entries[k].from.channel(entries[k].index),
+    part: (k) => entries[k].from.part(entries[k].index),
+    trained: (k) => entries[k].from.trained(entries[k].index),
+    loss: (k) => entries[k].from.loss(entries[k].index),
+    change: (k) => entries[k].change,
+    origin: (k) => entries[k].index,
+  };
+}

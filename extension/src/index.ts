@@ -1,0 +1,10 @@
+export { default as plugin } from './plugin';
+export { default as mimeExtensions } from './mime';
+export { HarmonyRenderer } from './harmony/renderer';
+export { HarmonyView } from './harmony/view';
+export { TokenPane } from './harmony/pane';
+export { TrainingRenderer } from './training/renderer';
+export { TrainingDashboard } from './training/dashboard';
+export { svgCharts, plotlyCharts } from './training/charts';
+export { DatasetRenderer } from './dataset/renderer';
+export { requestStop, setKernelFinder, COMM_TARGET } from './training/stop';

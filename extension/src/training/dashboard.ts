@@ -1,0 +1,164 @@
+import type { StepMetrics, TrainingRunPayload } from '@oss-finetune/schema';
+
+import { el, formatDuration, formatNumber } from '../common/payload';
+import { ChartBackend, Series } from './charts';
+
+export type StopHandler = (runId: string, node: HTMLElement) => Promise<void>;
+
+interface MetricSpec {
+  key: keyof StepMetrics;
+  title: string;
+  unit?: string;
+}
+
+const METRICS: MetricSpec[] = [
+  { key: 'loss', title: 'loss' },
+  { key: 'lr', title: 'learning rate' },
+  { key: 'grad_norm', title: 'grad norm' },
+  { key: 'tokens_per_second', title: 'tokens/s' },
+  { key: 'gpu_memory_gib', title: 'GPU memory', unit: 'GiB' },
+];
+
+const ACTIVE = new Set(['pending', 'running']);
+
+/**
+ * The live view of one training run. It is built once and then updated in place, because the
+ * kernel re-sends the whole payload after every logged step to the same display.
+ */
+export class TrainingDashboard {
+  readonly node: HTMLDivElement;
+  private readonly runLabel: HTMLSpanElement;
+  private readonly statusBadge: HTMLSpanElement;
+  private readonly progress: HTMLDivElement;
+  private readonly progressFill: HTMLDivElement;
+  private readonly progressText: HTMLSpanElement;
+  private readonly timing: HTMLSpanElement;
+  private readonly message: HTMLDivElement;
+  private readonly stopButton: HTMLButtonElement;
+  private readonly stopNote: HTMLSpanElement;
+  private readonly latest = new Map<string, HTMLElement>();
+  private readonly charts = new Map<string, HTMLDivElement>();
+  private payload: TrainingRunPayload | null = null;
+  private stopRequestedFor: string | null = null;
+
+  constructor(
+    private readonly backend: ChartBackend,
+    private readonly stop: StopHandler,
+  ) {
+    this.node = el('div', 'ossft-training');
+    const head = el('div', 'ossft-run-head');
+    this.runLabel = el('span', 'ossft-run-id');
+    this.statusBadge = el('span', 'ossft-run-status');
+    this.statusBadge.setAttribute('role', 'status');
+    this.stopButton = el('button', 'ossft-stop', 'Stop');
+    this.stopButton.type = 'button';
+    this.stopButton.setAttribute('aria-label', 'Stop training after the current step and save a checkpoint');
+    this.stopButton.addEventListener('click', () => void this.onStop());
+    this.stopNote = el('span', 'ossft-stop-note');
+    this.stopNote.setAttribute('aria-live', 'polite');
+    head.append(this.runLabel, this.statusBadge, this.stopButton, this.stopNote);
+    this.node.appendChild(head);
+
+    this.progress = el('div', 'ossft-progress');
+    this.progress.setAttribute('role', 'progressbar');
+    this.progress.setAttribute('aria-valuemin', '0');
+    this.progressFill = el('div', 'ossft-progress-fill');
+    this.progress.appendChild(this.progressFill);
+    const progressRow = el('div', 'ossft-progress-row');
+    this.progressText = el('span', 'ossft-progress-text');
+    this.timing = el('span', 'ossft-timing');
+    progressRow.append(this.progress, this.progressText, this.timing);
+    this.node.appendChild(progressRow);
+
+    this.message = el('div', 'ossft-run-message');
+    this.node.appendChild(this.message);
+
+    const latest = el('dl', 'ossft-latest');
+    for (const spec of METRICS) {
+      const value = el('dd', `ossft-latest-${spec.key}`, '–');
+      latest.append(el('dt', undefined, spec.unit ? `${spec.title} (${spec.unit})` : spec.title), value);
+      this.latest.set(spec.key, value);
+    }
+    this.node.appendChild(latest);
+
+    const grid = el('div', 'ossft-charts');
+    for (const spec of METRICS) {
+      const chart = el('div', `ossft-chart ossft-chart-${spec.key}`);
+      chart.appendChild(el('div', 'ossft-chart-title', spec.unit ? `${spec.title} (${spec.unit})` : spec.title));
+      const plot = el('div', 'ossft-chart-plot');
+      chart.appendChild(plot);
+      grid.appendChild(chart);
+      this.charts.set(spec.key, plot);
+    }
+    this.node.appendChild(grid);
+  }
+
+  get runId(): string | null {
+    return this.payload?.run_id ?? null;
+  }
+
+  update(payload: TrainingRunPayload): void {
+    if (this.payload && this.payload.run_id !== payload.run_id) this.stopRequestedFor = null;
+    this.payload = payload;
+    this.runLabel.textContent = `Run ${payload.run_id}${payload.device ? ` · ${payload.device}` : ''}`;
+    this.statusBadge.textContent = payload.status;
+    this.statusBadge.className = `ossft-run-status ossft-status-${payload.status}`;
+
+    const fraction = Math.max(0, Math.min(1, payload.step / payload.max_steps));
+    this.progress.setAttribute('aria-valuemax', String(payload.max_steps));
+    this.progress.setAttribute('aria-valuenow', String(payload.step));
+    this.progress.setAttribute('aria-label', `Training progress: step ${payload.step} of ${payload.max_steps}`);
+    this.progressFill.style.width = `${(fraction * 100).toFixed(1)}%`;
+    this.progressText.textContent = `step ${payload.step} / ${payload.max_steps} (${Math.round(fraction * 100)}%)`;
+    const timing = [`elapsed ${formatDuration(payload.elapsed_seconds)}`];
+    if (ACTIVE.has(payload.status)) timing.push(`ETA ${formatDuration(payload.eta_seconds)}`);
+    this.timing.textContent = timing.join(' · ');
+
+    const lines = [payload.message, payload.checkpoint ? `checkpoint: ${payload.checkpoint}` : null].filter(Boolean);
+    this.message.textContent = lines.join(' — ');
+    this.message.hidden = lines.length === 0;
+
+    const active = ACTIVE.has(payload.status);
+    const asked = this.stopRequestedFor === payload.run_id;
+    this.stopButton.disabled = !active || asked;
+    this.stopButton.textContent = payload.status === 'stopping' || (asked && active) ? 'Stopping…' : 'Stop';
+    if (!active && payload.status !== 'stopping') this.stopNote.textContent = '';
+
+    const last = payload.metrics[payload.metrics.length - 1];
+    for (const spec of METRICS) {
+      const value = last?.[spec.key] as number | null | undefined;
+      this.latest.get(spec.key)!.textContent = formatNumber(value);
+      const series: Series = {
+        title: spec.title,
+        unit: spec.unit,
+        x: payload.metrics.map((m) => m.step),
+        y: payload.metrics.map((m) => (m[spec.key] as number | null | undefined) ?? NaN),
+      };
+      const plot = this.charts.get(spec.key)!;
+      const hasData = series.y.some((y) => Number.isFinite(y));
+      plot.parentElement!.hidden = !hasData && spec.key !== 'loss';
+      if (hasData || spec.key === 'loss') this.backend.draw(plot, series);
+    }
+  }
+
+  resize(): void {
+    for (const plot of this.charts.values()) this.backend.resize?.(plot);
+  }
+
+  private async onStop(): Promise<void> {
+    const payload = this.payload;
+    if (!payload) return;
+    this.stopRequestedFor = payload.run_id;
+    this.stopButton.disabled = true;
+    this.stopButton.textContent = 'Stopping…';
+    this.stopNote.textContent = 'Asked the kernel to stop after this step and save a checkpoint.';
+    try {
+      await this.stop(payload.run_id, this.node);
+    } catch (err) {
+      this.stopRequestedFor = null;
+      this.stopButton.disabled = !ACTIVE.has(this.payload?.status ?? '');
+      this.stopButton.textContent = 'Stop';
+      this.stopNote.textContent = `Could not ask the kernel to stop: ${err instanceof Error ? err.message : String(err)}`;
+    }
+  }
+}
