@@ -1,3 +1,4 @@
 export * from './wire';
 export * from './client';
 export * from './launcher';
+export * from './server';
