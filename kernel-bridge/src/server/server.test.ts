@@ -23,7 +23,11 @@ afterAll(async () => {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
-async function api(path: string, init: RequestInit = {}, token: string | null = server.token): Promise<Response & { json(): Promise<Json> }> {
+async function json(res: Promise<Response>): Promise<Json> {
+  return (await res).json();
+}
+
+async function api(path: string, init: RequestInit = {}, token: string | null = server.token): Promise<Response> {
   const headers = new Headers(init.headers);
   if (token !== null) headers.set('Authorization', `token ${token}`);
   return fetch(new URL(path, base), { ...init, headers });
@@ -99,7 +103,7 @@ describe('KernelServer REST', () => {
   });
 
   it('lists kernelspecs without leaking argv', async () => {
-    const body = await (await api('api/kernelspecs')).json();
+    const body: Json = await (await api('api/kernelspecs')).json();
     expect(body.default).toBe('python3');
     expect(body.kernelspecs.python3.spec).toMatchObject({ display_name: 'Python (python3)', language: 'python', argv: [] });
   });
@@ -115,15 +119,15 @@ describe('KernelServer REST', () => {
   it('creates, lists, gets, interrupts, restarts and deletes a kernel', async () => {
     const created = await api('api/kernels', { method: 'POST', body: JSON.stringify({ name: 'python3' }) });
     expect(created.status).toBe(201);
-    const model = await created.json();
+    const model: Json = await created.json();
     expect(model).toMatchObject({ name: 'python3', connections: 0 });
     expect(created.headers.get('location')).toBe(`/api/kernels/${model.id}`);
-    expect((await (await api('api/kernels')).json()).map((k: { id: string }) => k.id)).toEqual([model.id]);
-    expect((await (await api(`api/kernels/${model.id}`)).json()).id).toBe(model.id);
+    expect((await json(api('api/kernels'))).map((k: { id: string }) => k.id)).toEqual([model.id]);
+    expect((await json(api(`api/kernels/${model.id}`))).id).toBe(model.id);
     expect((await api(`api/kernels/${model.id}/interrupt`, { method: 'POST' })).status).toBe(204);
     const restarted = await api(`api/kernels/${model.id}/restart`, { method: 'POST' });
     expect(restarted.status).toBe(200);
-    expect((await restarted.json()).id).toBe(model.id);
+    expect((await json(Promise.resolve(restarted))).id).toBe(model.id);
     expect((await api(`api/kernels/${model.id}`, { method: 'DELETE' })).status).toBe(204);
     expect((await api(`api/kernels/${model.id}`)).status).toBe(404);
     expect(server.kernelCount).toBe(0);
@@ -133,7 +137,7 @@ describe('KernelServer REST', () => {
 describe('KernelServer channels', () => {
   let kernelId: string;
   beforeAll(async () => {
-    kernelId = (await (await api('api/kernels', { method: 'POST', body: '{}' })).json()).id;
+    kernelId = (await json(api('api/kernels', { method: 'POST', body: '{}' }))).id;
   });
   afterAll(async () => {
     await api(`api/kernels/${kernelId}`, { method: 'DELETE' });
@@ -143,7 +147,7 @@ describe('KernelServer channels', () => {
     const a = await rawClient(kernelId, 'json');
     const b = await rawClient(kernelId, 'v1');
     try {
-      expect((await (await api(`api/kernels/${kernelId}`)).json()).connections).toBe(2);
+      expect((await json(api(`api/kernels/${kernelId}`))).connections).toBe(2);
       const req = wsMessage('shell', 'execute_request', { code: "print('to everyone')", silent: false, store_history: true, user_expressions: {}, allow_stdin: false });
       a.send(req);
       const isReply = (m: WsMessage) => m.header.msg_type === 'execute_reply' && m.parent_header.msg_id === req.header.msg_id;
