@@ -135,16 +135,34 @@ class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message says what to change."""
 
 
-def _model_section(model_config: dict | None) -> dict:
-    from . import schema
+def config_section(name: str, values: dict | None) -> dict:
+    """One section of a fine-tune config, validated, with every default filled in."""
+    values = copy.deepcopy(values or {})
+    try:
+        from . import schema
+    except ImportError:
+        # A bare GPU image may lack jsonschema; the defaults still come from the one schema file,
+        # only the validation is skipped.
+        import json
 
-    return schema.with_defaults({"model": copy.deepcopy(model_config or {})})["model"]
+        here = Path(__file__).resolve()
+        candidates = [here.parents[2] / "schema", here.with_name("schema")]  # checkout, then wheel
+        path = next(p / "finetune-config.schema.json" for p in candidates
+                    if (p / "finetune-config.schema.json").is_file())
+        properties = json.loads(path.read_text(encoding="utf-8"))["properties"][name]["properties"]
+        unknown = sorted(set(values) - set(properties))
+        if unknown:
+            raise ValueError(f"{name}: unknown setting(s) {', '.join(unknown)}")
+        return {key: values.get(key, copy.deepcopy(spec.get("default"))) for key, spec in properties.items()}
+    return schema.with_defaults({name: values})[name]
+
+
+def _model_section(model_config: dict | None) -> dict:
+    return config_section("model", model_config)
 
 
 def _lora_section(lora_config: dict | None) -> dict:
-    from . import schema
-
-    return schema.with_defaults({"lora": copy.deepcopy(lora_config or {})})["lora"]
+    return config_section("lora", lora_config)
 
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}

@@ -101,9 +101,9 @@ class TrainingError(RuntimeError):
 
 def training_settings(training_config: dict | None = None) -> dict:
     """The ``training`` section with every default filled in, validated against the schema."""
-    from . import schema
+    from .model import config_section
 
-    return schema.with_defaults({"training": copy.deepcopy(training_config or {})})["training"]
+    return config_section("training", training_config)
 
 
 def _field(example: Any, name: str):
