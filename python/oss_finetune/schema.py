@@ -20,7 +20,7 @@ from jsonschema.exceptions import ValidationError
 
 Segment = Union[str, int]
 
-NAMES = ("finetune-config", "harmony-tokens", "training-run", "dataset-summary")
+NAMES = ("finetune-config", "harmony-tokens", "training-run", "dataset-summary", "comm-message")
 
 
 def schema_dir() -> Path:

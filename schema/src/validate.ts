@@ -1,5 +1,6 @@
 import Ajv2020, { ErrorObject, ValidateFunction } from 'ajv/dist/2020';
 
+import commMessage from '../comm-message.schema.json';
 import datasetSummary from '../dataset-summary.schema.json';
 import finetuneConfig from '../finetune-config.schema.json';
 import harmonyTokens from '../harmony-tokens.schema.json';
@@ -10,6 +11,7 @@ export const SCHEMAS = {
   'harmony-tokens': harmonyTokens,
   'training-run': trainingRun,
   'dataset-summary': datasetSummary,
+  'comm-message': commMessage,
 } as const;
 
 export type SchemaName = keyof typeof SCHEMAS;

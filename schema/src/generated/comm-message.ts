@@ -1,0 +1,63 @@
+/* Generated from schema/comm-message.schema.json by schema/scripts/gen-types.mjs. Do not edit: edit the schema and run npm run gen:types. */
+
+/**
+ * A message on the 'oss_finetune' comm, in either direction. A widget sends a request {op, request_id, ...arguments}; the kernel answers each request with exactly one reply {op, request_id, ok, result | error}, and a run started with start_training sends events {op: 'training_update', request_id of that start_training, ok, payload | error}. The kernel validates every message it receives against this schema and answers a bad one with ok: false and the first broken rule; op-specific required arguments (set_config: config; read_metrics: run_id) are checked by the kernel with the same wording.
+ */
+export interface CommMessage {
+  /**
+   * The operation of a request, echoed by its reply; 'training_update' marks an event of a running training; 'error' is the op of a reply to a message whose op could not be read.
+   */
+  op:
+    | 'get_config'
+    | 'set_config'
+    | 'start_training'
+    | 'stop'
+    | 'list_runs'
+    | 'read_metrics'
+    | 'training_update'
+    | 'error';
+  /**
+   * Chosen by the widget, unique among its pending requests; echoed by the reply and by the events of a run it started.
+   */
+  request_id: string;
+  /**
+   * set_config: a partial fine-tune config (schema finetune-config) merged into the kernel's, or the whole config with replace: true. start_training: settings merged in before the run starts.
+   */
+  config?: {};
+  /**
+   * set_config: replace the whole config (defaults fill what is missing) instead of merging.
+   */
+  replace?: boolean;
+  /**
+   * start_training: a checkpoint folder, a run folder or 'latest'.
+   */
+  resume_from?: string | null;
+  /**
+   * read_metrics: the run, a folder name under training.output_dir.
+   */
+  run_id?: string;
+  /**
+   * read_metrics: only the steps after this one (for polling).
+   */
+  since_step?: number;
+  /**
+   * Replies and events: whether the request succeeded.
+   */
+  ok?: boolean;
+  /**
+   * A successful reply's answer: get_config / set_config {config, defaults}; start_training {started}; stop {run_id}; list_runs {runs}; read_metrics {run_id, metrics}.
+   */
+  result?: {};
+  /**
+   * training_update events: the run as an application/vnd.oss-finetune.training+json payload (schema training-run).
+   */
+  payload?: {};
+  error?: CommError;
+}
+/**
+ * A failed reply or event: where (a path in the message or the config, e.g. config.lora.r) and the rule in words.
+ */
+export interface CommError {
+  path: string;
+  message: string;
+}
