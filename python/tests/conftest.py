@@ -1,0 +1,32 @@
+"""Small fixtures shared by the test files: where things are, and one tokenizer for the session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SAMPLE_4ROWS = SHARED_DATA / "multilingual-thinking.sample-4rows.json"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real data shared beside the checkout; tests that need it skip without it."""
+    if not SAMPLE_4ROWS.is_file():
+        pytest.skip(f"the real Multilingual-Thinking rows are not beside this checkout ({SAMPLE_4ROWS.name} in ../shared/data)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The embedded gpt-oss tokenizer; loading it takes seconds, so the whole session shares one."""
+    from oss_finetune.tokenizer import load_tokenizer
+
+    return load_tokenizer()
