@@ -175,16 +175,17 @@ export class HarmonyView {
       return;
     }
     const name = conv.title ?? `Conversation ${this.conversation + 1}`;
+    // `tokens` is the stream as trained or first answered; `compare` the one to set beside it
+    // (typically the same prompt answered with the adapter).
     const tokens = new StreamSource(conv.tokens);
-    const before = conv.compare ? new StreamSource(conv.compare) : null;
-    const mode = before ? this.compare : 'off';
+    const after = conv.compare ? new StreamSource(conv.compare) : null;
+    const mode = after ? this.compare : 'off';
+    const beforeLabel = conv.tokens.label ?? 'before';
+    const afterLabel = conv.compare?.label ?? 'after';
     const columns: [string, TokenSource][] = [];
-    if (mode === 'off' || !before) columns.push([conv.tokens.label ?? name, tokens]);
-    else if (mode === 'side-by-side') {
-      columns.push([conv.compare!.label ?? 'before', before], [conv.tokens.label ?? 'after', tokens]);
-    } else {
-      columns.push([`${conv.compare!.label ?? 'before'} → ${conv.tokens.label ?? 'after'}`, diffSources(before, tokens)]);
-    }
+    if (mode === 'off' || !after) columns.push([conv.tokens.label ?? name, tokens]);
+    else if (mode === 'side-by-side') columns.push([beforeLabel, tokens], [afterLabel, after]);
+    else columns.push([`${beforeLabel} → ${afterLabel}`, diffSources(tokens, after)]);
     this.heatmapBox.disabled = !columns.some(([, source]) => source.hasLoss);
     this.body.classList.toggle('ossft-columns', columns.length > 1);
     for (const [label, source] of columns) {
@@ -208,7 +209,7 @@ export class HarmonyView {
   }
 
   private async copy(what: 'text' | 'ids'): Promise<void> {
-    const pane = this.panes[this.panes.length - 1];
+    const pane = this.panes[0];
     if (!pane) return;
     const order = pane.shownTokens;
     const pieces: string[] = new Array(order.length);

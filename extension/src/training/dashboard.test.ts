@@ -1,0 +1,154 @@
+import { TRAINING_MIME, TrainingRunPayload } from '@oss-finetune/schema';
+
+import { contractFixture, contractFixtures, mimeModel } from '../testing/fixtures';
+import { svgCharts } from './charts';
+import { TrainingRenderer } from './renderer';
+import { COMM_TARGET, requestStop, setKernelFinder } from './stop';
+
+function running(step: number, status: TrainingRunPayload['status'] = 'running'): TrainingRunPayload {
+  return {
+    version: 1,
+    run_id: 'run-1',
+    status,
+    step,
+    max_steps: 60,
+    elapsed_seconds: step * 6,
+    eta_seconds: (60 - step) * 6,
+    device: 'cuda:0 (H100)',
+    metrics: Array.from({ length: step }, (_, i) => ({
+      step: i + 1,
+      loss: 1.62 - i * 0.01,
+      lr: 2e-4,
+      grad_norm: 0.5,
+      tokens_per_second: 2400 + i,
+      gpu_memory_gib: 41.5,
+    })),
+  };
+}
+
+function renderer(stop = jest.fn(async () => undefined)) {
+  return { r: new TrainingRenderer(svgCharts, stop), stop };
+}
+
+const text = (root: ParentNode, selector: string) => root.querySelector(selector)!.textContent;
+
+describe('TrainingRenderer', () => {
+  it('shows progress, ETA, status and the latest metrics', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, running(12)));
+    expect(text(r.node, '.ossft-progress-text')).toBe('step 12 / 60 (20%)');
+    expect(text(r.node, '.ossft-timing')).toBe('elapsed 1 min 12 s · ETA 4 min 48 s');
+    expect(text(r.node, '.ossft-run-status')).toBe('running');
+    expect(text(r.node, '.ossft-latest-loss')).toBe('1.51');
+    expect(text(r.node, '.ossft-latest-tokens_per_second')).toBe('2411');
+    expect(r.node.querySelector('.ossft-progress')!.getAttribute('aria-valuenow')).toBe('12');
+  });
+
+  it('draws a chart for every metric', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, running(5)));
+    for (const key of ['loss', 'lr', 'grad_norm', 'tokens_per_second', 'gpu_memory_gib']) {
+      const path = r.node.querySelector(`.ossft-chart-${key} .ossft-series`)!;
+      expect(path.getAttribute('d')!.split('L').length).toBe(5);
+    }
+  });
+
+  it('updates in place when the same output receives a new payload', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, running(2)));
+    const dashboard = r.node.firstElementChild;
+    const chart = r.node.querySelector('.ossft-chart-loss svg');
+    await r.renderModel(mimeModel(TRAINING_MIME, running(30)));
+    expect(r.node.firstElementChild).toBe(dashboard);
+    expect(r.node.querySelector('.ossft-chart-loss svg')).toBe(chart);
+    expect(text(r.node, '.ossft-progress-text')).toBe('step 30 / 60 (50%)');
+    expect(r.node.querySelector('.ossft-chart-loss .ossft-series')!.getAttribute('d')!.split('L').length).toBe(30);
+  });
+
+  it('hides charts of metrics the run does not log', async () => {
+    const payload = running(3);
+    for (const m of payload.metrics) m.gpu_memory_gib = null;
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, payload));
+    expect(r.node.querySelector<HTMLElement>('.ossft-chart-gpu_memory_gib')!.hidden).toBe(true);
+    expect(text(r.node, '.ossft-latest-gpu_memory_gib')).toBe('–');
+  });
+
+  it('sends a stop request for the run and disables the button', async () => {
+    const { r, stop } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, running(5)));
+    const button = r.node.querySelector<HTMLButtonElement>('.ossft-stop')!;
+    expect(button.disabled).toBe(false);
+    button.click();
+    await Promise.resolve();
+    expect(stop).toHaveBeenCalledWith('run-1', expect.any(HTMLElement));
+    expect(button.disabled).toBe(true);
+    expect(button.textContent).toBe('Stopping…');
+    await r.renderModel(mimeModel(TRAINING_MIME, { ...running(6, 'stopped'), checkpoint: 'runs/run-1/checkpoint-6' }));
+    expect(button.disabled).toBe(true);
+    expect(button.textContent).toBe('Stop');
+    expect(text(r.node, '.ossft-run-message')).toContain('checkpoint: runs/run-1/checkpoint-6');
+  });
+
+  it('says so when the stop request cannot reach a kernel', async () => {
+    const { r } = renderer(jest.fn(async () => {
+      throw new Error('no kernel');
+    }));
+    await r.renderModel(mimeModel(TRAINING_MIME, running(5)));
+    r.node.querySelector<HTMLButtonElement>('.ossft-stop')!.click();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(text(r.node, '.ossft-stop-note')).toContain('no kernel');
+    expect(r.node.querySelector<HTMLButtonElement>('.ossft-stop')!.disabled).toBe(false);
+  });
+
+  it('renders the contract fixtures', async () => {
+    for (const name of ['running', 'stopped']) {
+      const { r } = renderer();
+      await r.renderModel(mimeModel(TRAINING_MIME, contractFixture('training-run', 'valid', name)));
+      expect(r.node.querySelector('.ossft-invalid')).toBeNull();
+      expect(text(r.node, '.ossft-run-status')).toBe(name);
+    }
+  });
+
+  it('shows the schema error for every invalid fixture without throwing', async () => {
+    for (const [, data] of contractFixtures('training-run', 'invalid')) {
+      const { r } = renderer();
+      await expect(r.renderModel(mimeModel(TRAINING_MIME, data))).resolves.toBeUndefined();
+      expect(r.node.querySelector('.ossft-invalid')!.textContent).toMatch(/: (must|is) /);
+    }
+  });
+
+  it('recovers when a valid payload follows an invalid one', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, { ...running(1), status: 'exploded' }));
+    expect(text(r.node, '.ossft-invalid')).toContain('status: must be one of');
+    await r.renderModel(mimeModel(TRAINING_MIME, running(2)));
+    expect(r.node.querySelector('.ossft-invalid')).toBeNull();
+    expect(text(r.node, '.ossft-progress-text')).toBe('step 2 / 60 (3%)');
+  });
+});
+
+describe('requestStop', () => {
+  afterEach(() => setKernelFinder(null));
+
+  it('opens a comm on the oss_finetune target and sends the stop op', async () => {
+    const sent: unknown[] = [];
+    const comm = {
+      open: jest.fn(() => ({ done: Promise.resolve() })),
+      send: jest.fn((data: unknown) => {
+        sent.push(data);
+        return { done: Promise.resolve() };
+      }),
+    };
+    const kernel = { createComm: jest.fn(() => comm) };
+    setKernelFinder(() => kernel as any);
+    await requestStop('run-7', document.createElement('div'));
+    expect(kernel.createComm).toHaveBeenCalledWith(COMM_TARGET);
+    expect(COMM_TARGET).toBe('oss_finetune');
+    expect(sent).toEqual([{ op: 'stop', run_id: 'run-7' }]);
+  });
+
+  it('refuses with a reason when no kernel is connected', async () => {
+    await expect(requestStop('run-7', document.createElement('div'))).rejects.toThrow('no running kernel');
+  });
+});
