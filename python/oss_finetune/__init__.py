@@ -5,3 +5,10 @@ __version__ = "0.1.0"
 
 def _jupyter_labextension_paths():
     return [{"src": "labextension", "dest": "oss-finetune"}]
+
+
+def load_ipython_extension(ipython):
+    """`%load_ext oss_finetune`: the %oss_finetune magics, their tab completion and the widgets' comm."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)

@@ -1,0 +1,155 @@
+"""The ``oss_finetune`` comm: the widgets' way into the kernel's Session.
+
+Protocol (schema/comm-message.schema.json): the widget sends ``{op, request_id, ...}``; the kernel
+answers every request with one reply ``{op, request_id, ok: true, result}`` or
+``{op, request_id, ok: false, error: {path, message}}``. A run started with ``start_training``
+trains in a background thread, so the kernel keeps answering (``stop`` included), and sends
+``{op: 'training_update', request_id, ok: true, payload}`` events carrying training-run payloads.
+
+Nothing a widget sends can take the kernel down: every message is validated first, and every
+failure while handling it becomes an error reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from . import schema
+from .session import Session, SessionError, get_session
+
+TARGET = "oss_finetune"
+log = logging.getLogger(__name__)
+
+# Arguments an op cannot do without; the schema keeps them optional because it describes every op at once.
+REQUIRED = {"set_config": ("config",), "read_metrics": ("run_id",)}
+REQUEST_OPS = ("get_config", "set_config", "start_training", "stop", "list_runs", "read_metrics")
+
+
+def error_reply(request: Any, path: str, message: str) -> dict:
+    request = request if isinstance(request, dict) else {}
+    op, request_id = request.get("op"), request.get("request_id")
+    # Echo what can be echoed, so the widget can still match the reply to its request.
+    return {
+        "op": op if op in REQUEST_OPS else "error",
+        "request_id": request_id if isinstance(request_id, str) and 0 < len(request_id) <= 200 else "unknown",
+        "ok": False,
+        "error": {"path": path, "message": message},
+    }
+
+
+def _prefixed(prefix: str, error: schema.SchemaError) -> tuple[str, str]:
+    path = error.path if error.path != "(root)" else ""
+    return (f"{prefix}.{path}" if path else prefix), error.message
+
+
+def handle(request: Any, session: Session | None = None, send: Callable[[dict], Any] | None = None) -> dict:
+    """Answer one request; never raises (but KeyboardInterrupt). ``send`` carries the events of a started run."""
+    session = session or get_session()
+    try:
+        schema.validate("comm-message", request)
+    except schema.SchemaError as error:
+        return error_reply(request, error.path, error.message)
+    op = request["op"]
+    if op not in REQUEST_OPS:
+        return error_reply(request, "op", f"{op} is sent by the kernel, not a request")
+    for name in REQUIRED.get(op, ()):
+        if name not in request:
+            return error_reply(request, name, "is required")
+    try:
+        result = _dispatch(op, request, session, send)
+    except KeyboardInterrupt:
+        raise
+    except schema.SchemaError as error:
+        prefix = "config" if op in ("set_config", "start_training") and error.schema == "finetune-config" else ""
+        path, message = _prefixed(prefix, error) if prefix else (error.path, error.message)
+        return error_reply(request, path, message)
+    except SessionError as error:
+        return error_reply(request, error.path or "(root)", error.message)
+    except Exception as error:  # noqa: BLE001 - an error reply, never a dead kernel
+        log.debug("comm request %s failed", op, exc_info=True)
+        return error_reply(request, "(root)", f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+    return {"op": op, "request_id": request["request_id"], "ok": True, "result": result}
+
+
+def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], Any] | None) -> dict:
+    if op == "get_config":
+        return {"config": session.get_config(), "defaults": session.defaults()}
+    if op == "set_config":
+        config = session.set_config(request["config"], replace=bool(request.get("replace")))
+        return {"config": config, "defaults": session.defaults()}
+    if op == "start_training":
+        if request.get("config"):
+            session.set_config(request["config"])
+        request_id = request["request_id"]
+
+        def on_update(payload: dict) -> None:
+            if send is not None:
+                send({"op": "training_update", "request_id": request_id, "ok": True, "payload": payload})
+
+        def on_error(error: BaseException) -> None:
+            if send is None:
+                return
+            if isinstance(error, schema.SchemaError):
+                path, message = error.path, error.message
+            else:
+                path = getattr(error, "path", None) or "(root)"
+                message = str(error).strip() or type(error).__name__
+            send({"op": "training_update", "request_id": request_id, "ok": False,
+                  "error": {"path": path, "message": message}})
+
+        session.start_training(resume_from=request.get("resume_from"), on_update=on_update, on_error=on_error)
+        return {"started": True}
+    if op == "stop":
+        return {"run_id": session.stop("stopped from the widget")}
+    if op == "list_runs":
+        return {"runs": [run.to_dict() for run in session.list_runs()]}
+    if op == "read_metrics":
+        run_id = request["run_id"]
+        return {"run_id": run_id, "metrics": session.read_metrics(run_id, request.get("since_step", 0))}
+    raise SessionError(f"unknown op {op}", "op")
+
+
+class Channel:
+    """One open comm: requests in, replies and events out."""
+
+    def __init__(self, comm, session: Session | None = None):
+        self.comm = comm
+        self.session = session
+
+    def send(self, message: dict) -> None:
+        try:
+            self.comm.send(message)
+        except Exception:  # noqa: BLE001 - a closed comm must not break a training thread
+            log.debug("could not send on the oss_finetune comm", exc_info=True)
+
+    def on_msg(self, msg: dict) -> None:
+        try:
+            data = msg.get("content", {}).get("data") if isinstance(msg, dict) else None
+        except AttributeError:
+            data = None
+        self.send(handle(data, self.session, self.send))
+
+
+def _on_open(comm, open_msg: dict) -> None:
+    channel = Channel(comm)
+    comm.on_msg(channel.on_msg)
+    data = (open_msg or {}).get("content", {}).get("data")
+    # A widget may put its first request in the open message itself.
+    if isinstance(data, dict) and data:
+        channel.on_msg(open_msg)
+
+
+def register(ipython=None) -> bool:
+    """Register the comm target with the kernel; False where there is no kernel (a plain IPython shell)."""
+    kernel = getattr(ipython, "kernel", None) if ipython is not None else None
+    if kernel is None:
+        return False
+    try:
+        from comm import get_comm_manager
+
+        get_comm_manager().register_target(TARGET, _on_open)
+    except Exception:  # noqa: BLE001 - the magics still work without the widgets' channel
+        log.warning("could not register the %s comm target", TARGET, exc_info=True)
+        return False
+    return True

@@ -1,0 +1,748 @@
+"""``%oss_finetune`` and ``%%oss_finetune``: fine-tuning from notebook cells.
+
+``%load_ext oss_finetune`` registers both. The line magic takes a subcommand and options that map
+one-to-one onto the fields of ``schema/finetune-config.schema.json`` (``--max-seq-length`` is
+``data.max_seq_length``); the cell magic's body is a YAML or JSON config, checked against the same
+schema. Both only change and read the kernel's one Session (``session.get_session()``), which the
+comm serves to the widgets too.
+
+A mistake costs one short paragraph that names the field or word at fault and how to fix it, never
+a traceback; ``--verbose`` brings the traceback back for bug reports.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import json
+import shlex
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from . import display, schema
+from .session import EFFORTS, SECTIONS, Session, SessionError, get_session
+
+MAGIC = "oss_finetune"
+
+
+class MagicError(ValueError):
+    """A mistake in a magic's input; the magic shows it as an IPython UsageError: one paragraph, no traceback."""
+
+
+# -- options generated from the config schema ---------------------------------------------------
+
+@dataclass
+class ConfigOption:
+    """One command-line option that sets one config field."""
+
+    section: str
+    key: str
+    flags: list[str]
+    prop: dict
+
+    @property
+    def path(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+    @property
+    def types(self) -> list[str]:
+        declared = self.prop.get("type")
+        if declared is None and "enum" in self.prop:
+            return ["string"]
+        return declared if isinstance(declared, list) else [declared]
+
+
+# Short spellings people type; the schema's name (dashed) always works too.
+ALIASES = {
+    "training.learning_rate": ["--lr"],
+    "lora.alpha": ["--lora-alpha"],
+    "lora.target_modules": ["--targets"],
+    "data.max_seq_length": ["--max-len"],
+    "data.reasoning_effort": ["--effort"],
+}
+# Positional arguments, so that `load openai/gpt-oss-20b` and `data rows.jsonl` read naturally.
+POSITIONAL = {"model": "name_or_path", "data": "source"}
+# A subcommand that acts on one section; the cell magic's body may be just that section.
+SECTION_OF = {"load": "model", "data": "data", "lora": "lora", "train": "training"}
+
+
+def config_options(section: str) -> list[ConfigOption]:
+    props = schema.load_schema("finetune-config")["properties"][section]["properties"]
+    options = []
+    for key, prop in props.items():
+        path = f"{section}.{key}"
+        preferred = ALIASES.get(path, [])
+        flags = (["--lr"] if path == "training.learning_rate" else []) + ["--" + key.replace("_", "-")]
+        flags += [f for f in preferred if f not in flags]
+        options.append(ConfigOption(section, key, flags, prop))
+    return options
+
+
+def option_for(path: str) -> ConfigOption | None:
+    section, _, key = path.partition(".")
+    if section not in SECTIONS:
+        return None
+    key = key.split(".", 1)[0].split("[", 1)[0]
+    return next((o for o in config_options(section) if o.key == key), None)
+
+
+def convert(option: ConfigOption, raw: Any) -> Any:
+    """A typed value from the text a person typed; anything unconvertible goes on as text so the schema names the rule."""
+    if not isinstance(raw, str):
+        return raw
+    types = option.types
+    text = raw.strip()
+    if "null" in types and text.lower() in ("null", "none", "~"):
+        return None
+    if "boolean" in types:
+        lowered = text.lower()
+        if lowered in ("true", "yes", "on", "1"):
+            return True
+        if lowered in ("false", "no", "off", "0"):
+            return False
+        return raw
+    if "array" in types:
+        return [part for part in text.replace(",", " ").split() if part]
+    if "integer" in types or "number" in types:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _example_value(option: ConfigOption) -> str:
+    default = option.prop.get("default")
+    if isinstance(default, list):
+        return ",".join(str(v) for v in default)
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if default is None:
+        return str(option.prop.get("minimum", 1))
+    return str(default)
+
+
+def _range_words(prop: dict, noun: str) -> str:
+    low, high = prop.get("minimum"), prop.get("maximum")
+    above = prop.get("exclusiveMinimum")
+    fmt = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    if above is not None and high is not None:
+        return f"{noun} above {fmt(above)} and at most {fmt(high)}"
+    if above is not None:
+        return f"{noun} above {fmt(above)}"
+    if low is not None and high is not None:
+        return f"{noun} from {fmt(low)} to {fmt(high)}"
+    if low is not None:
+        return f"{noun} of {fmt(low)} or more"
+    return noun
+
+
+def fix_hint(option: ConfigOption, *, style: str = "flag") -> str:
+    """How to write a good value for ``option``: '--flag value' for the line magic, 'key: value' for a cell."""
+    prop, types = option.prop, option.types
+    example = _example_value(option)
+    shown = f"{option.flag} {example}" if style == "flag" else f"{option.key}: {json.dumps(option.prop.get('default'))}"
+    if "enum" in prop:
+        what = "one of " + ", ".join(str(v) for v in prop["enum"])
+    elif "integer" in types:
+        what = _range_words(prop, "an integer")
+    elif "number" in types:
+        what = _range_words(prop, "a number")
+    elif "boolean" in types:
+        what = "true or false"
+        if style == "flag":
+            return f"use {option.flag} or --no-{option.flag[2:]}"
+    elif "array" in types:
+        what = "names separated by commas"
+    else:
+        what = "a non-empty text"
+    if "null" in types:
+        what += ", or none"
+    return f"use {what}, e.g. {shown}"
+
+
+def schema_paragraph(error: schema.SchemaError, *, style: str = "flag") -> str:
+    """``lora.r: must be >= 1 — use an integer of 1 or more, e.g. --r 8``."""
+    text = str(error)
+    segments = error.issues[0].segments
+    if error.keyword == "additionalProperties":
+        name = str(segments[-1])
+        parent = segments[:-1]
+        if not parent:
+            known = list(SECTIONS)
+        elif len(parent) == 1 and parent[0] in SECTIONS:
+            known = list(schema.load_schema("finetune-config")["properties"][parent[0]]["properties"])
+        else:
+            known = []
+        close = difflib.get_close_matches(name, known, n=1)
+        fix = f"did you mean {close[0]}?" if close else ""
+        if known:
+            fix += (" " if fix else "") + f"Known: {', '.join(known)}."
+        return f"{text} — {fix}" if fix else text
+    option = option_for(error.path) if error.path != "(root)" else None
+    if option is None:
+        return text
+    return f"{text} — {fix_hint(option, style=style)}"
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+@dataclass
+class Argument:
+    """A non-config argument of a subcommand (positional or option)."""
+
+    flags: list[str]
+    help: str
+    kind: str = "value"  # value | flag | positional | rest
+    choices: list[str] | None = None
+    default: Any = None
+    dest: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.dest or self.flags[0].lstrip("-").replace("-", "_")
+
+
+@dataclass
+class Subcommand:
+    name: str
+    summary: str
+    section: str | None = None
+    arguments: list[Argument] = field(default_factory=list)
+
+    def options(self) -> list[ConfigOption]:
+        return config_options(self.section) if self.section else []
+
+    def all_flags(self) -> list[str]:
+        flags = ["--help", "--verbose"]
+        if self.section in ("model", "lora", "training"):
+            flags.append("--run")
+        for option in self.options():
+            flags += option.flags
+            if "boolean" in option.types:
+                flags.append("--no-" + option.flags[0][2:])
+        for argument in self.arguments:
+            if argument.kind != "positional" and argument.kind != "rest":
+                flags += argument.flags
+        return flags
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    s.name: s
+    for s in [
+        Subcommand("load", "load the base model (config section model)", "model", [
+            Argument(["name_or_path"], "a hub id, a local folder or embedded:tiny", "positional"),
+        ]),
+        Subcommand("data", "read and tokenize the data set and show its summary (config section data)", "data", [
+            Argument(["source"], "a hub data set id, a .jsonl/.json/.parquet file or embedded:multilingual",
+                     "positional"),
+        ]),
+        Subcommand("show", "the Harmony token view of data rows, with the loss mask", None, [
+            Argument(["rows"], "row numbers, e.g. 0 3 7 (default 0)", "rest"),
+        ]),
+        Subcommand("lora", "put a LoRA adapter on the model (config section lora)", "lora"),
+        Subcommand("train", "train the adapter; one live output shows progress (config section training)",
+                   "training", [
+                       Argument(["--resume"], "continue from a checkpoint folder, a run folder or 'latest'"),
+                   ]),
+        Subcommand("chat", "ask the model something, with a reasoning effort and language", None, [
+            Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
+            Argument(["--language"], "the language the model should reason in, e.g. French"),
+            Argument(["--max-new-tokens"], "how many tokens to generate at most", default="64"),
+            Argument(["--no-adapter"], "answer with the base model, adapter off", "flag"),
+            Argument(["message"], "what to ask", "rest"),
+        ]),
+        Subcommand("compare", "one data row scored token by token before and after the adapter", None, [
+            Argument(["row"], "the row number (default 0)", "rest"),
+        ]),
+        Subcommand("save", "save the adapter (PEFT format) or, with --merged, full merged weights", None, [
+            Argument(["--merged"], "fold the adapter into the base weights and save those", "flag"),
+            Argument(["path"], "where to save (default: the run folder)", "rest"),
+        ]),
+        Subcommand("status", "what is loaded, the current run and every run on disk"),
+        Subcommand("stop", "stop the current run after its current step, with a checkpoint"),
+        Subcommand("help", "this overview, or `help SUBCOMMAND`", None, [
+            Argument(["topic"], "a subcommand", "rest"),
+        ]),
+    ]
+}
+
+
+@dataclass
+class Parsed:
+    command: Subcommand
+    changes: dict = field(default_factory=dict)  # partial config for the command's section
+    values: dict = field(default_factory=dict)  # non-config arguments
+    rest: list[str] = field(default_factory=list)
+    help: bool = False
+    run: bool = False
+    verbose: bool = False
+
+    @property
+    def acts(self) -> bool:
+        """Settings commands act on any argument; with none, they only show the settings."""
+        return self.run or bool(self.changes) or bool(self.values) or bool(self.rest)
+
+
+def split_line(line: str) -> list[str]:
+    try:
+        return shlex.split(line, posix=True)
+    except ValueError:
+        # An apostrophe in a chat message ("what's ...") is text, not an open quote.
+        return line.split()
+
+
+def _unknown_option(command: Subcommand, flag: str) -> MagicError:
+    close = difflib.get_close_matches(flag.split("=", 1)[0], command.all_flags(), n=1, cutoff=0.5)
+    fix = f"did you mean {close[0]}?" if close else f"see `%{MAGIC} {command.name} --help` for its options."
+    return MagicError(f"{command.name}: unknown option {flag} — {fix}")
+
+
+def parse(argv: list[str]) -> Parsed:
+    """Parse a subcommand and its options; raises MagicError with the one paragraph to show."""
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    if not argv:
+        return Parsed(SUBCOMMANDS["help"], verbose=verbose)
+    name, args = argv[0], argv[1:]
+    if name in ("-h", "--help"):
+        return Parsed(SUBCOMMANDS["help"], verbose=verbose)
+    if name not in SUBCOMMANDS:
+        close = difflib.get_close_matches(name, list(SUBCOMMANDS), n=1, cutoff=0.5)
+        fix = f"did you mean `%{MAGIC} {close[0]}`?" if close else f"the subcommands are: {', '.join(SUBCOMMANDS)}."
+        raise MagicError(f"unknown subcommand {name!r} — {fix}")
+    command = SUBCOMMANDS[name]
+    parsed = Parsed(command, verbose=verbose)
+    by_flag: dict[str, tuple[str, Any]] = {}
+    for option in command.options():
+        for flag in option.flags:
+            by_flag[flag] = ("config", option)
+        if "boolean" in option.types:
+            by_flag["--no-" + option.flags[0][2:]] = ("config-off", option)
+    for argument in command.arguments:
+        if argument.kind in ("value", "flag"):
+            for flag in argument.flags:
+                by_flag[flag] = (argument.kind, argument)
+    positional = next((a for a in command.arguments if a.kind in ("positional", "rest")), None)
+
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if token in ("-h", "--help"):
+            parsed.help = True
+            continue
+        if token == "--run" and command.section in ("model", "lora", "training"):
+            parsed.run = True
+            continue
+        if token.startswith("--") and len(token) > 2:
+            flag, has_value, inline = token.partition("=")
+            if flag not in by_flag:
+                raise _unknown_option(command, flag)
+            kind, target = by_flag[flag]
+            if kind == "config-off":
+                parsed.changes[target.key] = False
+                continue
+            if kind == "flag":
+                parsed.values[target.name] = True
+                continue
+            if kind == "config" and "boolean" in target.types and not has_value:
+                # A bare boolean flag turns the setting on; `--flag false` is accepted too.
+                if i < len(args) and args[i].lower() in ("true", "false", "yes", "no", "on", "off"):
+                    parsed.changes[target.key] = convert(target, args[i])
+                    i += 1
+                else:
+                    parsed.changes[target.key] = True
+                continue
+            if has_value:
+                value = inline
+            elif i < len(args) and not (args[i].startswith("--") and len(args[i]) > 2):
+                value = args[i]
+                i += 1
+            else:
+                fix = (fix_hint(target) if kind == "config" else f"e.g. {flag} {target.choices[0] if target.choices else '...'}")
+                raise MagicError(f"{command.name}: {flag} needs a value — {fix}")
+            if kind == "config":
+                if "array" in target.types:
+                    # `--target-modules q_proj v_proj` and `--target-modules q_proj,v_proj` both work.
+                    items = [value]
+                    while i < len(args) and not args[i].startswith("--"):
+                        items.append(args[i])
+                        i += 1
+                    value = ",".join(items)
+                parsed.changes[target.key] = convert(target, value)
+            else:
+                if target.choices and value not in target.choices:
+                    close = difflib.get_close_matches(value, target.choices, n=1)
+                    fix = f"did you mean {close[0]}? " if close else ""
+                    raise MagicError(f"{command.name}: {flag} {value!r} is not one of "
+                                     f"{', '.join(target.choices)} — {fix}e.g. {flag} {target.choices[-1]}")
+                parsed.values[target.name] = value
+            continue
+        if positional is None:
+            raise MagicError(f"{command.name}: unexpected argument {token!r} — "
+                             f"`%{MAGIC} {command.name}` takes only options; see `%{MAGIC} {command.name} --help`.")
+        if positional.kind == "positional":
+            if positional.name in parsed.changes:
+                raise MagicError(f"{command.name}: unexpected argument {token!r} — give one {positional.name} only.")
+            option = next(o for o in command.options() if o.key == positional.name)
+            parsed.changes[option.key] = token
+        else:
+            parsed.rest.append(token)
+
+    if parsed.changes and command.section:
+        try:
+            schema.validate("finetune-config", {command.section: parsed.changes})
+        except schema.SchemaError as error:
+            raise MagicError(schema_paragraph(error)) from None
+    return parsed
+
+
+def parse_body(body: str, section: str | None) -> dict:
+    """A cell's YAML or JSON as a partial config; a bare section's fields when the line names its subcommand."""
+    import yaml
+
+    if not body.strip():
+        return {}
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise MagicError(f"the cell is not valid YAML or JSON{where}: {problem} — "
+                         "write one `field: value` per line, indented under its section (e.g. `lora:` then `  r: 16`).") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MagicError(f"the cell must hold a mapping of config sections, not a {type(data).__name__} — "
+                         "e.g. `lora:` then `  r: 16` on the next line.")
+    if section and data and not set(data) <= set(SECTIONS):
+        data = {section: data}
+    try:
+        schema.validate("finetune-config", data)
+    except schema.SchemaError as error:
+        raise MagicError(schema_paragraph(error, style="field")) from None
+    return data
+
+
+# -- help and settings views ----------------------------------------------------------------------
+
+def overview() -> str:
+    width = max(len(n) for n in SUBCOMMANDS)
+    lines = [f"%{MAGIC} SUBCOMMAND [options]   (each subcommand has --help; --verbose shows tracebacks)", ""]
+    lines += [f"  {name.ljust(width)}  {c.summary}" for name, c in SUBCOMMANDS.items()]
+    lines += ["", f"%%{MAGIC} [SUBCOMMAND] with a YAML or JSON config as the cell body sets several fields at once.",
+              f"Without options, load, lora and train show their settings; add options, or --run, to act."]
+    return "\n".join(lines)
+
+
+def command_help(command: Subcommand) -> str:
+    lines = [f"%{MAGIC} {command.name}: {command.summary}", ""]
+    for argument in command.arguments:
+        label = argument.name.upper() if argument.kind in ("positional", "rest") else ", ".join(argument.flags)
+        extra = f" (one of {', '.join(argument.choices)})" if argument.choices else ""
+        lines.append(f"  {label}: {argument.help}{extra}")
+    if command.section:
+        if command.section in ("model", "lora", "training"):
+            lines.append("  --run: act with the current settings (without any option the settings are only shown)")
+        for option in command.options():
+            default = json.dumps(option.prop.get("default"))
+            if "boolean" in option.types:
+                flags = f"{option.flag} / --no-{option.flag[2:]}"
+            else:
+                flags = ", ".join(option.flags)
+            lines.append(f"  {flags}  [{option.path}, default {default}]: {option.prop.get('description', '')}")
+    lines.append("  --verbose: show the full traceback of an error")
+    return "\n".join(lines)
+
+
+def settings_bundle(session: Session, section: str, note: str = "") -> dict:
+    """The section's fields: current value, default, description; changed values marked."""
+    current = session.config[section]
+    defaults = session.defaults()[section]
+    props = schema.load_schema("finetune-config")["properties"][section]["properties"]
+    rows = []
+    for key, prop in props.items():
+        value, default = current.get(key), defaults.get(key)
+        rows.append((key, json.dumps(value), json.dumps(default), value != default, prop.get("description", "")))
+    width = max(len(r[0]) for r in rows)
+    text = [f"{section} settings (* = changed from the default){': ' + note if note else ''}"]
+    text += [f"{'*' if changed else ' '} {key.ljust(width)}  {value}" + (f"   (default {default})" if changed else "")
+             for key, value, default, changed, _ in rows]
+    esc = html.escape
+    cells = "".join(
+        f"<tr><td><code>{esc(key)}</code></td><td>{'<b>' if changed else ''}<code>{esc(value)}</code>"
+        f"{'</b>' if changed else ''}</td><td><code>{esc(default)}</code></td><td>{esc(desc)}</td></tr>"
+        for key, value, default, changed, desc in rows
+    )
+    table = (f'<div class="oss-finetune-settings"><div><b>{esc(section)}</b> settings'
+             f'{esc(": " + note) if note else ""}</div><table><tr><th>field</th><th>value</th><th>default</th>'
+             f"<th>what it does</th></tr>{cells}</table></div>")
+    return {"text/plain": "\n".join(text), "text/html": table}
+
+
+def _publish(data: dict) -> None:
+    from IPython.display import display as ipy_display
+
+    ipy_display(data, raw=True)
+
+
+def _say(text: str) -> None:
+    _publish({"text/plain": text})
+
+
+def runs_text(status: dict) -> str:
+    lines = [f"model: {status['model'] or 'not loaded'}"]
+    data = status["data"]
+    if data:
+        lines.append(f"data: {data.get('source')}, {data.get('rows')} rows")
+    else:
+        lines.append("data: not prepared")
+    lines.append(f"adapter: {status['adapter'] or 'none'}")
+    if status["training"]:
+        lines.append(f"training now: {status['training']}")
+    for kind, path in status["saved"].items():
+        lines.append(f"saved {kind}: {path}")
+    runs = status["runs"]
+    lines.append(f"runs in {status['output_dir']}: {len(runs) if runs else 'none yet'}")
+    for run in runs:
+        loss = f", loss {run['last_loss']:.4g}" if run.get("last_loss") is not None else ""
+        total = run["max_steps"] if run["max_steps"] is not None else "?"
+        where = f", checkpoint {run['checkpoint']}" if run.get("checkpoint") else ""
+        adapter = f", adapter {run['adapter']}" if run.get("adapter") else ""
+        lines.append(f"  {run['run_id']}: {run['status']} at step {run['step']}/{total}{loss}{where}{adapter}")
+    return "\n".join(lines)
+
+
+# -- the magics -----------------------------------------------------------------------------------
+
+@magics_class
+class FinetuneMagics(Magics):
+    """``%oss_finetune`` / ``%%oss_finetune``."""
+
+    @line_cell_magic
+    def oss_finetune(self, line: str = "", cell: str | None = None):
+        argv = split_line(line)
+        verbose = "--verbose" in argv
+        try:
+            return self._run(argv, cell)
+        except KeyboardInterrupt:
+            raise
+        except MagicError as error:
+            if verbose:
+                raise RuntimeError(str(error)) from error
+            # IPython prints exactly UsageError (not subclasses) as one line without a traceback.
+            raise UsageError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - every failure becomes one paragraph unless --verbose
+            if verbose:
+                raise
+            raise UsageError(error_paragraph(error)) from None
+
+    def _run(self, argv: list[str], cell: str | None):
+        parsed = parse(argv)
+        session = get_session()
+        command = parsed.command
+        if cell is not None:
+            changes = parse_body(cell, command.section if argv else None)
+            if changes:
+                session.set_config(changes)
+            if not argv or (command.name == "help" and not parsed.rest):
+                _publish(full_config_bundle(session))
+                return None
+            parsed.run = parsed.run or bool(changes)
+        if parsed.help:
+            _say(command_help(command))
+            return None
+        handler: Callable[[Session, Parsed], Any] = getattr(self, f"_do_{command.name}")
+        return handler(session, parsed)
+
+    # Each handler shows its result; none returns a value, so the cell has no Out[] echo.
+    def _do_help(self, session: Session, parsed: Parsed):
+        topic = parsed.rest[0] if parsed.rest else None
+        if topic is None:
+            _say(overview())
+        elif topic in SUBCOMMANDS:
+            _say(command_help(SUBCOMMANDS[topic]))
+        else:
+            close = difflib.get_close_matches(topic, list(SUBCOMMANDS), n=1)
+            raise MagicError(f"no help for {topic!r} — " + (f"did you mean {close[0]}?" if close else
+                                                             f"the subcommands are: {', '.join(SUBCOMMANDS)}."))
+
+    def _do_load(self, session: Session, parsed: Parsed):
+        if not parsed.acts:
+            state = session.loaded.description if session.loaded is not None else "not loaded yet"
+            _publish(settings_bundle(session, "model", state))
+            return
+        loaded = session.load(parsed.changes)
+        _say(f"loaded {loaded.description}")
+
+    def _do_data(self, session: Session, parsed: Parsed):
+        prepared = session.data(parsed.changes)
+        display.show("dataset-summary", prepared.summary)
+
+    def _do_show(self, session: Session, parsed: Parsed):
+        rows = [_int_arg(v, "row", "show 0 3") for v in parsed.rest]
+        display.show("harmony-tokens", session.show(rows))
+
+    def _do_lora(self, session: Session, parsed: Parsed):
+        if not parsed.acts:
+            state = session.describe_adapter() or "no adapter on the model yet"
+            _publish(settings_bundle(session, "lora", state))
+            return
+        session.lora(parsed.changes)
+        _say(session.describe_adapter())
+
+    def _do_train(self, session: Session, parsed: Parsed):
+        if not parsed.acts:
+            running = f"run {session.trainer.run_id} is training" if session.is_training() else ""
+            _publish(settings_bundle(session, "training", running))
+            return
+        live = display.LiveOutput("training-run")
+        result = session.train(parsed.changes, resume_from=parsed.values.get("resume"), on_update=live.update)
+        _say(f"{result.status}: {result.message}")
+
+    def _do_chat(self, session: Session, parsed: Parsed):
+        message = " ".join(parsed.rest).strip()
+        if not message:
+            raise MagicError('chat: nothing to ask — write the question after the options, e.g. '
+                             f'`%{MAGIC} chat --effort low --language French What is 2 + 2?`')
+        max_new = _int_arg(parsed.values.get("max_new_tokens", "64"), "--max-new-tokens", "chat --max-new-tokens 64 ...")
+        reply = session.chat(message, effort=parsed.values.get("effort"), language=parsed.values.get("language"),
+                             max_new_tokens=max_new, use_adapter=not parsed.values.get("no_adapter"))
+        lines = []
+        if reply.get("analysis"):
+            lines.append(f"analysis: {reply['analysis']}")
+        if reply.get("final"):
+            lines.append(f"final: {reply['final']}")
+        if not lines:
+            lines.append(f"(no complete message) {reply['text']}")
+        if reply.get("error"):
+            lines.append(f"note: the reply is not well-formed Harmony: {reply['error']}")
+        _say("\n".join(lines))
+        if reply.get("payload"):
+            display.show("harmony-tokens", reply["payload"])
+
+    def _do_compare(self, session: Session, parsed: Parsed):
+        row = _int_arg(parsed.rest[0], "row", "compare 0") if parsed.rest else 0
+        display.show("harmony-tokens", session.compare(row))
+
+    def _do_save(self, session: Session, parsed: Parsed):
+        path = " ".join(parsed.rest) or None
+        merged = bool(parsed.values.get("merged"))
+        where = session.save(path, merged=merged)
+        if merged:
+            _say(f"merged weights saved to {where} (adapter also saved to {session.saved.get('adapter')}); "
+                 "the model in this kernel is now the merged one")
+        else:
+            _say(f"adapter saved to {where} (PEFT format: PeftModel.from_pretrained(base_model, path))")
+
+    def _do_status(self, session: Session, parsed: Parsed):
+        _say(runs_text(session.status()))
+        payload = session.last_run_payload()
+        if payload is not None:
+            display.show("training-run", payload)
+
+    def _do_stop(self, session: Session, parsed: Parsed):
+        run_id = session.stop("stopped from %oss_finetune stop")
+        _say(f"stopping {run_id} after its current step; a checkpoint will be written" if run_id
+             else "no run is training")
+
+
+def _int_arg(value: str, name: str, example: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise MagicError(f"{name} {value!r} is not a whole number — e.g. `%{MAGIC} {example}`") from None
+    if number < 0:
+        raise MagicError(f"{name} {value!r} is negative — e.g. `%{MAGIC} {example}`")
+    return number
+
+
+def full_config_bundle(session: Session) -> dict:
+    config = session.get_config()
+    text = json.dumps(config, indent=2)
+    return {"text/plain": text, "application/json": config}
+
+
+def error_paragraph(error: BaseException) -> str:
+    """One paragraph for a failure: the schema rule with its fix, or the message the raising code wrote for a person."""
+    if isinstance(error, schema.SchemaError):
+        return schema_paragraph(error)
+    message = str(error).strip() or type(error).__name__
+    known = ("SessionError", "ModelLoadError", "TrainingError", "DataError", "HarmonyError", "TokenizerAssetsMissing")
+    if isinstance(error, SessionError) or type(error).__name__ in known or isinstance(error, (FileNotFoundError,)):
+        return message.replace("\n", " ")
+    first = message.splitlines()[0]
+    return f"{type(error).__name__}: {first} — run the line again with --verbose for the full traceback."
+
+
+# -- tab completion -------------------------------------------------------------------------------
+
+def completions(text_until_cursor: str) -> list[str]:
+    """What may come next after ``text_until_cursor`` (a line starting with %oss_finetune or %%oss_finetune)."""
+    words = text_until_cursor.split()
+    if not words:
+        return []
+    ends_with_space = text_until_cursor.endswith((" ", "\t"))
+    done = words[1:] if ends_with_space else words[1:-1]
+    if not done:
+        return list(SUBCOMMANDS) + ["--help"]
+    command = SUBCOMMANDS.get(done[0])
+    if command is None:
+        return []
+    previous = done[-1] if len(done) > 1 else None
+    if previous is not None and previous.startswith("--"):
+        for option in command.options():
+            if previous in option.flags and "boolean" not in option.types:
+                if "enum" in option.prop:
+                    return [str(v) for v in option.prop["enum"]]
+                return []
+        for argument in command.arguments:
+            if previous in argument.flags and argument.kind == "value":
+                return list(argument.choices or [])
+    if command.name == "help":
+        return list(SUBCOMMANDS)
+    return command.all_flags()
+
+
+def _complete_hook(shell, event) -> list[str]:
+    return completions(event.text_until_cursor)
+
+
+def register_completer(ipython) -> None:
+    for key in (f"%{MAGIC}", f"%%{MAGIC}"):
+        ipython.set_hook("complete_command", _complete_hook, str_key=key)
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(FinetuneMagics)
+    register_completer(ipython)
+    from . import comm
+
+    comm.register(ipython)
+
+
+def explain(argv: list[str]) -> str:
+    """The paragraph a line would get (for the widgets' inline validation); '' when it parses."""
+    try:
+        parse(argv)
+    except MagicError as error:
+        return str(error)
+    return ""
+
+
+def format_traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
