@@ -1,0 +1,33 @@
+"""``python -m oss_finetune COMMAND``: each subcommand lives in cli.py; add one to SUBCOMMANDS."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from . import cli
+
+# name -> (help, add_arguments, run)
+SUBCOMMANDS = {
+    "render": ("render conversations in Harmony and print text or token ids", cli.add_render_arguments, cli.run_render),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m oss_finetune", description="oss-finetune command line")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return cli.main_guarded(args.run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Command-line tools. Each subcommand has an ``add_*_arguments`` and a ``run_*`` function, which
+``__main__`` wires into argparse; both are importable for scripts and tests."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from typing import TextIO
+
+from .harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+def _date(value: str) -> str:
+    try:
+        return _dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date as YYYY-MM-DD") from None
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="conversations: .json, .jsonl or .parquet, in any supported row format")
+    parser.add_argument("--ids", action="store_true", help="print token ids (one line per conversation) instead of text")
+    parser.add_argument("--mode", choices=MODES, default="train",
+                        help="train: ends with <|return|>; prompt: leaves the answer out and ends with <|start|>assistant")
+    parser.add_argument("--effort", choices=EFFORTS, default=None,
+                        help="reasoning effort for rows that do not set their own (default: medium)")
+    parser.add_argument("--date", type=_date, default=None, help="pin the 'Current date:' line (default: today)")
+    parser.add_argument("--loss-mask", choices=LOSS_MASKS, default=None,
+                        help="with --ids, print after each line of ids its loss mask as a line of 0/1 (default policy: assistant)")
+    parser.add_argument("--format", choices=("auto", "multilingual-thinking", "messages", "sharegpt"), default="auto")
+    parser.add_argument("--tokenizer", default="embedded:tiny", help="embedded:tiny, a hub id or a local folder")
+
+
+def run_render(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from .data import BadRowError, read_rows, to_row
+    from .tokenizer import load_tokenizer
+
+    try:
+        raw = read_rows(args.file)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e)) from None
+    rows = [to_row(r, i, args.format, args.effort or "medium") for i, r in enumerate(raw)]
+    tokenizer = load_tokenizer(args.tokenizer)
+    rendered = []
+    for row in rows:
+        try:
+            rendered.extend(render_many([row.conversation], mode=args.mode, loss_mask=args.loss_mask or "assistant",
+                                        date=args.date, tokenizer=tokenizer))
+        except HarmonyRenderError as e:
+            raise BadRowError(row.index, "messages", str(e)) from None
+    for i, r in enumerate(rendered):
+        if args.ids:
+            out.write(json.dumps(r.ids) + "\n")
+            if args.loss_mask:
+                out.write("".join("1" if m else "0" for m in r.trained) + "\n")
+        else:
+            if i:
+                out.write("\n")
+            out.write(r.decoded() + "\n")
+    return 0
+
+
+def main_guarded(fn, args: argparse.Namespace) -> int:
+    """Runs a subcommand; user mistakes become one line on stderr and a non-zero exit."""
+    from .data import BadRowError
+
+    try:
+        return fn(args)
+    except (CliError, BadRowError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `... | head` closed the pipe: not an error
+        return 0
