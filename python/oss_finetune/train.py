@@ -402,8 +402,11 @@ class Trainer:
         logits = inner.lm_head(selected).float()
         return F.cross_entropy(logits, targets, reduction="sum"), count
 
-    def _one_step(self) -> tuple[float, float | None, int, int]:
-        """One optimizer step over gradient_accumulation_steps micro-batches; returns loss, grad norm, tokens."""
+    def _one_step(self) -> tuple[float, float | None, int, int, float]:
+        """One optimizer step over gradient_accumulation_steps micro-batches.
+
+        Returns the summed loss, the grad norm, the trained and input token counts, and the learning rate.
+        """
         s = self.settings
         device = _model_device(self.model)
         micro = [self._take(self.cursor + i * s["batch_size"], s["batch_size"])
@@ -425,10 +428,11 @@ class Trainer:
         else:
             grad_norm = float(torch.linalg.vector_norm(
                 torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
+        lr = float(self._optimizer.param_groups[0]["lr"])  # the rate this step used, not the next one's
         self._optimizer.step()
         self._scheduler.step()
         self._optimizer.zero_grad(set_to_none=True)
-        return loss_sum, grad_norm, total_trained, total_tokens
+        return loss_sum, grad_norm, total_trained, total_tokens, lr
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _write_run_files(self) -> None:
@@ -592,7 +596,7 @@ class Trainer:
                         started = time.perf_counter()
                         if device.type == "cuda":
                             torch.cuda.reset_peak_memory_stats(device)
-                        loss_sum, grad_norm, trained, tokens = self._one_step()
+                        loss_sum, grad_norm, trained, tokens, lr = self._one_step()
                         if device.type == "cuda":
                             torch.cuda.synchronize(device)
                         seconds = time.perf_counter() - started
@@ -602,7 +606,7 @@ class Trainer:
                         self._boundary_rng = _rng_state()
                         self._window.append((loss_sum, trained))
                         if self.step % s["logging_steps"] == 0 or self.step == self.max_steps:
-                            self._log(grad_norm, tokens, seconds, device)
+                            self._log(grad_norm, tokens, seconds, device, lr)
                         if self.step % s["save_steps"] == 0 and self.step < self.max_steps:
                             self.save_checkpoint()
                 except KeyboardInterrupt:
@@ -634,7 +638,7 @@ class Trainer:
         return TrainResult(self.status, self.step, self.max_steps, str(self.run_dir), self.checkpoint,
                            self.message, list(self.metrics))
 
-    def _log(self, grad_norm: float | None, tokens: int, seconds: float, device: torch.device) -> None:
+    def _log(self, grad_norm: float | None, tokens: int, seconds: float, device: torch.device, lr: float) -> None:
         loss_total = sum(l for l, _ in self._window)
         trained_total = sum(t for _, t in self._window)
         self._window = []
@@ -644,7 +648,7 @@ class Trainer:
         metrics = StepMetrics(
             step=self.step,
             loss=loss_total / max(trained_total, 1),
-            lr=float(self._scheduler.get_last_lr()[0]),
+            lr=lr,
             grad_norm=grad_norm,
             tokens_per_second=tokens / seconds if seconds > 0 else None,
             gpu_memory_gib=memory,
