@@ -20,6 +20,8 @@ export interface Lab {
   token: string;
   /** Calls the Jupyter server's REST API with the token; fails the test on an HTTP error. */
   api<T = unknown>(method: 'GET' | 'PUT' | 'DELETE', route: string, body?: unknown): Promise<T>;
+  /** Ends every session and its kernel. */
+  stopKernels(): Promise<void>;
 }
 
 function env(name: string): string {
@@ -65,6 +67,14 @@ function makeLab(request: APIRequestContext): Lab {
       expect(response.ok(), `${method} /api/${route}: ${response.status()} ${await response.text()}`).toBeTruthy();
       return (response.status() === 204 ? undefined : await response.json()) as T;
     },
+    async stopKernels() {
+      for (const session of await this.api<{ id: string }[]>('GET', 'sessions')) {
+        await this.api('DELETE', `sessions/${session.id}`);
+      }
+      for (const kernel of await this.api<{ id: string }[]>('GET', 'kernels')) {
+        await this.api('DELETE', `kernels/${kernel.id}`);
+      }
+    },
   };
 }
 
@@ -73,8 +83,7 @@ export const test = base.extend<{ lab: Lab }>({
     const lab = makeLab(request);
     await use(lab);
     // Each test starts its own kernel; stopping them keeps later tests from competing for the CPU.
-    const kernels = await lab.api<{ id: string }[]>('GET', 'kernels');
-    for (const kernel of kernels) await lab.api('DELETE', `kernels/${kernel.id}`);
+    await lab.stopKernels();
   },
 });
 export { expect };
@@ -144,7 +153,21 @@ export async function save(page: Page): Promise<void> {
   expect(dirty, 'the notebook is saved').toBe(false);
 }
 
-/** The output area JupyterLab chose for a MIME type (it records the choice in data-mime-type). */
-export function mimeOutput(page: Page, mime: string) {
-  return page.locator(`.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output[data-mime-type="${mime}"]`);
+/**
+ * The output of one of our renderers in the current notebook. JupyterLab only records the MIME type
+ * it chose on its own renderers, so ours are recognised by the root element each view draws.
+ */
+export const VIEW = {
+  harmony: '.ossft-harmony',
+  training: '.ossft-training',
+  dataset: '.ossft-dataset',
+} as const;
+
+export function output(page: Page, view: keyof typeof VIEW) {
+  return page.locator(`.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output:has(${VIEW[view]})`);
+}
+
+/** Outputs drawn as plain text, which is where a bundle lands when no renderer claims it. */
+export function plainTextOutputs(page: Page) {
+  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output.jp-RenderedText');
 }

@@ -4,8 +4,9 @@ import {
   displayCell,
   expect,
   fixture,
-  mimeOutput,
   openNotebook,
+  output,
+  plainTextOutputs,
   runAll,
   save,
   test,
@@ -17,33 +18,46 @@ const harmony = fixture('harmony-tokens', 'one-conversation');
 const training = fixture('training-run', 'running');
 const dataset = fixture('dataset-summary', 'multilingual');
 
-/** Asserts that an output is drawn by our renderer, not by JupyterLab's text/plain fallback. */
-async function expectRenderedBy(page: Page, mime: string): Promise<void> {
-  const output = mimeOutput(page, mime);
-  await expect(output, `one ${mime} output`).toHaveCount(1);
-  await expect(output).toBeVisible();
-  await expect(output.locator('.jp-RenderedText')).toHaveCount(0);
-  await expect(output).not.toHaveText(/fallback/);
-}
+type Stream = { ids: number[]; text: string[]; trained: boolean[]; part: string[]; channel: string[] };
+const stream = (harmony.conversations as { tokens: Stream }[])[0].tokens;
+
+/** The token view draws spaces as a visible middle dot; everything else must come through as is. */
+const shown = (text: string) => text.replace(/ /g, '·');
 
 async function expectHarmonyView(page: Page): Promise<void> {
-  await expectRenderedBy(page, MIME.harmony);
-  const output = mimeOutput(page, MIME.harmony);
-  // Text of tokens from the fixture, drawn by the token view.
-  await expect(output).toContainText('Hello');
-  await expect(output).toContainText('<|message|>');
+  const view = output(page, 'harmony');
+  await expect(view).toHaveCount(1);
+  const chips = view.getByRole('option');
+  await expect(chips).toHaveText(stream.text.map(shown));
+  await expect(view.locator('[role=option].ossft-part-special')).toHaveCount(stream.part.filter((p) => p === 'special').length);
+  // The loss mask is on by default: every token that is not a training target is marked.
+  await expect(view.locator('[role=option].ossft-masked')).toHaveCount(stream.trained.filter((t) => !t).length);
 }
 
 async function expectTrainingDashboard(page: Page): Promise<void> {
-  await expectRenderedBy(page, MIME.training);
-  const output = mimeOutput(page, MIME.training);
-  await expect(output).toContainText(String(training.run_id));
+  const view = output(page, 'training');
+  await expect(view).toHaveCount(1);
+  await expect(view.locator('.ossft-run-id')).toContainText(String(training.run_id));
+  await expect(view.getByRole('status')).toHaveText('running');
+  const progress = view.getByRole('progressbar');
+  await expect(progress).toHaveAttribute('aria-valuenow', String(training.step));
+  await expect(progress).toHaveAttribute('aria-valuemax', String(training.max_steps));
+  await expect(view.locator('.ossft-latest-loss')).toHaveText('1.55');
+  await expect(view.getByRole('button', { name: /Stop training/ })).toBeEnabled();
+  // plotly.js draws the loss curve: one line trace through the two logged steps.
+  await expect(view.locator('.ossft-chart-loss .js-plotly-plot .scatterlayer .trace')).toHaveCount(1);
 }
 
 async function expectDatasetSummary(page: Page): Promise<void> {
-  await expectRenderedBy(page, MIME.dataset);
-  const output = mimeOutput(page, MIME.dataset);
-  await expect(output).toContainText('French');
+  const view = output(page, 'dataset');
+  await expect(view).toHaveCount(1);
+  await expect(view.locator('.ossft-fact-rows')).toContainText('998 of 1000');
+  const languages = view.locator('.ossft-languages tbody tr');
+  await expect(languages).toHaveCount(Object.keys(dataset.languages as object).length);
+  await expect(languages.filter({ hasText: 'French' })).toContainText('200');
+  const fraction = ((dataset.tokens_trained as number) / (dataset.tokens_total as number)) * 100;
+  await expect(view.getByRole('meter')).toHaveAttribute('aria-valuenow', fraction.toFixed(1));
+  await expect(view.getByLabel(/Token length histogram: 4 bins, 998 rows/)).toBeVisible();
 }
 
 test('the extension is served and its renderers are registered', async ({ page, lab }) => {
@@ -65,7 +79,7 @@ test('the extension is served and its renderers are registered', async ({ page, 
     await app.restored;
     return app.listPlugins().filter((id: string) => id.startsWith('oss-finetune'));
   });
-  expect(plugins.length, 'plugins registered by the extension').toBeGreaterThan(0);
+  expect(plugins).toEqual(expect.arrayContaining(['oss-finetune:harmony', 'oss-finetune:training', 'oss-finetune:dataset']));
   expect(problems).toEqual([]);
 });
 
@@ -78,7 +92,6 @@ test('each MIME type is rendered by its own view', async ({ page, lab }) => {
     ].join('\n'),
   ]);
   await openNotebook(page, lab, 'renderers.ipynb');
-
   const registered: string[] = await page.evaluate(
     () => (window as any).jupyterapp.shell.currentWidget.content.rendermime.mimeTypes,
   );
@@ -88,17 +101,29 @@ test('each MIME type is rendered by its own view', async ({ page, lab }) => {
   await expectHarmonyView(page);
   await expectTrainingDashboard(page);
   await expectDatasetSummary(page);
+  await expect(plainTextOutputs(page)).toHaveCount(0);
+
+  // The view reacts: the mask toggle clears the marks, the channel filter hides the final channel.
+  const view = output(page, 'harmony');
+  await view.getByRole('checkbox', { name: 'loss mask' }).uncheck();
+  await expect(view.locator('[role=option].ossft-masked')).toHaveCount(0);
+  await view.getByRole('checkbox', { name: 'final' }).uncheck();
+  await expect(view.getByRole('option')).toHaveCount(stream.channel.filter((c) => c !== 'final').length);
+  await view.getByRole('option').filter({ hasText: 'Hello' }).hover();
+  await expect(view.locator('.ossft-detail')).toContainText(`id ${stream.ids[stream.text.indexOf('Hello')]}`);
 });
 
 test('token text is shown as text, never run as HTML', async ({ page, lab }) => {
   const img = '<img src=x onerror="window.__pwned=1">';
   const script = '<script>window.__pwned=2</script>';
-  const entity = '&lt;b&gt;';
+  const entity = '&lt;b&gt;&amp;';
   const texts = ['<|start|>', 'user', '<|message|>', img, script, entity, '<|end|>'];
-  const payload = {
+  const hostileHarmony = {
     version: 1,
+    title: img,
     conversations: [
       {
+        title: script,
         messages: [{ index: 0, role: 'user', channel: 'none' }],
         tokens: {
           ids: texts.map((_, i) => 1000 + i),
@@ -112,16 +137,32 @@ test('token text is shown as text, never run as HTML', async ({ page, lab }) => 
       },
     ],
   };
-  await writeNotebook(lab, 'unsafe.ipynb', [displayCell(MIME.harmony, payload, 'harmony fallback')]);
+  // The other views print strings from the kernel too: a run message and a language name.
+  const hostileTraining = { ...training, message: '<img src=x onerror="window.__pwned=3">' };
+  const hostileDataset = { ...dataset, languages: { '<img src=x onerror="window.__pwned=4">': 3 } };
+  await writeNotebook(lab, 'unsafe.ipynb', [
+    [
+      displayCell(MIME.harmony, hostileHarmony, 'harmony fallback'),
+      displayCell(MIME.training, hostileTraining, 'training fallback'),
+      displayCell(MIME.dataset, hostileDataset, 'dataset fallback'),
+    ].join('\n'),
+  ]);
   await openNotebook(page, lab, 'unsafe.ipynb');
   await runAll(page);
 
-  await expectRenderedBy(page, MIME.harmony);
-  const output = mimeOutput(page, MIME.harmony);
-  await expect(output).toContainText(img);
-  await expect(output).toContainText(script);
-  await expect(output).toContainText(entity);
-  await expect(output.locator('img, script, b')).toHaveCount(0);
+  const view = output(page, 'harmony');
+  await expect(view.getByRole('option')).toHaveText(texts.map(shown));
+  // Hovering and pinning write the token into the detail line: another place it must stay text.
+  const imgChip = view.getByRole('option').nth(texts.indexOf(img));
+  await imgChip.hover();
+  await expect(view.locator('.ossft-detail')).toContainText(shown(img));
+  await view.getByRole('option').nth(texts.indexOf(script)).click();
+  await expect(view.locator('.ossft-detail')).toContainText(shown(script));
+  await expect(output(page, 'training').locator('.ossft-run-message')).toContainText(hostileTraining.message);
+  await expect(output(page, 'dataset').locator('.ossft-languages')).toContainText(Object.keys(hostileDataset.languages)[0]);
+
+  const outputs = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea');
+  await expect(outputs.locator('img, script, b')).toHaveCount(0);
   expect(await page.evaluate(() => (window as any).__pwned)).toBeUndefined();
 });
 
@@ -140,14 +181,14 @@ test('rendered outputs come back from the saved notebook after a reload', async 
     'GET',
     'contents/reload.ipynb?content=1',
   );
-  const savedMimes = saved.content.cells.flatMap((cell) => cell.outputs.flatMap((output) => Object.keys(output.data)));
+  const savedMimes = saved.content.cells.flatMap((cell) => cell.outputs.flatMap((o) => Object.keys(o.data)));
   expect(savedMimes).toEqual(expect.arrayContaining([MIME.harmony, MIME.training]));
 
-  // Stop the kernel first: whatever shows after the reload can only come from the file.
-  const kernels = await lab.api<{ id: string }[]>('GET', 'kernels');
-  for (const kernel of kernels) await lab.api('DELETE', `kernels/${kernel.id}`);
+  // With the kernel gone, whatever shows after the reload can only come from the file.
+  await lab.stopKernels();
   await page.reload();
   await waitForNotebook(page, 'reload.ipynb');
   await expectHarmonyView(page);
   await expectTrainingDashboard(page);
+  await expect(plainTextOutputs(page)).toHaveCount(0);
 });
