@@ -7,7 +7,7 @@ import argparse
 import datetime as _dt
 import json
 import sys
-from typing import TextIO
+from typing import Optional, TextIO
 
 from .harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
 
@@ -37,7 +37,8 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default="embedded:tiny", help="embedded:tiny, a hub id or a local folder")
 
 
-def run_render(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_render(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+    out = out or sys.stdout
     from .data import BadRowError, read_rows, to_row
     from .tokenizer import load_tokenizer
 
