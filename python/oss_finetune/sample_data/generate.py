@@ -303,7 +303,7 @@ def make_arithmetic(rng: random.Random, kind: str):
 # ---------------------------------------------------------------------------------------------
 # Unit conversions
 
-# Per language: (singular, plural, "one <unit>", feminine in Spanish/Italian "how many").
+# Per language: (singular, plural, "one <unit>" with its article).
 UNIT_NAMES = {
     "km": {"en": ("kilometer", "kilometers", "one kilometer"), "fr": ("kilomètre", "kilomètres", "un kilomètre"),
            "es": ("kilómetro", "kilómetros", "un kilómetro"), "de": ("Kilometer", "Kilometer", "ein Kilometer"),
@@ -337,6 +337,9 @@ UNIT_NAMES = {
           "es": ("segundo", "segundos", "un segundo"), "de": ("Sekunde", "Sekunden", "eine Sekunde"),
           "it": ("secondo", "secondi", "un secondo")},
 }
+# German plurals after "in" asking "wie viel": in Metern, in Litern; the rest do not change.
+GERMAN_DATIVE = {"Kilometer": "Kilometern", "Meter": "Metern", "Zentimeter": "Zentimetern",
+                 "Liter": "Litern", "Milliliter": "Millilitern"}
 FEMININE_UNITS = {"h"}  # hora / ora: cuántas, quante
 CONVERSIONS = [("km", "m", 1000), ("m", "cm", 100), ("kg", "g", 1000), ("L", "mL", 1000),
                ("h", "min", 60), ("min", "s", 60)]
@@ -366,7 +369,7 @@ UNITS = {
     },
     "es": {
         "q": ["¿{Cuantos} {to_pl} hay en {v} {frm}?", "Convierte {v} {frm} a {to_pl}.",
-              "¿Cuánto son {v} {frm} en {to_pl}?"],
+              "¿A cuánto equivalen {v} {frm} en {to_pl}?"],
         "task": ["Hay que convertir {v} {frm} a {to_pl}.", "El usuario quiere expresar {v} {frm} en {to_pl}."],
         "factor": ["{One} equivale a {f} {small_pl}.", "En {one} hay {f} {small_pl}."],
         "mul": ["Paso a una unidad más pequeña, así que multiplico por {f}: {v} × {f} = {r}.",
@@ -378,8 +381,8 @@ UNITS = {
     },
     "de": {
         "q": ["Wie viele {to_pl} sind {v} {frm}?", "Rechne {v} {frm} in {to_pl} um.",
-              "Wie viel sind {v} {frm} in {to_pl}?"],
-        "task": ["{v} {frm} sollen in {to_pl} umgerechnet werden.", "Der Nutzer will {v} {frm} in {to_pl} ausdrücken."],
+              "Wie viel sind {v} {frm} in {to_dat}?"],
+        "task": ["{v} {frm} sollen in {to_pl} umgerechnet werden.", "Der Nutzer will {v} {frm} in {to_dat} ausdrücken."],
         "factor": ["{One} hat {f} {small_pl}.", "{One} sind {f} {small_pl}."],
         "mul": ["Zur kleineren Einheit wird mit {f} multipliziert: {v} × {f} = {r}.",
                 "Also multiplizieren: {v} × {f} = {r}."],
@@ -433,6 +436,7 @@ def make_units(rng: random.Random, kind: str):
             small_pl=UNIT_NAMES[small][lang][1], one=one, One=cap(one),
             op="÷" if kind == "down" else "×",
             de_to=("d'" + to_pl) if to_pl[0] in "aeiouh" else ("de " + to_pl),
+            to_dat=GERMAN_DATIVE.get(to_pl, to_pl),
             Cuantos="Cuántas" if fem else "Cuántos", Quanti="Quante" if fem else "Quanti",
         )
 
@@ -915,8 +919,9 @@ def make_logic(rng: random.Random, kind: str):
         P, PU = LOGIC_PHRASES[lang], LOGIC_PHRASES[user_lang]
         clues = " ".join(PU[f"{rel}_clue"](a, b) for a, b in shown)
         user = f"{U[f'{rel}_intro']}{clues} {U[f'{kind}_q']}"
+        # French sets a space before the semicolon.
         fl = dict(top=order[0], que_top=fr_que(order[0]),
-                  links="; ".join(P[f"{rel}_link"](a, b) for a, b in pairs), order=", ".join(order))
+                  links=(" ; " if lang == "fr" else "; ").join(P[f"{rel}_link"](a, b) for a, b in pairs), order=", ".join(order))
         steps = [pick(rng, T[f"{rel}_top"], fl), pick(rng, T["chain"], fl), pick(rng, T[f"{rel}_order"], fl)]
         analysis = assemble(rng, lang, pick(rng, T[f"{rel}_task"], fl), steps, answer)
         final = U[f"{kind}_final"].format(x=answer, **_gender_fields(answer))
@@ -1288,8 +1293,8 @@ def make_row(lang: str, developer: str, user: str, analysis: str, final: str) ->
     }
 
 
-def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> list[dict]:
-    rows = []
+def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> tuple[list[dict], list[tuple]]:
+    rows, keys = [], []
     # Outer loop over the row index, inner over family and language, so any prefix of the file
     # is balanced across languages and families.
     for i in range(per_cell):
@@ -1305,19 +1310,26 @@ def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> l
                 else:
                     raise RuntimeError(f"no fresh {family}/{kind} problem for {split} {lang} {i}")
                 used.add(key)
+                keys.append(key)
                 user_lang = lang if lang != "en" and i % NATIVE_QUESTION_EVERY in native_rows else "en"
                 user, analysis, final = render(rng, lang, user_lang)
                 rows.append(make_row(lang, rng.choice(DEVELOPERS), user, analysis, final))
-    return rows
+    return rows, keys
 
 
-def generate() -> tuple[list[dict], list[dict]]:
-    """Return (training rows, held-out rows); no problem appears in both or twice."""
+def generate_with_keys() -> dict[str, tuple[list[dict], list[tuple]]]:
+    """Rows and, row for row, the language-independent key of each problem, per split."""
     used: set = set()
     # Held-out first, so its problems are reserved before training draws from the same space.
     heldout = _generate_split("heldout", HELDOUT_PER_CELL, used, native_rows={1})
     train = _generate_split("train", TRAIN_PER_CELL, used, native_rows={NATIVE_QUESTION_EVERY - 1})
-    return train, heldout
+    return {"train": train, "heldout": heldout}
+
+
+def generate() -> tuple[list[dict], list[dict]]:
+    """Return (training rows, held-out rows); no problem appears in both or twice."""
+    splits = generate_with_keys()
+    return splits["train"][0], splits["heldout"][0]
 
 
 def to_jsonl(rows: list[dict]) -> str:
