@@ -722,7 +722,32 @@ def _complete_hook(shell, event) -> list[str]:
     return completions(event.text_until_cursor)
 
 
+def _matcher():
+    """An IPython >= 8.6 matcher: on our magic's line it answers alone, so no Python names get mixed in."""
+    from IPython.core.completer import SimpleCompletion, context_matcher
+
+    @context_matcher()
+    def oss_finetune_matcher(context):
+        line = context.text_until_cursor
+        if not line.lstrip().startswith((f"%{MAGIC}", f"%%{MAGIC}", MAGIC + " ")):
+            return {"completions": []}
+        token = context.token
+        found = [c for c in completions(line) if c.startswith(token)]
+        return {"completions": [SimpleCompletion(text=c, type="oss_finetune") for c in found], "suppress": bool(found)}
+
+    return oss_finetune_matcher
+
+
 def register_completer(ipython) -> None:
+    completer = getattr(ipython, "Completer", None)
+    try:
+        matcher = _matcher()
+    except ImportError:  # IPython before 8.6: the legacy hook alone
+        matcher = None
+    if matcher is not None and completer is not None and hasattr(completer, "custom_matchers"):
+        if not any(getattr(m, "__name__", "") == matcher.__name__ for m in completer.custom_matchers):
+            completer.custom_matchers.append(matcher)
+        return
     for key in (f"%{MAGIC}", f"%%{MAGIC}"):
         ipython.set_hook("complete_command", _complete_hook, str_key=key)
 

@@ -129,14 +129,20 @@ def describe_run_folder(run_dir: Path) -> RunInfo | None:
         max_steps = ((config.get("config") or {}).get("training") or {}).get("max_steps")
     step = max([state.get("step") or 0, trainer_state.get("step") or 0] + [m.get("step", 0) for m in metrics])
     status = state.get("status")
+    message = state.get("message")
     if status in ("running", "stopping", "pending", None):
-        # A run that was live when its kernel went away ended wherever its last checkpoint is.
-        if checkpoint is not None and max_steps is not None and trainer_state.get("step") == max_steps:
+        # A run that was live when its kernel went away ended where its last checkpoint is: that is
+        # the step a resume starts from, whatever metrics.jsonl logged after it.
+        step = trainer_state.get("step") or 0
+        if checkpoint is not None and max_steps is not None and step == max_steps:
             status = "completed"
-        elif status is not None or checkpoint is not None:
-            status = "stopped" if checkpoint is not None else "failed"
+        elif checkpoint is not None:
+            status = "stopped"
+            message = (f"the kernel went away during training; its last checkpoint is step {step} "
+                       f"(continue with `%oss_finetune train --resume {checkpoint}`)")
         else:
             status = "failed"
+            message = "the kernel went away during training, before the first checkpoint"
     adapter = run_dir / "adapter"
     return RunInfo(
         run_id=str(config.get("run_id") or run_dir.name),
@@ -148,7 +154,7 @@ def describe_run_folder(run_dir: Path) -> RunInfo | None:
         last_loss=metrics[-1]["loss"] if metrics else None,
         started_at=state.get("started_at") or trainer_state.get("started_at"),
         updated_at=state.get("updated_at"),
-        message=state.get("message"),
+        message=message,
         adapter=str(adapter) if (adapter / "adapter_config.json").is_file() else None,
     )
 
@@ -353,8 +359,11 @@ class Session:
         ``on_update`` receives a training-run payload on every logged step and status change.
         ``resume_from`` is a checkpoint folder, or 'latest' for the newest checkpoint in output_dir.
         """
-        trainer = self.make_trainer(changes, on_update)
+        if changes:
+            self.set_config({"training": changes})
+        # A wrong checkpoint is found out before minutes go into loading a model.
         checkpoint = self.resolve_checkpoint(resume_from) if resume_from else None
+        trainer = self.make_trainer(None, on_update)
         on_update and on_update(trainer.snapshot())
         try:
             result = trainer.train(resume_from=checkpoint)
@@ -472,7 +481,8 @@ class Session:
         for info in reversed(self.list_runs()):
             state = _read_json(Path(info.run_dir) / STATE_FILE)
             if isinstance(state, dict):
-                state = dict(state, status=info.status)
+                state = dict(state, status=info.status, step=info.step, message=info.message,
+                             checkpoint=info.checkpoint)
                 try:
                     return schema.validate("training-run", state)
                 except schema.SchemaError:

@@ -1,0 +1,239 @@
+"""%oss_finetune in a real IPython InteractiveShell: parsing, settings shown with their defaults,
+one-paragraph errors (a traceback only with --verbose) and tab completion.
+
+Nothing here loads a model: these are the parts a person meets before anything heavy happens.
+test_kernel.py drives the same magics through a real kernel, model and training included.
+"""
+
+import json
+
+import pytest
+from IPython.core.completer import provisionalcompleter
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from oss_finetune import magics, session as session_module
+
+
+@pytest.fixture(scope="module")
+def shell():
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "oss_finetune")
+    return shell
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(tmp_path):
+    return session_module.reset_session({"training": {"output_dir": str(tmp_path / "runs")}})
+
+
+def run(shell, capsys, source):
+    result = shell.run_cell(source)
+    out, err = capsys.readouterr()
+    return result, out, err
+
+
+def test_load_ext_registers_the_line_and_the_cell_magic(shell):
+    assert shell.find_line_magic("oss_finetune") is not None
+    assert shell.find_cell_magic("oss_finetune") is not None
+
+
+def test_without_a_subcommand_the_overview_lists_every_subcommand(shell, capsys):
+    result, out, _ = run(shell, capsys, "%oss_finetune")
+    assert result.success
+    for name in ("load", "data", "show", "lora", "train", "chat", "compare", "save", "status", "stop", "help"):
+        assert f"\n  {name} " in out
+
+
+@pytest.mark.parametrize("name", list(magics.SUBCOMMANDS))
+def test_every_subcommand_has_help(shell, capsys, name):
+    result, out, err = run(shell, capsys, f"%oss_finetune {name} --help")
+    assert result.success, err
+    assert out.startswith(f"%oss_finetune {name}: ")
+    assert "--verbose" in out
+
+
+def test_help_of_a_settings_command_names_the_schema_fields_and_defaults(shell, capsys):
+    _, out, _ = run(shell, capsys, "%oss_finetune train --help")
+    assert "--lr, --learning-rate  [training.learning_rate, default 0.0002]" in out
+    assert "--max-steps  [training.max_steps, default 60]" in out
+    assert "--gradient-checkpointing / --no-gradient-checkpointing" in out
+
+
+def test_lora_without_arguments_shows_the_settings_with_their_defaults(shell, capsys):
+    result, out, _ = run(shell, capsys, "%oss_finetune lora")
+    assert result.success
+    assert "lora settings" in out and "no adapter on the model yet" in out
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert lines["r"].split()[-1] == "8"
+    assert lines["alpha"].split()[-1] == "16"
+    assert '["q_proj", "k_proj", "v_proj", "o_proj"]' in lines["target_modules"]
+    # Nothing was loaded just to show settings.
+    assert session_module.get_session().loaded is None
+
+
+def test_a_cell_sets_fields_and_the_settings_view_marks_what_changed(shell, capsys):
+    result, out, _ = run(shell, capsys, "%%oss_finetune\nlora:\n  r: 16\n  alpha: 32\ntraining:\n  max_steps: 30\n")
+    assert result.success
+    shown = json.loads(out)
+    assert shown["lora"]["r"] == 16 and shown["lora"]["dropout"] == 0  # defaults filled in
+    _, out, _ = run(shell, capsys, "%oss_finetune lora")
+    assert "* r               16   (default 8)" in out
+    assert "  dropout         0" in out
+    _, out, _ = run(shell, capsys, "%oss_finetune train")
+    assert "* max_steps" in out and "(default 60)" in out
+    _, out, _ = run(shell, capsys, "%oss_finetune load")
+    assert "name_or_path" in out and '"embedded:tiny"' in out and "not loaded yet" in out
+
+
+def test_a_cell_accepts_json_too(shell, capsys):
+    result, _, _ = run(shell, capsys, '%%oss_finetune\n{"data": {"max_seq_length": 256, "limit": 4}}\n')
+    assert result.success
+    config = session_module.get_session().config
+    assert config["data"]["max_seq_length"] == 256 and config["data"]["limit"] == 4
+    assert config["data"]["loss_mask"] == "assistant"
+
+
+def test_options_map_onto_config_fields_with_types():
+    parsed = magics.parse(["train", "--max-steps", "30", "--lr", "2e-4", "--no-gradient-checkpointing"])
+    assert parsed.command.name == "train"
+    assert parsed.changes == {"max_steps": 30, "learning_rate": 0.0002, "gradient_checkpointing": False}
+    parsed = magics.parse(["lora", "--r", "16", "--alpha=32", "--target-modules", "q_proj", "v_proj", "--target-experts"])
+    assert parsed.changes == {"r": 16, "alpha": 32, "target_modules": ["q_proj", "v_proj"], "target_experts": True}
+    assert magics.parse(["lora", "--targets", "q_proj,k_proj"]).changes == {"target_modules": ["q_proj", "k_proj"]}
+    parsed = magics.parse(["data", "rows.jsonl", "--limit", "none", "--max-seq-length", "512", "--effort", "high"])
+    assert parsed.changes == {"source": "rows.jsonl", "limit": None, "max_seq_length": 512, "reasoning_effort": "high"}
+    parsed = magics.parse(["load", "openai/gpt-oss-20b", "--dtype", "bfloat16", "--load-in-4bit"])
+    assert parsed.changes == {"name_or_path": "openai/gpt-oss-20b", "dtype": "bfloat16", "load_in_4bit": True}
+    parsed = magics.parse(["chat", "--effort", "low", "--language", "French", "What's", "2", "+", "2?"])
+    assert parsed.values == {"effort": "low", "language": "French"} and parsed.rest == ["What's", "2", "+", "2?"]
+    assert magics.parse(["train"]).acts is False and magics.parse(["train", "--run"]).acts is True
+
+
+def test_a_bare_section_in_a_cell_belongs_to_the_subcommand_on_the_line():
+    assert magics.parse_body("r: 16\nalpha: 32\n", "lora") == {"lora": {"r": 16, "alpha": 32}}
+    assert magics.parse_body("lora:\n  r: 16\n", "lora") == {"lora": {"r": 16}}
+    assert magics.parse_body("", None) == {}
+
+
+BAD_INPUT = [
+    ("%oss_finetune lora --r 0", "lora.r: must be >= 1 — use an integer from 1 to 1024, e.g. --r 8"),
+    ("%oss_finetune lora --r 1.5", "lora.r: must be integer — use an integer from 1 to 1024, e.g. --r 8"),
+    ("%oss_finetune train --lr abc",
+     "training.learning_rate: must be number — use a number above 0 and at most 1, e.g. --lr 0.0002"),
+    ("%oss_finetune load --dtype bf16",
+     'model.dtype: must be one of: "auto", "bfloat16", "float16", "float32" — use one of auto, bfloat16, float16, '
+     "float32, e.g. --dtype auto"),
+    ("%oss_finetune data --limit 0", "data.limit: must be >= 1 — use an integer of 1 or more, or none, e.g. --limit 1"),
+    ("%oss_finetune lroa --r 8", "unknown subcommand 'lroa' — did you mean `%oss_finetune lora`?"),
+    ("%oss_finetune fly", "unknown subcommand 'fly' — the subcommands are: load, data, show, lora, train, chat, "
+                          "compare, save, status, stop, help."),
+    ("%oss_finetune lora --rr 3", "lora: unknown option --rr — did you mean --r?"),
+    ("%oss_finetune train --max-step 3", "train: unknown option --max-step — did you mean --max-steps?"),
+    ("%oss_finetune lora --r", "lora: --r needs a value — use an integer from 1 to 1024, e.g. --r 8"),
+    ("%oss_finetune chat --effort extreme hi",
+     "chat: --effort 'extreme' is not one of low, medium, high — e.g. --effort high"),
+    ("%oss_finetune chat --effort low", "chat: nothing to ask — write the question after the options, e.g. "
+                                        "`%oss_finetune chat --effort low --language French What is 2 + 2?`"),
+    ("%oss_finetune show two", "row 'two' is not a whole number — e.g. `%oss_finetune show 0 3`"),
+    ("%oss_finetune status now", "status: unexpected argument 'now' — `%oss_finetune status` takes only options; "
+                                 "see `%oss_finetune status --help`."),
+    ("%oss_finetune help lroa", "no help for 'lroa' — did you mean lora?"),
+    ("%%oss_finetune\nlora:\n  alpah: 8\n",
+     "lora.alpah: is not an allowed field — did you mean alpha? Known: r, alpha, dropout, target_modules, target_experts."),
+    ("%%oss_finetune\nlora:\n  r: -1\n", "lora.r: must be >= 1 — use an integer from 1 to 1024, e.g. r: 8"),
+    ("%%oss_finetune\noptimiser:\n  lr: 1\n",
+     "optimiser: is not an allowed field — Known: model, data, lora, training."),
+    ("%%oss_finetune\nlora: [r\n", "the cell is not valid YAML or JSON at line 2, column 1: "),
+    ("%%oss_finetune\n- r: 8\n", "the cell must hold a mapping of config sections, not a list"),
+]
+
+
+@pytest.mark.parametrize("source,paragraph", BAD_INPUT, ids=[s.split("\n")[0] + s[-12:] for s, _ in BAD_INPUT])
+def test_a_mistake_is_one_paragraph_that_names_it_and_the_fix(shell, capsys, source, paragraph):
+    result, out, err = run(shell, capsys, source)
+    assert isinstance(result.error_in_exec, UsageError)
+    assert "Traceback" not in out + err
+    assert err.startswith("UsageError: " + paragraph)
+    assert err.count("\n") == 1, err  # one paragraph, on one line
+    # The shell is still fine.
+    assert shell.run_cell("1 + 1").result == 2
+
+
+def test_with_verbose_the_traceback_comes_back(shell, capsys):
+    result, out, err = run(shell, capsys, "%oss_finetune lora --r 0 --verbose")
+    assert not result.success and not isinstance(result.error_in_exec, UsageError)
+    text = out + err
+    assert "Traceback" in text and "lora.r: must be >= 1" in text and "magics.py" in text
+
+
+def test_a_failure_inside_the_session_is_one_paragraph_too(shell, capsys, tmp_path):
+    result, out, err = run(shell, capsys, "%oss_finetune save")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert err == ("UsageError: there is no adapter to save; run `%oss_finetune lora` and `%oss_finetune train` "
+                   "first\n")
+    result, out, err = run(shell, capsys, "%oss_finetune train --resume latest --max-steps 2")
+    assert err.startswith("UsageError: there is no checkpoint to resume from in ")
+
+
+def test_stop_without_a_run_says_so(shell, capsys):
+    result, out, _ = run(shell, capsys, "%oss_finetune stop")
+    assert result.success and out.strip() == "no run is training"
+
+
+def write_run(root, run_id, *, step, max_steps, state=None):
+    run_dir = root / run_id
+    (run_dir / "checkpoints" / f"step-{step}").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"run_id": run_id, "config": {"training": {"max_steps": max_steps}}}))
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 2.0 - s / 10}) + "\n"
+                                                   for s in range(1, step + 1)))
+    (run_dir / "checkpoints" / f"step-{step}" / "trainer_state.json").write_text(
+        json.dumps({"step": step, "max_steps": max_steps, "run_id": run_id}))
+    if state:
+        (run_dir / "state.json").write_text(json.dumps(state))
+    return run_dir
+
+
+def test_status_lists_the_runs_on_disk_as_a_restarted_kernel_finds_them(shell, capsys, tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "20260101-100000-aaaa", step=10, max_steps=10)
+    # A kernel that died mid-run left state.json saying "running": the last checkpoint tells how it ended.
+    write_run(root, "20260101-110000-bbbb", step=3, max_steps=10,
+              state={"version": 1, "run_id": "20260101-110000-bbbb", "status": "running", "step": 4, "max_steps": 10,
+                     "started_at": "2026-01-01T11:00:00+00:00", "metrics": [{"step": 1, "loss": 1.9}]})
+    (root / "not-a-run").mkdir()
+    result, out, _ = run(shell, capsys, "%oss_finetune status")
+    assert result.success
+    assert "runs in " in out and ": 2" in out
+    assert "20260101-100000-aaaa: completed at step 10/10, loss 1" in out
+    assert "20260101-110000-bbbb: stopped at step 3/10, loss 1.7" in out
+    # The newest run's last payload is shown again, with the status it really ended in.
+    assert "20260101-110000-bbbb [stopped]" in out
+
+
+def complete(shell, line):
+    with provisionalcompleter():
+        return sorted(c.text for c in shell.Completer.completions(line, len(line)))
+
+
+def test_tab_completes_subcommands(shell):
+    assert complete(shell, "%oss_finetune lo") == ["load", "lora"]
+    assert complete(shell, "%oss_finetune s") == ["save", "show", "status", "stop"]
+    assert complete(shell, "%%oss_finetune tr") == ["train"]
+    assert "compare" in complete(shell, "%oss_finetune ")
+
+
+def test_tab_completes_options_and_their_values(shell):
+    assert complete(shell, "%oss_finetune train --max") == ["--max-steps"]
+    assert complete(shell, "%oss_finetune lora --tar") == ["--target-experts", "--target-modules", "--targets"]
+    assert complete(shell, "%oss_finetune load --dtype ") == ["auto", "bfloat16", "float16", "float32"]
+    assert complete(shell, "%oss_finetune chat --effort ") == ["high", "low", "medium"]
+    assert complete(shell, "%oss_finetune save --m") == ["--merged"]
+    assert complete(shell, "%oss_finetune help st") == ["status", "stop"]
+    # Python names never get mixed in on our line, and other lines are left alone.
+    assert "abs" not in complete(shell, "%oss_finetune lora --")
+    assert "abs" in complete(shell, "ab")
+
+
+def test_the_old_complete_api_agrees(shell):
+    assert shell.complete(None, "%oss_finetune train --lr")[1] == ["--lr", "--lr-scheduler"]
