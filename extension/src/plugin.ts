@@ -1,6 +1,7 @@
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { schemaIssues } from '@oss-finetune/schema';
 
 import { DEFAULT_SETTINGS, ViewSettings, updateSettings } from './settings';
 import { setKernelFinder } from './training/stop';
@@ -22,6 +23,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   optional: [ISettingRegistry, INotebookTracker],
   activate: (_app: JupyterFrontEnd, registry: ISettingRegistry | null, notebooks: INotebookTracker | null) => {
+    // Compiling a schema's validator costs about 100 ms; do it while the page is idle rather than
+    // when the first token view opens.
+    const warm = () => {
+      for (const name of ['harmony-tokens', 'training-run', 'dataset-summary'] as const) schemaIssues(name, {});
+    };
+    if (typeof requestIdleCallback === 'function') requestIdleCallback(warm);
+    else setTimeout(warm, 0);
     if (notebooks) {
       setKernelFinder((node) => {
         const owner = notebooks.find((panel) => panel.node.contains(node)) ?? notebooks.currentWidget;

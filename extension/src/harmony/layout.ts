@@ -1,4 +1,4 @@
-import { TokenSource, columns, displayText, endsLine } from './model';
+import { TokenSource, columns } from './model';
 
 /** Per-token facts the layout needs, computed once per stream and reused on every relayout. */
 export interface Measures {
@@ -13,8 +13,8 @@ export function measure(source: TokenSource): Measures {
   const breaks = new Uint8Array(source.length);
   for (let i = 0; i < source.length; i++) {
     const text = source.text(i);
-    cols[i] = Math.min(65535, columns(displayText(text)));
-    breaks[i] = endsLine(text) ? 1 : 0;
+    cols[i] = Math.min(65535, columns(text));
+    breaks[i] = text.charCodeAt(text.length - 1) === 10 ? 1 : 0;
   }
   return { cols, breaks };
 }

@@ -11,6 +11,8 @@ describe('displayText', () => {
   it('counts wide characters as two columns', () => {
     expect(columns('abc')).toBe(3);
     expect(columns('日本')).toBe(4);
+    expect(columns('😀')).toBe(2);
+    expect(columns('a b\n')).toBe(displayText('a b\n').length);
   });
 });
 

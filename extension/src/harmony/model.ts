@@ -69,12 +69,24 @@ export function endsLine(text: string): boolean {
   return text.endsWith('\n');
 }
 
-/** Width in monospace columns; East Asian wide characters and emoji take two. */
-export function columns(shown: string): number {
+/**
+ * Width in monospace columns of a token's chip text; East Asian wide characters and emoji take two.
+ * Works on the raw text: the whitespace marks of displayText take one column each, like what they
+ * replace, so no display string is built for the 300,000 tokens a layout may cover.
+ */
+export function columns(text: string): number {
+  if (text === '') return 1;
   let width = 0;
-  for (const ch of shown) {
-    const cp = ch.codePointAt(0)!;
-    width += cp >= 0x1100 && (cp <= 0x115f || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xff00 && cp <= 0xff60) || cp >= 0x1f300) ? 2 : 1;
+  for (let i = 0; i < text.length; i++) {
+    const cp = text.charCodeAt(i);
+    if (cp < 0x1100) width += 1;
+    else if (cp >= 0xd800 && cp <= 0xdbff) {
+      // A surrogate pair: astral characters are mostly emoji, drawn two columns wide.
+      width += 2;
+      i++;
+    } else {
+      width += cp <= 0x115f || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xff00 && cp <= 0xff60) ? 2 : 1;
+    }
   }
   return width;
 }

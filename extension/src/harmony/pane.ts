@@ -243,12 +243,14 @@ export class TokenPane {
       }
     }
     chip.className = cls;
-    chip.id = `${this.uid}-${i}`;
     chip.dataset.i = String(i);
     chip.setAttribute('role', 'option');
-    chip.setAttribute('aria-posinset', String(k + 1));
-    chip.setAttribute('aria-setsize', String(this.layout.order.length));
+    // Only the token the keyboard is on needs an id and a full accessible name; naming every drawn
+    // chip would double the cost of a scroll jump for nothing a screen reader reads.
     if (k === this.active || i === this.pinned) {
+      chip.id = `${this.uid}-${i}`;
+      chip.setAttribute('aria-posinset', String(k + 1));
+      chip.setAttribute('aria-setsize', String(this.layout.order.length));
       chip.setAttribute('aria-label', this.describe(i));
       chip.setAttribute('aria-selected', String(i === this.pinned));
     }
