@@ -307,6 +307,8 @@ class _Encoder:
 
     def __init__(self, tokenizer: Any):
         self.backend = tokenizer.backend_tokenizer
+        # encode_batch_fast skips character offsets, which we never use (tokenizers >= 0.21).
+        self.encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
         self.cache: dict[str, list[int]] = {}
 
     def encode(self, texts: list[str], cacheable: list[bool]) -> list[list[int]]:
@@ -320,7 +322,7 @@ class _Encoder:
                 todo_idx.append(i)
                 todo_txt.append(t)
         if todo_txt:
-            encs = self.backend.encode_batch(todo_txt, add_special_tokens=False)
+            encs = self.encode_batch(todo_txt, add_special_tokens=False)
             if len(self.cache) > self._CACHE_LIMIT:
                 self.cache.clear()
             for i, e in zip(todo_idx, encs):
@@ -484,8 +486,9 @@ def render_many(
             value = piece[0]
             if isinstance(value, str):
                 texts.append(value)
-                # Content changes from row to row; headers and the system message do not.
-                cacheable.append(piece[4] == "header" or piece[2] == "system")
+                # Content changes from row to row; headers, the system message and, in most data
+                # sets, the developer's instructions do not.
+                cacheable.append(piece[4] == "header" or piece[2] in ("system", "developer"))
                 where.append((c, p))
     encoded = encoder.encode(texts, cacheable)
     ids_of: list[dict[int, list[int]]] = [dict() for _ in conversations]
