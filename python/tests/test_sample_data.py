@@ -216,6 +216,7 @@ def test_numbers_follow_the_reasoning_language():
         gen.num(Fraction(1, 3), "en")
 
 
+@pytest.mark.slow  # importing transformers and loading the 200k-entry vocabulary
 def test_rows_fit_in_300_tokens(train, heldout):
     transformers = pytest.importorskip("transformers")
     folder = Path(gen.__file__).resolve().parents[1] / "assets" / "tokenizer"

@@ -80,7 +80,12 @@ def it_il(n) -> str:
 
 def it_prep(prep: str, n) -> str:
     """Italian articulated preposition before a number: dall'8, all'11, del 20."""
-    return f"{prep}l'" if it_il(n) == "l'" else f"{prep}l "
+    return f"{prep}ll'" if it_il(n) == "l'" else f"{prep}l "
+
+
+def fr_de(word: str) -> str:
+    """French "de" before a month: d'avril, d'août, d'octobre, de mai."""
+    return f"d'{word}" if word[:1] in ("a", "o") else f"de {word}"
 
 
 def fr_que(name: str) -> str:
@@ -564,7 +569,7 @@ DATES = {
         "db_task": ["On compte les jours du {d1} au {d2}.",
                     "L'utilisateur veut le nombre de jours entre le {d1} et le {d2}."],
         "db_first": ["{M1} compte {dim} jours, donc il reste {dim} - {a1} = {x} jours après le {d1}.",
-                     "Du {d1} à la fin de {m1} : {dim} - {a1} = {x} jours."],
+                     "Du {d1} à la fin du mois {de_m1} : {dim} - {a1} = {x} jours."],
         "db_mid": ["Le mois {de_mm} entier ajoute {mdays} jours.", "Puis tout le mois {de_mm} : {mdays} jours."],
         "db_last": ["Ensuite, {a2} jours en {m2} jusqu'au {d2}.", "En {m2}, on compte {a2} jours jusqu'au {d2}."],
         "db_sum": ["Total : {expr} = {r} jours.", "En additionnant : {expr} = {r}."],
@@ -732,7 +737,7 @@ def make_dates(rng: random.Random, kind: str):
             mm = names[m1] if m2 - m1 == 2 else ""
             fl = dict(d1=day_month(d1, lang), d2=day_month(d2, lang), d2y=with_year(d2, lang),
                       m1=names[m1 - 1], M1=cap(names[m1 - 1]), m2=names[m2 - 1], mm=mm, MM=cap(mm),
-                      de_mm=("d'" + mm) if mm[:1] in ("a", "o") else ("de " + mm),
+                      de_mm=fr_de(mm), de_m1=fr_de(names[m1 - 1]),
                       dim=dim, a1=d1.day, x=parts[0], a2=d2.day, r=total,
                       mdays=parts[1] if len(parts) == 3 else 0,
                       expr=" + ".join(str(p) for p in parts))
@@ -1237,7 +1242,7 @@ def make_equations(rng: random.Random, kind: str):
         f.update(c=c, cd=x + b, eq=f"{a}(x + {b}) = {c}", chk=f"{a} × ({x} + {b}) = {_times(a, x + b)} = {c}")
     else:
         a = rng.randint(4, 9)
-        c = rng.randint(1, a - 2)
+        c = rng.randint(2, a - 2)  # a coefficient of 1 would print as "1x"
         while b + (a - c) * x <= 0:
             b = rng.randint(1, 20)
             x = rng.choice([k for k in range(-6, 16) if k != 0])
