@@ -113,7 +113,6 @@ def is_embedded(name_or_path: str | None) -> bool:
     return name_or_path in (None, "", EMBEDDED, "embedded")
 
 
-@lru_cache(maxsize=8)
 def load_tokenizer(name_or_path: str | None = EMBEDDED) -> Any:
     """A transformers fast tokenizer.
 
@@ -122,7 +121,12 @@ def load_tokenizer(name_or_path: str | None = EMBEDDED) -> Any:
     ``AutoTokenizer``. Loading parses a 27 MB file, so the result is cached: the same object comes
     back for the same name; do not modify it.
     """
-    if is_embedded(name_or_path):
+    return _load(EMBEDDED if is_embedded(name_or_path) else str(name_or_path))
+
+
+@lru_cache(maxsize=8)
+def _load(name_or_path: str) -> Any:
+    if name_or_path == EMBEDDED:
         from transformers import PreTrainedTokenizerFast
 
         return PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir()), local_files_only=True)
