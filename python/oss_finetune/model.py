@@ -230,13 +230,13 @@ def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dt
 
 def _load_tokenizer(name_or_path: str | None):
     """The model's own tokenizer; the vendored gpt-oss tokenizer for the embedded model or a folder without one."""
-    vendored = Path(__file__).with_name("assets") / "tokenizer"
     try:
-        from .tokenizer import load_tokenizer  # type: ignore[attr-defined]
+        from .tokenizer import load_tokenizer
     except ImportError:
         load_tokenizer = None
+    vendored = str(Path(__file__).with_name("assets") / "tokenizer")
     candidates = [name_or_path] if name_or_path else []
-    candidates.append(str(vendored))
+    candidates.append(EMBEDDED_TINY if load_tokenizer is not None else vendored)
     last_error: Exception | None = None
     for candidate in candidates:
         try:

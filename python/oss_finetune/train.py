@@ -559,8 +559,8 @@ class Trainer:
                 raise TrainingError(f"{resume_path} is not a checkpoint folder (no trainer_state.json)")
             self.run_dir = resume_path.parent.parent
             self.run_id = json.loads((resume_path / "trainer_state.json").read_text(encoding="utf-8"))["run_id"]
-        self._stop.clear()
-        self._stop_reason = None
+        # A stop asked for before the loop starts (a quick Stop button) is honoured, not cleared:
+        # the flag is reset when a run ends instead.
         self.message = None
 
         if resume_from is None:
@@ -618,9 +618,11 @@ class Trainer:
                 message = _failure_message(error, self.step, self._lora_targets())
                 self._release_memory()
                 self._finish(was_training, previous_cache)
+                self._stop.clear()
                 self._set_status("failed", message)
                 raise TrainingError(message) from error
             self._finish(was_training, previous_cache)
+            self._stop.clear()
             self._set_status("failed", f"training failed at step {self.step + 1}: {type(error).__name__}: {error}")
             raise
 
@@ -635,6 +637,8 @@ class Trainer:
             checkpoint = self.save_checkpoint()
             self._finish(was_training, previous_cache)
             self._set_status("completed", f"completed {self.step} steps; adapter in {checkpoint}")
+        self._stop.clear()
+        self._stop_reason = None
         return TrainResult(self.status, self.step, self.max_steps, str(self.run_dir), self.checkpoint,
                            self.message, list(self.metrics))
 

@@ -24,6 +24,15 @@ from oss_finetune.model import (
 CUDA = torch.cuda.is_available()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny shapes gain nothing from threads, and on a busy CI machine idle-spinning threads cost a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def loaded():
     return load_model({})

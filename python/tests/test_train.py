@@ -34,9 +34,20 @@ SENTENCES = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny shapes gain nothing from threads, and on a busy CI machine idle-spinning threads cost a lot."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tokenizer():
-    return load_model({}).tokenizer
+    from oss_finetune.tokenizer import load_tokenizer
+
+    return load_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +177,13 @@ def test_stop_from_another_thread_stops_at_a_step_boundary_with_a_checkpoint(tmp
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["cursor"] == 2 * 2 * 2
     assert not [p for p in checkpoint.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_a_stop_before_the_first_step_is_honoured(tmp_path, examples):
+    trainer = Trainer(adapted(), examples, settings(tmp_path, max_steps=10), handle_sigint=False)
+    trainer.stop("stopped early")
+    result = trainer.train()
+    assert result.status == "stopped" and result.step == 0 and Path(result.checkpoint).name == "step-0"
 
 
 def test_a_keyboard_interrupt_stops_gracefully_with_a_checkpoint(tmp_path, examples):
