@@ -16,7 +16,6 @@ import difflib
 import html
 import json
 import shlex
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -501,7 +500,8 @@ def _publish(data: dict) -> None:
 
 
 def _say(text: str) -> None:
-    _publish({"text/plain": text})
+    # The HTML twin keeps line breaks and escapes paths and model output, as every bundle's fallback must.
+    _publish({"text/plain": text, "text/html": f'<pre class="oss-finetune-text">{html.escape(text)}</pre>'})
 
 
 def runs_text(status: dict) -> str:
@@ -758,16 +758,3 @@ def load_ipython_extension(ipython) -> None:
     from . import comm
 
     comm.register(ipython)
-
-
-def explain(argv: list[str]) -> str:
-    """The paragraph a line would get (for the widgets' inline validation); '' when it parses."""
-    try:
-        parse(argv)
-    except MagicError as error:
-        return str(error)
-    return ""
-
-
-def format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
