@@ -141,7 +141,10 @@ export async function waitForNotebook(page: Page, name: string): Promise<void> {
 /** Runs every cell; the command's promise settles once each cell's reply and outputs have arrived. */
 export async function runAll(page: Page): Promise<void> {
   const ok = await page.evaluate(() => (window as any).jupyterapp.commands.execute('notebook:run-all-cells'));
-  expect(ok, 'every cell ran without an error').toBe(true);
+  const errors = ok
+    ? []
+    : await page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) [data-mime-type="application/vnd.jupyter.stderr"]').allInnerTexts();
+  expect(ok, `every cell ran without an error\n${errors.join('\n')}`).toBe(true);
 }
 
 export async function save(page: Page): Promise<void> {

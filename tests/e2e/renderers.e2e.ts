@@ -192,3 +192,31 @@ test('rendered outputs come back from the saved notebook after a reload', async 
   await expectTrainingDashboard(page);
   await expect(plainTextOutputs(page)).toHaveCount(0);
 });
+
+test('the training dashboard follows display updates in place', async ({ page, lab }) => {
+  // The trainer re-sends the whole run under one display_id after each step; the view must update
+  // the existing dashboard, not stack a new output per step.
+  const cell = [
+    'from IPython.display import display, update_display',
+    `run = ${JSON.stringify(JSON.stringify(training))}`,
+    'import json',
+    'payload = json.loads(run)',
+    'for step in range(3, 8):',
+    '    payload["step"] = step',
+    '    payload["metrics"].append({"step": step, "loss": round(1.6 - step / 10, 2)})',
+    '    bundle = {"application/vnd.oss-finetune.training+json": payload, "text/plain": "training fallback"}',
+    '    if step == 3:',
+    '        display(bundle, raw=True, display_id="live-run")',
+    '    else:',
+    '        update_display(bundle, raw=True, display_id="live-run")',
+  ].join('\n');
+  await writeNotebook(lab, 'live.ipynb', [cell]);
+  await openNotebook(page, lab, 'live.ipynb');
+  await runAll(page);
+
+  const view = output(page, 'training');
+  await expect(view).toHaveCount(1);
+  await expect(view.getByRole('progressbar')).toHaveAttribute('aria-valuenow', '7');
+  await expect(view.locator('.ossft-latest-loss')).toHaveText('0.9');
+  await expect(plainTextOutputs(page)).toHaveCount(0);
+});
