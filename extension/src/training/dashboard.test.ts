@@ -1,6 +1,7 @@
-import { TRAINING_MIME, TrainingRunPayload } from '@oss-finetune/schema';
+import { TRAINING_MIME, TrainingRunPayload, schemaIssues } from '@oss-finetune/schema';
 
 import { contractFixture, contractFixtures, mimeModel } from '../testing/fixtures';
+import { fakeKernel, refusal, reply } from '../testing/kernel';
 import { svgCharts } from './charts';
 import { TrainingRenderer } from './renderer';
 import { COMM_TARGET, requestStop, setKernelFinder } from './stop';
@@ -131,21 +132,20 @@ describe('TrainingRenderer', () => {
 describe('requestStop', () => {
   afterEach(() => setKernelFinder(null));
 
-  it('opens a comm on the oss_finetune target and sends the stop op', async () => {
-    const sent: unknown[] = [];
-    const comm = {
-      open: jest.fn(() => ({ done: Promise.resolve() })),
-      send: jest.fn((data: unknown) => {
-        sent.push(data);
-        return { done: Promise.resolve() };
-      }),
-    };
-    const kernel = { createComm: jest.fn(() => comm) };
-    setKernelFinder(() => kernel as any);
+  it('opens a comm on the oss_finetune target and sends a stop request the kernel accepts', async () => {
+    const k = fakeKernel((req) => reply(req, { run_id: 'run-7' }));
+    setKernelFinder(() => k.kernel);
     await requestStop('run-7', document.createElement('div'));
-    expect(kernel.createComm).toHaveBeenCalledWith(COMM_TARGET);
+    expect(k.targets).toEqual([COMM_TARGET]);
     expect(COMM_TARGET).toBe('oss_finetune');
-    expect(sent).toEqual([{ op: 'stop', run_id: 'run-7' }]);
+    expect(k.sent).toEqual([{ op: 'stop', request_id: expect.any(String) }]);
+    expect(schemaIssues('comm-message', k.sent[0])).toEqual([]);
+  });
+
+  it('passes on why the kernel refused to stop', async () => {
+    const k = fakeKernel((req) => refusal(req, '(root)', 'no run is training'));
+    setKernelFinder(() => k.kernel);
+    await expect(requestStop('run-7', document.createElement('div'))).rejects.toThrow('could not stop run-7: no run is training');
   });
 
   it('refuses with a reason when no kernel is connected', async () => {

@@ -1,12 +1,13 @@
 /**
- * The one place that talks to the kernel about a run. The kernel registers the comm target
- * `oss_finetune`; a stop request opens a comm on it and sends `{op: "stop", run_id}`. The kernel
- * then stops after the current step, saves a checkpoint and sends a last display update with status
- * "stopped", which is what the dashboard shows; the reply on the comm only says it was heard.
+ * The dashboard's Stop button. The kernel stops after the current step, saves a checkpoint and sends
+ * a last display update with status "stopped", which is what the dashboard shows; the reply on the
+ * comm only says the request was heard.
  */
 import type { Kernel } from '@jupyterlab/services';
 
-export const COMM_TARGET = 'oss_finetune';
+import { COMM_TARGET, clientFor } from '../comm/client';
+
+export { COMM_TARGET };
 
 /** Finds the kernel behind the notebook holding an output node; set by the plugin. */
 export type KernelFinder = (node: HTMLElement) => Kernel.IKernelConnection | null | undefined;
@@ -17,18 +18,18 @@ export function setKernelFinder(next: KernelFinder | null): void {
   finder = next;
 }
 
-export interface StopRequest {
-  op: 'stop';
-  run_id: string;
-}
-
+/**
+ * Asks the kernel behind `node` to stop its run. The kernel runs one training at a time, so the
+ * stop op names none; `runId` is the run the person saw, kept for the error message.
+ */
 export async function requestStop(runId: string, node: HTMLElement): Promise<void> {
   const kernel = finder?.(node);
   if (!kernel) {
     throw new Error('no running kernel is connected to this notebook; interrupt the kernel to stop the run');
   }
-  const comm = kernel.createComm(COMM_TARGET);
-  const message: StopRequest = { op: 'stop', run_id: runId };
-  await comm.open({}).done;
-  await comm.send(message as unknown as Parameters<typeof comm.send>[0]).done;
+  try {
+    await clientFor(kernel).request('stop');
+  } catch (error) {
+    throw new Error(`could not stop ${runId}: ${(error as Error).message}`);
+  }
 }

@@ -1,0 +1,231 @@
+/**
+ * The widgets' side of the `oss_finetune` comm (schema/comm-message.schema.json). Every request
+ * carries a fresh request_id and resolves with the kernel's one reply to it; events of a run that
+ * a request started (`training_update`) go to the listeners instead.
+ *
+ * One comm per kernel, shared by the panel, the commands and the dashboards' Stop buttons, so a run
+ * started from the panel reports to every view of that kernel.
+ */
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
+import type { FinetuneConfig, TrainingRunPayload } from '@oss-finetune/schema';
+// The package index does not re-export the comm message types yet; the generated file is the truth.
+import type { CommError, CommMessage } from '@oss-finetune/schema/lib/src/generated/comm-message';
+
+export const COMM_TARGET = 'oss_finetune';
+
+export type RequestOp = 'get_config' | 'set_config' | 'start_training' | 'stop' | 'list_runs' | 'read_metrics';
+
+/** The arguments each op may carry, besides op and request_id. */
+export interface RequestArguments {
+  get_config: Record<string, never>;
+  set_config: { config: FinetuneConfig; replace?: boolean };
+  start_training: { config?: FinetuneConfig; resume_from?: string | null };
+  stop: Record<string, never>;
+  list_runs: Record<string, never>;
+  read_metrics: { run_id: string; since_step?: number };
+}
+
+/** One run as list_runs describes it; the kernel may add fields, the panel only needs these. */
+export interface RunSummary {
+  run_id: string;
+  status?: string;
+  step?: number;
+  max_steps?: number | null;
+  checkpoint?: string | null;
+  [key: string]: unknown;
+}
+
+export interface ConfigResult {
+  config: FinetuneConfig;
+  defaults: FinetuneConfig;
+}
+
+/** What each successful reply carries in `result`, as the schema's description lists it. */
+export interface RequestResults {
+  get_config: ConfigResult;
+  set_config: ConfigResult;
+  start_training: { started: boolean };
+  stop: { run_id: string | null };
+  list_runs: { runs: RunSummary[] };
+  read_metrics: { run_id: string; metrics: Record<string, unknown>[] };
+}
+
+/** A reply with ok: false; `path` says where, e.g. `config.lora.r`. */
+export class CommRequestError extends Error {
+  constructor(
+    readonly op: string,
+    readonly path: string,
+    readonly rule: string,
+  ) {
+    super(path && path !== '(root)' ? `${path}: ${rule}` : rule);
+    this.name = 'CommRequestError';
+  }
+}
+
+export interface TrainingUpdate {
+  /** The request_id of the start_training that began the run. */
+  requestId: string;
+  payload?: TrainingRunPayload;
+  error?: CommError;
+}
+
+type UpdateListener = (update: TrainingUpdate) => void;
+
+interface Pending {
+  op: RequestOp;
+  resolve: (result: any) => void;
+  reject: (error: Error) => void;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+export interface ClientOptions {
+  /** How long a reply may take before the request fails; a busy kernel answers late. */
+  timeoutMs?: number;
+}
+
+let counter = 0;
+function nextRequestId(op: string): string {
+  counter += 1;
+  return `${op}-${Date.now().toString(36)}-${counter}`;
+}
+
+export class FinetuneClient {
+  private comm: Kernel.IComm | null = null;
+  private opening: Promise<Kernel.IComm> | null = null;
+  private readonly pending = new Map<string, Pending>();
+  private readonly listeners = new Set<UpdateListener>();
+  private readonly timeoutMs: number;
+  private closed = false;
+
+  constructor(
+    readonly kernel: Kernel.IKernelConnection,
+    options: ClientOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Sends one request and resolves with its reply's result, or rejects with the kernel's error. */
+  async request<Op extends RequestOp>(op: Op, args?: RequestArguments[Op]): Promise<RequestResults[Op]> {
+    if (this.closed) throw new Error('the connection to the kernel was closed');
+    const comm = await this.open();
+    const requestId = nextRequestId(op);
+    const message = { ...(args ?? {}), op, request_id: requestId } as CommMessage;
+    const reply = new Promise<RequestResults[Op]>((resolve, reject) => {
+      const timer =
+        this.timeoutMs > 0
+          ? setTimeout(() => {
+              this.pending.delete(requestId);
+              reject(new Error(`the kernel did not answer ${op} within ${Math.round(this.timeoutMs / 1000)} s; is a cell still running?`));
+            }, this.timeoutMs)
+          : null;
+      this.pending.set(requestId, { op, resolve, reject, timer });
+    });
+    try {
+      comm.send(message as unknown as Parameters<Kernel.IComm['send']>[0]);
+    } catch (error) {
+      this.settle(requestId)?.reject(error as Error);
+    }
+    return reply;
+  }
+
+  /** Follows the runs this kernel reports over the comm; returns the function that stops following. */
+  onTrainingUpdate(listener: UpdateListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  dispose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new Error('the connection to the kernel was closed'));
+    this.listeners.clear();
+    const comm = this.comm;
+    this.comm = null;
+    if (comm && !comm.isDisposed) {
+      try {
+        comm.close();
+      } catch {
+        // The kernel may already be gone; nothing is left to tell it.
+      }
+    }
+  }
+
+  private open(): Promise<Kernel.IComm> {
+    // A kernel restart disposes its comms without a close message; open a new one then.
+    if (this.comm?.isDisposed) {
+      this.comm = null;
+      this.opening = null;
+      this.failAll(new Error('the kernel restarted before it answered'));
+    }
+    if (this.comm) return Promise.resolve(this.comm);
+    if (!this.opening) {
+      this.opening = (async () => {
+        const comm = this.kernel.createComm(COMM_TARGET);
+        comm.onMsg = (msg: KernelMessage.ICommMsgMsg) => this.receive(msg.content.data as unknown);
+        comm.onClose = () => {
+          this.comm = null;
+          this.opening = null;
+          this.failAll(new Error('the kernel closed the oss_finetune connection'));
+        };
+        await comm.open({}).done;
+        this.comm = comm;
+        return comm;
+      })();
+      this.opening.catch(() => {
+        this.opening = null;
+      });
+    }
+    return this.opening;
+  }
+
+  private receive(data: unknown): void {
+    if (!data || typeof data !== 'object') return;
+    const message = data as CommMessage;
+    if (message.op === 'training_update') {
+      const update: TrainingUpdate = {
+        requestId: message.request_id,
+        payload: message.payload as TrainingRunPayload | undefined,
+        error: message.error,
+      };
+      for (const listener of [...this.listeners]) listener(update);
+      return;
+    }
+    const waiting = this.settle(message.request_id);
+    if (!waiting) return;
+    if (message.ok) waiting.resolve(message.result ?? {});
+    else {
+      const error = message.error ?? { path: '(root)', message: 'the kernel refused the request' };
+      waiting.reject(new CommRequestError(waiting.op, error.path, error.message));
+    }
+  }
+
+  private settle(requestId: string): Pending | undefined {
+    const waiting = this.pending.get(requestId);
+    if (!waiting) return undefined;
+    this.pending.delete(requestId);
+    if (waiting.timer) clearTimeout(waiting.timer);
+    return waiting;
+  }
+
+  private failAll(error: Error): void {
+    for (const id of [...this.pending.keys()]) this.settle(id)?.reject(error);
+  }
+}
+
+const clients = new WeakMap<Kernel.IKernelConnection, FinetuneClient>();
+
+/** The shared client of a kernel, made on first use and forgotten with the kernel. */
+export function clientFor(kernel: Kernel.IKernelConnection, options?: ClientOptions): FinetuneClient {
+  let client = clients.get(kernel);
+  if (!client || client.isClosed) {
+    const made = new FinetuneClient(kernel, options);
+    client = made;
+    clients.set(kernel, made);
+    kernel.disposed?.connect(() => made.dispose());
+  }
+  return client;
+}
