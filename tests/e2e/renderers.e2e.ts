@@ -44,8 +44,12 @@ async function expectTrainingDashboard(page: Page): Promise<void> {
   await expect(progress).toHaveAttribute('aria-valuemax', String(training.max_steps));
   await expect(view.locator('.ossft-latest-loss')).toHaveText('1.55');
   await expect(view.getByRole('button', { name: /Stop training/ })).toBeEnabled();
-  // plotly.js draws the loss curve: one line trace through the two logged steps.
-  await expect(view.locator('.ossft-chart-loss .js-plotly-plot .scatterlayer .trace')).toHaveCount(1);
+  // plotly.js draws the loss curve: one line trace through the two logged steps. The SVG chart is
+  // only the stand-in shown until plotly has loaded, so it does not count.
+  await expect(
+    view.locator('.ossft-chart-loss .js-plotly-plot .scatterlayer .trace'),
+    'plotly has replaced the SVG stand-in of the loss chart',
+  ).toHaveCount(1);
 }
 
 async function expectDatasetSummary(page: Page): Promise<void> {
