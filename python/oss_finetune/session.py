@@ -363,8 +363,8 @@ class Session:
             self.set_config({"training": changes})
         # A wrong checkpoint is found out before minutes go into loading a model.
         checkpoint = self.resolve_checkpoint(resume_from) if resume_from else None
+        # The first update comes with status 'running', after a resume has set the run's own id and folder.
         trainer = self.make_trainer(None, on_update)
-        on_update and on_update(trainer.snapshot())
         try:
             result = trainer.train(resume_from=checkpoint)
         finally:

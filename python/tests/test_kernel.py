@@ -392,6 +392,33 @@ def test_interrupt_during_train_stops_the_run_with_a_checkpoint(kernel):
     assert text_of(messages) == "True\n"
 
 
+def test_train_resumes_the_interrupted_run_from_its_checkpoint(kernel):
+    _, messages = kernel.execute("from oss_finetune.session import get_session; "
+                                 "r = get_session().list_runs()[-1]; print(r.run_id, r.step)")
+    run_id, step = text_of(messages).split()
+    reply, messages = kernel.execute(f"%oss_finetune train --resume latest --max-steps {int(step) + 1} {TINY_TRAINING}")
+    ok(reply, messages)
+    payloads = [m["content"]["data"][TRAINING_MIME] for m in messages
+                if m["msg_type"] in ("display_data", "update_display_data") and TRAINING_MIME in m["content"]["data"]]
+    assert {p["run_id"] for p in payloads} == {run_id}, "the resumed run keeps its id and folder"
+    assert payloads[-1]["status"] == "completed" and payloads[-1]["step"] == int(step) + 1
+
+
+def test_save_merged_writes_full_weights(kernel):
+    reply, messages = kernel.execute("%oss_finetune save --merged")
+    ok(reply, messages)
+    said = text_of(messages)  # transformers' progress bar may come first, on stderr
+    assert "merged weights saved to " in said
+    path = Path(said.split("merged weights saved to ", 1)[1].split(" (adapter", 1)[0])
+    path = path if path.is_absolute() else kernel.cwd / path
+    assert json.loads((path / "config.json").read_text())["model_type"] == "gpt_oss"
+    assert list(path.glob("*.safetensors"))
+    # The merged model is loadable by the same magic, as a local folder.
+    reply, messages = kernel.execute(f"%oss_finetune load {path} --dtype float32")
+    ok(reply, messages)
+    assert "GptOssForCausalLM" in text_of(messages) and "merged" in text_of(messages)
+
+
 # -- the protocol without a kernel ---------------------------------------------------------------
 
 def test_handle_never_raises_on_junk(tmp_path):
