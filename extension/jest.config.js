@@ -16,7 +16,7 @@ module.exports = {
   reporters: ['default'],
   transform: {
     ...base.transform,
-    '^.+\\.tsx?$': ['ts-jest', { tsconfig: './tsconfig.test.json' }],
+    '^.+\\.tsx?$': ['ts-jest', { tsconfig: require('path').join(__dirname, 'tsconfig.test.json') }],
   },
   transformIgnorePatterns: [`/node_modules/(?!(${esModules})/)`],
 };

@@ -142,6 +142,9 @@ export class TrainingDashboard {
   }
 
   resize(): void {
+    // Outputs are rendered before they are attached (page reload, notebook windowing), and a chart
+    // drawn while detached is skipped, so every attach redraws from the last payload.
+    if (this.payload) this.update(this.payload);
     for (const plot of this.charts.values()) this.backend.resize?.(plot);
   }
 
