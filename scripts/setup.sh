@@ -76,6 +76,15 @@ else
   echo "$py_fp" > "$STAMPS/venv"
 fi
 
+# The editable install copies the labextension once; a link keeps the venv serving the live build.
+link=.venv/share/jupyter/labextensions/oss-finetune
+if [ -L "$link" ] && [ "$(readlink -f "$link")" = "$ROOT/python/oss_finetune/labextension" ]; then
+  say "labextension linked"
+else
+  say "linking the labextension build into .venv"
+  PATH="$ROOT/.venv/bin:$PATH" .venv/bin/jupyter labextension develop --overwrite python >/dev/null
+fi
+
 # 4. kernelspec ------------------------------------------------------------------------------
 kernel_json=$("$PY" - <<'EOF'
 import json, os, sys
