@@ -419,6 +419,24 @@ def test_save_merged_writes_full_weights(kernel):
     assert "GptOssForCausalLM" in text_of(messages) and "merged" in text_of(messages)
 
 
+def test_after_a_kernel_restart_status_still_lists_every_run(kernel):
+    _, messages = kernel.execute("from oss_finetune.session import get_session; "
+                                 "print(*(f'{r.run_id}={r.status}' for r in get_session().list_runs()))")
+    before = dict(item.split("=") for item in text_of(messages).split())
+    kernel.manager.restart_kernel(now=True)
+    kernel.client.wait_for_ready(timeout=120)
+    kernel.stray.clear()
+    reply, messages = kernel.execute("%load_ext oss_finetune\n%oss_finetune status")
+    ok(reply, messages)
+    said = text_of(messages)
+    assert "model: not loaded" in said and f"runs in runs: {len(before)}" in said
+    for run_id, status in before.items():
+        assert f"{run_id}: {status} at step" in said
+    assert sorted(before.values()) == ["completed", "completed", "stopped"]
+    # The last run's final state is shown again, as a rich output.
+    assert any(TRAINING_MIME in m["content"].get("data", {}) for m in messages)
+
+
 # -- the protocol without a kernel ---------------------------------------------------------------
 
 def test_handle_never_raises_on_junk(tmp_path):
