@@ -32,6 +32,8 @@ export interface RunSummary {
   step?: number;
   max_steps?: number | null;
   checkpoint?: string | null;
+  last_loss?: number | null;
+  message?: string | null;
   [key: string]: unknown;
 }
 

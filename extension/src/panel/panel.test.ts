@@ -1,0 +1,131 @@
+import { schemaIssues } from '@oss-finetune/schema';
+
+import { fakeKernel, flush, refusal, reply } from '../testing/kernel';
+import { schemaDefaults } from './form';
+import { FinetunePanel, describeRun } from './panel';
+
+/** A kernel that keeps a config like session.py: set_config merges, and refuses lora.r above 64. */
+function configKernel() {
+  let config: any = schemaDefaults();
+  config.training.max_steps = 30;
+  const k = fakeKernel((req, emit) => {
+    expect(schemaIssues('comm-message', req)).toEqual([]);
+    switch (req.op) {
+      case 'get_config':
+        return reply(req, { config, defaults: schemaDefaults() });
+      case 'set_config':
+        if (req.config.lora?.r > 64) return refusal(req, 'config.lora.r', 'is more than this kernel allows');
+        config = { ...config, ...Object.fromEntries(Object.entries(req.config).map(([k, v]: [string, any]) => [k, { ...config[k], ...v }])) };
+        return reply(req, { config, defaults: schemaDefaults() });
+      case 'start_training':
+        emit({ op: 'training_update', request_id: req.request_id, ok: true, payload: { version: 1, run_id: 'run-9', status: 'running', step: 2, max_steps: 30, metrics: [{ step: 2, loss: 1.5 }] } });
+        return reply(req, { started: true });
+      case 'stop':
+        return reply(req, { run_id: 'run-9' });
+      case 'list_runs':
+        return reply(req, { runs: [{ run_id: 'run-1', status: 'completed', step: 60, max_steps: 60, last_loss: 1.07 }] });
+      case 'read_metrics':
+        return reply(req, { run_id: req.run_id, metrics: [{ step: 1, loss: 1.62 }, { step: 2, loss: 1.5 }] });
+    }
+    return null;
+  });
+  return { ...k, config: () => config };
+}
+
+async function openPanel() {
+  const k = configKernel();
+  const panel = new FinetunePanel({ syncDelayMs: 0 });
+  await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
+  return { k, panel };
+}
+
+function type(panel: FinetunePanel, path: string, value: string) {
+  const input = panel.form.input(path) as HTMLInputElement;
+  input.value = value;
+  input.dispatchEvent(new Event('input'));
+}
+
+const q = (panel: FinetunePanel, selector: string) => panel.node.querySelector<HTMLElement>(selector)!;
+
+describe('FinetunePanel', () => {
+  it('says what to do without a notebook, and disables what needs a kernel', () => {
+    const panel = new FinetunePanel();
+    expect(q(panel, '.ossft-panel-title').textContent).toBe('GPT-OSS fine-tune');
+    expect(q(panel, '.ossft-target').textContent).toBe('Open a notebook: the settings go to its kernel.');
+    expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(true);
+    expect(panel.statusText()).toMatch(/No notebook is open/);
+  });
+
+  it('shows the kernel config and its runs when it follows a notebook', async () => {
+    const { k, panel } = await openPanel();
+    expect(k.sent.map((m) => m.op)).toEqual(['get_config', 'list_runs']);
+    expect((panel.form.input('training.max_steps') as HTMLInputElement).value).toBe('30');
+    expect(q(panel, '.ossft-run-text').textContent).toBe('run-1 · completed · step 60 / 60 · loss 1.070');
+    expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(false);
+  });
+
+  it('sends set_config with the edited fields once they are valid', async () => {
+    const { k, panel } = await openPanel();
+    type(panel, 'lora.r', '16');
+    await flush();
+    await flush();
+    const sets = k.sent.filter((m) => m.op === 'set_config');
+    expect(sets).toEqual([{ op: 'set_config', request_id: expect.any(String), config: { lora: { r: 16 } } }]);
+    expect(k.config().lora.r).toBe(16);
+    expect(q(panel, '.ossft-sync').textContent).toBe('Saved in the kernel.');
+  });
+
+  it('sends nothing and disables Start while a value breaks the schema', async () => {
+    const { k, panel } = await openPanel();
+    type(panel, 'lora.r', '0');
+    await flush();
+    expect(q(panel, '.ossft-field[data-path="lora.r"] .ossft-field-error').textContent).toBe('must be >= 1');
+    expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(true);
+    expect(await panel.startTraining()).toBe(false);
+    expect(k.sent.map((m) => m.op)).not.toContain('set_config');
+    expect(k.sent.map((m) => m.op)).not.toContain('start_training');
+    expect(panel.statusText()).toContain('Settings: lora.r: must be >= 1');
+  });
+
+  it('puts the kernel’s refusal by the field it names', async () => {
+    const { panel } = await openPanel();
+    type(panel, 'lora.r', '128');
+    await flush();
+    await flush();
+    expect(q(panel, '.ossft-field[data-path="lora.r"] .ossft-field-error').textContent).toBe('is more than this kernel allows');
+    expect(q(panel, '.ossft-sync').textContent).toBe('The kernel refused: config.lora.r: is more than this kernel allows');
+    expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('starts training with the shown config, follows the run, stops it and reads its metrics', async () => {
+    const { k, panel } = await openPanel();
+    (panel.form.input('lora.r') as HTMLInputElement).value = '4';
+    panel.form.input('lora.r')!.dispatchEvent(new Event('input'));
+    q(panel, '.ossft-start').click();
+    await flush();
+    await flush();
+    const start = k.sent.find((m) => m.op === 'start_training')!;
+    expect(start.config.lora.r).toBe(4);
+    expect(start.config.training.max_steps).toBe(30);
+    expect(q(panel, '.ossft-live').textContent).toBe('run-9 · running · step 2 / 30 · loss 1.500');
+    expect(panel.statusText()).toBe('Notebook: tutorial.ipynb\nRun: run-9 · running · step 2 / 30 · loss 1.500');
+
+    q(panel, '.ossft-panel-stop').click();
+    await flush();
+    expect(k.sent[k.sent.length - 1].op).toBe('stop');
+    expect(q(panel, '.ossft-sync').textContent).toBe('Asked run-9 to stop after this step and save a checkpoint.');
+
+    q(panel, '.ossft-run-metrics-button').click();
+    await flush();
+    expect(k.sent[k.sent.length - 1]).toEqual({ op: 'read_metrics', request_id: expect.any(String), run_id: 'run-1' });
+    expect(q(panel, '.ossft-run-metrics').textContent).toBe('run-1: 2 logged steps; last step 2, loss 1.500');
+  });
+
+  it('shows token-like text from the kernel as text', () => {
+    const panel = new FinetunePanel();
+    void panel.setTarget({ label: '<img src=x onerror=alert(1)>.ipynb', kernel: null });
+    expect(q(panel, '.ossft-target').textContent).toBe('<img src=x onerror=alert(1)>.ipynb: no kernel is running.');
+    expect(panel.node.querySelector('img')).toBeNull();
+    expect(describeRun({ run_id: '<b>x</b>' })).toBe('<b>x</b>');
+  });
+});

@@ -1,0 +1,377 @@
+/**
+ * The "GPT-OSS fine-tune" side panel: the model, data, adapter and training settings of the current
+ * notebook's kernel, and its runs. Edits go to the kernel as soon as they are valid, so a
+ * `%oss_finetune train` typed in a cell afterwards trains with what the panel shows.
+ */
+import type { Kernel } from '@jupyterlab/services';
+import type { FinetuneConfig, SchemaIssue, TrainingRunPayload } from '@oss-finetune/schema';
+import { Widget } from '@lumino/widgets';
+
+import { ClientOptions, CommRequestError, FinetuneClient, RunSummary, TrainingUpdate, clientFor } from '../comm/client';
+import { ConfigForm, FieldSpec, getAt, setAt } from './form';
+
+export const PANEL_ID = 'oss-finetune-panel';
+export const PANEL_TITLE = 'GPT-OSS fine-tune';
+
+/** The notebook the panel works for. */
+export interface PanelTarget {
+  /** How the person knows it, e.g. the notebook's file name. */
+  label: string;
+  kernel: Kernel.IKernelConnection | null;
+}
+
+export interface FinetunePanelOptions {
+  /** Quiet time after the last keystroke before edits go to the kernel. */
+  syncDelayMs?: number;
+  client?: ClientOptions;
+}
+
+const ACTIVE = new Set(['pending', 'running', 'stopping']);
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, text?: string): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(className: string, text: string, label: string): HTMLButtonElement {
+  const b = el('button', `ossft-button ${className}`, text);
+  b.type = 'button';
+  b.title = label;
+  b.setAttribute('aria-label', label);
+  return b;
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A run in one line: `run-3 · running · step 12 / 60 · loss 1.234`. */
+export function describeRun(run: Pick<RunSummary, 'run_id' | 'status' | 'step' | 'max_steps' | 'last_loss'>): string {
+  const parts = [run.run_id];
+  if (run.status) parts.push(run.status);
+  if (typeof run.step === 'number') parts.push(run.max_steps ? `step ${run.step} / ${run.max_steps}` : `step ${run.step}`);
+  if (typeof run.last_loss === 'number') parts.push(`loss ${run.last_loss.toFixed(3)}`);
+  return parts.join(' · ');
+}
+
+export class FinetunePanel extends Widget {
+  readonly form: ConfigForm;
+  private readonly targetLine: HTMLParagraphElement;
+  private readonly syncLine: HTMLParagraphElement;
+  private readonly liveLine: HTMLParagraphElement;
+  private readonly startButton: HTMLButtonElement;
+  private readonly stopButton: HTMLButtonElement;
+  private readonly reloadButton: HTMLButtonElement;
+  private readonly runsButton: HTMLButtonElement;
+  private readonly runList: HTMLUListElement;
+  private readonly metricsLine: HTMLParagraphElement;
+  private readonly syncDelayMs: number;
+  private readonly clientOptions: ClientOptions | undefined;
+
+  private target: PanelTarget | null = null;
+  private client: FinetuneClient | null = null;
+  private unfollow: (() => void) | null = null;
+  /** Fields edited since the kernel last confirmed them. */
+  private readonly edited = new Set<string>();
+  private syncTimer: ReturnType<typeof setTimeout> | null = null;
+  private syncing: Promise<void> | null = null;
+  private liveRun: TrainingRunPayload | null = null;
+  private starting = false;
+  private runs: RunSummary[] = [];
+
+  constructor(options: FinetunePanelOptions = {}) {
+    super();
+    this.syncDelayMs = options.syncDelayMs ?? 400;
+    this.clientOptions = options.client;
+    this.id = PANEL_ID;
+    this.addClass('ossft-panel');
+    this.title.caption = PANEL_TITLE;
+
+    const header = el('header', 'ossft-panel-header');
+    header.append(el('h2', 'ossft-panel-title', PANEL_TITLE));
+    this.targetLine = el('p', 'ossft-target');
+    header.append(this.targetLine);
+
+    const actions = el('div', 'ossft-actions');
+    this.startButton = button('ossft-start', 'Start training', 'Start training with these settings in the notebook’s kernel');
+    this.stopButton = button('ossft-panel-stop', 'Stop', 'Stop training after the current step and save a checkpoint');
+    this.reloadButton = button('ossft-reload', 'Reload', 'Read the settings from the kernel again');
+    this.startButton.addEventListener('click', () => void this.startTraining());
+    this.stopButton.addEventListener('click', () => void this.stopTraining());
+    this.reloadButton.addEventListener('click', () => void this.reload());
+    actions.append(this.startButton, this.stopButton, this.reloadButton);
+
+    this.syncLine = el('p', 'ossft-sync');
+    this.syncLine.setAttribute('aria-live', 'polite');
+    this.liveLine = el('p', 'ossft-live');
+    this.liveLine.setAttribute('aria-live', 'polite');
+
+    this.form = new ConfigForm({ onEdit: (config, field, issues) => this.onEdit(config, field, issues) });
+
+    const runs = el('section', 'ossft-runs-section');
+    const runsHead = el('div', 'ossft-runs-head');
+    runsHead.append(el('h3', 'ossft-runs-title', 'Runs'));
+    this.runsButton = button('ossft-refresh-runs', 'Refresh', 'List the runs in the output folder again');
+    this.runsButton.addEventListener('click', () => void this.refreshRuns());
+    runsHead.append(this.runsButton);
+    this.runList = el('ul', 'ossft-runs');
+    this.metricsLine = el('p', 'ossft-run-metrics');
+    this.metricsLine.setAttribute('aria-live', 'polite');
+    runs.append(runsHead, this.runList, this.metricsLine);
+
+    this.node.append(header, actions, this.syncLine, this.liveLine, this.form.node, runs);
+    this.node.setAttribute('aria-label', PANEL_TITLE);
+    this.render();
+  }
+
+  /** Whether Start would start a run now. */
+  get canStart(): boolean {
+    return !!this.client && this.form.valid && !this.starting && !this.isTraining;
+  }
+
+  get isTraining(): boolean {
+    return !!this.liveRun && ACTIVE.has(this.liveRun.status);
+  }
+
+  get currentTarget(): PanelTarget | null {
+    return this.target;
+  }
+
+  /** Follows another notebook (or none); reads that kernel's settings and runs. */
+  async setTarget(target: PanelTarget | null): Promise<void> {
+    const sameKernel = target?.kernel === this.target?.kernel;
+    this.target = target;
+    if (!sameKernel) {
+      this.unfollow?.();
+      this.unfollow = null;
+      this.cancelSync();
+      this.edited.clear();
+      this.liveRun = null;
+      this.runs = [];
+      this.client = target?.kernel ? clientFor(target.kernel, this.clientOptions) : null;
+      if (this.client) this.unfollow = this.client.onTrainingUpdate((u) => this.onUpdate(u));
+    }
+    this.render();
+    if (!sameKernel && this.client) await this.reload();
+  }
+
+  /** Reads the kernel's config and runs; unsent edits are kept. */
+  async reload(): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    this.say('Reading the settings from the kernel…');
+    try {
+      const { config } = await client.request('get_config');
+      if (client !== this.client) return;
+      this.form.setValue(config, this.edited);
+      this.say(this.edited.size ? 'Some edits are not in the kernel yet.' : 'Settings read from the kernel.');
+    } catch (error) {
+      if (client === this.client) this.say(`Could not read the settings: ${reason(error)}`);
+    }
+    this.render();
+    await this.refreshRuns();
+  }
+
+  /** Sends the edits the kernel has not seen yet, now. */
+  async flush(): Promise<void> {
+    this.cancelSync();
+    if (this.syncing) await this.syncing;
+    if (this.edited.size && this.form.valid) await this.sync();
+  }
+
+  async startTraining(): Promise<boolean> {
+    const client = this.client;
+    if (!client) {
+      this.say('Open a notebook with a running kernel to train.');
+      return false;
+    }
+    if (!this.form.valid) {
+      this.say('Fix the settings marked in red first.');
+      return false;
+    }
+    this.cancelSync();
+    this.starting = true;
+    this.render();
+    // The whole form goes with the request, so the run trains with exactly what is shown.
+    const config = this.form.value;
+    try {
+      await client.request('start_training', { config });
+      this.edited.clear();
+      this.say('Training started.');
+      return true;
+    } catch (error) {
+      this.showRefusal(error);
+      return false;
+    } finally {
+      this.starting = false;
+      this.render();
+    }
+  }
+
+  async stopTraining(): Promise<string | null> {
+    const client = this.client;
+    if (!client) return null;
+    try {
+      const { run_id } = await client.request('stop');
+      this.say(run_id ? `Asked ${run_id} to stop after this step and save a checkpoint.` : 'No run is training in this kernel.');
+      return run_id ?? null;
+    } catch (error) {
+      this.say(`Could not stop: ${reason(error)}`);
+      return null;
+    }
+  }
+
+  async refreshRuns(): Promise<RunSummary[]> {
+    const client = this.client;
+    if (!client) return [];
+    try {
+      const { runs } = await client.request('list_runs');
+      if (client === this.client) this.runs = runs;
+    } catch (error) {
+      this.metricsLine.textContent = `Could not list the runs: ${reason(error)}`;
+    }
+    this.renderRuns();
+    return this.runs;
+  }
+
+  async showMetrics(runId: string): Promise<void> {
+    const client = this.client;
+    if (!client) return;
+    try {
+      const { metrics } = await client.request('read_metrics', { run_id: runId });
+      const last = metrics[metrics.length - 1];
+      const loss = typeof last?.loss === 'number' ? `, loss ${last.loss.toFixed(3)}` : '';
+      this.metricsLine.textContent = last
+        ? `${runId}: ${metrics.length} logged steps; last step ${String(last.step)}${loss}`
+        : `${runId}: no steps logged yet`;
+    } catch (error) {
+      this.metricsLine.textContent = `Could not read the metrics of ${runId}: ${reason(error)}`;
+    }
+  }
+
+  /** One paragraph on where things stand, for the "show status" command. */
+  statusText(): string {
+    if (!this.target) return 'No notebook is open: open one to fine-tune from its kernel.';
+    const lines = [`Notebook: ${this.target.label}`];
+    if (!this.client) lines.push('No kernel is running.');
+    if (this.liveRun) lines.push(`Run: ${describeRun({ ...this.liveRun, last_loss: this.liveRun.metrics[this.liveRun.metrics.length - 1]?.loss })}`);
+    else if (this.runs.length) lines.push(`Latest run: ${describeRun(this.runs[this.runs.length - 1])}`);
+    else if (this.client) lines.push('No run yet.');
+    const issues = this.form.issues;
+    if (issues.length) lines.push(`Settings: ${issues[0].path}: ${issues[0].message}`);
+    else if (this.edited.size) lines.push('Settings: edits not yet in the kernel');
+    return lines.join('\n');
+  }
+
+  dispose(): void {
+    if (this.isDisposed) return;
+    this.cancelSync();
+    this.unfollow?.();
+    super.dispose();
+  }
+
+  private onEdit(_config: FinetuneConfig, field: FieldSpec, issues: SchemaIssue[]): void {
+    this.edited.add(field.path);
+    this.cancelSync();
+    if (issues.length === 0) {
+      this.say('Edited; sending to the kernel…');
+      this.syncTimer = setTimeout(() => void this.sync(), this.syncDelayMs);
+    } else {
+      this.say('Not sent to the kernel: fix the settings marked in red.');
+    }
+    this.render();
+  }
+
+  private cancelSync(): void {
+    if (this.syncTimer !== null) clearTimeout(this.syncTimer);
+    this.syncTimer = null;
+  }
+
+  private sync(): Promise<void> {
+    this.syncTimer = null;
+    const client = this.client;
+    if (!client || !this.edited.size || !this.form.valid) return Promise.resolve();
+    // Only the edited fields go, merged into the kernel's config, so a setting changed by a magic
+    // meanwhile is not overwritten with what the panel showed before.
+    const shown = this.form.value;
+    const changes: Record<string, any> = {};
+    const sent = new Map<string, string>();
+    for (const path of this.edited) {
+      const segments = path.split('.');
+      const value = getAt(shown, segments);
+      setAt(changes, segments, value);
+      sent.set(path, JSON.stringify(value));
+    }
+    const run = (async () => {
+      try {
+        const { config } = await client.request('set_config', { config: changes as FinetuneConfig });
+        if (client !== this.client) return;
+        const now = this.form.value;
+        for (const [path, value] of sent) {
+          if (JSON.stringify(getAt(now, path.split('.'))) === value) this.edited.delete(path);
+        }
+        this.form.setValue(config, this.edited);
+        this.say(this.edited.size ? 'Sending the latest edits…' : 'Saved in the kernel.');
+      } catch (error) {
+        if (client === this.client) this.showRefusal(error);
+      } finally {
+        this.syncing = null;
+        this.render();
+      }
+    })();
+    this.syncing = run;
+    return run;
+  }
+
+  private showRefusal(error: unknown): void {
+    if (error instanceof CommRequestError && error.path.startsWith('config.')) {
+      this.form.showKernelError(error.path.slice('config.'.length), error.rule);
+    }
+    this.say(`The kernel refused: ${reason(error)}`);
+  }
+
+  private onUpdate(update: TrainingUpdate): void {
+    if (update.error) {
+      this.liveLine.textContent = `Training failed: ${update.error.path && update.error.path !== '(root)' ? `${update.error.path}: ` : ''}${update.error.message}`;
+      if (this.liveRun) this.liveRun = { ...this.liveRun, status: 'failed' };
+    } else if (update.payload) {
+      this.liveRun = update.payload;
+      const last = update.payload.metrics[update.payload.metrics.length - 1];
+      this.liveLine.textContent = describeRun({ ...update.payload, last_loss: last?.loss });
+      if (!ACTIVE.has(update.payload.status)) void this.refreshRuns();
+    }
+    this.render();
+  }
+
+  private say(text: string): void {
+    this.syncLine.textContent = text;
+  }
+
+  private render(): void {
+    if (!this.target) this.targetLine.textContent = 'Open a notebook: the settings go to its kernel.';
+    else if (!this.client) this.targetLine.textContent = `${this.target.label}: no kernel is running.`;
+    else this.targetLine.textContent = `${this.target.label} · kernel ${this.target.kernel?.name ?? ''}`.trim();
+    this.startButton.disabled = !this.canStart;
+    // A run started by a magic sends no events here, so Stop stays available; the kernel says when nothing trains.
+    this.stopButton.disabled = !this.client;
+    this.reloadButton.disabled = !this.client;
+    this.runsButton.disabled = !this.client;
+  }
+
+  private renderRuns(): void {
+    this.runList.replaceChildren(
+      ...this.runs.map((run) => {
+        const item = el('li', 'ossft-run');
+        item.dataset.runId = run.run_id;
+        const text = el('span', 'ossft-run-text', describeRun(run));
+        const show = button('ossft-run-metrics-button', 'Metrics', `Show the logged metrics of ${run.run_id}`);
+        show.addEventListener('click', () => void this.showMetrics(run.run_id));
+        item.append(text, show);
+        return item;
+      }),
+    );
+    if (!this.runs.length) this.runList.append(el('li', 'ossft-run ossft-run-none', 'No runs yet.'));
+  }
+}
