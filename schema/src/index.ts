@@ -1,3 +1,4 @@
+export * from './generated/comm-message';
 export * from './generated/dataset-summary';
 export * from './generated/finetune-config';
 export * from './generated/harmony-tokens';
