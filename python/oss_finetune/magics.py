@@ -261,6 +261,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             Argument(["--language"], "the language the model should reason in, e.g. French"),
             Argument(["--max-new-tokens"], "how many tokens to generate at most", default="64"),
             Argument(["--no-adapter"], "answer with the base model, adapter off", "flag"),
+            Argument(["--before-after"], "answer twice, base model and with the adapter, side by side", "flag"),
             Argument(["message"], "what to ask", "rest"),
         ]),
         Subcommand("compare", "one data row scored token by token before and after the adapter", None, [
@@ -620,18 +621,16 @@ class FinetuneMagics(Magics):
             raise MagicError('chat: nothing to ask — write the question after the options, e.g. '
                              f'`%{MAGIC} chat --effort low --language French What is 2 + 2?`')
         max_new = _int_arg(parsed.values.get("max_new_tokens", "64"), "--max-new-tokens", "chat --max-new-tokens 64 ...")
+        if parsed.values.get("before_after"):
+            both = session.chat_before_after(message, effort=parsed.values.get("effort"),
+                                             language=parsed.values.get("language"), max_new_tokens=max_new)
+            _say("\n\n".join(f"{label}:\n{_reply_text(both[key])}"
+                              for key, label in (("before", "base model"), ("after", "with adapter"))))
+            display.show("harmony-tokens", both["payload"])
+            return
         reply = session.chat(message, effort=parsed.values.get("effort"), language=parsed.values.get("language"),
                              max_new_tokens=max_new, use_adapter=not parsed.values.get("no_adapter"))
-        lines = []
-        if reply.get("analysis"):
-            lines.append(f"analysis: {reply['analysis']}")
-        if reply.get("final"):
-            lines.append(f"final: {reply['final']}")
-        if not lines:
-            lines.append(f"(no complete message) {reply['text']}")
-        if reply.get("error"):
-            lines.append(f"note: the reply is not well-formed Harmony: {reply['error']}")
-        _say("\n".join(lines))
+        _say(_reply_text(reply))
         if reply.get("payload"):
             display.show("harmony-tokens", reply["payload"])
 
@@ -659,6 +658,19 @@ class FinetuneMagics(Magics):
         run_id = session.stop("stopped from %oss_finetune stop")
         _say(f"stopping {run_id} after its current step; a checkpoint will be written" if run_id
              else "no run is training")
+
+
+def _reply_text(reply: dict) -> str:
+    lines = []
+    if reply.get("analysis"):
+        lines.append(f"analysis: {reply['analysis']}")
+    if reply.get("final"):
+        lines.append(f"final: {reply['final']}")
+    if not lines:
+        lines.append(f"(no complete message) {reply['text']}")
+    if reply.get("error"):
+        lines.append(f"note: the reply is not well-formed Harmony: {reply['error']}")
+    return "\n".join(lines)
 
 
 def _int_arg(value: str, name: str, example: str) -> int:

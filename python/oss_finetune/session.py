@@ -523,6 +523,30 @@ class Session:
         return harmony_reply(tokenizer, prompt, new_ids, title=f"chat ({effort} effort"
                              + (f", reasoning in {language}" if language else "") + ")")
 
+    def chat_before_after(self, message: str, *, effort: str | None = None, language: str | None = None,
+                          max_new_tokens: int = 64) -> dict:
+        """The same question answered by the base model and with the adapter, as one side-by-side payload.
+
+        Returns {'before': reply, 'after': reply, 'payload'}: each reply as from ``chat``; the payload's
+        ``tokens`` stream is the base model's answer and ``compare`` the adapted one's.
+        """
+        if not self.has_adapter():
+            raise SessionError("there is no adapter to compare with; run `%oss_finetune lora` and train first")
+        before = self.chat(message, effort=effort, language=language, max_new_tokens=max_new_tokens, use_adapter=False)
+        after = self.chat(message, effort=effort, language=language, max_new_tokens=max_new_tokens, use_adapter=True)
+        conversation = before["payload"]["conversations"][0]
+        adapted = after["payload"]["conversations"][0]
+        conversation["tokens"]["label"] = "base model"
+        adapted["tokens"]["label"] = "with adapter"
+        conversation["compare"] = adapted["tokens"]
+        # The two answers differ in length and messages; the view needs every message either stream uses.
+        known = {m["index"] for m in conversation["messages"]}
+        conversation["messages"] += [m for m in adapted["messages"] if m["index"] not in known]
+        title = before["payload"]["conversations"][0].get("title") or "chat"
+        conversation["title"] = f"{title}: base model | with adapter"
+        payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
+        return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
+
     def compare(self, row: int = 0) -> dict:
         """Row ``row`` scored token by token without and with the adapter: a harmony payload with ``compare``."""
         from .train import token_logprobs

@@ -1,0 +1,37 @@
+"""The session's before/after chat: one question, answered by the base model and with the adapter."""
+
+import pytest
+
+from oss_finetune import schema
+from oss_finetune.session import Session, SessionError
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    s = Session()
+    s.set_config({"training": {"output_dir": str(tmp_path_factory.mktemp("runs"))}})
+    s.load({})
+    return s
+
+
+def test_before_after_needs_an_adapter(session):
+    with pytest.raises(SessionError, match="no adapter"):
+        session.chat_before_after("What is 2 + 2?", effort="low", language="French", max_new_tokens=4)
+
+
+def test_before_after_puts_both_answers_side_by_side(session):
+    session.lora({"r": 4, "alpha": 8})
+    both = session.chat_before_after("What is 2 + 2?", effort="high", language="French", max_new_tokens=6)
+    payload = schema.validate("harmony-tokens", both["payload"])
+    conversation = payload["conversations"][0]
+    assert conversation["tokens"]["label"] == "base model"
+    assert conversation["compare"]["label"] == "with adapter"
+    # Both streams start with the same prompt, which says the effort and the reasoning language.
+    prompt_text = "".join(conversation["tokens"]["text"])
+    assert "Reasoning: high" in prompt_text and "French" in prompt_text
+    assert conversation["tokens"]["ids"][:20] == conversation["compare"]["ids"][:20]
+    assert both["before"]["token_ids"] and both["after"]["token_ids"]
+    # Every message a token points at is described.
+    described = {m["index"] for m in conversation["messages"]}
+    for stream in (conversation["tokens"], conversation["compare"]):
+        assert {m for m in stream["message"] if m >= 0} <= described
