@@ -241,6 +241,7 @@ class Subcommand:
 SUBCOMMANDS: dict[str, Subcommand] = {
     s.name: s
     for s in [
+        Subcommand("env", "the environment check: GPU, memory, library versions and what fits"),
         Subcommand("load", "load the base model (config section model)", "model", [
             Argument(["name_or_path"], "a hub id, a local folder or embedded:tiny", "positional"),
         ]),
@@ -581,6 +582,11 @@ class FinetuneMagics(Magics):
             close = difflib.get_close_matches(topic, list(SUBCOMMANDS), n=1)
             raise MagicError(f"no help for {topic!r} — " + (f"did you mean {close[0]}?" if close else
                                                              f"the subcommands are: {', '.join(SUBCOMMANDS)}."))
+
+    def _do_env(self, session: Session, parsed: Parsed):
+        from . import environment
+
+        environment.show()
 
     def _do_load(self, session: Session, parsed: Parsed):
         if not parsed.acts:

@@ -126,7 +126,7 @@ BAD_INPUT = [
      "float32, e.g. --dtype auto"),
     ("%oss_finetune data --limit 0", "data.limit: must be >= 1 — use an integer of 1 or more, or none, e.g. --limit 1"),
     ("%oss_finetune lroa --r 8", "unknown subcommand 'lroa' — did you mean `%oss_finetune lora`?"),
-    ("%oss_finetune fly", "unknown subcommand 'fly' — the subcommands are: load, data, show, lora, train, chat, "
+    ("%oss_finetune fly", "unknown subcommand 'fly' — the subcommands are: env, load, data, show, lora, train, chat, "
                           "compare, save, status, stop, help."),
     ("%oss_finetune lora --rr 3", "lora: unknown option --rr — did you mean --r?"),
     ("%oss_finetune train --max-step 3", "train: unknown option --max-step — did you mean --max-steps?"),
@@ -237,3 +237,9 @@ def test_tab_completes_options_and_their_values(shell):
 
 def test_the_old_complete_api_agrees(shell):
     assert shell.complete(None, "%oss_finetune train --lr")[1] == ["--lr", "--lr-scheduler"]
+
+
+def test_env_shows_the_environment_check(shell, capsys):
+    shell.run_line_magic("oss_finetune", "env")
+    out = capsys.readouterr().out
+    assert "CPUs" in out and "torch " in out

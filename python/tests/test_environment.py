@@ -1,0 +1,27 @@
+"""The environment check names the hardware, the libraries and what fits."""
+
+from oss_finetune import environment
+
+
+def test_report_names_cpus_memory_and_library_versions():
+    info = environment.report()
+    assert info["cpus"] >= 1
+    assert info["libraries"]["torch"] and info["libraries"]["transformers"] and info["libraries"]["peft"]
+    text = environment.as_text(info)
+    assert f"{info['cpus']} CPUs" in text
+    assert "torch " + info["libraries"]["torch"] in text
+
+
+def test_advice_depends_on_gpu_memory():
+    base = {"gpus": []}
+    assert "embedded tiny GPT-OSS" in environment.advice(base)
+    assert "fits in bf16" in environment.advice({"gpus": [{"name": "H100", "memory_gib": 79.6, "bf16": True}]})
+    assert "load_in_4bit" in environment.advice({"gpus": [{"name": "RTX 4090", "memory_gib": 23.6, "bf16": True}]})
+    assert "too little" in environment.advice({"gpus": [{"name": "T4", "memory_gib": 8.0, "bf16": False}]})
+
+
+def test_html_is_escaped():
+    info = environment.report()
+    info["gpus"] = [{"name": "<script>x</script>", "memory_gib": 1.0, "bf16": False}]
+    page = environment.as_html(info)
+    assert "<script>" not in page and "&lt;script&gt;" in page
