@@ -1,7 +1,10 @@
 import { DATASET_MIME, HARMONY_MIME, TRAINING_MIME } from '@oss-finetune/schema';
 
 import mimeExtensions from './mime';
-import plugin, { readSettings } from './plugin';
+import { CommandRegistry } from '@lumino/commands';
+
+import { CommandIDs } from './commands';
+import plugin, { HIGHLIGHT_EXTENSION, readSettings } from './plugin';
 import { DEFAULT_SETTINGS, getSettings, updateSettings } from './settings';
 import { HarmonyRenderer } from './harmony/renderer';
 import { makePayload, mimeModel } from './testing/fixtures';
@@ -16,6 +19,26 @@ describe('registration', () => {
   it('has the plugin id its settings schema is stored under', () => {
     expect(plugin.id).toBe('oss-finetune:plugin');
     expect(plugin.autoStart).toBe(true);
+  });
+});
+
+describe('activation', () => {
+  afterEach(() => updateSettings(DEFAULT_SETTINGS));
+
+  it('adds the commands, the palette items and the %%oss_finetune highlighting', () => {
+    const commands = new CommandRegistry();
+    const shell = { add: jest.fn(), activateById: jest.fn() };
+    const palette = { addItem: jest.fn() };
+    const editorExtensions = { addExtension: jest.fn() };
+    plugin.activate({ commands, shell } as any, null, null, palette, editorExtensions);
+    expect(Object.values(CommandIDs).every((id) => commands.hasCommand(id))).toBe(true);
+    expect(palette.addItem).toHaveBeenCalledTimes(4);
+    const [factory] = editorExtensions.addExtension.mock.calls[0];
+    expect(factory.name).toBe(HIGHLIGHT_EXTENSION);
+    expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipython' } })).not.toBeNull();
+    expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipythongfm' } })).toBeNull();
+    commands.execute(CommandIDs.openPanel);
+    expect(shell.add).toHaveBeenCalledWith(expect.objectContaining({ id: 'oss-finetune-panel' }), 'right', expect.any(Object));
   });
 });
 
@@ -34,6 +57,12 @@ describe('settings', () => {
     expect(getSettings().palette).toBe('tol-bright');
     expect(renderer.node.querySelector('.ossft-harmony')!.classList).toContain('ossft-palette-tol-bright');
     renderer.dispose();
+  });
+
+  it('declares the notebook toolbar button for the open-panel command', () => {
+    const schema = require('../schema/plugin.json');
+    expect(schema['jupyter.lab.toolbars'].Notebook).toEqual([expect.objectContaining({ command: CommandIDs.openPanel })]);
+    expect(schema.properties.panelArea.enum).toEqual(['left', 'right']);
   });
 
   it('agrees with the defaults in schema/plugin.json', () => {

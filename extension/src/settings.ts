@@ -2,13 +2,15 @@ import type { HarmonyChannel } from './harmony/model';
 
 export type PaletteName = 'okabe-ito' | 'tol-bright';
 
-/** What a person chose in Settings > GPT-OSS fine-tune; see schema/plugin.json. */
+/** What a person chose in Settings > GPT-OSS fine-tune; see schema/plugin.json. The renderers and the panel share it. */
 export interface ViewSettings {
   channels: HarmonyChannel[];
   showLossMask: boolean;
   showLossHeatmap: boolean;
   palette: PaletteName;
   lineHeight: number;
+  /** The side the fine-tune panel opens on. */
+  panelArea: 'left' | 'right';
 }
 
 export const DEFAULT_SETTINGS: ViewSettings = {
@@ -17,6 +19,7 @@ export const DEFAULT_SETTINGS: ViewSettings = {
   showLossHeatmap: false,
   palette: 'okabe-ito',
   lineHeight: 24,
+  panelArea: 'right',
 };
 
 type Listener = (settings: ViewSettings) => void;
