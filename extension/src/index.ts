@@ -8,3 +8,8 @@ export { TrainingDashboard } from './training/dashboard';
 export { svgCharts, plotlyCharts } from './training/charts';
 export { DatasetRenderer } from './dataset/renderer';
 export { requestStop, setKernelFinder, COMM_TARGET } from './training/stop';
+export { FinetunePanel } from './panel/panel';
+export { ConfigForm, fieldSpecs, schemaDefaults } from './panel/form';
+export { FinetuneClient, CommRequestError, clientFor } from './comm/client';
+export { CommandIDs } from './commands';
+export { finetuneCellHighlighting, isFinetuneCell } from './highlight/cellMagic';
