@@ -142,6 +142,16 @@ describe('requestStop', () => {
     expect(schemaIssues('comm-message', k.sent[0])).toEqual([]);
   });
 
+  it('interrupts a busy kernel instead, since a run in a cell holds the shell channel', async () => {
+    const k = fakeKernel((req) => reply(req, { run_id: 'run-7' }));
+    k.kernel.status = 'busy';
+    k.kernel.interrupt = jest.fn(() => Promise.resolve());
+    setKernelFinder(() => k.kernel);
+    await requestStop('run-7', document.createElement('div'));
+    expect(k.kernel.interrupt).toHaveBeenCalledTimes(1);
+    expect(k.sent).toEqual([]);
+  });
+
   it('passes on why the kernel refused to stop', async () => {
     const k = fakeKernel((req) => refusal(req, '(root)', 'no run is training'));
     setKernelFinder(() => k.kernel);

@@ -19,13 +19,26 @@ export function setKernelFinder(next: KernelFinder | null): void {
 }
 
 /**
- * Asks the kernel behind `node` to stop its run. The kernel runs one training at a time, so the
- * stop op names none; `runId` is the run the person saw, kept for the error message.
+ * Asks the kernel behind `node` to stop its run: an interrupt while a cell is running (the run of
+ * `%oss_finetune train`), else the comm's stop op (a run started from the panel trains in the
+ * background). The kernel runs one training at a time, so the stop op names none; `runId` is the run
+ * the person saw, kept for the error message.
  */
 export async function requestStop(runId: string, node: HTMLElement): Promise<void> {
   const kernel = finder?.(node);
   if (!kernel) {
     throw new Error('no running kernel is connected to this notebook; interrupt the kernel to stop the run');
+  }
+  if (kernel.status === 'busy') {
+    // A run started from a cell holds the kernel's shell channel until the cell ends, so a comm
+    // message would wait behind it. The trainer takes an interrupt as a graceful stop: it finishes the
+    // step, writes a checkpoint and reports "stopped".
+    try {
+      await kernel.interrupt();
+    } catch (error) {
+      throw new Error(`could not stop ${runId}: the kernel refused the interrupt (${(error as Error).message})`);
+    }
+    return;
   }
   try {
     await clientFor(kernel).request('stop');
