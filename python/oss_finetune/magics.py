@@ -265,6 +265,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             Argument(["--before-after"], "answer twice, base model and with the adapter, side by side", "flag"),
             Argument(["message"], "what to ask", "rest"),
         ]),
+        Subcommand("eval", "how often the model reasons in the requested language on held-out questions", None, [
+            Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
+            Argument(["--limit"], "use at most this many held-out questions"),
+            Argument(["--no-adapter"], "measure the base model, adapter off", "flag"),
+            Argument(["source"], "held-out rows (default embedded:multilingual-heldout)", "rest"),
+        ]),
         Subcommand("compare", "one data row scored token by token before and after the adapter", None, [
             Argument(["row"], "the row number (default 0)", "rest"),
         ]),
@@ -639,6 +645,14 @@ class FinetuneMagics(Magics):
         _say(_reply_text(reply))
         if reply.get("payload"):
             display.show("harmony-tokens", reply["payload"])
+
+    def _do_eval(self, session: Session, parsed: Parsed):
+        source = " ".join(parsed.rest).strip() or "embedded:multilingual-heldout"
+        limit = parsed.values.get("limit")
+        rate = session.evaluate(source, effort=parsed.values.get("effort"),
+                                use_adapter=not parsed.values.get("no_adapter"),
+                                limit=_int_arg(limit, "--limit", "eval --limit 20") if limit else None)
+        _say(rate.summary())
 
     def _do_compare(self, session: Session, parsed: Parsed):
         row = _int_arg(parsed.rest[0], "row", "compare 0") if parsed.rest else 0

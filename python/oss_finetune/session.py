@@ -172,6 +172,7 @@ class Session:
         self._prepared_key: str | None = None
         self.trainer = None
         self.last_result = None
+        self.evaluations: dict[str, Any] = {}  # label -> language.LanguageRate
         self._thread: threading.Thread | None = None
         self.saved: dict[str, str] = {}
 
@@ -546,6 +547,28 @@ class Session:
         conversation["title"] = f"{title}: base model | with adapter"
         payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
         return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
+
+    def evaluate(self, source: str = "embedded:multilingual-heldout", *, effort: str | None = None,
+                 use_adapter: bool = True, limit: int | None = None, max_new_tokens: int = 160,
+                 label: str | None = None):
+        """How often the model reasons in the requested language on held-out questions (language.LanguageRate).
+
+        The result is kept under ``label`` (default "with adapter" or "base model") for the summary.
+        """
+        from .data import read_rows
+        from .language import reasoning_language_rate
+
+        effort = effort or self.config["data"]["reasoning_effort"]
+        if effort not in EFFORTS:
+            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
+        self.ensure_loaded()
+        model = self.model if self.model is not None else self.loaded.model
+        use_adapter = use_adapter and self.has_adapter()
+        rows = read_rows(source, limit=limit)
+        rate = reasoning_language_rate(model, self.loaded.tokenizer, rows, effort,
+                                       max_new_tokens=max_new_tokens, use_adapter=use_adapter)
+        self.evaluations[label or ("with adapter" if use_adapter else "base model")] = rate
+        return rate
 
     def compare(self, row: int = 0) -> dict:
         """Row ``row`` scored token by token without and with the adapter: a harmony payload with ``compare``."""

@@ -127,7 +127,7 @@ BAD_INPUT = [
     ("%oss_finetune data --limit 0", "data.limit: must be >= 1 — use an integer of 1 or more, or none, e.g. --limit 1"),
     ("%oss_finetune lroa --r 8", "unknown subcommand 'lroa' — did you mean `%oss_finetune lora`?"),
     ("%oss_finetune fly", "unknown subcommand 'fly' — the subcommands are: env, load, data, show, lora, train, chat, "
-                          "compare, save, status, stop, help."),
+                          "eval, compare, save, status, stop, help."),
     ("%oss_finetune lora --rr 3", "lora: unknown option --rr — did you mean --r?"),
     ("%oss_finetune train --max-step 3", "train: unknown option --max-step — did you mean --max-steps?"),
     ("%oss_finetune lora --r", "lora: --r needs a value — use an integer from 1 to 1024, e.g. --r 8"),

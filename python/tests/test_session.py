@@ -35,3 +35,12 @@ def test_before_after_puts_both_answers_side_by_side(session):
     described = {m["index"] for m in conversation["messages"]}
     for stream in (conversation["tokens"], conversation["compare"]):
         assert {m for m in stream["message"] if m >= 0} <= described
+
+
+def test_evaluate_measures_held_out_questions_and_keeps_the_result(session):
+    rate = session.evaluate(limit=5, max_new_tokens=8, use_adapter=False)
+    assert rate.requests == 5
+    assert 0.0 <= rate.in_language <= 1.0 and 0.0 <= rate.well_formed <= 1.0
+    # An untrained tiny model does not write complete Harmony in 8 tokens.
+    assert rate.well_formed == 0.0
+    assert session.evaluations["base model"] is rate
