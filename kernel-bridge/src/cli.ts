@@ -183,7 +183,12 @@ function progressPrinter(stream: NodeJS.WriteStream): (e: RunEvent) => void {
 async function run(args: Args): Promise<number> {
   const [path] = args.positional;
   if (!path || args.positional.length > 1) throw new UsageError('run needs exactly one NOTEBOOK');
-  const nb = parseNotebook(readFileSync(path, 'utf8'));
+  let nb;
+  try {
+    nb = parseNotebook(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new UsageError(`cannot read ${path}: ${(e as Error).message}`);
+  }
   const { specs, chosen } = resolveKernelSpecs(args, nb.metadata?.kernelspec?.name);
   const out = args.out ?? join(dirname(path), `${basename(path, extname(path))}.out.ipynb`);
   const result = await runNotebook(nb, {
@@ -225,7 +230,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     throw new UsageError(args.command ? `unknown command ${args.command}` : 'missing command');
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof Error && /--param|nbformat|not a notebook|ENOENT/.test(e.message))) {
+    // parseParam reports bad --param values with plain Errors raised while parsing arguments.
+    if (e instanceof UsageError || (e instanceof Error && /--param/.test(e.message))) {
       process.stderr.write(`${e.message}\n${USAGE}\n`);
       return EXIT_CODES.usage;
     }
