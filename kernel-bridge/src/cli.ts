@@ -37,7 +37,8 @@ interface Args {
 }
 
 export function parseArgs(argv: string[]): Args {
-  const args: Args = { command: argv[0] ?? '', positional: [], params: {}, allowErrors: false };
+  const first = argv[0] ?? '';
+  const args: Args = { command: first === '-h' || first === '--help' ? 'help' : first, positional: [], params: {}, allowErrors: false };
   const value = (i: number, flag: string) => {
     if (i >= argv.length) throw new UsageError(`${flag} needs a value`);
     return argv[i];
