@@ -11,6 +11,8 @@ Two kinds of model go through the same class, ``GptOssForCausalLM``:
 - ``embedded:tiny``: the real architecture (MoE experts, attention sinks, alternating sliding
   window, YaRN rope) at toy width with the real 201,088-row vocabulary, built from a seed on the CPU
   in well under a second, so that notebooks and tests run without a GPU or the hub.
+- ``embedded:tiny-base``: the same toy trained once to write Harmony and reason in English, cached
+  on disk (see embedded.py), so that a tutorial's LoRA run has something to change.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import torch
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_TINY = "embedded:tiny"
+# The tiny model trained once to write Harmony and reason in English; built and cached by embedded.py.
+EMBEDDED_TINY_BASE = "embedded:tiny-base"
+EMBEDDED_NAMES = (EMBEDDED_TINY, EMBEDDED_TINY_BASE)
 
 # gpt-oss' o200k_harmony has 201,088 rows (200,019 named tokens, the rest reserved).
 VOCAB_SIZE = 201_088
@@ -211,11 +216,18 @@ def choose_device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple[
 
 def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dtype: torch.dtype = torch.float32,
                          device: torch.device | str = "cpu", attn_implementation: str = "eager"):
-    """Build the embedded model from its seed: the same weights on every machine."""
+    """Build the embedded model from its seed: the same weights on every machine.
+
+    ``embedded:tiny-base`` is loaded from its cache folder instead, trained first when missing.
+    """
     from transformers import GptOssForCausalLM
 
+    if name == EMBEDDED_TINY_BASE:
+        from .embedded import load_base
+
+        return load_base(dtype=dtype, device=device, attn_implementation=attn_implementation)
     if name != EMBEDDED_TINY:
-        raise ModelLoadError(f"unknown embedded model {name!r}; the one that ships is {EMBEDDED_TINY!r}")
+        raise ModelLoadError(f"unknown embedded model {name!r}; the embedded models are {', '.join(EMBEDDED_NAMES)}")
     config = tiny_config()
     config._attn_implementation = attn_implementation
     # Weights are drawn on the CPU in float32 from a private generator state, so that the model is
