@@ -80,7 +80,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     editorExtensions?.addExtension({
       name: HIGHLIGHT_EXTENSION,
-      factory: (options) => (appliesTo(options) ? EditorExtensionRegistry.createImmutableExtension(finetuneCellHighlighting()) : null),
+      factory: (options) =>
+        appliesTo(options)
+          ? EditorExtensionRegistry.createImmutableExtension(finetuneCellHighlighting(options.model.sharedModel.getSource()))
+          : null,
     });
 
     // The panel's side follows the setting; it is only placed once someone opens it.

@@ -6,7 +6,7 @@ import { classHighlighter, highlightTree } from '@lezer/highlight';
 import { appliesTo, finetuneCellHighlighting, finetuneCellLanguage, isFinetuneCell } from './cellMagic';
 
 function cell(text: string): EditorState {
-  return EditorState.create({ doc: text, extensions: [python(), finetuneCellHighlighting()] });
+  return EditorState.create({ doc: text, extensions: [python(), finetuneCellHighlighting(text)] });
 }
 
 /** The highlight classes of each piece of text, e.g. ['lora', 'tok-...']. */
@@ -60,6 +60,21 @@ describe('%%oss_finetune highlighting', () => {
     expect(classOf(state, '8')).toBe('tok-number');
     state = state.update({ changes: { from: 0, to: '%%oss_finetune\n'.length } }).state;
     expect(state.facet(language)!.name).toBe('python');
+  });
+
+  it('works in an editor that has no language yet, as JupyterLab creates it', () => {
+    let state = EditorState.create({ doc: 'x = 1', extensions: [finetuneCellHighlighting('x = 1')] });
+    expect(state.facet(language)).toBeNull();
+    state = state.update({ changes: { from: 0, insert: '%%oss_finetune\n' } }).state;
+    expect(state.facet(language)).toBe(finetuneCellLanguage);
+    state = state.update({ changes: { from: 0, to: '%%oss_finetune\n'.length } }).state;
+    expect(state.facet(language)).toBeNull();
+  });
+
+  it('highlights a cell that already starts with the magic when its editor opens', () => {
+    const text = '%%oss_finetune\nlora:\n  r: 8\n';
+    const state = EditorState.create({ doc: text, extensions: [finetuneCellHighlighting(text)] });
+    expect(state.facet(language)).toBe(finetuneCellLanguage);
   });
 
   it('applies to notebook and console cells, not to file editors or Markdown', () => {

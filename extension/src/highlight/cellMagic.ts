@@ -4,8 +4,8 @@
  * (and only while) the cell starts with the magic, so typing or deleting the magic line switches the
  * highlighting at once and every other cell keeps Python.
  */
-import { StreamLanguage, StreamParser, StringStream, language } from '@codemirror/language';
-import { Extension, Prec, Text } from '@codemirror/state';
+import { StreamLanguage, StreamParser, StringStream } from '@codemirror/language';
+import { Compartment, EditorState, Extension, Prec, Text } from '@codemirror/state';
 import { yaml } from '@codemirror/legacy-modes/mode/yaml';
 
 export const CELL_MAGIC = '%%oss_finetune';
@@ -58,9 +58,24 @@ const cellParser: StreamParser<CellState> = {
 /** The magic line, then YAML. */
 export const finetuneCellLanguage = StreamLanguage.define(cellParser);
 
-/** Highlights a cell as a `%%oss_finetune` cell while it starts with the magic; otherwise adds nothing. */
-export function finetuneCellHighlighting(): Extension {
-  return Prec.highest(language.computeN(['doc'], (state) => (isFinetuneCell(state.doc) ? [finetuneCellLanguage] : [])));
+/**
+ * Highlights a cell as a `%%oss_finetune` cell while it starts with the magic; otherwise adds nothing.
+ * Any provider of CodeMirror's language facet, even an empty one, switches on its language state,
+ * which fails while JupyterLab's editor has no language yet; so the language sits in a compartment
+ * that holds it only while the magic is there. `initialText` is the cell's text when the editor opens.
+ */
+export function finetuneCellHighlighting(initialText = ''): Extension {
+  const slot = new Compartment();
+  const on = Prec.highest(finetuneCellLanguage);
+  const wanted = (doc: Text): Extension => (isFinetuneCell(doc) ? on : []);
+  return [
+    slot.of(wanted(Text.of(initialText.split('\n')))),
+    EditorState.transactionExtender.of((tr) => {
+      const want = isFinetuneCell(tr.newDoc);
+      const has = slot.get(tr.startState) === on;
+      return want === has ? null : { effects: slot.reconfigure(want ? on : []) };
+    }),
+  ];
 }
 
 /** Markdown cells keep their own highlighting even when their text starts with the magic. */
