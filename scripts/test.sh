@@ -13,8 +13,11 @@ total_passed=0
 total_failed=0
 status=0
 
-# count LOG PATTERN: the first number captured by a `grep -oE` pattern on the summary lines.
-count() { grep -oE "$2" "$1" | tail -n 1 | grep -oE '[0-9]+' | head -n 1; }
+
+playwright_count() {
+  local n; n=$(grep -oE "^\s+[0-9]+ $1" "$LOGS/e2e.log" | tail -n 1 | grep -oE '[0-9]+')
+  echo "${n:-0}"
+}
 
 run_suite() {
   local name=$1; shift
@@ -32,10 +35,13 @@ run_suite() {
       passed=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
       failed=$(( $(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0) + $(echo "$line" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || echo 0) )) ;;
     e2e)
-      passed=$(grep -E '^\s+[0-9]+ passed' "$LOGS/$name.log" | tail -n 1 | grep -oE '[0-9]+')
-      failed=$(( $(grep -E '^\s+[0-9]+ failed' "$LOGS/$name.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0) + $(grep -E '^\s+[0-9]+ flaky' "$LOGS/$name.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0) )) ;;
+      # Playwright's closing lines: "  4 failed", "  1 flaky", "  5 passed (2.6m)".
+      passed=$(playwright_count passed)
+      failed=$(( $(playwright_count failed) + $(playwright_count flaky) )) ;;
   esac
   passed=${passed:-0}; failed=${failed:-0}
+  # Anything but a plain count means the summary could not be read: count it as a failure.
+  [[ "$passed" =~ ^[0-9]+$ ]] || { passed=0; failed=$((failed + 1)); }
   # A suite that crashed before reporting (or reported nothing) counts as one failure.
   if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
   if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then failed=1; echo "$name ran no test"; fi
