@@ -49,8 +49,12 @@ newer_than_build() {
 if newer_than_build || [ ! -f python/oss_finetune/labextension/package.json ] \
     || [ ! -f python/oss_finetune/assets/tokenizer/tokenizer.json ]; then
   say "building TypeScript, the labextension and the Python package's assets"
-  npm run --silent build
-  npm run --silent build:python-assets
+  # The builds talk a lot; keep their output in a log and show it only when they fail.
+  if ! { npm run --silent build && npm run --silent build:python-assets; } >"$STAMPS/build.log" 2>&1; then
+    cat "$STAMPS/build.log"
+    say "the build failed (log: $STAMPS/build.log)"
+    exit 1
+  fi
   touch "$STAMPS/build"
 else
   say "builds up to date"
