@@ -44,6 +44,8 @@ import torch
 
 EMBEDDED_TINY_BASE = "embedded:tiny-base"
 
+DOCUMENTS_WITH_QUESTION = "reasoning language line + question + train analysis"
+
 # Everything that decides the base's weights. Changing any value changes the cache folder's name.
 BASE_RECIPE: dict[str, Any] = {
     "version": 1,
@@ -60,10 +62,10 @@ BASE_RECIPE: dict[str, Any] = {
     # French, Spanish, German and Italian and knows what the line means, as a real pretrained model
     # does, but in Harmony it was only ever taught to reason in English.
     "documents": "reasoning language line + train analysis",
-    "steps": 400,
+    "steps": 1000,
     "batch_size": 16,
     "learning_rate": 3e-3,
-    "warmup_steps": 20,
+    "warmup_steps": 10,
     "lr_scheduler": "cosine",
     "weight_decay": 0.0,
     "train_seed": 11,
@@ -75,9 +77,9 @@ TUTORIAL_SETTINGS: dict[str, Any] = {
     "model": {"name_or_path": EMBEDDED_TINY_BASE},
     "data": {"source": "embedded:multilingual", "loss_mask": "assistant", "max_seq_length": 320,
              "reasoning_effort": "medium"},
-    "lora": {"r": 16, "alpha": 32, "dropout": 0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "lora": {"r": 32, "alpha": 64, "dropout": 0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
              "target_experts": True},
-    "training": {"max_steps": 30, "batch_size": 8, "gradient_accumulation_steps": 1, "learning_rate": 3e-3,
+    "training": {"max_steps": 30, "batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 5e-3,
                  "lr_scheduler": "linear", "warmup_steps": 2, "weight_decay": 0.0,
                  "gradient_checkpointing": False, "seed": 3407},
     "evaluation": {"heldout": "embedded:multilingual-heldout", "effort": "medium", "max_new_tokens": 160,
@@ -220,7 +222,7 @@ class _OthersHead(torch.nn.Linear):
         return torch.cat([logits, extra], dim=-1)
 
 
-def _base_examples(recipe: dict, tokenizer, remap: dict[int, int]):
+def _base_examples(recipe: dict, tokenizer):
     from .data import to_row
     from .harmony import render
     from .train import TrainingExample
@@ -234,14 +236,17 @@ def _base_examples(recipe: dict, tokenizer, remap: dict[int, int]):
             conv = to_row(row, index, reasoning_effort=effort).conversation
             date = (start + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
             rendered = render(conv, mode="train", loss_mask="assistant", date=date, tokenizer=tokenizer)
-            examples.append(TrainingExample([remap[t] for t in rendered.ids], list(rendered.trained)))
+            examples.append(TrainingExample(list(rendered.ids), list(rendered.trained)))
     if recipe.get("documents"):
         from .data import SAMPLE_DIR, read_rows
 
-        texts = [f"reasoning language: {row['reasoning_language']}\n\n{row['analysis']}"
-                 for row in read_rows(str(SAMPLE_DIR / "multilingual.jsonl"))]
+        rows = read_rows(str(SAMPLE_DIR / "multilingual.jsonl"))
+        if recipe["documents"] == DOCUMENTS_WITH_QUESTION:
+            texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['user']}\n\n{r['analysis']}" for r in rows]
+        else:
+            texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}" for r in rows]
         for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-            examples.append(TrainingExample([remap[t] for t in ids], [True] * len(ids)))
+            examples.append(TrainingExample(list(ids), [True] * len(ids)))
     return examples
 
 
@@ -265,9 +270,11 @@ def build_base(recipe: dict | None = None, *, progress: Callable[[str], Any] | N
         return final
     started = time.perf_counter()
     tokenizer = load_tokenizer()
-    vocab = sample_vocabulary(tokenizer)
+    examples = _base_examples(recipe, tokenizer)
+    vocab = sorted(set(sample_vocabulary(tokenizer)).union(*(e.input_ids for e in examples)))
     remap = {t: i for i, t in enumerate(vocab)}
-    examples = _base_examples(recipe, tokenizer, remap)
+    for example in examples:
+        example.input_ids = [remap[t] for t in example.input_ids]
     say(f"building {EMBEDDED_TINY_BASE} ({recipe_hash(recipe)}): {len(examples)} English-reasoning examples, "
         f"{len(vocab):,} of {VOCAB_SIZE:,} tokens, {recipe['steps']} steps of {recipe['batch_size']}")
 
