@@ -35,7 +35,7 @@ describe('activation', () => {
     expect(palette.addItem).toHaveBeenCalledTimes(4);
     const [factory] = editorExtensions.addExtension.mock.calls[0];
     expect(factory.name).toBe(HIGHLIGHT_EXTENSION);
-    expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipython' } })).not.toBeNull();
+    expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipython', sharedModel: { getSource: () => '%%oss_finetune\nlora: {}' } } })).not.toBeNull();
     expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipythongfm' } })).toBeNull();
     commands.execute(CommandIDs.openPanel);
     expect(shell.add).toHaveBeenCalledWith(expect.objectContaining({ id: 'oss-finetune-panel' }), 'right', expect.any(Object));
