@@ -13,6 +13,9 @@ Two kinds of model go through the same class, ``GptOssForCausalLM``:
   in well under a second, so that notebooks and tests run without a GPU or the hub.
 - ``embedded:tiny-base``: the same toy trained once to write Harmony and reason in English, cached
   on disk (see embedded.py), so that a tutorial's LoRA run has something to change.
+- ``embedded:gpt-oss-20b-random``: the full gpt-oss-20b architecture with seeded random bf16 weights,
+  drawn on the GPU, so that the whole GPU path (memory, speed, generation) is exercised without the
+  hub. Its outputs mean nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_TINY = "embedded:tiny"
 # The tiny model trained once to write Harmony and reason in English; built and cached by embedded.py.
 EMBEDDED_TINY_BASE = "embedded:tiny-base"
-EMBEDDED_NAMES = (EMBEDDED_TINY, EMBEDDED_TINY_BASE)
+# The real architecture at full size with random weights: a GPU smoke test of the whole path.
+EMBEDDED_RANDOM_20B = "embedded:gpt-oss-20b-random"
+EMBEDDED_NAMES = (EMBEDDED_TINY, EMBEDDED_TINY_BASE, EMBEDDED_RANDOM_20B)
 
 # gpt-oss' o200k_harmony has 201,088 rows (200,019 named tokens, the rest reserved).
 VOCAB_SIZE = 201_088
@@ -226,6 +231,8 @@ def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dt
         from .embedded import load_base
 
         return load_base(dtype=dtype, device=device, attn_implementation=attn_implementation)
+    if name == EMBEDDED_RANDOM_20B:
+        return _build_random_20b(seed=seed, dtype=dtype, device=device, attn_implementation=attn_implementation)
     if name != EMBEDDED_TINY:
         raise ModelLoadError(f"unknown embedded model {name!r}; the embedded models are {', '.join(EMBEDDED_NAMES)}")
     config = tiny_config()
@@ -238,6 +245,32 @@ def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dt
     model.generation_config.pad_token_id = PAD_TOKEN_ID
     model.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
     return model.to(device=device, dtype=dtype).eval()
+
+
+def _build_random_20b(*, seed: int, dtype: torch.dtype, device: torch.device | str, attn_implementation: str):
+    from transformers import GptOssForCausalLM
+
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"{EMBEDDED_RANDOM_20B} is the full gpt-oss-20b architecture (21 B parameters) and needs a CUDA GPU "
+            f"with about 45 GiB of memory; this model would run on {device}"
+            f"{'' if torch.cuda.is_available() else ' (torch sees no CUDA GPU)'}. "
+            f"On a CPU use {EMBEDDED_TINY_BASE}, the default."
+        )
+    if dtype == torch.float32:
+        # 84 GB of fp32 weights fit no single GPU; this model exists to exercise the bf16 path.
+        dtype = torch.bfloat16
+    config = gpt_oss_20b_config()
+    config._attn_implementation = attn_implementation
+    # Drawn on the GPU in the target dtype: a CPU fp32 copy would take 84 GB of host memory and minutes.
+    with torch.random.fork_rng(devices=[device]):
+        torch.manual_seed(seed)
+        with torch.device(device):
+            model = GptOssForCausalLM._from_config(config, dtype=dtype)
+    model.generation_config.pad_token_id = PAD_TOKEN_ID
+    model.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
+    return model.eval()
 
 
 def _load_tokenizer(name_or_path: str | None):

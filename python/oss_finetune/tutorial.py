@@ -38,9 +38,16 @@ def is_embedded(model: str) -> bool:
     return model.startswith("embedded:")
 
 
+def is_tiny(model: str) -> bool:
+    """The CPU-sized embedded models; the full-size random 20b is a GPU run and takes the reference settings."""
+    from .model import EMBEDDED_RANDOM_20B
+
+    return is_embedded(model) and model != EMBEDDED_RANDOM_20B
+
+
 def settings(model: str, data: str, **parameters: Any) -> dict:
     """The full, validated config for the tutorial; parameters left as None keep the defaults."""
-    if is_embedded(model):
+    if is_tiny(model):
         from .embedded import TUTORIAL_SETTINGS
 
         base = {k: v for k, v in copy.deepcopy(TUTORIAL_SETTINGS).items() if k in ("model", "data", "lora", "training")}
