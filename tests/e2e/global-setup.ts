@@ -212,6 +212,9 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   process.env.E2E_LAB_URL = url;
   process.env.E2E_LAB_TOKEN = token;
   process.env.E2E_REPO = REPO;
+  // What kernels write (run folders) is checked on disk, where the contents API cannot reach: it
+  // routes any path ending in /checkpoints to its own checkpoint API.
+  process.env.E2E_ROOT_DIR = rootDir;
 
   return async () => {
     await stop(child, url, token);

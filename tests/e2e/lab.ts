@@ -3,7 +3,7 @@
  * through the contents API, and JupyterLab driven through its command registry (exposed as
  * window.jupyterapp by the server's --LabApp.expose_app_in_browser).
  */
-import { APIRequestContext, Page, expect, test as base } from '@playwright/test';
+import { APIRequestContext, Locator, Page, expect, test as base } from '@playwright/test';
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -28,6 +28,11 @@ function env(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is unset: run the suite through playwright.config.ts (its global set-up)`);
   return value;
+}
+
+/** A path inside the server's root folder, which is also the working folder of its kernels. */
+export function rootPath(...parts: string[]): string {
+  return path.join(env('E2E_ROOT_DIR'), ...parts);
 }
 
 export function repoPath(...parts: string[]): string {
@@ -170,7 +175,81 @@ export function output(page: Page, view: keyof typeof VIEW) {
   return page.locator(`.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output:has(${VIEW[view]})`);
 }
 
+/** The root element of the kernel's own text/html twin of each payload (see display.py). */
+export const FALLBACK = {
+  harmony: '.oss-finetune-harmony',
+  training: '.oss-finetune-training',
+  dataset: '.oss-finetune-dataset',
+} as const;
+
+/**
+ * Waits for a payload of `view` to be shown under `scope`, then asserts that the extension's view
+ * draws it. The kernel sends each payload with a text/html twin; if JupyterLab ranks that twin
+ * above our MIME type, the page shows the plain HTML and every control of the view is missing.
+ */
+export async function expectOurView(scope: Locator, view: keyof typeof VIEW, timeout = 60_000): Promise<void> {
+  await expect(scope.locator(`${VIEW[view]}, ${FALLBACK[view]}`).first()).toBeAttached({ timeout });
+  await expect(
+    scope.locator(FALLBACK[view]),
+    `the ${view} payload is drawn by the extension's view, not by the kernel's text/html fallback`,
+  ).toHaveCount(0, { timeout: 1 });
+}
+
 /** Outputs drawn as plain text, which is where a bundle lands when no renderer claims it. */
 export function plainTextOutputs(page: Page) {
   return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output.jp-RenderedText');
+}
+
+/** A cell of the current notebook, markdown cells included in the count. */
+export function cell(page: Page, index: number) {
+  return page.locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell').nth(index);
+}
+
+/**
+ * Runs one cell of the current notebook and waits for its reply and outputs; fails the test with the
+ * cell's error output when it raised.
+ */
+export async function runCell(page: Page, index: number): Promise<void> {
+  const ok = await page.evaluate(async (i) => {
+    const app = (window as any).jupyterapp;
+    const notebook = app.shell.currentWidget.content;
+    notebook.deselectAll();
+    notebook.activeCellIndex = i;
+    return app.commands.execute('notebook:run-cell');
+  }, index);
+  const errors = ok ? [] : await cell(page, index).locator('.jp-OutputArea-output').allInnerTexts();
+  expect(ok, `cell ${index} ran without an error\n${errors.join('\n')}`).toBe(true);
+}
+
+/** Starts one cell without waiting for it to finish, for a cell that is stopped while it runs. */
+export async function startCell(page: Page, index: number): Promise<void> {
+  await page.evaluate((i) => {
+    const app = (window as any).jupyterapp;
+    const notebook = app.shell.currentWidget.content;
+    notebook.deselectAll();
+    notebook.activeCellIndex = i;
+    void app.commands.execute('notebook:run-cell');
+  }, index);
+}
+
+/** Waits until the current notebook's kernel has nothing left to run. */
+export async function waitForIdleKernel(page: Page, timeout = 60_000): Promise<void> {
+  await page.waitForFunction(
+    () => (window as any).jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status === 'idle',
+    undefined,
+    { timeout },
+  );
+}
+
+/** The outputs the notebook model holds for each cell, as nbformat JSON. */
+export async function modelOutputs(page: Page): Promise<{ output_type: string; [key: string]: unknown }[][]> {
+  return page.evaluate(() => {
+    const cells = (window as any).jupyterapp.shell.currentWidget.content.model.cells;
+    const all = [];
+    for (let i = 0; i < cells.length; i++) {
+      const c = cells.get(i);
+      all.push(c.type === 'code' ? c.outputs.toJSON() : []);
+    }
+    return all;
+  });
 }
