@@ -28,14 +28,21 @@ async function kernelRank(page: Page): Promise<string> {
 test('the panel sets the LoRA rank in the kernel and refuses a rank of 0 in place', async ({ page, lab }) => {
   await writeNotebook(lab, 'panel.ipynb', CELLS);
   await openNotebook(page, lab, 'panel.ipynb');
-  await runCell(page, 0);
-  const before = await kernelRank(page);
-  expect(before, 'the kernel starts from another rank, so 16 can only come from the panel').not.toBe('16');
-
   await openPanelFromPalette(page);
   const panel = page.locator('#oss-finetune-panel');
   await expect(panel).toBeVisible();
   await expect(panel.locator('.ossft-target')).toContainText('panel.ipynb');
+  // The panel follows the notebook from the moment it opens, before the kernel has the comm target.
+  // It must say so, and be done trying, before the extension is loaded: a comm opened again while
+  // %load_ext runs lands on a kernel subshell JupyterLab has already deleted, and then every request
+  // fails (UnknownSubshellError, unanswered in the panel).
+  await expect(panel.locator('.ossft-sync')).toContainText('Could not read the settings');
+  await expect(panel.locator('.ossft-run-metrics')).toContainText('Could not list the runs');
+  await runCell(page, 0);
+  const before = await kernelRank(page);
+  expect(before, 'the kernel starts from another rank, so 16 can only come from the panel').not.toBe('16');
+  await panel.locator('button.ossft-reload').click();
+  await expect(panel.locator('.ossft-sync')).toHaveText('Settings read from the kernel.');
   const rank = panel.locator('input[name="lora.r"]');
   // The form shows what the kernel holds before anything is edited.
   await expect(rank).toHaveValue(before);
