@@ -33,6 +33,7 @@ export class DatasetRenderer extends Widget implements IRenderMime.IRenderer {
 export const datasetRendererFactory: IRenderMime.IRendererFactory = {
   safe: true,
   mimeTypes: [DATASET_MIME],
-  defaultRank: 50,
+  // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
+  defaultRank: 40,
   createRenderer: () => new DatasetRenderer(),
 };

@@ -61,6 +61,7 @@ export class HarmonyRenderer extends Widget implements IRenderMime.IRenderer {
 export const harmonyRendererFactory: IRenderMime.IRendererFactory = {
   safe: true,
   mimeTypes: [HARMONY_MIME],
-  defaultRank: 50,
+  // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
+  defaultRank: 40,
   createRenderer: () => new HarmonyRenderer(),
 };

@@ -56,6 +56,7 @@ export class TrainingRenderer extends Widget implements IRenderMime.IRenderer {
 export const trainingRendererFactory: IRenderMime.IRendererFactory = {
   safe: true,
   mimeTypes: [TRAINING_MIME],
-  defaultRank: 50,
+  // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
+  defaultRank: 40,
   createRenderer: () => new TrainingRenderer(),
 };
