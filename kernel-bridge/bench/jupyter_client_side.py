@@ -1,6 +1,6 @@
 """jupyter_client's half of bench/kernel-wire.ts: same kernel, same measurements.
 
-Usage: python jupyter_client_side.py CONNECTION_FILE ROUNDS STREAM_BYTES
+Usage: python jupyter_client_side.py CONNECTION_FILE ROUNDS STREAM_BYTES [WARMUP]
 Prints one JSON line: median and p90 execute round trip (ms), stream throughput (MB/s).
 """
 import json
@@ -32,11 +32,12 @@ def run_until_idle(kc, code):
 
 def main():
     cf, rounds, stream_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    warmup = int(sys.argv[4]) if len(sys.argv) > 4 else 50
     kc = BlockingKernelClient(connection_file=cf)
     kc.load_connection_file()
     kc.start_channels()
     kc.wait_for_ready(timeout=60)
-    for _ in range(5):
+    for _ in range(warmup):
         run_until_idle(kc, "pass")
     times = []
     for _ in range(rounds):
