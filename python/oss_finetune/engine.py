@@ -1,0 +1,398 @@
+"""Our training engine for GPT-OSS: the same model and adapter, a faster way through them.
+
+The Trainer can run a training step two ways. ``transformers`` calls the Hugging Face model as it
+is (eager attention with sinks, padded micro-batches). ``fast`` (this module) walks the same
+modules and parameters itself, so a saved adapter is the same peft adapter either way, but:
+
+- **Packing without padding.** The conversations of one optimizer step are laid end to end in
+  micro-batches of up to ``pack_tokens`` tokens. Each keeps its own positions (rope restarts at 0)
+  and attention never crosses from one conversation into another, so the loss and gradients equal
+  the padded ones. The mixture-of-experts weights (most of the model's bytes) are then read once
+  per micro-batch of thousands of tokens instead of once per conversation.
+- **Attention with sinks on the flash kernel.** GPT-OSS adds one learned "sink" logit per head to
+  the softmax. With the normal output ``O`` and log-sum-exp ``L`` of flash attention, the sink
+  output is ``O * sigmoid(L - sink)``. The backward reuses the flash backward unchanged by handing
+  it ``dO * s`` and the sink-scaled output in place of ``O`` (``s = sigmoid(L - sink)``): the
+  kernel's row term ``rowsum(dO * O)`` then carries the sink's share, which makes the gradients
+  exact; the sink's own gradient is ``-sum((1 - s) * rowsum(dO * O'))``. Sliding-window layers use
+  the kernel's window. Nothing of size sequence x sequence is stored.
+- **Experts as grouped matrix products**, with LoRA on the experts applied as two thin grouped
+  products (x A) B instead of rebuilding every expert's weight each forward as peft does.
+- **The output layer and cross-entropy in chunks**, only at the trained (loss-mask) positions, with
+  the gradient computed in the same pass, so the 201,088-wide logits never exist for more than one
+  chunk at a time.
+
+On a CPU the attention uses a plain reference of the same two kernel calls, which is what the tests
+compare with the eager model; on CUDA it uses PyTorch's flash-attention operators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+IGNORE = -100
+
+
+# -- packing ---------------------------------------------------------------------------------------
+@dataclass
+class PackedBatch:
+    """Conversations laid end to end: one row of ``tokens`` tokens, no padding."""
+
+    input_ids: torch.Tensor  # (1, T) long
+    position_ids: torch.Tensor  # (1, T) long, restarting at 0 for each conversation
+    cu_seqlens: torch.Tensor  # (n + 1,) int32: where each conversation starts, then T
+    max_length: int  # the longest conversation
+    targets: torch.Tensor  # (T,) long: the next token where the loss mask is on, else IGNORE
+    trained: int  # how many targets are not IGNORE
+    conversations: int
+
+    @property
+    def tokens(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    def to(self, device: torch.device) -> "PackedBatch":
+        return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.cu_seqlens.to(device),
+                           self.max_length, self.targets.to(device), self.trained, self.conversations)
+
+
+def pack(examples: Sequence, pack_tokens: int) -> list[PackedBatch]:
+    """Group examples (each with ``input_ids`` and ``trained``, a per-token loss mask) in order into
+    micro-batches of at most ``pack_tokens`` tokens; a longer example gets a micro-batch of its own."""
+    groups: list[list] = []
+    size = 0
+    for example in examples:
+        length = len(example.input_ids)
+        if groups and size + length <= pack_tokens:
+            groups[-1].append(example)
+            size += length
+        else:
+            groups.append([example])
+            size = length
+    return [_pack_group(group) for group in groups]
+
+
+def _pack_group(group: Sequence) -> PackedBatch:
+    ids, positions, targets, starts = [], [], [], [0]
+    for example in group:
+        n = len(example.input_ids)
+        ids.extend(example.input_ids)
+        positions.extend(range(n))
+        # Position i predicts token i + 1 of the same conversation, where that token is trained.
+        following = list(example.input_ids[1:]) + [IGNORE]
+        mask = list(example.trained[1:]) + [False]
+        targets.extend(t if m else IGNORE for t, m in zip(following, mask))
+        starts.append(starts[-1] + n)
+    target_tensor = torch.tensor(targets, dtype=torch.long)
+    return PackedBatch(
+        input_ids=torch.tensor([ids], dtype=torch.long),
+        position_ids=torch.tensor([positions], dtype=torch.long),
+        cu_seqlens=torch.tensor(starts, dtype=torch.int32),
+        max_length=max(len(e.input_ids) for e in group),
+        targets=target_tensor,
+        trained=int((target_tensor != IGNORE).sum()),
+        conversations=len(group),
+    )
+
+
+# -- attention with sinks --------------------------------------------------------------------------
+def flash_available(tensor: torch.Tensor) -> bool:
+    return (tensor.is_cuda and tensor.dtype in (torch.bfloat16, torch.float16)
+            and hasattr(torch.ops.aten, "_flash_attention_forward"))
+
+
+def _window_args(window: int | None) -> dict:
+    # HF's sliding mask keeps key j for query i when i - window < j <= i: window - 1 keys to the left.
+    if window is None:
+        return {}
+    return {"window_size_left": window - 1, "window_size_right": 0}
+
+
+def _flash_forward(q, k, v, cu, max_length, scale, window):
+    out, lse, rng_state, unused, _ = torch.ops.aten._flash_attention_forward(
+        q, k, v, cu, cu, max_length, max_length, 0.0, True, False, scale=scale, **_window_args(window))
+    return out, lse, (rng_state, unused)
+
+
+def _flash_backward(dout, q, k, v, out, lse, cu, max_length, scale, window, state):
+    rng_state, unused = state
+    dq, dk, dv = torch.ops.aten._flash_attention_backward(
+        dout, q, k, v, out, lse, cu, cu, max_length, max_length, 0.0, True, rng_state, unused, scale=scale,
+        **_window_args(window))
+    return dq, dk, dv
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """Half precision computes in float32; float32 and float64 (the tests) stay as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
+def _segments(cu: torch.Tensor):
+    bounds = cu.tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _reference_mask(n: int, window: int | None, device) -> torch.Tensor:
+    i = torch.arange(n, device=device)[:, None]
+    j = torch.arange(n, device=device)[None, :]
+    allowed = j <= i
+    if window is not None:
+        allowed &= j > i - window
+    return allowed
+
+
+def _reference_forward(q, k, v, cu, max_length, scale, window):
+    """What the flash forward returns (output, log-sum-exp of shape heads x tokens), in plain torch."""
+    groups = q.shape[1] // k.shape[1]
+    out = torch.empty_like(q)
+    lse = torch.empty(q.shape[1], q.shape[0], dtype=_wide(q).dtype, device=q.device)
+    for start, end in _segments(cu):
+        qs = _wide(q[start:end])
+        ks = _wide(k[start:end]).repeat_interleave(groups, dim=1)
+        vs = _wide(v[start:end]).repeat_interleave(groups, dim=1)
+        scores = torch.einsum("thd,shd->hts", qs, ks) * scale
+        scores = scores.masked_fill(~_reference_mask(end - start, window, q.device), float("-inf"))
+        seg_lse = torch.logsumexp(scores, dim=-1)
+        probs = torch.exp(scores - seg_lse[..., None])
+        out[start:end] = torch.einsum("hts,shd->thd", probs, vs).to(q.dtype)
+        lse[:, start:end] = seg_lse
+    return out, lse, None
+
+
+def _reference_backward(dout, q, k, v, out, lse, cu, max_length, scale, window, state):
+    """The flash backward's arithmetic: probabilities from the saved log-sum-exp, and the row term
+    rowsum(dout * out) taken from the ``out`` it is given."""
+    groups = q.shape[1] // k.shape[1]
+    dq, dk, dv = (torch.zeros_like(_wide(t)) for t in (q, k, v))
+    for start, end in _segments(cu):
+        qs = _wide(q[start:end])
+        ks = _wide(k[start:end]).repeat_interleave(groups, dim=1)
+        vs = _wide(v[start:end]).repeat_interleave(groups, dim=1)
+        do = _wide(dout[start:end])
+        scores = torch.einsum("thd,shd->hts", qs, ks) * scale
+        scores = scores.masked_fill(~_reference_mask(end - start, window, q.device), float("-inf"))
+        probs = torch.exp(scores - lse[:, start:end, None])
+        dprobs = torch.einsum("thd,shd->hts", do, vs)
+        row = (do * _wide(out[start:end])).sum(-1).t()  # heads x tokens
+        dscores = probs * (dprobs - row[..., None])
+        dq[start:end] = torch.einsum("hts,shd->thd", dscores, ks) * scale
+        dk_full = torch.einsum("hts,thd->shd", dscores, qs) * scale
+        dv_full = torch.einsum("hts,thd->shd", probs, do)
+        n, h, d = dk_full.shape
+        dk[start:end] = dk_full.view(n, h // groups, groups, d).sum(2)
+        dv[start:end] = dv_full.view(n, h // groups, groups, d).sum(2)
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
+class _SinkAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, sinks, cu, max_length, scale, window):
+        kernels = (_flash_forward, _flash_backward) if flash_available(q) else (_reference_forward, _reference_backward)
+        out, lse, state = kernels[0](q, k, v, cu, max_length, scale, window)
+        keep = torch.sigmoid(lse - sinks.to(lse.dtype)[:, None])  # heads x tokens: the share not taken by the sink
+        sunk = (_wide(out) * keep.t()[..., None]).to(q.dtype)
+        ctx.save_for_backward(q, k, v, sunk, lse, keep, cu)
+        ctx.rest = (max_length, scale, window, state, kernels[1], sinks.dtype)
+        return sunk
+
+    @staticmethod
+    def backward(ctx, dsunk):
+        q, k, v, sunk, lse, keep, cu = ctx.saved_tensors
+        max_length, scale, window, state, backward, sink_dtype = ctx.rest
+        dsunk = dsunk.contiguous()
+        dout = (_wide(dsunk) * keep.t()[..., None]).to(q.dtype)
+        dq, dk, dv = backward(dout, q, k, v, sunk, lse, cu, max_length, scale, window, state)
+        dsinks = None
+        if ctx.needs_input_grad[3]:
+            row = (_wide(dsunk) * _wide(sunk)).sum(-1).t()  # heads x tokens
+            dsinks = (-(1.0 - keep) * row).sum(-1).to(sink_dtype)
+        return dq, dk, dv, dsinks, None, None, None, None
+
+
+def sink_attention(q, k, v, sinks, cu_seqlens, max_length: int, scale: float, window: int | None = None):
+    """Causal attention with one sink logit per head over packed conversations.
+
+    q: (tokens, heads, head_dim); k, v: (tokens, kv_heads, head_dim); sinks: (heads,);
+    cu_seqlens: int32 starts of each conversation then the total; window: the sliding window or None.
+    """
+    return _SinkAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), sinks, cu_seqlens,
+                                int(max_length), float(scale), window)
+
+
+# -- experts ---------------------------------------------------------------------------------------
+def _grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` sorted by expert times that expert's (in, out) matrix."""
+    if x.is_cuda and x.dtype == torch.bfloat16:
+        fn = getattr(F, "grouped_mm", None) or torch._grouped_mm
+        return fn(x, weight, offs=offsets)
+    out = []
+    start = 0
+    for expert, end in enumerate(offsets.tolist()):
+        out.append(x[start:end] @ weight[expert])
+        start = end
+    return torch.cat(out) if out else x.new_zeros(0, weight.shape[-1])
+
+
+def _expert_lora(experts):
+    """The experts module under any peft ParamWrappers, and per wrapped parameter its LoRA factors
+    as (experts, in, r) and (experts, r, out) with the scale, when an adapter is active."""
+    factors = {}
+    module = experts
+    while hasattr(module, "parameter_name") and hasattr(module, "lora_A"):
+        active = [a for a in module.active_adapters if a in module.lora_A]
+        if active and not module.disable_adapters and not module.merged:
+            if len(active) > 1 or getattr(module, "_did_swap_in_out_features", False):
+                raise NotImplementedError("the fast engine supports one active adapter on the experts")
+            name = active[0]
+            e = module.num_experts
+            a = module.lora_A[name].weight  # (r * experts, in)
+            b = module.lora_B[name].weight  # (out, r * experts)
+            a = a.view(e, -1, a.shape[-1]).transpose(1, 2)  # experts, in, r
+            b = b.view(b.shape[0], -1, e).permute(2, 1, 0)  # experts, r, out
+            factors[module.parameter_name] = (a, b, module.scaling[name])
+        module = module.base_layer
+    return module, factors
+
+
+def _project(x, weight, bias, expert_ids, offsets, lora):
+    y = _grouped_mm(x, weight, offsets) + bias[expert_ids]
+    if lora is not None:
+        a, b, scale = lora
+        low = _grouped_mm(x, a.to(x.dtype).contiguous(), offsets)
+        y = y + scale * _grouped_mm(low, b.to(x.dtype).contiguous(), offsets)
+    return y
+
+
+def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
+    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
+    base, lora = _expert_lora(experts)
+    tokens, top_k = top_indices.shape
+    flat = top_indices.reshape(-1)
+    expert_ids, order = torch.sort(flat, stable=True)
+    rows = order // top_k
+    offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
+    hidden = x[rows]
+    gate_up = _project(hidden, base.gate_up_proj, base.gate_up_proj_bias, expert_ids, offsets, lora.get("gate_up_proj"))
+    gated = base._apply_gate(gate_up)
+    down = _project(gated, base.down_proj, base.down_proj_bias, expert_ids, offsets, lora.get("down_proj"))
+    weighted = down * top_weights.reshape(-1)[order, None].to(down.dtype)
+    # Summing in sorted order would need atomics; put rows back in token order and add the k of each.
+    restored = torch.empty_like(weighted)
+    restored[order] = weighted
+    return _wide(restored.view(tokens, top_k, -1)).sum(1).to(x.dtype)
+
+
+# -- the model -------------------------------------------------------------------------------------
+def _rotate(x, cos, sin):
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
+
+
+def _layer(layer, hidden, cos, sin, cu, max_length):
+    tokens = hidden.shape[0]
+    attention = layer.self_attn
+    normed = layer.input_layernorm(hidden)
+    head_dim = attention.head_dim
+    q = attention.q_proj(normed).view(tokens, -1, head_dim)
+    k = attention.k_proj(normed).view(tokens, -1, head_dim)
+    v = attention.v_proj(normed).view(tokens, -1, head_dim)
+    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    attended = sink_attention(q, k, v, attention.sinks, cu, max_length, attention.scaling, attention.sliding_window)
+    hidden = hidden + attention.o_proj(attended.reshape(tokens, -1))
+    normed = layer.post_attention_layernorm(hidden)
+    router = layer.mlp.router
+    logits = F.linear(normed, router.weight, router.bias)
+    top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
+    top_weights = torch.softmax(top_values, dim=1, dtype=top_values.dtype)
+    return hidden + experts_forward(layer.mlp.experts, normed, top_indices, top_weights)
+
+
+def _causal_lm(model):
+    """The GptOssForCausalLM under a peft wrapper (the LoRA layers stay injected in it)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def supports(model) -> bool:
+    """Whether ``model`` is a GPT-OSS causal LM this engine can walk."""
+    inner = _causal_lm(model)
+    return getattr(getattr(inner, "config", None), "model_type", None) == "gpt_oss" and hasattr(inner, "lm_head")
+
+
+def final_hidden(model, batch: PackedBatch, *, gradient_checkpointing: bool = False) -> torch.Tensor:
+    """The last hidden states (tokens, hidden) of a packed batch, through the model's own modules."""
+    inner = _causal_lm(model)
+    body = inner.model
+    hidden = body.embed_tokens(batch.input_ids)  # 1, T, H
+    cos, sin = body.rotary_emb(hidden, batch.position_ids)
+    cos, sin = cos[0][:, None, :], sin[0][:, None, :]
+    hidden = hidden[0]
+    for layer in body.layers:
+        if gradient_checkpointing and torch.is_grad_enabled():
+            hidden = checkpoint(_layer, layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length,
+                                use_reentrant=False)
+        else:
+            hidden = _layer(layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length)
+    return body.norm(hidden)
+
+
+# -- output layer and loss -------------------------------------------------------------------------
+def _chunk_rows(vocab: int, budget_bytes: int = 1 << 30) -> int:
+    # Two float32 (rows x vocab) buffers live at once: the logits and their gradient.
+    return max(64, budget_bytes // (8 * vocab))
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, rows):
+        total = torch.zeros((), dtype=_wide(hidden[:0]).dtype, device=hidden.device)
+        grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        for start in range(0, hidden.shape[0], rows):
+            part = hidden[start:start + rows]
+            wanted = targets[start:start + rows]
+            logits = _wide(part @ weight.t())
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, wanted[:, None])[:, 0]).sum()
+            if grad is not None:
+                probs = torch.exp(logits - lse[:, None])
+                probs[torch.arange(len(wanted), device=probs.device), wanted] -= 1.0
+                grad[start:start + rows] = probs.to(weight.dtype) @ weight
+            del logits
+        ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    def backward(ctx, dtotal):
+        (grad,) = ctx.saved_tensors
+        return grad * dtotal.to(grad.dtype), None, None, None
+
+
+def output_loss_sum(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy of the trained positions (targets != IGNORE), logits one chunk at a time."""
+    keep = targets != IGNORE
+    selected = hidden[keep]
+    wanted = targets[keep]
+    count = int(wanted.numel())
+    if count == 0:
+        return hidden.sum() * 0.0, 0
+    weight = lm_head.weight
+    if weight.requires_grad or getattr(lm_head, "bias", None) is not None:
+        # A trained output layer needs its own gradient; the plain path gives it.
+        return F.cross_entropy(lm_head(selected).float(), wanted, reduction="sum"), count
+    return _ChunkedCrossEntropy.apply(selected, weight, wanted, _chunk_rows(weight.shape[0])), count
+
+
+def loss_sum(model, batch: PackedBatch, *, gradient_checkpointing: bool = False) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the trained tokens of one packed micro-batch, and how many there were."""
+    hidden = final_hidden(model, batch, gradient_checkpointing=gradient_checkpointing)
+    return output_loss_sum(hidden, _causal_lm(model).lm_head, batch.targets)
+
+
+def default_pack_tokens(gradient_checkpointing: bool) -> int:
+    """Tokens per packed micro-batch when the config leaves it open: large enough that the expert
+    weights are read for thousands of tokens at once, small enough to fit next to gpt-oss-20b on 80 GB."""
+    return 16_384 if gradient_checkpointing else 4_096
