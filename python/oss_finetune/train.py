@@ -239,6 +239,7 @@ class Trainer:
             self.max_steps = max(1, math.ceil(s["epochs"] * len(self.examples) / self.samples_per_step))
 
         self.status = "pending"
+        self.engine: str | None = None  # chosen when train() starts: "fast" or "transformers"
         self.step = 0
         self.cursor = 0  # samples consumed, over all epochs: the data-order position
         self.metrics: list[StepMetrics] = []
@@ -402,24 +403,64 @@ class Trainer:
         logits = inner.lm_head(selected).float()
         return F.cross_entropy(logits, targets, reduction="sum"), count
 
+    def _choose_engine(self, device: torch.device) -> str:
+        from . import engine
+
+        wanted = self.settings.get("engine", "auto")
+        if wanted == "auto":
+            return "fast" if device.type == "cuda" and engine.supports(self.model) else "transformers"
+        if wanted == "fast" and not engine.supports(self.model):
+            raise TrainingError("engine 'fast' runs GPT-OSS models only; use engine 'transformers' for this model")
+        return wanted
+
+    @property
+    def pack_tokens(self) -> int:
+        from . import engine
+
+        chosen = self.settings.get("pack_tokens")
+        return int(chosen) if chosen else engine.default_pack_tokens(self.settings["gradient_checkpointing"])
+
+    def _engine_words(self) -> str:
+        if self.engine == "fast":
+            return f"fast engine, packed micro-batches of up to {self.pack_tokens:,} tokens"
+        return "transformers engine, padded micro-batches"
+
+    def _micro_batches(self, device: torch.device) -> list:
+        """The step's micro-batches, each a (loss function, trained tokens, input tokens) triple."""
+        s = self.settings
+        if getattr(self, "engine", "transformers") == "fast":
+            from . import engine
+
+            samples = self._take(self.cursor, self.samples_per_step)
+            checkpointing = s["gradient_checkpointing"]
+            return [
+                ((lambda b=batch.to(device): engine.loss_sum(self.model, b, gradient_checkpointing=checkpointing)[0]),
+                 batch.trained, batch.tokens)
+                for batch in engine.pack(samples, self.pack_tokens)
+            ]
+        micro = [self._take(self.cursor + i * s["batch_size"], s["batch_size"])
+                 for i in range(s["gradient_accumulation_steps"])]
+        result = []
+        for ids, attention, trained in (self._collate(b, device) for b in micro):
+            result.append(((lambda i=ids, a=attention, t=trained: self._masked_loss_sum(i, a, t)[0]),
+                           int(trained[:, 1:].sum()), int(attention.sum())))
+        return result
+
     def _one_step(self) -> tuple[float, float | None, int, int, float]:
-        """One optimizer step over gradient_accumulation_steps micro-batches.
+        """One optimizer step over the step's micro-batches (padded, or packed by the fast engine).
 
         Returns the summed loss, the grad norm, the trained and input token counts, and the learning rate.
         """
-        s = self.settings
         device = _model_device(self.model)
-        micro = [self._take(self.cursor + i * s["batch_size"], s["batch_size"])
-                 for i in range(s["gradient_accumulation_steps"])]
-        batches = [self._collate(b, device) for b in micro]
+        batches = self._micro_batches(device)
         # The loss is the mean over every trained token of the whole optimizer step, so each micro-batch's
         # summed loss is divided by the step's total, known before the first backward.
-        total_trained = sum(int(t[:, 1:].sum()) for _, _, t in batches)
-        total_tokens = sum(int(a.sum()) for _, a, _ in batches)
+        total_trained = sum(trained for _, trained, _ in batches)
+        total_tokens = sum(tokens for _, _, tokens in batches)
         denominator = max(total_trained, 1)
         loss_sum = 0.0
-        for ids, attention, trained in batches:
-            loss, _ = self._masked_loss_sum(ids, attention, trained)
+        for compute_loss, _, _ in batches:
+            loss = compute_loss()
             (loss / denominator).backward()
             loss_sum += float(loss.detach())
         params = [p for _, p in self._trainable()]
@@ -567,6 +608,8 @@ class Trainer:
             # Dropout draws from the global stream; a resumed run restores it from the checkpoint instead.
             torch.manual_seed(s["seed"])
             random.seed(s["seed"])
+        device = _model_device(self.model)
+        self.engine = self._choose_engine(device)
         self._optimizer = self._make_optimizer()
         self._scheduler = self._make_scheduler(self._optimizer)
         self._write_run_files()
@@ -580,14 +623,13 @@ class Trainer:
         was_training = self.model.training
         previous_cache = getattr(inner.config, "use_cache", None)
         inner.config.use_cache = False
-        if s["gradient_checkpointing"]:
+        if s["gradient_checkpointing"] and self.engine == "transformers":
             inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model.train()
-        device = _model_device(self.model)
         self._first_step = self.step
         self._t0 = time.perf_counter()
         self._window = []
-        self._set_status("running", f"training from step {self.step} to {self.max_steps}")
+        self._set_status("running", f"training from step {self.step} to {self.max_steps} ({self._engine_words()})")
         interrupted = False
         try:
             with self._sigint_stops():

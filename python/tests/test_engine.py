@@ -222,3 +222,42 @@ def test_grouped_experts_match_peft_on_the_gpu():
     got = engine.experts_forward(layer.mlp.experts, x, indices, weights)
     expected = layer.mlp.experts(x, indices, weights)
     assert relative_error(got, expected) < 2e-2
+
+
+def test_the_trainer_with_the_fast_engine_follows_the_transformers_engine(tokenizer, tmp_path):
+    """Two steps of the same run through each engine: the same losses, the status names the engine."""
+    examples = sample_examples(tokenizer) * 2
+    runs = {}
+    for name in ("transformers", "fast"):
+        model = apply_lora(build_embedded_model(), {"r": 4, "alpha": 8, "target_experts": True}, seed=0)
+        trainer = Trainer(model, examples, {"output_dir": str(tmp_path / name), "max_steps": 2, "batch_size": 1,
+                                            "gradient_accumulation_steps": 3, "learning_rate": 1e-2,
+                                            "warmup_steps": 0, "engine": name, "pack_tokens": 40})
+        messages = []
+        trainer.on_status(lambda event: messages.append(event.message or ""))
+        result = trainer.train()
+        assert result.status == "completed" and trainer.engine == name
+        runs[name] = ([m.loss for m in result.metrics], messages)
+    assert runs["fast"][0] == pytest.approx(runs["transformers"][0], rel=1e-4)
+    assert any("fast engine, packed micro-batches of up to 40 tokens" in m for m in runs["fast"][1])
+    assert any("transformers engine" in m for m in runs["transformers"][1])
+
+
+def test_auto_picks_transformers_on_the_cpu(tmp_path, tokenizer):
+    model = apply_lora(build_embedded_model(), {"r": 4}, seed=0)
+    trainer = Trainer(model, sample_examples(tokenizer), {"output_dir": str(tmp_path), "max_steps": 1})
+    trainer.train()
+    assert trainer.engine == "transformers"
+
+
+def test_fast_refuses_a_model_that_is_not_gpt_oss(tmp_path, tokenizer):
+    from oss_finetune.train import TrainingError
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(2))
+
+    trainer = Trainer(Tiny(), sample_examples(tokenizer), {"output_dir": str(tmp_path), "engine": "fast"})
+    with pytest.raises(TrainingError, match="engine 'fast' runs GPT-OSS models only"):
+        trainer.train()

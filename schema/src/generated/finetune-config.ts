@@ -147,6 +147,14 @@ export interface TrainingConfig {
    */
   gradient_checkpointing?: boolean;
   /**
+   * How a training step runs. 'fast' packs the step's conversations without padding and uses flash attention with sinks, grouped expert products and a chunked output loss (same model, same adapter); 'transformers' calls the Hugging Face model on padded micro-batches; 'auto' is 'fast' for GPT-OSS on a CUDA GPU, else 'transformers'.
+   */
+  engine?: 'auto' | 'fast' | 'transformers';
+  /**
+   * With the fast engine: the most tokens in one packed micro-batch (the step's conversations are laid end to end up to this many; the gradient is the same, only memory and speed change). null picks 16,384 with gradient checkpointing and 4,096 without.
+   */
+  pack_tokens?: number | null;
+  /**
    * Report metrics every this many optimizer steps.
    */
   logging_steps?: number;
