@@ -28,6 +28,7 @@ compare with the eager model; on CUDA it uses PyTorch's flash-attention operator
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -36,6 +37,15 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 IGNORE = -100
+
+
+def _hf_apply_gate():
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
+
+    return GptOssExperts._apply_gate
+
+
+_HF_APPLY_GATE = _hf_apply_gate()
 
 
 # -- packing ---------------------------------------------------------------------------------------
@@ -258,52 +268,94 @@ def _expert_lora(experts):
     return module, factors
 
 
-def _project(x, weight, bias, expert_ids, offsets, lora):
-    y = _grouped_mm(x, weight, offsets) + bias[expert_ids]
-    if lora is not None:
-        a, b, scale = lora
-        low = _grouped_mm(x, a.to(x.dtype).contiguous(), offsets)
-        y = y + scale * _grouped_mm(low, b.to(x.dtype).contiguous(), offsets)
-    return y
+def _low_rank(x, offsets, lora):
+    a, b, scale = lora
+    low = _grouped_mm(x, a.to(x.dtype).contiguous(), offsets)
+    return scale * _grouped_mm(low, b.to(x.dtype).contiguous(), offsets)
 
 
-def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
-    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
-    base, lora = _expert_lora(experts)
-    tokens, top_k = top_indices.shape
-    flat = top_indices.reshape(-1)
-    expert_ids, order = torch.sort(flat, stable=True)
-    rows = order // top_k
-    offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
-    hidden = x[rows]
-    gate_up = _project(hidden, base.gate_up_proj, base.gate_up_proj_bias, expert_ids, offsets, lora.get("gate_up_proj"))
-    gated = base._apply_gate(gate_up)
-    down = _project(gated, base.down_proj, base.down_proj_bias, expert_ids, offsets, lora.get("down_proj"))
-    weighted = down * top_weights.reshape(-1)[order, None].to(down.dtype)
-    # Summing in sorted order would need atomics; put rows back in token order and add the k of each.
-    restored = torch.empty_like(weighted)
-    restored[order] = weighted
-    return _wide(restored.view(tokens, top_k, -1)).sum(1).to(x.dtype)
+def _bias_and_gate(gate_up, bias, expert_ids, alpha: float, limit: float):
+    """Each row's expert bias, then GPT-OSS' clamped SwiGLU over interleaved (gate, up) columns."""
+    gate_up = gate_up + bias[expert_ids]
+    gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+    gate = gate.clamp(max=limit)
+    up = up.clamp(min=-limit, max=limit)
+    return (up + 1) * (gate * torch.sigmoid(gate * alpha))
 
 
-# -- the model -------------------------------------------------------------------------------------
+def _bias_weight_and_sum(down, bias, expert_ids, weights, inverse, top_k: int):
+    """Each row's expert bias and router weight, back in token order, the top_k rows of a token summed."""
+    rows = (down + bias[expert_ids]) * weights[:, None].to(down.dtype)
+    restored = rows[inverse]
+    return _wide(restored.view(-1, top_k, restored.shape[-1])).sum(1).to(down.dtype)
+
+
+def _rms_norm(x, weight, eps: float):
+    wide = x.float()
+    wide = wide * torch.rsqrt(wide.pow(2).mean(-1, keepdim=True) + eps)
+    return (weight * wide).to(x.dtype)
+
+
+def _rotate_pair(q, k, cos, sin):
+    return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
 def _rotate(x, cos, sin):
     first, second = x.chunk(2, dim=-1)
     return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
 
 
+_COMPILED: dict = {}
+
+
+def _fused(fn, tensor: torch.Tensor):
+    """``fn`` compiled into fused GPU kernels on CUDA (elementwise passes over (tokens x 4) x 5,760
+    activations are memory-bound; fused, each tensor is read once); as written elsewhere."""
+    if not tensor.is_cuda or os.environ.get("OSS_FINETUNE_COMPILE", "1") == "0":
+        return fn
+    if fn not in _COMPILED:
+        _COMPILED[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _COMPILED[fn]
+
+
+def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
+    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
+    base, lora = _expert_lora(experts)
+    if type(base)._apply_gate is not _HF_APPLY_GATE:
+        raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
+    tokens, top_k = top_indices.shape
+    flat = top_indices.reshape(-1)
+    expert_ids, order = torch.sort(flat, stable=True)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
+    hidden = x[order // top_k]
+    gate_up = _grouped_mm(hidden, base.gate_up_proj, offsets)
+    if "gate_up_proj" in lora:
+        gate_up = gate_up + _low_rank(hidden, offsets, lora["gate_up_proj"])
+    gated = _fused(_bias_and_gate, x)(gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit))
+    down = _grouped_mm(gated, base.down_proj, offsets)
+    if "down_proj" in lora:
+        down = down + _low_rank(gated, offsets, lora["down_proj"])
+    weights = top_weights.reshape(-1)[order]
+    return _fused(_bias_weight_and_sum, x)(down, base.down_proj_bias, expert_ids, weights, inverse, top_k)
+
+
+# -- the model -------------------------------------------------------------------------------------
 def _layer(layer, hidden, cos, sin, cu, max_length):
     tokens = hidden.shape[0]
     attention = layer.self_attn
-    normed = layer.input_layernorm(hidden)
+    norm = layer.input_layernorm
+    normed = _fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
     head_dim = attention.head_dim
     q = attention.q_proj(normed).view(tokens, -1, head_dim)
     k = attention.k_proj(normed).view(tokens, -1, head_dim)
     v = attention.v_proj(normed).view(tokens, -1, head_dim)
-    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+    q, k = _fused(_rotate_pair, hidden)(q, k, cos, sin)
     attended = sink_attention(q, k, v, attention.sinks, cu, max_length, attention.scaling, attention.sliding_window)
     hidden = hidden + attention.o_proj(attended.reshape(tokens, -1))
-    normed = layer.post_attention_layernorm(hidden)
+    norm = layer.post_attention_layernorm
+    normed = _fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
     router = layer.mlp.router
     logits = F.linear(normed, router.weight, router.bias)
     top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
@@ -337,7 +389,7 @@ def final_hidden(model, batch: PackedBatch, *, gradient_checkpointing: bool = Fa
                                 use_reentrant=False)
         else:
             hidden = _layer(layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length)
-    return body.norm(hidden)
+    return _fused(_rms_norm, hidden)(hidden, body.norm.weight, body.norm.variance_epsilon)
 
 
 # -- output layer and loss -------------------------------------------------------------------------
