@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--profile", action="store_true", help="after the timed runs, profile two steps of our first "
                                                                "variant and print the costliest GPU kernels")
+    parser.add_argument("--longest", default="", help="comma list of sequence lengths: after the cases, one training "
+                                                       "step of one sequence each (ours, checkpointing) until one does not fit")
+    parser.add_argument("--memory-limit-gib", type=float, default=None,
+                        help="cap this process's GPU memory (e.g. 79.2 to stand for an H100 80GB on a larger card)")
     parser.add_argument("--json", default=os.path.join(os.environ["OUT"], "train_throughput.json") if os.environ.get("OUT") else None)
     args = parser.parse_args(argv)
 
@@ -156,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     from oss_finetune.model import apply_lora, load_model, trainable_parameters
 
     device_name = torch.cuda.get_device_name(0)
+    if args.memory_limit_gib:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), 0)
+        device_name += f" (capped at {args.memory_limit_gib} GiB)"
     print(f"device: {device_name}; torch {torch.__version__}; transformers {transformers.__version__}; "
           f"peft {peft.__version__}", flush=True)
     started = time.perf_counter()
@@ -232,6 +240,24 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("OUT"):
                 Path(os.environ["OUT"], f"profile-{name}.txt").write_text(table)
 
+    longest = []
+    if args.longest:
+        if model is not None:
+            base = model.unload()
+        model = apply_lora(base, {"r": args.rank, "alpha": 2 * args.rank}, seed=0)
+        for seq in [int(n) for n in args.longest.split(",")]:
+            gc.collect()
+            torch.cuda.empty_cache()
+            try:
+                rows, peak, _ = ours(model, make_examples(seq, 1, seed=1), 1, 1, True, seq)
+                longest.append({"seq": seq, "fits": True, "step_seconds": round(rows[0][0], 2), "peak_gib": gib(peak)})
+            except torch.OutOfMemoryError:
+                model.zero_grad(set_to_none=True)
+                longest.append({"seq": seq, "fits": False})
+            print(json.dumps({"longest": longest[-1]}), flush=True)
+            if not longest[-1]["fits"]:
+                break
+
     print()
     print(f"{device_name}, {datetime.now(timezone.utc).date().isoformat()}: tokens/s (step s, peak GiB), "
           f"ours / baseline")
@@ -248,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"  x{o['tokens_per_second'] / b['tokens_per_second']:.2f}  losses within {100 * loss_gap:.2f}%")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device_name, "torch": torch.__version__,
-                                               "transformers": transformers.__version__, "results": results}, indent=1))
+                                               "transformers": transformers.__version__, "results": results,
+                                               "longest": longest}, indent=1))
     return 0
 
 

@@ -342,18 +342,35 @@ def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_wei
 
 
 # -- the model -------------------------------------------------------------------------------------
+def _linear(module, x):
+    """A linear layer, with its peft LoRA (if any) computed in the activations' dtype: peft would cast
+    the activations to the adapter's float32 instead, a copy and a slow float32 product per layer."""
+    lora_a = getattr(module, "lora_A", None)
+    if lora_a is None or module.disable_adapters or module.merged or getattr(module, "lora_variant", None):
+        return module(x)
+    result = module.base_layer(x)
+    for name in module.active_adapters:
+        if name not in lora_a:
+            continue
+        a, b = lora_a[name], module.lora_B[name]
+        low = F.linear(module.lora_dropout[name](x), a.weight.to(x.dtype))
+        result = result + F.linear(low, b.weight.to(x.dtype), None if b.bias is None else b.bias.to(x.dtype)) \
+            * module.scaling[name]
+    return result
+
+
 def _layer(layer, hidden, cos, sin, cu, max_length):
     tokens = hidden.shape[0]
     attention = layer.self_attn
     norm = layer.input_layernorm
     normed = _fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
     head_dim = attention.head_dim
-    q = attention.q_proj(normed).view(tokens, -1, head_dim)
-    k = attention.k_proj(normed).view(tokens, -1, head_dim)
-    v = attention.v_proj(normed).view(tokens, -1, head_dim)
+    q = _linear(attention.q_proj, normed).view(tokens, -1, head_dim)
+    k = _linear(attention.k_proj, normed).view(tokens, -1, head_dim)
+    v = _linear(attention.v_proj, normed).view(tokens, -1, head_dim)
     q, k = _fused(_rotate_pair, hidden)(q, k, cos, sin)
     attended = sink_attention(q, k, v, attention.sinks, cu, max_length, attention.scaling, attention.sliding_window)
-    hidden = hidden + attention.o_proj(attended.reshape(tokens, -1))
+    hidden = hidden + _linear(attention.o_proj, attended.reshape(tokens, -1))
     norm = layer.post_attention_layernorm
     normed = _fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
     router = layer.mlp.router
