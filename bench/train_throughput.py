@@ -158,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
 
     from oss_finetune.model import apply_lora, load_model, trainable_parameters
+    from oss_finetune.train import TrainingError
 
     device_name = torch.cuda.get_device_name(0)
     if args.memory_limit_gib:
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows, peak, trainer = ours(model, examples, case["per_step"], args.steps, kind == "ckpt",
                                           int(pack) if pack else None)
                 row[f"ours-{variant}"] = {**summary(rows, peak), "pack_tokens": trainer.pack_tokens}
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, TrainingError):  # the Trainer reports an OOM as a TrainingError
                 model.zero_grad(set_to_none=True)
                 row[f"ours-{variant}"] = {"error": "out of memory"}
             print(json.dumps({"case": name, f"ours-{variant}": row[f"ours-{variant}"]}), flush=True)
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 rows, peak, _ = ours(model, make_examples(seq, 1, seed=1), 1, 1, True, seq)
                 longest.append({"seq": seq, "fits": True, "step_seconds": round(rows[0][0], 2), "peak_gib": gib(peak)})
-            except torch.OutOfMemoryError:
+            except (torch.OutOfMemoryError, TrainingError):
                 model.zero_grad(set_to_none=True)
                 longest.append({"seq": seq, "fits": False})
             print(json.dumps({"longest": longest[-1]}), flush=True)

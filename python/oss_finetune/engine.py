@@ -410,7 +410,7 @@ def final_hidden(model, batch: PackedBatch, *, gradient_checkpointing: bool = Fa
 
 
 # -- output layer and loss -------------------------------------------------------------------------
-def _chunk_rows(vocab: int, budget_bytes: int = 1 << 30) -> int:
+def _chunk_rows(vocab: int, budget_bytes: int = 1 << 28) -> int:
     # Two float32 (rows x vocab) buffers live at once: the logits and their gradient.
     return max(64, budget_bytes // (8 * vocab))
 
@@ -461,7 +461,15 @@ def loss_sum(model, batch: PackedBatch, *, gradient_checkpointing: bool = False)
     return output_loss_sum(hidden, _causal_lm(model).lm_head, batch.targets)
 
 
-def default_pack_tokens(gradient_checkpointing: bool) -> int:
+def default_pack_tokens(gradient_checkpointing: bool, experts_lora: bool = False) -> int:
     """Tokens per packed micro-batch when the config leaves it open: large enough that the expert
-    weights are read for thousands of tokens at once, small enough to fit next to gpt-oss-20b on 80 GB."""
-    return 16_384 if gradient_checkpointing else 4_096
+    weights are read for thousands of tokens at once, small enough that gpt-oss-20b's peak stays under
+    the Hugging Face stack's (measured on an H100, bench/RESULTS.md). LoRA on the experts adds the
+    low-rank activations of every routed token, so it packs half as many."""
+    if not gradient_checkpointing:
+        return 4_096
+    return 8_192 if experts_lora else 16_384
+
+
+def has_expert_lora(model) -> bool:
+    return any(hasattr(m, "parameter_name") and hasattr(m, "lora_A") for m in model.modules())

@@ -418,7 +418,9 @@ class Trainer:
         from . import engine
 
         chosen = self.settings.get("pack_tokens")
-        return int(chosen) if chosen else engine.default_pack_tokens(self.settings["gradient_checkpointing"])
+        if chosen:
+            return int(chosen)
+        return engine.default_pack_tokens(self.settings["gradient_checkpointing"], engine.has_expert_lora(self.model))
 
     def _engine_words(self) -> str:
         if self.engine == "fast":

@@ -151,7 +151,7 @@ export interface TrainingConfig {
    */
   engine?: 'auto' | 'fast' | 'transformers';
   /**
-   * With the fast engine: the most tokens in one packed micro-batch (the step's conversations are laid end to end up to this many; the gradient is the same, only memory and speed change). null picks 16,384 with gradient checkpointing and 4,096 without.
+   * With the fast engine: the most tokens in one packed micro-batch (the step's conversations are laid end to end up to this many; the gradient is the same, only memory and speed change). null picks 16,384 with gradient checkpointing (8,192 when the experts carry LoRA) and 4,096 without.
    */
   pack_tokens?: number | null;
   /**
