@@ -424,7 +424,10 @@ class Trainer:
 
     def _engine_words(self) -> str:
         if self.engine == "fast":
-            return f"fast engine, packed micro-batches of up to {self.pack_tokens:,} tokens"
+            words = f"fast engine, packed micro-batches of up to {self.pack_tokens:,} tokens"
+            if _model_device(self.model).type == "cuda" and self.step == 0:
+                words += "; the first step also compiles the fused GPU kernels, about a minute"
+            return words
         return "transformers engine, padded micro-batches"
 
     def _micro_batches(self, device: torch.device) -> list:
