@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                "variant and print the costliest GPU kernels")
     parser.add_argument("--longest", default="", help="comma list of sequence lengths: after the cases, one training "
                                                        "step of one sequence each (ours, checkpointing) until one does not fit")
+    parser.add_argument("--mxfp4", type=int, default=0, metavar="SEQ",
+                        help="last: keep the experts in MXFP4, cap the allocator at --mxfp4-cap-gib and train LoRA on "
+                             "attention with 4 sequences of SEQ tokens per step")
+    parser.add_argument("--mxfp4-cap-gib", type=float, default=15.5)
     parser.add_argument("--memory-limit-gib", type=float, default=None,
                         help="cap this process's GPU memory (e.g. 79.2 to stand for an H100 80GB on a larger card)")
     parser.add_argument("--json", default=os.path.join(os.environ["OUT"], "train_throughput.json") if os.environ.get("OUT") else None)
@@ -259,6 +263,34 @@ def main(argv: list[str] | None = None) -> int:
             if not longest[-1]["fits"]:
                 break
 
+    mxfp4_row = None
+    if args.mxfp4:
+        from oss_finetune.mxfp4 import expert_bytes, quantize_experts
+
+        if model is not None:
+            base = model.unload()
+        model = None
+        gc.collect()
+        torch.cuda.empty_cache()
+        bf16_experts = expert_bytes(base)
+        quantize_experts(base)
+        gc.collect()
+        torch.cuda.empty_cache()
+        weights = torch.cuda.memory_allocated()
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(args.mxfp4_cap_gib * 2**30 / total, 0)
+        model = apply_lora(base, {"r": args.rank, "alpha": 2 * args.rank}, seed=0)
+        try:
+            rows, peak, _ = ours(model, make_examples(args.mxfp4, 4 * args.steps, seed=2), 4, args.steps, True,
+                                 args.mxfp4)
+            mxfp4_row = {"seq": args.mxfp4, "cap_gib": args.mxfp4_cap_gib, "weights_gib": gib(weights),
+                         "experts_bf16_gib": gib(bf16_experts), "experts_mxfp4_gib": gib(expert_bytes(base)),
+                         **summary(rows, peak)}
+        except (torch.OutOfMemoryError, TrainingError) as error:
+            mxfp4_row = {"seq": args.mxfp4, "cap_gib": args.mxfp4_cap_gib, "weights_gib": gib(weights),
+                         "error": str(error).splitlines()[0][:300]}
+        print(json.dumps({"mxfp4": mxfp4_row}), flush=True)
+
     print()
     print(f"{device_name}, {datetime.now(timezone.utc).date().isoformat()}: tokens/s (step s, peak GiB), "
           f"ours / baseline")
@@ -276,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device_name, "torch": torch.__version__,
                                                "transformers": transformers.__version__, "results": results,
-                                               "longest": longest}, indent=1))
+                                               "longest": longest, "mxfp4": mxfp4_row}, indent=1))
     return 0
 
 

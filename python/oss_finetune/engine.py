@@ -320,9 +320,18 @@ def _fused(fn, tensor: torch.Tensor):
 
 def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
     """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
+    from .mxfp4 import Mxfp4Experts, grouped_product
+
     base, lora = _expert_lora(experts)
-    if type(base)._apply_gate is not _HF_APPLY_GATE:
+    quantized = isinstance(base, Mxfp4Experts)
+    if not quantized and type(base)._apply_gate is not _HF_APPLY_GATE:
         raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
+
+    def product(rows, name):
+        if quantized:
+            return grouped_product(rows, getattr(base, f"{name}_blocks"), getattr(base, f"{name}_scales"), offsets)
+        return _grouped_mm(rows, getattr(base, name), offsets)
+
     tokens, top_k = top_indices.shape
     flat = top_indices.reshape(-1)
     expert_ids, order = torch.sort(flat, stable=True)
@@ -330,11 +339,11 @@ def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_wei
     inverse[order] = torch.arange(order.numel(), device=order.device)
     offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
     hidden = x[order // top_k]
-    gate_up = _grouped_mm(hidden, base.gate_up_proj, offsets)
+    gate_up = product(hidden, "gate_up_proj")
     if "gate_up_proj" in lora:
         gate_up = gate_up + _low_rank(hidden, offsets, lora["gate_up_proj"])
     gated = _fused(_bias_and_gate, x)(gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit))
-    down = _grouped_mm(gated, base.down_proj, offsets)
+    down = product(gated, "down_proj")
     if "down_proj" in lora:
         down = down + _low_rank(gated, offsets, lora["down_proj"])
     weights = top_weights.reshape(-1)[order]

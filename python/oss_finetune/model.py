@@ -353,7 +353,12 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
             f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
             f"{_count(model):,} parameters, on {device} in {_dtype_name(dtype)} ({why})"
         )
-        return LoadedModel(model, tok, device, dtype, name, description, embedded=True, config=settings)
+        quantization = None
+        if settings.get("mxfp4_experts"):
+            description += _keep_experts_in_mxfp4(model)
+            quantization = "mxfp4-experts"
+        return LoadedModel(model, tok, device, dtype, name, description, embedded=True, config=settings,
+                           quantization=quantization)
 
     from transformers import GptOssForCausalLM
 
@@ -407,8 +412,20 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
         f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
         f"on {device} in {_dtype_name(model.dtype)} ({why})"
     )
+    if settings.get("mxfp4_experts"):
+        description += _keep_experts_in_mxfp4(model)
+        quantization = "mxfp4-experts" if quantization in (None, "mxfp4->dequantized") else f"{quantization}+mxfp4-experts"
     return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization,
                        config=settings)
+
+
+def _keep_experts_in_mxfp4(model) -> str:
+    from .mxfp4 import expert_bytes, quantize_experts
+
+    before = expert_bytes(model)
+    quantize_experts(model)
+    return (f"; experts kept in MXFP4, {expert_bytes(model) / 2**30:.1f} GiB instead of {before / 2**30:.1f} "
+            f"(dequantized a layer at a time; LoRA on the attention)")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -447,7 +464,12 @@ def apply_lora(model, lora_config: dict | None = None, *, seed: int | None = Non
     """
     from peft import get_peft_model
 
+    from .mxfp4 import Mxfp4Experts
+
     config = lora_config_for(lora_config)
+    if config.target_parameters and any(isinstance(m, Mxfp4Experts) for m in model.modules()):
+        raise ValueError("lora.target_experts: the experts of this model are kept in MXFP4 (model.mxfp4_experts) "
+                         "and take no adapter; set target_experts to false, or load without mxfp4_experts")
     if seed is None:
         peft_model = get_peft_model(model, config)
     else:

@@ -30,6 +30,10 @@ export interface ModelConfig {
    */
   load_in_4bit?: boolean;
   /**
+   * Keep the mixture-of-experts weights in 4-bit MXFP4 (as OpenAI released them), dequantized one layer at a time while it computes: gpt-oss-20b takes about 13 GiB instead of 39. The experts take no LoRA then (target_experts must be false). Works on the CPU and GPU, with or without bitsandbytes.
+   */
+  mxfp4_experts?: boolean;
+  /**
    * Attention kernel passed to transformers. GPT-OSS needs one that supports attention sinks.
    */
   attn_implementation?: 'eager' | 'flex_attention' | 'kernels-community/vllm-flash-attn3';

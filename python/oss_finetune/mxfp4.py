@@ -1,0 +1,132 @@
+"""GPT-OSS experts kept in 4-bit MXFP4, dequantized one layer at a time.
+
+The mixture-of-experts weights are 19 of gpt-oss-20b's 21 billion parameters: 36 GiB in bf16. OpenAI
+released them in MXFP4: each block of 32 weights shares one power-of-two scale (8 bits) and each weight
+is a 4-bit float (E2M1: 0, 0.5, 1, 1.5, 2, 3, 4, 6 and their negatives), 4.25 bits a weight. Kept that
+way the whole model takes about 13 GiB, and a LoRA run on the attention fits a 16 GiB GPU.
+
+bitsandbytes cannot do this for GPT-OSS: it quantizes ``nn.Linear`` layers, and the experts are 3-D
+parameters. ``quantize_experts(model)`` replaces every ``GptOssExperts`` with ``Mxfp4Experts``, which
+holds the packed blocks and scales as buffers, and dequantizes a layer's weights only while its
+products run, in the forward and again in the backward (nothing of bf16 size is kept for autograd).
+The base weights are frozen; adapters go on the attention (LoRA on MXFP4 experts is not supported).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+BLOCK = 32
+# E2M1 codes 0-15: sign bit 8, then the magnitudes in order.
+_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+_VALUES = torch.tensor(_MAGNITUDES + tuple(-m for m in _MAGNITUDES), dtype=torch.float32)
+_MIDPOINTS = torch.tensor([(a + b) / 2 for a, b in zip(_MAGNITUDES, _MAGNITUDES[1:])], dtype=torch.float32)
+
+
+def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blocks of 32 along the last dimension -> (codes packed two per byte, biased power-of-two scales)."""
+    *lead, width = weight.shape
+    if width % BLOCK:
+        raise ValueError(f"MXFP4 needs the last dimension to be a multiple of {BLOCK}, not {width}")
+    blocks = weight.float().reshape(*lead, width // BLOCK, BLOCK)
+    largest = blocks.abs().amax(-1, keepdim=True)
+    # The smallest power of two that brings the block's largest magnitude within 6, E2M1's largest.
+    exponent = torch.ceil(torch.log2((largest / 6.0).clamp_min(2.0 ** -126))).clamp(-127, 127)
+    scaled = blocks / torch.exp2(exponent)
+    index = torch.bucketize(scaled.abs(), _MIDPOINTS.to(weight.device))
+    codes = (index + 8 * (scaled < 0)).to(torch.uint8).reshape(*lead, width)
+    packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    return packed, (exponent[..., 0] + 127).to(torch.uint8)
+
+
+def dequantize(packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """The inverse of ``quantize``, in ``dtype``."""
+    values = _VALUES.to(device=packed.device, dtype=dtype)
+    codes = torch.stack((packed & 0x0F, packed >> 4), dim=-1).reshape(*packed.shape[:-1], -1)
+    *lead, width = codes.shape
+    blocks = values[codes.long()].reshape(*lead, width // BLOCK, BLOCK)
+    factor = torch.exp2(scales.to(torch.float32) - 127).to(dtype)
+    return (blocks * factor[..., None]).reshape(*lead, width)
+
+
+class _QuantizedGroupedProduct(torch.autograd.Function):
+    """Rows sorted by expert times that expert's frozen MXFP4 matrix; the backward dequantizes again
+    instead of keeping the bf16 weights alive between forward and backward."""
+
+    @staticmethod
+    def forward(ctx, x, packed, scales, offsets):
+        from .engine import _grouped_mm
+
+        weight = dequantize(packed, scales, x.dtype)  # experts, out, in
+        ctx.save_for_backward(packed, scales, offsets)
+        return _grouped_mm(x, weight.transpose(1, 2), offsets)
+
+    @staticmethod
+    def backward(ctx, grad):
+        from .engine import _grouped_mm
+
+        packed, scales, offsets = ctx.saved_tensors
+        weight = dequantize(packed, scales, grad.dtype)
+        return _grouped_mm(grad.contiguous(), weight, offsets), None, None, None
+
+
+def grouped_product(x, packed, scales, offsets):
+    return _QuantizedGroupedProduct.apply(x, packed, scales, offsets)
+
+
+class Mxfp4Experts(torch.nn.Module):
+    """Drop-in for transformers' GptOssExperts with the two weight stacks in MXFP4 (biases in bf16)."""
+
+    def __init__(self, experts):
+        super().__init__()
+        self.num_experts = experts.num_experts
+        self.hidden_size = experts.hidden_size
+        self.intermediate_size = experts.intermediate_size
+        self.alpha = experts.alpha
+        self.limit = experts.limit
+        self.dtype = experts.gate_up_proj.dtype
+        # Stored as (experts, out, in) so that the blocks of 32 run along each product's inner dimension.
+        for name in ("gate_up_proj", "down_proj"):
+            packed, scales = quantize(getattr(experts, name).detach().transpose(1, 2))
+            self.register_buffer(f"{name}_blocks", packed)
+            self.register_buffer(f"{name}_scales", scales)
+        self.gate_up_proj_bias = torch.nn.Parameter(experts.gate_up_proj_bias.detach().clone(), requires_grad=False)
+        self.down_proj_bias = torch.nn.Parameter(experts.down_proj_bias.detach().clone(), requires_grad=False)
+
+    def weight(self, name: str) -> torch.Tensor:
+        """One stack dequantized, (experts, in, out) like GptOssExperts' parameter."""
+        return dequantize(getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales"), self.dtype).transpose(1, 2)
+
+    def forward(self, hidden_states, router_indices=None, routing_weights=None):
+        # The call transformers' GptOssMLP makes: (tokens, hidden), top-k indices, top-k weights.
+        from .engine import experts_forward
+
+        return experts_forward(self, hidden_states, router_indices, routing_weights)
+
+
+def quantize_experts(model) -> int:
+    """Replace every GptOssExperts in ``model`` by Mxfp4Experts; returns how many were replaced."""
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
+
+    replaced = 0
+    for module in list(model.modules()):
+        mlp_experts = getattr(module, "experts", None)
+        if isinstance(mlp_experts, GptOssExperts):
+            module.experts = Mxfp4Experts(mlp_experts)
+            del mlp_experts
+            replaced += 1
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return replaced
+
+
+def expert_bytes(model) -> int:
+    """Bytes held by the experts' weights, packed or not (biases excluded)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, Mxfp4Experts):
+            total += sum(b.numel() * b.element_size() for n, b in module.named_buffers(recurse=False))
+        elif type(module).__name__ == "GptOssExperts":
+            total += sum(getattr(module, n).numel() * getattr(module, n).element_size() for n in ("gate_up_proj", "down_proj"))
+    return total

@@ -1,0 +1,99 @@
+"""MXFP4 experts (oss_finetune.mxfp4): 4-bit storage of GPT-OSS' expert weights.
+
+Quantizing is exact on values MXFP4 can hold, within half a step on the rest; the quantized experts
+compute what the bf16 experts compute with the dequantized weights, through transformers' own
+forward (generation) and through the fast engine (training), and a LoRA run on the attention trains.
+"""
+
+import pytest
+import torch
+
+from oss_finetune import engine, mxfp4
+from oss_finetune.model import apply_lora, build_embedded_model
+from oss_finetune.train import Trainer, TrainingExample
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_values_mxfp4_can_hold_come_back_exactly():
+    grid = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0, 6.0] * 2)
+    for scale in (2.0 ** -6, 1.0, 8.0):
+        packed, scales = mxfp4.quantize((grid * scale)[None])
+        assert packed.shape == (1, 16) and packed.dtype == torch.uint8 and scales.shape == (1, 1)
+        assert torch.equal(mxfp4.dequantize(packed, scales, torch.float32)[0], grid * scale)
+
+
+def test_rounding_error_is_at_most_half_a_step_of_the_block():
+    torch.manual_seed(0)
+    weight = torch.randn(3, 5, 64) * 0.02
+    back = mxfp4.dequantize(*mxfp4.quantize(weight), torch.float32)
+    blocks = weight.reshape(3, 5, 2, 32)
+    # The widest E2M1 step is 2 (between 4 and 6), at a scale that brings the block's largest within 6.
+    step = 2 * torch.exp2(torch.ceil(torch.log2(blocks.abs().amax(-1) / 6)))
+    assert ((back - weight).reshape(3, 5, 2, 32).abs() <= step[..., None] / 2 + 1e-12).all()
+    assert float((back - weight).norm() / weight.norm()) < 0.15
+
+
+def test_a_row_that_is_not_a_multiple_of_32_is_refused_by_name():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        mxfp4.quantize(torch.ones(2, 40))
+
+
+def quantized_tiny():
+    model = build_embedded_model()
+    reference = build_embedded_model()
+    assert mxfp4.quantize_experts(model) == 2
+    # The reference: the same model with each expert stack replaced by its dequantized weights.
+    for layer, ref_layer in zip(model.model.layers, reference.model.layers):
+        with torch.no_grad():
+            for name in ("gate_up_proj", "down_proj"):
+                getattr(ref_layer.mlp.experts, name).copy_(layer.mlp.experts.weight(name))
+    reference.config._experts_implementation = "eager"
+    return model, reference
+
+
+def test_quantized_experts_compute_what_their_dequantized_weights_compute():
+    model, reference = quantized_tiny()
+    ids = torch.tensor([[200006, 1428, 200008, 12194, 382, 261, 1746]])
+    with torch.no_grad():
+        got = model(input_ids=ids).logits
+        expected = reference(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_the_experts_shrink_to_about_an_eighth_of_float32():
+    model = build_embedded_model()
+    before = mxfp4.expert_bytes(model)
+    mxfp4.quantize_experts(model)
+    # 4 bits per weight plus 8 bits per 32: 4.25 of float32's 32 bits.
+    assert mxfp4.expert_bytes(model) == before * 4.25 / 32
+
+
+def test_attention_lora_trains_over_quantized_experts_with_the_fast_engine(tokenizer, tmp_path):
+    model, _ = quantized_tiny()
+    peft_model = apply_lora(model, {"r": 4, "alpha": 8}, seed=0)
+    ids = tokenizer.encode("Le chat est assis sur le tapis, près de la fenêtre ouverte.", add_special_tokens=False)
+    examples = [TrainingExample(ids, [False] * 4 + [True] * (len(ids) - 4))] * 4
+    trainer = Trainer(peft_model, examples, {"output_dir": str(tmp_path), "max_steps": 6, "batch_size": 2,
+                                             "gradient_accumulation_steps": 2, "learning_rate": 2e-2,
+                                             "warmup_steps": 0, "engine": "fast"})
+    result = trainer.train()
+    assert result.status == "completed"
+    assert result.metrics[-1].loss < result.metrics[0].loss
+    # The packed experts stayed as they were: they are buffers, not trained parameters.
+    assert not any("experts" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
+def test_lora_on_quantized_experts_is_refused():
+    model, _ = quantized_tiny()
+    with pytest.raises(ValueError, match="MXFP4"):
+        apply_lora(model, {"r": 4, "target_experts": True}, seed=0)
+
+
+def test_load_model_keeps_the_experts_in_mxfp4_on_request():
+    from oss_finetune.model import load_model
+
+    loaded = load_model({"name_or_path": "embedded:tiny", "mxfp4_experts": True})
+    assert loaded.quantization == "mxfp4-experts"
+    assert "experts kept in MXFP4" in loaded.description
+    assert all(isinstance(layer.mlp.experts, mxfp4.Mxfp4Experts) for layer in loaded.model.model.layers)
