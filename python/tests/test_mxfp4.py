@@ -97,3 +97,29 @@ def test_load_model_keeps_the_experts_in_mxfp4_on_request():
     assert loaded.quantization == "mxfp4-experts"
     assert "experts kept in MXFP4" in loaded.description
     assert all(isinstance(layer.mlp.experts, mxfp4.Mxfp4Experts) for layer in loaded.model.model.layers)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_quantized_grouped_products_on_the_gpu_match_their_dequantized_weights():
+    model = build_embedded_model(dtype=torch.bfloat16).to("cuda")
+    mxfp4.quantize_experts(model)
+    experts = model.model.layers[0].mlp.experts
+    x = torch.randn(300, experts.hidden_size, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    indices = torch.randint(0, experts.num_experts, (300, 2), device="cuda")
+    weights = torch.softmax(torch.randn(300, 2, device="cuda"), -1).to(torch.bfloat16)
+    got = engine.experts_forward(experts, x, indices, weights)
+    (grad,) = torch.autograd.grad(got.float().sum(), x)
+    # The reference: the dequantized stacks in float32, one expert at a time.
+    w_up, w_down = experts.weight("gate_up_proj").float(), experts.weight("down_proj").float()
+    xr = x.detach().float().requires_grad_()
+    expected = torch.zeros(300, experts.hidden_size, device="cuda")
+    for k in range(2):
+        e = indices[:, k]
+        up = torch.einsum("ti,tio->to", xr, w_up[e]) + experts.gate_up_proj_bias.float()[e]
+        gate, lin = up[:, ::2].clamp(max=experts.limit), up[:, 1::2].clamp(-experts.limit, experts.limit)
+        act = (lin + 1) * gate * torch.sigmoid(gate * experts.alpha)
+        down = torch.einsum("ti,tio->to", act, w_down[e]) + experts.down_proj_bias.float()[e]
+        expected = expected + down * weights[:, k, None].float()
+    (expected_grad,) = torch.autograd.grad(expected.sum(), xr)
+    assert float((got.float() - expected).norm() / expected.norm()) < 2e-2
+    assert float((grad.float() - expected_grad).norm() / expected_grad.norm()) < 2e-2
