@@ -268,3 +268,30 @@ def test_default_packing_halves_when_the_experts_carry_lora():
     assert engine.default_pack_tokens(True, experts_lora=True) == 8_192
     assert engine.default_pack_tokens(False) == 4_096
     assert engine.has_expert_lora(tiny_with_lora(True)) and not engine.has_expert_lora(tiny_with_lora(False))
+
+
+@cuda
+def test_chunked_output_loss_on_the_gpu_in_bf16():
+    hidden = torch.randn(700, 256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    head = torch.nn.Linear(256, 201_088, bias=False, device="cuda", dtype=torch.bfloat16).requires_grad_(False)
+    targets = torch.randint(0, 201_088, (700,), device="cuda")
+    expected = F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+    got, _ = engine.output_loss_sum(hidden, head, targets)
+    (g_ours,) = torch.autograd.grad(got, hidden)
+    (g_ref,) = torch.autograd.grad(expected, hidden)
+    assert relative_error(got, expected) < 1e-3
+    assert relative_error(g_ours, g_ref) < 2e-2
+
+
+@cuda
+def test_a_packed_micro_batch_on_the_gpu_gives_the_padded_loss(tokenizer):
+    model = build_embedded_model(dtype=torch.bfloat16).to("cuda")
+    model = apply_lora(model, {"r": 4, "alpha": 8, "target_experts": True}, seed=0)
+    perturb_adapter(model)
+    examples = sample_examples(tokenizer)
+    (batch,) = engine.pack(examples, pack_tokens=10_000)
+    got, count = engine.loss_sum(model, batch.to(torch.device("cuda")), gradient_checkpointing=True)
+    trainer = Trainer(model, examples, {"output_dir": "unused"})
+    expected, expected_count = trainer._masked_loss_sum(*trainer._collate(examples, torch.device("cuda")))
+    assert count == expected_count
+    assert relative_error(got, expected) < 2e-2
