@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     current_experts = None
     model = None
-    for name in args.cases.split(","):
+    for name in [c for c in args.cases.split(",") if c]:
         case = CASES[name]
         if case["experts"] != current_experts:
             if model is not None:
