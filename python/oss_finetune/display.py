@@ -259,6 +259,18 @@ def dataset_html(payload: dict) -> str:
     )
 
 
+# Memory plan ------------------------------------------------------------------------------------
+
+def memory_bundle(plan, *, title: str = "memory plan", lead: str | None = None) -> dict:
+    """A memory.MemoryPlan as text/plain and its HTML twin; ``lead`` is a line shown above it."""
+    text = plan.text(title)
+    markup = plan.html(title)
+    if lead:
+        text = f"{lead}\n{text}"
+        markup = f'<div class="oss-finetune-text" style="font-family:monospace">{_esc(lead)}</div>{markup}'
+    return {"text/plain": text, "text/html": markup}
+
+
 # Live outputs -----------------------------------------------------------------------------------
 
 class LiveOutput:

@@ -23,7 +23,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from . import display, schema
-from .session import EFFORTS, SECTIONS, Session, SessionError, get_session
+from .session import EFFORTS, SECTIONS, Session, SessionError, get_session, memory_refusal
 
 MAGIC = "oss_finetune"
 
@@ -244,6 +244,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         Subcommand("env", "the environment check: GPU, memory, library versions and what fits"),
         Subcommand("load", "load the base model (config section model)", "model", [
             Argument(["name_or_path"], "a hub id, a local folder or embedded:tiny", "positional"),
+            Argument(["--force"], "load even when the memory plan predicts the GPU cannot hold it", "flag"),
         ]),
         Subcommand("data", "read and tokenize the data set and show its summary (config section data)", "data", [
             Argument(["source"], "a hub data set id, a .jsonl/.json/.parquet file or embedded:multilingual",
@@ -256,6 +257,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         Subcommand("train", "train the adapter; one live output shows progress (config section training)",
                    "training", [
                        Argument(["--resume"], "continue from a checkpoint folder, a run folder or 'latest'"),
+                       Argument(["--force"], "train even when the memory plan predicts the GPU will run out", "flag"),
                    ]),
         Subcommand("chat", "ask the model something, with a reasoning effort and language", None, [
             Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
@@ -599,8 +601,19 @@ class FinetuneMagics(Magics):
             state = session.loaded.description if session.loaded is not None else "not loaded yet"
             _publish(settings_bundle(session, "model", state))
             return
-        loaded = session.load(parsed.changes)
-        _say(f"loaded {loaded.description}")
+        force = bool(parsed.values.get("force"))
+        changes = {k: v for k, v in parsed.changes.items()}
+        # Before minutes of download and loading: will the weights fit where they are going?
+        before = _plan_or_none(session, {"model": changes} if changes else None)
+        if before is not None and before.loads is False and not force:
+            raise MagicError(memory_refusal(before, "loading"))
+        loaded = session.load(changes)
+        plan = _plan_or_none(session)
+        text = f"loaded {loaded.description}"
+        if plan is None:
+            _say(text)
+            return
+        _publish(display.memory_bundle(plan, lead=text, title="memory plan (training with the current settings)"))
 
     def _do_data(self, session: Session, parsed: Parsed):
         prepared = session.data(parsed.changes)
@@ -623,8 +636,21 @@ class FinetuneMagics(Magics):
             running = f"run {session.trainer.run_id} is training" if session.is_training() else ""
             _publish(settings_bundle(session, "training", running))
             return
+        force = bool(parsed.values.get("force"))
+        resume = parsed.values.get("resume")
+        if parsed.changes:
+            session.set_config({"training": parsed.changes})
+        if resume:
+            session.resolve_checkpoint(resume)  # a wrong folder is reported before the model loads
+        session.ensure_loaded()
+        session.ensure_data()
+        plan = session.memory_plan()
+        if plan.fits is False and not force:
+            raise MagicError(memory_refusal(plan, "training"))
+        _publish(display.memory_bundle(plan, title="memory plan" + (" (--force: not checked)" if force and
+                                                                     plan.fits is False else "")))
         live = display.LiveOutput("training-run")
-        result = session.train(parsed.changes, resume_from=parsed.values.get("resume"), on_update=live.update)
+        result = session.train(None, resume_from=resume, on_update=live.update, force=True)
         _say(f"{result.status}: {result.message}")
 
     def _do_chat(self, session: Session, parsed: Parsed):
@@ -678,6 +704,16 @@ class FinetuneMagics(Magics):
         run_id = session.stop("stopped from %oss_finetune stop")
         _say(f"stopping {run_id} after its current step; a checkpoint will be written" if run_id
              else "no run is training")
+
+
+def _plan_or_none(session: Session, changes: dict | None = None):
+    """The memory plan, or None for a model whose architecture the planner cannot tell before loading it."""
+    from .memory import PlanError
+
+    try:
+        return session.memory_plan(changes)
+    except PlanError:
+        return None
 
 
 def _reply_text(reply: dict) -> str:

@@ -376,6 +376,8 @@ class MemoryPlan:
             return f"{head} of {of}: fits"
         if not self.loads:
             head = f"loading alone needs {_gib(self.load_peak_bytes)}"
+        else:
+            head += f" ({_gib(self.reserved_bytes)} with the allocator's cache)"
         line = f"{head} of {of}: will not fit"
         if self.suggestion is not None:
             line += f"; {self.suggestion.words}: {_gib(self.suggestion.peak_bytes)} predicted of {_gib(self.budget_bytes)}"
@@ -487,7 +489,7 @@ def _micro_batch(engine: str, s: dict, lengths: Sequence[int] | None, pack_token
 def plan_memory(config: dict | None = None, *, architecture: Any = None, device: str | None = None,
                 gpu: GpuInfo | None = None, lengths: Sequence[int] | None = None,
                 trained_fraction: float | None = None, weights_bytes: int | None = None,
-                bitsandbytes: bool | None = None, suggest: bool = True) -> MemoryPlan:
+                dtype: str | None = None, bitsandbytes: bool | None = None, suggest: bool = True) -> MemoryPlan:
     """Predict the memory of loading ``config.model`` and one training step with ``config``.
 
     architecture: a GptOssConfig, an Architecture or a model name; default: from model.name_or_path.
@@ -496,6 +498,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     lengths: the token lengths of the prepared conversations; default: every one max_seq_length long.
     trained_fraction: the share of tokens under the loss mask; default 1 (every token), the worst case.
     weights_bytes: the bytes the loaded model holds, when it is loaded (then exact rather than predicted).
+    dtype: the loaded model's dtype ('bfloat16', 'float32', ...), when it is loaded; default: from model.dtype.
     bitsandbytes: whether bitsandbytes imports (optimizer 'auto' and load_in_4bit); default: looked up.
     """
     s = _sections(config)
@@ -517,7 +520,8 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     bnb = _bitsandbytes_importable() if bitsandbytes is None else bitsandbytes
     on_gpu = device == "cuda"
 
-    dtype = m["dtype"] if m["dtype"] != "auto" else ("bfloat16" if on_gpu else "float32")
+    if dtype is None:
+        dtype = m["dtype"] if m["dtype"] != "auto" else ("bfloat16" if on_gpu else "float32")
     if m["name_or_path"] == "embedded:gpt-oss-20b-random" and dtype == "float32":
         dtype = "bfloat16"  # model.py builds it in bf16 whatever is asked: 84 GB of float32 fits no GPU
     wb = _DTYPE_BYTES[dtype]
@@ -753,7 +757,6 @@ def _suggest(config: dict, s: dict, plan: MemoryPlan, *, engine: str, pack: int,
              weights_bytes: int | None, lengths, **kwargs) -> Suggestion | None:
     base = {k: v for k, v in s.items()}
     cumulative: dict = {}
-    cumulative_words: list[str] = []
     options = list(_candidates(s, plan, bnb=bitsandbytes, engine=engine, pack=pack, tokens=tokens))
     for words, changes in options:
         # A change of the model means loading it again: the loaded size no longer holds.
@@ -763,17 +766,23 @@ def _suggest(config: dict, s: dict, plan: MemoryPlan, *, engine: str, pack: int,
         if trial.fits:
             return Suggestion(words, changes, trial.peak_bytes, trial.reserved_bytes)
     # No single change is enough: add them up in the same order and name the first combination that fits.
+    # A later value of the same setting (a smaller pack, a shorter length) replaces the earlier one's words.
+    words_by_setting: dict[tuple, str] = {}
     for words, changes in options:
         merged = _merge(cumulative, changes)
         if merged == cumulative:
             continue
         cumulative = merged
-        cumulative_words.append(words)
+        keys = tuple(sorted((section, key) for section, values in changes.items() for key in values))
+        for other in [k for k in words_by_setting if set(k) & set(keys)]:
+            del words_by_setting[other]
+        words_by_setting[keys] = words
         exact = None if "model" in cumulative else weights_bytes
         trial = plan_memory(_merge(base, cumulative), weights_bytes=exact, bitsandbytes=bitsandbytes, suggest=False,
                             lengths=_cut(lengths, cumulative), **kwargs)
         if trial.fits:
-            return Suggestion(" and ".join(cumulative_words), cumulative, trial.peak_bytes, trial.reserved_bytes)
+            return Suggestion(" and ".join(words_by_setting.values()), cumulative, trial.peak_bytes,
+                              trial.reserved_bytes)
     return None
 
 

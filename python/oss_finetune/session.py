@@ -353,17 +353,50 @@ class Session:
         trainer.on_status(publish)
         return trainer
 
+    # -- memory --------------------------------------------------------------------------------
+    def memory_plan(self, changes: dict | None = None):
+        """The predicted GPU memory (memory.MemoryPlan) of the current config, with ``changes`` (a partial
+        config) laid over it. What is already loaded or prepared makes it exact where it can: the loaded
+        model's architecture, device and weight bytes, and the prepared conversations' lengths."""
+        from . import memory
+
+        config = merge_config(self.config, changes) if changes else self.get_config()
+        kwargs: dict[str, Any] = {}
+        loaded = self.loaded
+        if loaded is not None and loaded.config == config["model"]:
+            kwargs["architecture"] = loaded.model.config
+            kwargs["device"] = loaded.device.type
+            kwargs["weights_bytes"] = memory.loaded_weight_bytes(loaded.model)
+            kwargs["dtype"] = str(loaded.dtype).removeprefix("torch.")
+        if self.prepared is not None and self._prepared_key == json.dumps(
+                [config["data"], config["model"]["name_or_path"]], sort_keys=True):
+            kwargs["lengths"], kwargs["trained_fraction"] = memory.examples_shape(self.prepared.examples)
+        return memory.plan_memory(config, **kwargs)
+
+    def check_memory(self, *, force: bool = False):
+        """The plan for training now; raises SessionError when it predicts the GPU will run out, unless ``force``."""
+        plan = self.memory_plan()
+        if plan.fits is False and not force:
+            raise SessionError(memory_refusal(plan, "training"), "memory")
+        return plan
+
     def train(self, changes: dict | None = None, *, resume_from: str | None = None,
-              on_update: Callable[[dict], Any] | None = None):
+              on_update: Callable[[dict], Any] | None = None, force: bool = False):
         """Train in the calling thread until done, stopped or interrupted; returns train.TrainResult.
 
         ``on_update`` receives a training-run payload on every logged step and status change.
         ``resume_from`` is a checkpoint folder, or 'latest' for the newest checkpoint in output_dir.
+        Before the first step the memory plan is checked: a run predicted not to fit on the GPU is
+        refused with the change that makes it fit, unless ``force``.
         """
         if changes:
             self.set_config({"training": changes})
         # A wrong checkpoint is found out before minutes go into loading a model.
         checkpoint = self.resolve_checkpoint(resume_from) if resume_from else None
+        self._refuse_while_training("start another run")
+        self.ensure_loaded()
+        self.ensure_data()
+        self.check_memory(force=force)
         # The first update comes with status 'running', after a resume has set the run's own id and folder.
         trainer = self.make_trainer(None, on_update)
         try:
@@ -375,7 +408,7 @@ class Session:
 
     def start_training(self, changes: dict | None = None, *, resume_from: str | None = None,
                        on_update: Callable[[dict], Any] | None = None,
-                       on_error: Callable[[BaseException], Any] | None = None) -> threading.Thread:
+                       on_error: Callable[[BaseException], Any] | None = None, force: bool = False) -> threading.Thread:
         """Train in a background thread, so that the kernel keeps answering (the comm's start_training)."""
         self._refuse_while_training("start another run")
         if changes:
@@ -385,7 +418,7 @@ class Session:
 
         def run():
             try:
-                self.train(resume_from=resume_from, on_update=on_update)
+                self.train(resume_from=resume_from, on_update=on_update, force=force)
             except BaseException as error:  # noqa: BLE001 - the thread reports every failure to its caller
                 if on_error is not None:
                     on_error(error)
@@ -625,6 +658,34 @@ class Session:
 
 
 # -- helpers shared with the front ends ---------------------------------------------------------
+
+_COMMAND_OF = {"model": "load", "data": "data", "lora": "lora", "training": "train"}
+
+
+def suggestion_command(changes: dict) -> str:
+    """The magic lines that make a suggested change, e.g. `%oss_finetune train --gradient-checkpointing`."""
+    lines = []
+    for section, values in changes.items():
+        flags = []
+        for key, value in values.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                flags.append(flag)
+            elif value is False:
+                flags.append("--no-" + key.replace("_", "-"))
+            else:
+                flags.append(f"{flag} {value}")
+        lines.append(f"`%oss_finetune {_COMMAND_OF[section]} {' '.join(flags)}`")
+    return " then ".join(lines)
+
+
+def memory_refusal(plan, what: str) -> str:
+    """One line: why ``what`` is refused, the change that fits and how to make it, and how to go on anyway."""
+    line = f"{what} refused: {plan.verdict()}"
+    if plan.suggestion is not None:
+        line += f" — run {suggestion_command(plan.suggestion.changes)}"
+    return line + "; or add --force to try anyway."
+
 
 def _get(example: Any, name: str):
     return example[name] if isinstance(example, dict) else getattr(example, name)
