@@ -270,8 +270,14 @@ def _expert_lora(experts):
 
 def _low_rank(x, offsets, lora):
     a, b, scale = lora
-    low = _grouped_mm(x, a.to(x.dtype).contiguous(), offsets)
-    return scale * _grouped_mm(low, b.to(x.dtype).contiguous(), offsets)
+    a, b = a.to(x.dtype), b.to(x.dtype)
+    if x.is_cuda:
+        # The grouped GEMM wants 16-byte strides: a rank of 4 in bf16 is 8 bytes, so pad it with zeros.
+        extra = -a.shape[-1] % (16 // x.element_size())
+        if extra:
+            a, b = F.pad(a, (0, extra)), F.pad(b, (0, 0, 0, extra))
+    low = _grouped_mm(x, a.contiguous(), offsets)
+    return scale * _grouped_mm(low, b.contiguous(), offsets)
 
 
 def _bias_and_gate(gate_up, bias, expert_ids, alpha: float, limit: float):
