@@ -1,7 +1,19 @@
 import { schemaIssues } from '@oss-finetune/schema';
 
 import { fakeKernel, flush, refusal, reply } from '../testing/kernel';
-import { COMM_TARGET, CommRequestError, FinetuneClient, clientFor } from './client';
+import { COMM_TARGET, CommRequestError, CommUnavailableError, FinetuneClient, clientFor } from './client';
+
+/** Keeps every comm the client creates, to check which ones it closed. */
+function recording<K extends ReturnType<typeof fakeKernel>>(k: K): K & { comms: any[] } {
+  const comms: any[] = [];
+  const create = k.kernel.createComm.bind(k.kernel);
+  k.kernel.createComm = (target: string) => {
+    const comm = create(target);
+    comms.push(comm);
+    return comm;
+  };
+  return Object.assign(k, { comms });
+}
 
 describe('FinetuneClient', () => {
   it('sends requests the kernel accepts and resolves with the matching reply', async () => {
@@ -56,5 +68,45 @@ describe('FinetuneClient', () => {
     k.kernel.disposed.emit();
     expect(first.isClosed).toBe(true);
     expect(clientFor(k.kernel)).not.toBe(first);
+  });
+
+  it('says the extension is not loaded when the kernel closes the open, and opens afresh once it is', async () => {
+    let loaded = false;
+    const k = fakeKernel((req) => reply(req, { runs: [] }), { hasTarget: () => loaded });
+    const client = new FinetuneClient(k.kernel, { timeoutMs: 0 });
+    const first = client.request('list_runs');
+    await expect(first).rejects.toBeInstanceOf(CommUnavailableError);
+    await expect(first).rejects.toMatchObject({ reason: 'no-target' });
+    expect(k.sent).toEqual([]);
+    loaded = true;
+    await expect(client.request('list_runs')).resolves.toEqual({ runs: [] });
+    expect(k.targets).toEqual([COMM_TARGET, COMM_TARGET]);
+  });
+
+  it('gives up on an open the kernel never completes, closes that comm and uses a new one next time', async () => {
+    let hangs = true;
+    const k = recording(fakeKernel((req) => reply(req, { runs: [] }), { openHangs: () => hangs }));
+    const client = new FinetuneClient(k.kernel, { timeoutMs: 0, openTimeoutMs: 5 });
+    await expect(client.request('list_runs')).rejects.toMatchObject({ reason: 'open-timeout', message: expect.stringContaining('did not answer') });
+    expect(k.comms[0].close).toHaveBeenCalled();
+    hangs = false;
+    await expect(client.request('list_runs')).resolves.toEqual({ runs: [] });
+    expect(k.comms).toHaveLength(2);
+  });
+
+  it('fails at once when the kernel cannot route a message (a deleted subshell) and recovers on a fresh comm', async () => {
+    let unroutable = true;
+    const k = recording(fakeKernel((req) => reply(req, { runs: [{ run_id: 'run-1' }] }), { routeError: () => (unroutable ? 'UnknownSubshellError' : null) }));
+    const comms = k.comms;
+    // No reply timeout: only the kernel's error reply can end the first request.
+    const client = new FinetuneClient(k.kernel, { timeoutMs: 0 });
+    const [a, b] = [client.request('list_runs'), client.request('get_config')];
+    await expect(a).rejects.toMatchObject({ reason: 'unroutable', message: expect.stringContaining('UnknownSubshellError') });
+    // A second request waiting on the same comm cannot be answered either.
+    await expect(b).rejects.toBeInstanceOf(CommUnavailableError);
+    expect(comms[0].close).toHaveBeenCalled();
+    unroutable = false;
+    await expect(client.request('list_runs')).resolves.toEqual({ runs: [{ run_id: 'run-1' }] });
+    expect(comms).toHaveLength(2);
   });
 });

@@ -64,6 +64,22 @@ export class CommRequestError extends Error {
   }
 }
 
+/**
+ * The comm itself failed, as opposed to a request the kernel refused: the extension is not loaded in
+ * the kernel, the kernel did not answer the open in time, or it could not route a message (JupyterLab
+ * 4.6 sends comm messages on a kernel subshell, which can be gone by the time a message arrives).
+ * The comm is discarded; the next request opens a fresh one, so trying again can succeed.
+ */
+export class CommUnavailableError extends Error {
+  constructor(
+    readonly reason: 'no-target' | 'open-timeout' | 'no-answer' | 'unroutable' | 'closed',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'CommUnavailableError';
+  }
+}
+
 export interface TrainingUpdate {
   /** The request_id of the start_training that began the run. */
   requestId: string;
@@ -75,6 +91,7 @@ type UpdateListener = (update: TrainingUpdate) => void;
 
 interface Pending {
   op: RequestOp;
+  comm: Kernel.IComm;
   resolve: (result: any) => void;
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout> | null;
@@ -83,6 +100,16 @@ interface Pending {
 export interface ClientOptions {
   /** How long a reply may take before the request fails; a busy kernel answers late. */
   timeoutMs?: number;
+  /**
+   * How long the kernel may take to answer the comm's open. Without a bound a lost open would leave
+   * every later request waiting on it.
+   */
+  openTimeoutMs?: number;
+}
+
+/** The part of a kernel future the client watches: the shell reply to a comm message. */
+interface ReplyWatcher {
+  onReply?: (msg: { content?: { status?: string; ename?: string; evalue?: string } }) => void;
 }
 
 let counter = 0;
@@ -97,6 +124,7 @@ export class FinetuneClient {
   private readonly pending = new Map<string, Pending>();
   private readonly listeners = new Set<UpdateListener>();
   private readonly timeoutMs: number;
+  private readonly openTimeoutMs: number;
   private closed = false;
 
   constructor(
@@ -104,6 +132,7 @@ export class FinetuneClient {
     options: ClientOptions = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? 60_000;
+    this.openTimeoutMs = options.openTimeoutMs ?? 10_000;
   }
 
   get isClosed(): boolean {
@@ -120,16 +149,37 @@ export class FinetuneClient {
       const timer =
         this.timeoutMs > 0
           ? setTimeout(() => {
-              this.pending.delete(requestId);
-              reject(new Error(`the kernel did not answer ${op} within ${Math.round(this.timeoutMs / 1000)} s; is a cell still running?`));
+              // Every op is answered at once by a working comm, so silence means this comm is lost
+              // (or stuck behind a running cell): the next request starts from a fresh one.
+              this.discard(
+                comm,
+                new CommUnavailableError(
+                  'no-answer',
+                  `the kernel did not answer ${op} within ${Math.round(this.timeoutMs / 1000)} s; is a cell still running?`,
+                ),
+              );
             }, this.timeoutMs)
           : null;
-      this.pending.set(requestId, { op, resolve, reject, timer });
+      this.pending.set(requestId, { op, comm, resolve, reject, timer });
     });
     try {
-      comm.send(message as unknown as Parameters<Kernel.IComm['send']>[0]);
+      const future = comm.send(message as unknown as Parameters<Kernel.IComm['send']>[0]) as unknown as ReplyWatcher | undefined;
+      // A comm message has no reply of its own; the kernel sends one only when it could not handle
+      // the message at all (UnknownSubshellError when the comm's subshell was deleted). Its answer
+      // would never come, so fail now instead of at the timeout, and drop the comm.
+      if (future && typeof future === 'object') {
+        future.onReply = (msg) => {
+          const content = msg?.content;
+          if (content?.status !== 'error') return;
+          const what = [content.ename, content.evalue].filter(Boolean).join(': ') || 'an error';
+          this.discard(
+            comm,
+            new CommUnavailableError('unroutable', `the kernel could not deliver ${op} to the oss_finetune extension (${what})`),
+          );
+        };
+      }
     } catch (error) {
-      this.settle(requestId)?.reject(error as Error);
+      this.discard(comm, new CommUnavailableError('closed', `could not send ${op}: ${(error as Error)?.message ?? error}`));
     }
     return reply;
   }
@@ -165,23 +215,80 @@ export class FinetuneClient {
     }
     if (this.comm) return Promise.resolve(this.comm);
     if (!this.opening) {
-      this.opening = (async () => {
-        const comm = this.kernel.createComm(COMM_TARGET);
-        comm.onMsg = (msg: KernelMessage.ICommMsgMsg) => this.receive(msg.content.data as unknown);
-        comm.onClose = () => {
-          this.comm = null;
-          this.opening = null;
-          this.failAll(new Error('the kernel closed the oss_finetune connection'));
-        };
-        await comm.open({}).done;
-        this.comm = comm;
-        return comm;
-      })();
-      this.opening.catch(() => {
-        this.opening = null;
+      const opening = this.openComm();
+      this.opening = opening;
+      opening.catch(() => {
+        if (this.opening === opening) this.opening = null;
       });
     }
     return this.opening;
+  }
+
+  private async openComm(): Promise<Kernel.IComm> {
+    const comm = this.kernel.createComm(COMM_TARGET);
+    let closedByKernel = false;
+    comm.onMsg = (msg: KernelMessage.ICommMsgMsg) => this.receive(msg.content.data as unknown);
+    comm.onClose = () => {
+      closedByKernel = true;
+      if (this.comm !== comm) return;
+      this.comm = null;
+      this.opening = null;
+      this.failAll(new CommUnavailableError('closed', 'the kernel closed the oss_finetune connection'));
+    };
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      if (this.openTimeoutMs > 0) timer = setTimeout(() => resolve('timeout'), this.openTimeoutMs);
+    });
+    let outcome: unknown;
+    try {
+      outcome = await Promise.race([comm.open({}).done, timedOut]);
+    } catch (error) {
+      this.discard(comm);
+      throw new CommUnavailableError('closed', `could not open the oss_finetune connection: ${(error as Error)?.message ?? error}`);
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+    }
+    if (outcome === 'timeout') {
+      this.discard(comm);
+      throw new CommUnavailableError(
+        'open-timeout',
+        `the kernel did not answer within ${Math.round(this.openTimeoutMs / 1000)} s; is a cell still running?`,
+      );
+    }
+    // The kernel closes a comm whose target it does not know before it reports the open as done.
+    if (closedByKernel || comm.isDisposed) {
+      throw new CommUnavailableError('no-target', 'the oss_finetune extension is not loaded in the kernel');
+    }
+    if (this.closed) {
+      this.discard(comm);
+      throw new Error('the connection to the kernel was closed');
+    }
+    this.comm = comm;
+    return comm;
+  }
+
+  /**
+   * Stops using a comm that failed and tells the kernel to forget it. It is closed before any new
+   * comm is opened: JupyterLab keeps one subshell per comm target, and closing an old comm after a
+   * new one exists could release the new comm's subshell. Requests still waiting on it fail with
+   * `error`, since their answers cannot come any more.
+   */
+  private discard(comm: Kernel.IComm, error?: Error): void {
+    if (this.comm === comm) {
+      this.comm = null;
+      this.opening = null;
+    }
+    if (error) {
+      for (const [id, waiting] of [...this.pending]) if (waiting.comm === comm) this.settle(id)?.reject(error);
+    }
+    comm.onClose = () => undefined;
+    comm.onMsg = () => undefined;
+    if (comm.isDisposed || this.kernel.isDisposed) return;
+    try {
+      comm.close();
+    } catch {
+      // The kernel may already be gone; nothing is left to tell it.
+    }
   }
 
   private receive(data: unknown): void {

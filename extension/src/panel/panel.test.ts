@@ -1,11 +1,11 @@
 import { schemaIssues } from '@oss-finetune/schema';
 
-import { fakeKernel, flush, refusal, reply } from '../testing/kernel';
+import { FakeKernelOptions, fakeKernel, flush, refusal, reply } from '../testing/kernel';
 import { schemaDefaults } from './form';
 import { FinetunePanel, describeRun } from './panel';
 
 /** A kernel that keeps a config like session.py: set_config merges, and refuses lora.r above 64. */
-function configKernel() {
+function configKernel(options: FakeKernelOptions = {}) {
   let config: any = schemaDefaults();
   config.training.max_steps = 30;
   const k = fakeKernel((req, emit) => {
@@ -28,7 +28,7 @@ function configKernel() {
         return reply(req, { run_id: req.run_id, metrics: [{ step: 1, loss: 1.62 }, { step: 2, loss: 1.5 }] });
     }
     return null;
-  });
+  }, options);
   return { ...k, config: () => config };
 }
 
@@ -127,5 +127,75 @@ describe('FinetunePanel', () => {
     expect(q(panel, '.ossft-target').textContent).toBe('<img src=x onerror=alert(1)>.ipynb: no kernel is running.');
     expect(panel.node.querySelector('img')).toBeNull();
     expect(describeRun({ run_id: '<b>x</b>' })).toBe('<b>x</b>');
+  });
+
+  describe('when the kernel cannot be reached', () => {
+    /** Lets replies and short retry waits pass until `done` holds, or gives up after many turns. */
+    async function until(done: () => boolean): Promise<void> {
+      for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+
+    const cellFinished = { header: { msg_type: 'status' }, parent_header: { msg_type: 'execute_request' }, content: { execution_state: 'idle' } };
+
+    it('says to load the extension, and reads the settings by itself once a cell has loaded it', async () => {
+      let loaded = false;
+      const k = configKernel({ hasTarget: () => loaded });
+      // A retry wait far beyond the test: only the end of the cell can bring the settings in.
+      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [60_000] });
+      await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
+      expect(q(panel, '.ossft-sync').textContent).toMatch(/^Could not read the settings: .*Run %load_ext oss_finetune in a cell.*Trying again in 60 s, or press Reload\.$/);
+      expect(q(panel, '.ossft-run-metrics').textContent).toContain('Could not list the runs');
+      expect(panel.retryPending).toBe(true);
+      expect(k.sent).toEqual([]);
+
+      // The kernel's own idle after a comm message is no reason to try again.
+      k.iopub({ ...cellFinished, parent_header: { msg_type: 'comm_open' } });
+      await flush();
+      expect(k.targets).toHaveLength(1);
+
+      loaded = true; // %load_ext oss_finetune ran in a cell
+      k.iopub(cellFinished);
+      await until(() => !!panel.node.querySelector('.ossft-run-text'));
+      expect(q(panel, '.ossft-sync').textContent).toBe('Settings read from the kernel.');
+      expect((panel.form.input('training.max_steps') as HTMLInputElement).value).toBe('30');
+      expect(q(panel, '.ossft-run-text').textContent).toBe('run-1 · completed · step 60 / 60 · loss 1.070');
+      expect(panel.retryPending).toBe(false);
+      panel.dispose();
+    });
+
+    it('tries again after a wait when a message is lost on a deleted subshell, and gets through', async () => {
+      let failures = 2;
+      const k = configKernel({ routeError: () => (failures-- > 0 ? 'UnknownSubshellError' : null) });
+      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [1] });
+      await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
+      expect(q(panel, '.ossft-sync').textContent).toContain('UnknownSubshellError');
+      await until(() => q(panel, '.ossft-sync').textContent === 'Settings read from the kernel.');
+      expect(q(panel, '.ossft-sync').textContent).toBe('Settings read from the kernel.');
+      // Each failed comm was given up and a fresh one opened for the next try.
+      expect(k.targets.length).toBeGreaterThanOrEqual(2);
+      expect(k.sent.map((m) => m.op)).toEqual(['get_config', 'list_runs']);
+      panel.dispose();
+    });
+
+    it('waits longer after each failed try, and stops trying when it follows another notebook', async () => {
+      const k = configKernel({ hasTarget: () => false });
+      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [1, 2, 60_000] });
+      await panel.setTarget({ label: 'a.ipynb', kernel: k.kernel });
+      await until(() => /in 60 s/.test(q(panel, '.ossft-sync').textContent ?? ''));
+      expect(q(panel, '.ossft-sync').textContent).toContain('Trying again in 60 s');
+      expect(k.targets).toHaveLength(3);
+      await panel.setTarget({ label: 'b.ipynb', kernel: null });
+      expect(panel.retryPending).toBe(false);
+      panel.dispose();
+    });
+
+    it('does not retry a request the kernel refused', async () => {
+      const k = fakeKernel((req) => refusal(req, '(root)', 'no session'));
+      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [1] });
+      await panel.setTarget({ label: 'a.ipynb', kernel: k.kernel });
+      expect(q(panel, '.ossft-sync').textContent).toBe('Could not read the settings: no session');
+      expect(panel.retryPending).toBe(false);
+      panel.dispose();
+    });
   });
 });

@@ -3,11 +3,11 @@
  * notebook's kernel, and its runs. Edits go to the kernel as soon as they are valid, so a
  * `%oss_finetune train` typed in a cell afterwards trains with what the panel shows.
  */
-import type { Kernel } from '@jupyterlab/services';
+import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import type { FinetuneConfig, SchemaIssue, TrainingRunPayload } from '@oss-finetune/schema';
 import { Widget } from '@lumino/widgets';
 
-import { ClientOptions, CommRequestError, FinetuneClient, RunSummary, TrainingUpdate, clientFor } from '../comm/client';
+import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, RunSummary, TrainingUpdate, clientFor } from '../comm/client';
 import { ConfigForm, FieldSpec, getAt, setAt } from './form';
 
 export const PANEL_ID = 'oss-finetune-panel';
@@ -24,6 +24,26 @@ export interface FinetunePanelOptions {
   /** Quiet time after the last keystroke before edits go to the kernel. */
   syncDelayMs?: number;
   client?: ClientOptions;
+  /**
+   * Waits before each new try after the kernel could not be reached, in order; the last one repeats.
+   * Growing waits keep a kernel that has not loaded the extension from being asked constantly.
+   */
+  retryDelaysMs?: number[];
+}
+
+const RETRY_DELAYS_MS = [1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
+
+/** What the person can do when the kernel cannot be reached, by what went wrong. */
+function advice(error: CommUnavailableError): string {
+  switch (error.reason) {
+    case 'no-target':
+      return 'the kernel has not loaded oss_finetune. Run %load_ext oss_finetune in a cell of the notebook.';
+    case 'open-timeout':
+    case 'no-answer':
+      return `${error.message} The panel can reach the kernel once it is idle.`;
+    default:
+      return `${error.message}.`;
+  }
 }
 
 const ACTIVE = new Set(['pending', 'running', 'stopping']);
@@ -80,11 +100,17 @@ export class FinetunePanel extends Widget {
   private liveRun: TrainingRunPayload | null = null;
   private starting = false;
   private runs: RunSummary[] = [];
+  private readonly retryDelaysMs: number[];
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retryCount = 0;
+  private reloading: Promise<void> | null = null;
+  private stopWatchingKernel: (() => void) | null = null;
 
   constructor(options: FinetunePanelOptions = {}) {
     super();
     this.syncDelayMs = options.syncDelayMs ?? 400;
     this.clientOptions = options.client;
+    this.retryDelaysMs = options.retryDelaysMs?.length ? options.retryDelaysMs : RETRY_DELAYS_MS;
     this.id = PANEL_ID;
     this.addClass('ossft-panel');
     this.title.caption = PANEL_TITLE;
@@ -126,6 +152,11 @@ export class FinetunePanel extends Widget {
     this.render();
   }
 
+  /** Whether the panel will try to reach the kernel again by itself. */
+  get retryPending(): boolean {
+    return this.retryTimer !== null;
+  }
+
   /** Whether Start would start a run now. */
   get canStart(): boolean {
     return !!this.client && this.form.valid && !this.starting && !this.isTraining;
@@ -150,28 +181,94 @@ export class FinetunePanel extends Widget {
       this.edited.clear();
       this.liveRun = null;
       this.runs = [];
+      this.cancelRetry();
+      this.retryCount = 0;
+      this.stopWatchingKernel?.();
+      this.stopWatchingKernel = null;
       this.client = target?.kernel ? clientFor(target.kernel, this.clientOptions) : null;
       if (this.client) this.unfollow = this.client.onTrainingUpdate((u) => this.onUpdate(u));
+      if (target?.kernel) this.watchKernel(target.kernel);
     }
     this.render();
     if (!sameKernel && this.client) await this.reload();
   }
 
-  /** Reads the kernel's config and runs; unsent edits are kept. */
-  async reload(): Promise<void> {
+  /**
+   * Reads the kernel's config and runs; unsent edits are kept. When the kernel cannot be reached
+   * (extension not loaded, no answer, a lost comm) the panel says what to do and tries again by
+   * itself, after growing waits and whenever the kernel turns idle, e.g. once `%load_ext` has run.
+   */
+  reload(): Promise<void> {
+    this.cancelRetry();
+    // One read at a time: the retry timer, an idle kernel and the Reload button can all ask at once.
+    if (!this.reloading) {
+      const run = this.read().finally(() => {
+        if (this.reloading === run) this.reloading = null;
+      });
+      this.reloading = run;
+    }
+    return this.reloading;
+  }
+
+  private async read(): Promise<void> {
     const client = this.client;
     if (!client) return;
     this.say('Reading the settings from the kernel…');
     try {
       const { config } = await client.request('get_config');
       if (client !== this.client) return;
+      this.retryCount = 0;
       this.form.setValue(config, this.edited);
       this.say(this.edited.size ? 'Some edits are not in the kernel yet.' : 'Settings read from the kernel.');
     } catch (error) {
-      if (client === this.client) this.say(`Could not read the settings: ${reason(error)}`);
+      if (client !== this.client) return;
+      if (error instanceof CommUnavailableError) {
+        const wait = this.scheduleRetry();
+        const again = `Trying again in ${Math.max(1, Math.round(wait / 1000))} s, or press Reload.`;
+        this.say(`Could not read the settings: ${advice(error)} ${again}`);
+        this.metricsLine.textContent = `Could not list the runs: the kernel cannot be reached yet.`;
+        this.render();
+        return;
+      }
+      this.say(`Could not read the settings: ${reason(error)}`);
     }
     this.render();
     await this.refreshRuns();
+  }
+
+  private scheduleRetry(): number {
+    this.cancelRetry();
+    const wait = this.retryDelaysMs[Math.min(this.retryCount, this.retryDelaysMs.length - 1)];
+    this.retryCount += 1;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.reload();
+    }, wait);
+    return wait;
+  }
+
+  private cancelRetry(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /**
+   * A kernel that has just finished running a cell may have loaded the extension: try at once then.
+   * Only the end of an execute request counts, not any idle status: the panel's own comm messages
+   * make the kernel busy and idle too, and reacting to those would retry without pause.
+   */
+  private watchKernel(kernel: Kernel.IKernelConnection): void {
+    const signal = kernel.iopubMessage;
+    if (!signal?.connect) return;
+    const onMessage = (_: unknown, msg: KernelMessage.IIOPubMessage) => {
+      if (this.retryTimer === null || this.target?.kernel !== kernel) return;
+      const content = msg.content as { execution_state?: string };
+      if (msg.header.msg_type === 'status' && content.execution_state === 'idle' && msg.parent_header?.msg_type === 'execute_request') {
+        void this.reload();
+      }
+    };
+    signal.connect(onMessage);
+    this.stopWatchingKernel = () => signal.disconnect(onMessage);
   }
 
   /** Sends the edits the kernel has not seen yet, now. */
@@ -268,6 +365,8 @@ export class FinetunePanel extends Widget {
   dispose(): void {
     if (this.isDisposed) return;
     this.cancelSync();
+    this.cancelRetry();
+    this.stopWatchingKernel?.();
     this.unfollow?.();
     super.dispose();
   }

@@ -12,6 +12,18 @@ export interface FakeKernel {
   /** Closes the kernel's side of every open comm. */
   closeComms: () => void;
   targets: string[];
+  /** Sends an IOPub message from the kernel, e.g. the idle status that ends a cell's execution. */
+  iopub: (message: Record<string, any>) => void;
+}
+
+/** How the fake kernel's side of the comm misbehaves; each is asked at the moment it matters. */
+export interface FakeKernelOptions {
+  /** Whether the comm target is registered (`%load_ext oss_finetune` has run); true by default. */
+  hasTarget?: () => boolean;
+  /** Whether the kernel never reports a comm_open as done (a lost open). */
+  openHangs?: () => boolean;
+  /** An error name to answer a comm message with instead of handling it, as for a deleted subshell. */
+  routeError?: () => string | null;
 }
 
 /** Replies like comm.py: ok with a result, or the error the answer throws. */
@@ -23,8 +35,9 @@ export function refusal(request: Record<string, any>, path: string, message: str
   return { op: request.op, request_id: request.request_id, ok: false, error: { path, message } };
 }
 
-export function fakeKernel(answer: Answer): FakeKernel {
+export function fakeKernel(answer: Answer, options: FakeKernelOptions = {}): FakeKernel {
   const sent: Record<string, any>[] = [];
+  const iopubMessage = new Signal<any, Record<string, any>>({});
   const comms: any[] = [];
   const targets: string[] = [];
   const deliver = (comm: any, data: Record<string, any>) => {
@@ -34,6 +47,7 @@ export function fakeKernel(answer: Answer): FakeKernel {
   const kernel = {
     id: `kernel-${Math.random().toString(36).slice(2)}`,
     disposed: new Signal<any, void>({}),
+    iopubMessage,
     createComm(target: string) {
       targets.push(target);
       const comm: any = {
@@ -41,16 +55,39 @@ export function fakeKernel(answer: Answer): FakeKernel {
         isDisposed: false,
         onMsg: null,
         onClose: null,
-        open: jest.fn(() => ({ done: Promise.resolve() })),
+        open: jest.fn(() => {
+          if (options.openHangs?.()) return { done: new Promise(() => undefined) };
+          if (options.hasTarget && !options.hasTarget()) {
+            // Like ipykernel: a comm_close for an unknown target, then the idle that ends the open.
+            return {
+              done: new Promise<void>((resolve) =>
+                setTimeout(() => {
+                  comm.isDisposed = true;
+                  comm.onClose?.({ content: { comm_id: comm.commId, data: {} } });
+                  resolve();
+                }, 0),
+              ),
+            };
+          }
+          return { done: Promise.resolve() };
+        }),
         close: jest.fn(() => {
           comm.isDisposed = true;
           return { done: Promise.resolve() };
         }),
         send: jest.fn((data: Record<string, any>) => {
+          if (comm.isDisposed) throw new Error('Cannot send');
+          const future: Record<string, any> = { done: Promise.resolve() };
+          const ename = options.routeError?.();
+          if (ename) {
+            // The shell reply the kernel sends when it cannot route a message; it is never handled.
+            setTimeout(() => future.onReply?.({ content: { status: 'error', ename, evalue: 'sub-1' } }), 0);
+            return future;
+          }
           sent.push(data);
           const answered = answer(data, (message) => deliver(comm, message));
           if (answered) deliver(comm, answered);
-          return { done: Promise.resolve() };
+          return future;
         }),
       };
       comms.push(comm);
@@ -61,6 +98,7 @@ export function fakeKernel(answer: Answer): FakeKernel {
     kernel,
     sent,
     targets,
+    iopub: (message) => iopubMessage.emit(message),
     emit: (message) => comms.filter((c) => !c.isDisposed).forEach((c) => deliver(c, message)),
     closeComms: () =>
       comms.forEach((c) => {
