@@ -256,9 +256,15 @@ CROSS_ENTROPY_BYTES = 12
 # backward: a layer's expert stacks in the activations' dtype, and their gradient, while that layer's
 # backward runs (with checkpointing; every layer's without).
 PEFT_EXPERT_COPIES = 1.25  # calibrated
-# mxfp4.dequantize: codes (1 byte), their int64 index (8), the looked-up values and the scaled result
-# (2 + 2 in bf16) per weight of the largest stack, alive together. Applies in forward and backward.
-MXFP4_DEQUANT_BYTES_PER_WEIGHT = 11
+# mxfp4._chunked_product unpacks a stack EXPERT_CHUNKS (4) experts-groups at a time. On CUDA the
+# unpacking is one fused kernel, so only bf16 weights are made: two quarter-stacks alive at once (the
+# one in use and the next, or its transposed copy) = 1 byte per weight of the largest stack, which is
+# what the measured 14.64 GiB run (bench/RESULTS.md, MXFP4 experts, 4 x 4,096) leaves above the
+# other terms. calibrated, on that one point.
+MXFP4_DEQUANT_BYTES_PER_WEIGHT = 1.0
+# Unfused (CPU): codes (1 byte), their int64 index (8), the looked-up values and the scaled result
+# (2 + 2 in bf16) of a quarter of the stack.
+MXFP4_DEQUANT_BYTES_PER_WEIGHT_UNFUSED = 13 / 4
 # mxfp4.quantize, at load: a float32 copy, its scaled copy, the bucket index (int64) and the sign term
 # (int64) of one expert stack, on top of the bf16 model it starts from.
 MXFP4_QUANTIZE_BYTES_PER_WEIGHT = 28
@@ -266,6 +272,8 @@ MXFP4_QUANTIZE_BYTES_PER_WEIGHT = 28
 # share of what comes and goes (activations) plus about one large block.
 RESERVE_SHARE = 0.08  # calibrated
 RESERVE_FIXED = int(0.25 * GIB)
+# Below this share of the budget to spare, "fits" is said with a warning (see MemoryPlan.verdict).
+TIGHT_SHARE = 0.05
 # The CUDA context (kernels, cuBLAS workspace) lives outside torch's counters: nvidia-smi shows it,
 # torch.cuda.mem_get_info already takes it off the free memory once CUDA is initialised.
 CUDA_CONTEXT = int(0.5 * GIB)
@@ -373,6 +381,11 @@ class MemoryPlan:
             return head + " (the GPU's free memory is unknown)"
         of = f"{_gib(self.budget_bytes)} available on {self.gpu.name if self.gpu else 'the GPU'}"
         if self.fits:
+            spare = self.budget_bytes - max(self.reserved_bytes, self.load_peak_bytes)
+            if spare < TIGHT_SHARE * self.budget_bytes:
+                # The one near-limit point measured (114,688 tokens: 78.1 GiB reserved predicted of 79.2)
+                # ran out of memory, so a margin this thin is within the planner's error.
+                return f"{head} of {of}: fits, but only {_gib(spare)} to spare, within the plan's error"
             return f"{head} of {of}: fits"
         if not self.loads:
             head = f"loading alone needs {_gib(self.load_peak_bytes)}"
@@ -407,6 +420,9 @@ class MemoryPlan:
                 lines.append(f"  {'while loading'.ljust(width)}  {self.load_peak_bytes / GIB:7.2f} GiB")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
 
     def html(self, title: str = "memory plan") -> str:
         esc = html.escape
@@ -602,7 +618,8 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
              else "AdamW 8-bit, two 8-bit moments with block scales"),
     ]
     routing = tokens * _routing_bytes(arch, act)
-    mxfp4_scratch = MXFP4_DEQUANT_BYTES_PER_WEIGHT * largest_stack if mxfp4_experts else 0
+    dequant_bytes = MXFP4_DEQUANT_BYTES_PER_WEIGHT if on_gpu else MXFP4_DEQUANT_BYTES_PER_WEIGHT_UNFUSED
+    mxfp4_scratch = dequant_bytes * largest_stack if mxfp4_experts else 0
 
     if engine == "fast":
         layer_kept = tokens * _fast_layer_width(arch, expert_lora) * act
@@ -653,7 +670,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
                    Part("hidden states in flight", int(flowing), "the residual stream and its gradient")]
     if mxfp4_scratch:
         layer_parts.append(Part("MXFP4 dequantization", int(mxfp4_scratch),
-                                "one expert stack unpacked (int64 index, bf16 values) in forward and backward"))
+                                "a quarter of an expert stack unpacked at a time, in forward and backward"))
     backward_phase = parts_common + [stored_part] + layer_parts
     output_phase = parts_common + [stored_part] + loss_phase
     backward_peak = sum(p.bytes for p in backward_phase)
@@ -705,6 +722,22 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
                                    lengths=lengths, trained_fraction=trained_fraction, weights_bytes=weights_bytes,
                                    bitsandbytes=bnb, engine=engine, pack=pack, tokens=tokens)
     return plan
+
+
+def plan(model_config: dict | None = None, lora_config: dict | None = None, training_config: dict | None = None,
+         *, data_config: dict | None = None, free_bytes: int | None = None, **kwargs: Any) -> MemoryPlan:
+    """The plan from the config's sections one by one (each filled with its defaults).
+
+    free_bytes: the GPU memory this run may use; given, the plan is for a CUDA GPU with that much free
+    (so that a verdict and a suggestion can be made without one); not given, torch is asked on CUDA.
+    Other keyword arguments go to ``plan_memory``.
+    """
+    config = {"model": model_config or {}, "lora": lora_config or {}, "training": training_config or {},
+              "data": data_config or {}}
+    if free_bytes is not None:
+        kwargs.setdefault("device", "cuda")
+        kwargs.setdefault("gpu", GpuInfo("GPU", int(free_bytes), int(free_bytes)))
+    return plan_memory(config, **kwargs)
 
 
 # -- what to change when it does not fit ----------------------------------------------------------
