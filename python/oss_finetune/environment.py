@@ -54,12 +54,14 @@ def advice(info: dict) -> str:
     """One line on what this machine can train, by GPU memory (LoRA in bf16, the reference settings)."""
     if not info["gpus"]:
         return ("No CUDA GPU: the tutorial runs on the embedded tiny GPT-OSS on the CPU. "
-                "gpt-oss-20b needs a GPU with about 48 GiB (bf16) or 16 GiB (4-bit).")
+                "gpt-oss-20b needs a GPU with about 45 GiB (bf16) or 16 GiB (experts in MXFP4).")
     best = max(g["memory_gib"] for g in info["gpus"])
     if best >= 45:
         return f"{best:.0f} GiB of GPU memory: gpt-oss-20b fits in bf16 with LoRA at the reference settings."
     if best >= 15:
-        return f"{best:.0f} GiB of GPU memory: load gpt-oss-20b with load_in_4bit (needs bitsandbytes)."
+        # bitsandbytes' load_in_4bit quantizes linear layers only; GPT-OSS' experts are 3-D parameters.
+        return (f"{best:.0f} GiB of GPU memory: load gpt-oss-20b with --mxfp4-experts (experts in 4-bit "
+                "MXFP4, about 13 GiB of weights) and LoRA on the attention.")
     return f"{best:.0f} GiB of GPU memory is too little for gpt-oss-20b; use the embedded model or a larger GPU."
 
 

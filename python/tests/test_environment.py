@@ -16,7 +16,7 @@ def test_advice_depends_on_gpu_memory():
     base = {"gpus": []}
     assert "embedded tiny GPT-OSS" in environment.advice(base)
     assert "fits in bf16" in environment.advice({"gpus": [{"name": "H100", "memory_gib": 79.6, "bf16": True}]})
-    assert "load_in_4bit" in environment.advice({"gpus": [{"name": "RTX 4090", "memory_gib": 23.6, "bf16": True}]})
+    assert "--mxfp4-experts" in environment.advice({"gpus": [{"name": "RTX 4090", "memory_gib": 23.6, "bf16": True}]})
     assert "too little" in environment.advice({"gpus": [{"name": "T4", "memory_gib": 8.0, "bf16": False}]})
 
 
