@@ -247,7 +247,8 @@ def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dt
     return model.to(device=device, dtype=dtype).eval()
 
 
-def _build_random_20b(*, seed: int, dtype: torch.dtype, device: torch.device | str, attn_implementation: str):
+def _build_random_20b(*, seed: int, dtype: torch.dtype, device: torch.device | str, attn_implementation: str,
+                      mxfp4_experts: bool = False):
     from transformers import GptOssForCausalLM
 
     device = torch.device(device)
@@ -263,6 +264,14 @@ def _build_random_20b(*, seed: int, dtype: torch.dtype, device: torch.device | s
         dtype = torch.bfloat16
     config = gpt_oss_20b_config()
     config._attn_implementation = attn_implementation
+    if mxfp4_experts:
+        from .mxfp4 import build_random_layerwise
+
+        # Layer by layer, so that a 16 GiB GPU never holds the 36 GiB of bf16 experts at once.
+        model = build_random_layerwise(config, seed=seed, dtype=dtype, device=device)
+        model.generation_config.pad_token_id = PAD_TOKEN_ID
+        model.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
+        return model.eval()
     # Drawn on the GPU in the target dtype: a CPU fp32 copy would take 84 GB of host memory and minutes.
     with torch.random.fork_rng(devices=[device]):
         torch.manual_seed(seed)
@@ -346,7 +355,11 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
                 "load_in_4bit applies to hub or local checkpoints; the embedded model is small enough "
                 "to load in full precision. Set load_in_4bit to false."
             )
-        model = build_embedded_model(name, dtype=dtype, device=device, attn_implementation=attn)
+        if name == EMBEDDED_RANDOM_20B and settings.get("mxfp4_experts"):
+            model = _build_random_20b(seed=TINY_SEED, dtype=dtype, device=device, attn_implementation=attn,
+                                      mxfp4_experts=True)
+        else:
+            model = build_embedded_model(name, dtype=dtype, device=device, attn_implementation=attn)
         tok = tokenizer if tokenizer is not None else _load_tokenizer(None)
         description = (
             f"{name}: GptOssForCausalLM, {model.config.num_hidden_layers} layers, "
@@ -396,8 +409,10 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
             )
         why += "; base weights in 4-bit NF4 (bitsandbytes)"
         quantization = "bnb-4bit"
+    # With MXFP4 experts the bf16 model is staged on the host and reaches the GPU a layer at a time.
+    staged = bool(settings.get("mxfp4_experts")) and device.type == "cuda" and not settings["load_in_4bit"]
     if device.type == "cuda":
-        kwargs["device_map"] = {"": device.index or 0}
+        kwargs["device_map"] = {"": "cpu"} if staged else {"": device.index or 0}
 
     try:
         model = GptOssForCausalLM.from_pretrained(name, **kwargs)
@@ -413,18 +428,24 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
         f"on {device} in {_dtype_name(model.dtype)} ({why})"
     )
     if settings.get("mxfp4_experts"):
-        description += _keep_experts_in_mxfp4(model)
+        description += _keep_experts_in_mxfp4(model, device if staged else None)
         quantization = "mxfp4-experts" if quantization in (None, "mxfp4->dequantized") else f"{quantization}+mxfp4-experts"
     return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization,
                        config=settings)
 
 
-def _keep_experts_in_mxfp4(model) -> str:
+def _keep_experts_in_mxfp4(model, device: torch.device | None = None) -> str:
+    """Quantize what is still bf16; with ``device``, a model staged on the host goes there layer by layer."""
     from .mxfp4 import expert_bytes, quantize_experts
 
-    before = expert_bytes(model)
-    quantize_experts(model)
-    return (f"; experts kept in MXFP4, {expert_bytes(model) / 2**30:.1f} GiB instead of {before / 2**30:.1f} "
+    from .mxfp4 import BLOCK
+
+    quantize_experts(model, device=device)
+    if device is not None:
+        model.to(device)
+    packed = expert_bytes(model)
+    bf16 = packed * 16 / (4 + 8 / BLOCK)  # 4.25 bits a weight against 16
+    return (f"; experts kept in MXFP4, {packed / 2**30:.1f} GiB instead of {bf16 / 2**30:.1f} "
             f"(dequantized a layer at a time; LoRA on the attention)")
 
 

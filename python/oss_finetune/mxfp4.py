@@ -124,20 +124,72 @@ class Mxfp4Experts(torch.nn.Module):
         return experts_forward(self, hidden_states, router_indices, routing_weights)
 
 
-def quantize_experts(model) -> int:
-    """Replace every GptOssExperts in ``model`` by Mxfp4Experts; returns how many were replaced."""
+def quantize_experts(model, device: torch.device | str | None = None) -> int:
+    """Replace every GptOssExperts in ``model`` by Mxfp4Experts; returns how many were replaced.
+
+    With ``device``, each bf16 stack goes there one layer at a time and only its MXFP4 form stays:
+    a model held on the host reaches a small GPU without ever being whole on it in bf16.
+    """
     from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
 
     replaced = 0
     for module in list(model.modules()):
         mlp_experts = getattr(module, "experts", None)
         if isinstance(mlp_experts, GptOssExperts):
-            module.experts = Mxfp4Experts(mlp_experts)
-            del mlp_experts
+            source = mlp_experts.to(device) if device is not None else mlp_experts
+            module.experts = Mxfp4Experts(source)
+            del mlp_experts, source
             replaced += 1
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     return replaced
+
+
+def build_random_layerwise(config, *, seed: int, dtype: torch.dtype, device: torch.device | str):
+    """A GptOssForCausalLM with seeded random weights whose experts are MXFP4 from the start.
+
+    The model is declared on the meta device and drawn one layer at a time, each layer's experts
+    quantized before the next is drawn, so the GPU never holds more than one layer's experts in bf16.
+    The weights follow transformers' initialisation for GPT-OSS (normal with the config's
+    initializer_range, zero biases except the router's, norms at one); they are not the same draws
+    as a model built whole.
+    """
+    from transformers import GptOssForCausalLM
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRotaryEmbedding
+
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = GptOssForCausalLM._from_config(config, dtype=dtype)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    std = config.initializer_range
+
+    def draw(module, prefix: str) -> None:
+        module.to_empty(device=device)
+        with torch.no_grad():
+            for name, param in module.named_parameters():
+                full = f"{prefix}.{name}"
+                if name.endswith("norm.weight") or full.endswith("norm.weight"):
+                    param.fill_(1.0)
+                elif name.endswith("bias") and "router" not in full:
+                    param.zero_()
+                else:
+                    param.normal_(0.0, std, generator=generator)
+
+    body = model.model
+    draw(body.embed_tokens, "embed_tokens")
+    if body.embed_tokens.padding_idx is not None:
+        with torch.no_grad():
+            body.embed_tokens.weight[body.embed_tokens.padding_idx].zero_()
+    draw(body.norm, "norm")
+    draw(model.lm_head, "lm_head")
+    with torch.device(device):  # its frequencies are computed, not loaded: meta would leave them empty
+        body.rotary_emb = GptOssRotaryEmbedding(config)
+    for index, layer in enumerate(body.layers):
+        draw(layer, f"layers.{index}")
+        layer.mlp.experts = Mxfp4Experts(layer.mlp.experts)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return model
 
 
 def expert_bytes(model) -> int:

@@ -123,3 +123,28 @@ def test_quantized_grouped_products_on_the_gpu_match_their_dequantized_weights()
     (expected_grad,) = torch.autograd.grad(expected.sum(), xr)
     assert float((got.float() - expected).norm() / expected.norm()) < 2e-2
     assert float((grad.float() - expected_grad).norm() / expected_grad.norm()) < 2e-2
+
+
+def test_a_model_drawn_layer_by_layer_has_mxfp4_experts_and_the_usual_initialisation():
+    from oss_finetune.model import tiny_config
+
+    config = tiny_config()
+    config._attn_implementation = "eager"
+    model = mxfp4.build_random_layerwise(config, seed=0, dtype=torch.float32, device="cpu")
+    whole = build_embedded_model()
+    assert all(isinstance(layer.mlp.experts, mxfp4.Mxfp4Experts) for layer in model.model.layers)
+    assert not any(p.is_meta for p in model.parameters()) and not any(b.is_meta for b in model.buffers())
+    # The frequencies of the rope are computed as in a model built whole.
+    assert torch.equal(model.model.rotary_emb.inv_freq, whole.model.rotary_emb.inv_freq)
+    params = dict(model.named_parameters())
+    assert torch.equal(params["model.norm.weight"], torch.ones(config.hidden_size))
+    assert float(params["model.layers.0.self_attn.q_proj.bias"].abs().sum()) == 0.0
+    assert abs(float(params["lm_head.weight"].std()) - config.initializer_range) < 0.01
+    logits = model(input_ids=torch.tensor([[200006, 1428, 200008]])).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_staging_on_the_host_moves_each_layer_to_the_device_when_quantizing():
+    model = build_embedded_model()
+    assert mxfp4.quantize_experts(model, device="cpu") == 2
+    assert all(b.device.type == "cpu" for b in model.model.layers[0].mlp.experts.buffers())
