@@ -23,7 +23,7 @@ export interface PaneOptions {
 // width of a 12px monospace column.
 const FALLBACK_WIDTH = 800;
 const FALLBACK_CHAR_WIDTH = 7.25;
-// Horizontal padding, borders and gap of a chip; style/harmony.css must agree.
+// Horizontal padding and gap of a chip; style/index.css must agree.
 const CHIP_EXTRA = 10;
 const PANE_PADDING = 8;
 
@@ -31,6 +31,29 @@ const PANE_PADDING = 8;
 const HEAT = ['#440154', '#3b528b', '#21918c', '#5ec962', '#fde725'];
 
 let paneCount = 0;
+
+/** A chip element with what it shows now, so a redraw writes only what changed. */
+interface Chip {
+  node: HTMLSpanElement;
+  text: Text;
+  /** Token shown, -1 for a fresh chip. */
+  token: number;
+  cls: string;
+  shown: string;
+  heat: string;
+  /** Whether it carries the id and the full ARIA description (active or pinned token). */
+  named: boolean;
+}
+
+interface DrawnLine {
+  node: HTMLDivElement;
+  line: number;
+  chips: Chip[];
+}
+
+// Spares above these are dropped: enough for a pane that grows a little, not a leak.
+const MAX_SPARE_LINES = 64;
+const MAX_SPARE_CHIPS = 4096;
 
 /**
  * A virtualized token list: a spacer gives the scroller the full height of all lines, and only the
@@ -50,6 +73,15 @@ export class TokenPane {
   private lossMax = 0;
   private pinned: number | null = null;
   private active = 0;
+  private shift = -1;
+  private activeId = '';
+  /** The drawn lines, in document order. */
+  private drawn: DrawnLine[] = [];
+  /** Lines and chips out of the document, kept for the next render instead of being rebuilt. */
+  private readonly spareLines: DrawnLine[] = [];
+  private readonly spareChips: Chip[] = [];
+  /** The chip under the pointer, so a render that gives it another token updates the card. */
+  private hovered: Chip | null = null;
   private readonly uid = `ossft-pane-${++paneCount}`;
   private resizeObserver: ResizeObserver | null = null;
 
@@ -81,10 +113,12 @@ export class TokenPane {
 
     this.node.addEventListener('scroll', () => this.render());
     this.window.addEventListener('mouseover', (event) => {
-      const i = this.tokenAt(event.target);
-      if (i !== null && this.pinned === null) this.inspect(i, false);
+      const chip = this.chipAt(event.target);
+      this.hovered = chip;
+      if (chip && this.pinned === null) this.inspect(chip.token, false);
     });
     this.window.addEventListener('mouseleave', () => {
+      this.hovered = null;
       if (this.pinned === null) this.options.onInspect?.(null, false);
     });
     this.window.addEventListener('click', (event) => {
@@ -165,7 +199,12 @@ export class TokenPane {
     this.render(true);
   }
 
-  /** Draws the lines in view; does nothing when the same lines are already there. */
+  /**
+   * Draws the lines in view; does nothing when the same lines are already there. Line and chip
+   * elements are reused: lines still in view stay as they are, the others take the tokens of the
+   * lines that came into view, and a chip's class, text and attributes are written only when they
+   * change. Every DOM read (size, scroll position) comes before the first write.
+   */
   render(force = false): void {
     const lh = this.options.lineHeight;
     const viewport = this.node.clientHeight || Math.min(this.options.maxHeight, this.layout.lineCount * lh + PANE_PADDING * 2);
@@ -175,20 +214,55 @@ export class TokenPane {
     if (!force && first === this.first && last === this.last) return;
     this.first = first;
     this.last = last;
+    const hoveredToken = this.hovered?.token;
 
-    const lines = document.createDocumentFragment();
+    const kept = new Map<number, DrawnLine>();
+    const free: DrawnLine[] = [];
+    for (const line of this.drawn) (line.line >= first && line.line < last ? kept.set(line.line, line) : free.push(line));
+    const next: DrawnLine[] = [];
+    const before: HTMLDivElement[] = [];
+    const after: HTMLDivElement[] = [];
+    let anchor: DrawnLine | null = null;
+    let reused = 0;
     for (let line = first; line < last; line++) {
-      const row = document.createElement('div');
-      row.className = 'ossft-line';
-      row.setAttribute('role', 'presentation');
-      const end = this.layout.lineStarts[line + 1];
-      for (let k = this.layout.lineStarts[line]; k < end; k++) row.appendChild(this.chip(k));
-      lines.appendChild(row);
+      let drawn = kept.get(line);
+      if (drawn) {
+        anchor ??= drawn;
+        if (force) this.fill(drawn, line);
+      } else {
+        drawn = reused < free.length ? free[reused++] : this.spareLines.pop() ?? this.newLine();
+        this.fill(drawn, line);
+        (anchor ? after : before).push(drawn.node);
+      }
+      next.push(drawn);
     }
-    this.window.style.transform = `translateY(${first * lh}px)`;
-    this.window.replaceChildren(lines);
+    for (let k = reused; k < free.length; k++) {
+      free[k].node.remove();
+      if (this.spareLines.length < MAX_SPARE_LINES) this.spareLines.push(free[k]);
+    }
+    if (anchor) {
+      // Lines still in view keep their place; the refilled ones go above or below them.
+      if (before.length) anchor.node.before(...before);
+      if (after.length) this.window.append(...after);
+    } else {
+      // A jump: the reused lines are already in order in the document, so only new ones go in.
+      const fresh = before.filter((node) => node.parentNode !== this.window);
+      if (fresh.length) this.window.append(...fresh);
+    }
+    this.drawn = next;
+
+    if (first !== this.shift) {
+      this.window.style.transform = `translateY(${first * lh}px)`;
+      this.shift = first;
+    }
     const activeToken = this.layout.order[this.active];
-    if (activeToken !== undefined) this.node.setAttribute('aria-activedescendant', `${this.uid}-${activeToken}`);
+    const activeId = activeToken === undefined ? '' : `${this.uid}-${activeToken}`;
+    if (activeId && activeId !== this.activeId) this.node.setAttribute('aria-activedescendant', activeId);
+    this.activeId = activeId;
+    // The pointer has not moved but the chip under it shows another token now; the browser sends
+    // no mouseover for that, since the element under the pointer is the same.
+    const hovered = this.hovered;
+    if (hovered && hovered.token !== hoveredToken && hovered.node.isConnected && this.pinned === null) this.inspect(hovered.token, false);
   }
 
   /** Words for the hover card and for screen readers. */
@@ -220,42 +294,102 @@ export class TokenPane {
     this.render();
   }
 
-  private chip(k: number): HTMLSpanElement {
+  private newLine(): DrawnLine {
+    const node = document.createElement('div');
+    node.className = 'ossft-line';
+    node.setAttribute('role', 'presentation');
+    return { node, line: -1, chips: [] };
+  }
+
+  private newChip(): Chip {
+    const node = document.createElement('span');
+    node.setAttribute('role', 'option');
+    // Token text only ever goes into this Text node's data: never parsed as HTML.
+    const text = document.createTextNode('');
+    node.appendChild(text);
+    return { node, text, token: -1, cls: '', shown: '', heat: '', named: false };
+  }
+
+  /** Shows line `line` of the layout in `drawn`, reusing its chips and adding or putting away the difference. */
+  private fill(drawn: DrawnLine, line: number): void {
+    drawn.line = line;
+    const start = this.layout.lineStarts[line];
+    const count = this.layout.lineStarts[line + 1] - start;
+    const chips = drawn.chips;
+    let added: HTMLSpanElement[] | null = null;
+    for (let j = 0; j < count; j++) {
+      let chip = chips[j];
+      if (!chip) {
+        chip = this.spareChips.pop() ?? this.newChip();
+        chips.push(chip);
+        (added ??= []).push(chip.node);
+      }
+      this.draw(chip, start + j);
+    }
+    while (chips.length > count) {
+      const chip = chips.pop()!;
+      chip.node.remove();
+      if (this.spareChips.length < MAX_SPARE_CHIPS) this.spareChips.push(chip);
+    }
+    if (added) drawn.node.append(...added);
+  }
+
+  /** Makes `chip` show the token at position k, writing only what differs from what it shows. */
+  private draw(chip: Chip, k: number): void {
     const i = this.layout.order[k];
     const s = this.source;
-    const role = s.role(i);
-    const channel = s.channel(i);
-    const part = s.part(i);
-    const chip = document.createElement('span');
-    let cls = `ossft-chip ossft-k-${colourKey(role, channel)} ossft-part-${part}`;
+    const node = chip.node;
+    let cls = `ossft-chip ossft-k-${colourKey(s.role(i), s.channel(i))} ossft-part-${s.part(i)}`;
     if (this.state.showLossMask && !s.trained(i)) cls += ' ossft-masked';
     const change = s.change(i);
     if (change !== 'same') cls += ` ossft-${change}`;
     if (i === this.pinned) cls += ' ossft-pinned';
     if (k === this.active) cls += ' ossft-active';
+    let heat = '';
     if (this.state.showLossHeatmap && this.lossMax > 0) {
       const loss = s.loss(i);
       if (loss !== null) {
         cls += ' ossft-heat';
-        const step = Math.min(HEAT.length - 1, Math.floor((loss / this.lossMax) * (HEAT.length - 1) + 0.5));
-        chip.style.setProperty('--ossft-heat', HEAT[Math.max(0, step)]);
-        chip.style.setProperty('--ossft-heat-text', step >= 3 ? '#000' : '#fff');
+        heat = HEAT[Math.max(0, Math.min(HEAT.length - 1, Math.floor((loss / this.lossMax) * (HEAT.length - 1) + 0.5)))];
       }
     }
-    chip.className = cls;
-    chip.dataset.i = String(i);
-    chip.setAttribute('role', 'option');
-    // Only the token the keyboard is on needs an id and a full accessible name; naming every drawn
-    // chip would double the cost of a scroll jump for nothing a screen reader reads.
-    if (k === this.active || i === this.pinned) {
-      chip.id = `${this.uid}-${i}`;
-      chip.setAttribute('aria-posinset', String(k + 1));
-      chip.setAttribute('aria-setsize', String(this.layout.order.length));
-      chip.setAttribute('aria-label', this.describe(i));
-      chip.setAttribute('aria-selected', String(i === this.pinned));
+    if (cls !== chip.cls) {
+      node.className = cls;
+      chip.cls = cls;
     }
-    chip.textContent = displayText(s.text(i));
-    return chip;
+    if (heat !== chip.heat) {
+      if (heat) {
+        node.style.setProperty('--ossft-heat', heat);
+        node.style.setProperty('--ossft-heat-text', HEAT.indexOf(heat) >= 3 ? '#000' : '#fff');
+      } else {
+        node.style.removeProperty('--ossft-heat');
+        node.style.removeProperty('--ossft-heat-text');
+      }
+      chip.heat = heat;
+    }
+    if (i !== chip.token) {
+      node.dataset.i = String(i);
+      chip.token = i;
+      const shown = displayText(s.text(i));
+      if (shown !== chip.shown) {
+        chip.text.data = shown;
+        chip.shown = shown;
+      }
+    }
+    // Only the token the keyboard is on (and a pinned one) needs an id and a full accessible name;
+    // naming every drawn chip would double the cost of a scroll jump for nothing a screen reader reads.
+    const named = k === this.active || i === this.pinned;
+    if (named) {
+      node.id = `${this.uid}-${i}`;
+      node.setAttribute('aria-posinset', String(k + 1));
+      node.setAttribute('aria-setsize', String(this.layout.order.length));
+      node.setAttribute('aria-label', this.describe(i));
+      node.setAttribute('aria-selected', String(i === this.pinned));
+    } else if (chip.named) {
+      node.removeAttribute('id');
+      for (const name of ['aria-posinset', 'aria-setsize', 'aria-label', 'aria-selected']) node.removeAttribute(name);
+    }
+    chip.named = named;
   }
 
   private inspect(i: number, pinned: boolean): void {
@@ -269,10 +403,18 @@ export class TokenPane {
     this.render(true);
   }
 
+  private chipAt(target: EventTarget | null): Chip | null {
+    const node = (target as HTMLElement | null)?.closest?.('.ossft-chip');
+    if (!node) return null;
+    for (const line of this.drawn) {
+      if (line.node !== node.parentNode) continue;
+      return line.chips.find((chip) => chip.node === node) ?? null;
+    }
+    return null;
+  }
+
   private tokenAt(target: EventTarget | null): number | null {
-    const chip = (target as HTMLElement | null)?.closest?.('.ossft-chip') as HTMLElement | null;
-    if (!chip || chip.dataset.i === undefined) return null;
-    return Number(chip.dataset.i);
+    return this.chipAt(target)?.token ?? null;
   }
 
   private positionOf(i: number): number {

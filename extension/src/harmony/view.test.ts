@@ -53,6 +53,74 @@ describe('HarmonyView virtualization', () => {
     expect(p.node.querySelectorAll('.ossft-line').length).toBeLessThanOrEqual(10 + 12 + 1);
   });
 
+  it('reuses the chip elements across jumps and shows what a fresh render shows', () => {
+    const { v, pane } = view(100_000, {}, { loss: true });
+    const p = pane();
+    toggle(v.node, '.ossft-heatmap-toggle');
+    const before = new Set(chips(p.node));
+    const jump = (top: number) => {
+      p.node.scrollTop = top;
+      p.node.dispatchEvent(new Event('scroll'));
+    };
+    // Down by screens, a small step, back up and to a far place: every order of reuse.
+    for (const top of [240, 480, 720, 744, 600, 24 * 2000, 24 * 1000, 0]) jump(top);
+    // Pin a token (it becomes the keyboard's too), so a named chip gets recycled, then turn the
+    // heatmap off again while far away.
+    chips(p.node)[3].dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    jump(24 * 4000);
+    toggle(v.node, '.ossft-heatmap-toggle');
+    jump(24 * 3000);
+
+    const reused = chips(p.node);
+    expect(reused.filter((c) => before.has(c)).length).toBeGreaterThan(reused.length / 2);
+    expect(reused.some((c) => c.id || c.hasAttribute('aria-label') || c.style.getPropertyValue('--ossft-heat'))).toBe(false);
+    // A pane built from scratch with the same state at the same place draws the same chips.
+    const fresh = view(100_000, {}, { loss: true });
+    const q = fresh.pane();
+    chips(q.node)[3].dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    q.node.scrollTop = 24 * 3000;
+    q.node.dispatchEvent(new Event('scroll'));
+    expect(q.pinnedToken).toBe(p.pinnedToken);
+    const shape = (c: HTMLElement) => [c.className, c.dataset.i, c.textContent, c.getAttribute('style') ?? '', c.id, c.getAttribute('aria-label') ?? ''];
+    expect(reused.map(shape)).toEqual(chips(q.node).map(shape));
+    // And back where the pinned chip is, it carries its name again.
+    jump(0);
+    const pinned = chips(p.node).find((c) => c.dataset.i === String(p.pinnedToken))!;
+    expect(pinned.classList).toContain('ossft-pinned');
+    expect(pinned.getAttribute('aria-selected')).toBe('true');
+    expect(p.node.getAttribute('aria-activedescendant')).toBe(pinned.id);
+    jump(24 * 3000);
+    const lines = (root: HTMLElement) => Array.from(root.querySelectorAll<HTMLElement>('.ossft-line')).map((line) => Array.from(line.children).map((c) => (c as HTMLElement).dataset.i).join(','));
+    expect(lines(p.node)).toEqual(lines(q.node));
+  });
+
+  it('keeps the DOM bounded over many jumps', () => {
+    const { pane } = view(100_000);
+    const p = pane();
+    const counts: number[] = [];
+    for (let j = 1; j <= 60; j++) {
+      p.node.scrollTop = (j % 7) * 24 * 500 + j * 24;
+      p.node.dispatchEvent(new Event('scroll'));
+      counts.push(p.node.querySelectorAll('*').length);
+    }
+    expect(Math.max(...counts)).toBeLessThan(2 * Math.min(...counts));
+    expect(p.node.querySelectorAll('.ossft-line').length).toBeLessThanOrEqual(10 + 12 + 1);
+  });
+
+  it('updates the card when a scroll puts another token under the resting pointer', () => {
+    const { v, pane } = view(100_000);
+    const p = pane();
+    const detail = v.node.querySelector('.ossft-detail')!;
+    const under = chips(p.node)[0];
+    under.dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+    expect(detail.textContent).toContain('token 1 ');
+    p.node.scrollTop = 24 * 3000;
+    p.node.dispatchEvent(new Event('scroll'));
+    // Either the same element now holds another token and the card follows it, or it left the view.
+    if (under.isConnected) expect(detail.textContent).toContain(`token ${Number(under.dataset.i) + 1} `);
+    expect(detail.textContent).not.toContain('token 1 ');
+  });
+
   it('gives the spacer the height of every line', () => {
     const { pane } = view(5000);
     const p = pane();
