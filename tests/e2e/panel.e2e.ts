@@ -1,10 +1,11 @@
 /**
  * The "GPT-OSS fine-tune" side panel edits the config of the notebook's kernel over the comm: a
  * setting typed in the form is what the kernel's session holds, and a value the schema refuses is
- * shown in place and never sent.
+ * shown in place and never sent. Before that, the panel reaches a kernel that loads the extension
+ * only after the panel has tried, and while the panel is connecting again.
  */
 import { Page } from '@playwright/test';
-import { cell, expect, openNotebook, runCell, test, writeNotebook } from './lab';
+import { cell, expect, openNotebook, runCell, startCell, test, writeNotebook } from './lab';
 
 const CELLS = [
   // The comm target exists once the extension is loaded in the kernel.
@@ -32,23 +33,28 @@ test('the panel sets the LoRA rank in the kernel and refuses a rank of 0 in plac
   const panel = page.locator('#oss-finetune-panel');
   await expect(panel).toBeVisible();
   await expect(panel.locator('.ossft-target')).toContainText('panel.ipynb');
-  // The panel follows the notebook from the moment it opens, before the kernel has the comm target.
-  // It must say so, and be done trying, before the extension is loaded: a comm opened again while
-  // %load_ext runs lands on a kernel subshell JupyterLab has already deleted, and then every request
-  // fails (UnknownSubshellError, unanswered in the panel).
-  await expect(panel.locator('.ossft-sync')).toContainText('Could not read the settings');
+  // The panel follows the notebook from the moment it opens, before the kernel has the comm target,
+  // and says what to do about it.
+  const sync = panel.locator('.ossft-sync');
+  await expect(sync).toContainText('Could not read the settings');
+  await expect(sync).toContainText('Run %load_ext oss_finetune in a cell');
   await expect(panel.locator('.ossft-run-metrics')).toContainText('Could not list the runs');
-  await runCell(page, 0);
+  // The order that used to hang the panel: it opens its comm again while %load_ext runs. JupyterLab
+  // 4.6 puts comm messages on a kernel subshell, and the new comm could inherit the subshell of the
+  // refused one, deleted meanwhile; every request then went unanswered (UnknownSubshellError).
+  await startCell(page, 0);
+  await panel.locator('button.ossft-reload').click();
+  // No second click: the panel gets through by itself.
+  await expect(sync).toHaveText('Settings read from the kernel.', { timeout: 60_000 });
+  await expect(panel.locator('.ossft-run-metrics')).not.toContainText('Could not');
   const before = await kernelRank(page);
   expect(before, 'the kernel starts from another rank, so 16 can only come from the panel').not.toBe('16');
-  await panel.locator('button.ossft-reload').click();
-  await expect(panel.locator('.ossft-sync')).toHaveText('Settings read from the kernel.');
   const rank = panel.locator('input[name="lora.r"]');
   // The form shows what the kernel holds before anything is edited.
   await expect(rank).toHaveValue(before);
 
   await rank.fill('16');
-  await expect(panel.locator('.ossft-sync')).toHaveText('Saved in the kernel.');
+  await expect(sync).toHaveText('Saved in the kernel.');
   expect(await kernelRank(page)).toBe('16');
 
   const start = panel.locator('button.ossft-start');
@@ -56,7 +62,22 @@ test('the panel sets the LoRA rank in the kernel and refuses a rank of 0 in plac
   const field = panel.locator('.ossft-field[data-path="lora.r"]');
   await expect(field.locator('.ossft-field-error')).toContainText('must be >= 1');
   await expect(start).toBeDisabled();
-  await expect(panel.locator('.ossft-sync')).toContainText('Not sent to the kernel');
+  await expect(sync).toContainText('Not sent to the kernel');
   // The refused value never reaches the kernel.
   expect(await kernelRank(page)).toBe('16');
+});
+
+test('the panel reaches a kernel that loads the extension while the panel is first connecting to it', async ({ page, lab }) => {
+  await writeNotebook(lab, 'panel-race.ipynb', CELLS);
+  await openNotebook(page, lab, 'panel-race.ipynb');
+  // The panel follows the notebook from page load, open or not, so %load_ext started now runs while
+  // its first comm is refused and the next one is opened: the order in which a new comm inherited the
+  // refused comm's deleted subshell, and the panel then waited on answers that could never come.
+  await runCell(page, 0);
+  await openPanelFromPalette(page);
+  const panel = page.locator('#oss-finetune-panel');
+  await expect(panel.locator('.ossft-target')).toContainText('panel-race.ipynb');
+  // Nothing is clicked: retries alone must get the panel through.
+  await expect(panel.locator('.ossft-sync')).toHaveText('Settings read from the kernel.', { timeout: 60_000 });
+  await expect(panel.locator('input[name="lora.r"]')).toHaveValue(await kernelRank(page));
 });

@@ -159,6 +159,7 @@ describe('FinetunePanel', () => {
       expect(q(panel, '.ossft-sync').textContent).toBe('Settings read from the kernel.');
       expect((panel.form.input('training.max_steps') as HTMLInputElement).value).toBe('30');
       expect(q(panel, '.ossft-run-text').textContent).toBe('run-1 · completed · step 60 / 60 · loss 1.070');
+      expect(q(panel, '.ossft-run-metrics').textContent).toBe('');
       expect(panel.retryPending).toBe(false);
       panel.dispose();
     });

@@ -326,6 +326,8 @@ export class FinetunePanel extends Widget {
     try {
       const { runs } = await client.request('list_runs');
       if (client === this.client) this.runs = runs;
+      // A failure to list is stale once a list came; metrics shown for a run stay.
+      if (this.metricsLine.textContent?.startsWith('Could not list the runs')) this.metricsLine.textContent = '';
     } catch (error) {
       this.metricsLine.textContent = `Could not list the runs: ${reason(error)}`;
     }
