@@ -266,7 +266,7 @@ MXFP4_DEQUANT_BYTES_PER_WEIGHT = 1.0
 # (2 + 2 in bf16) of a quarter of the stack.
 MXFP4_DEQUANT_BYTES_PER_WEIGHT_UNFUSED = 13 / 4
 # mxfp4.quantize, at load: a float32 copy, its scaled copy, the bucket index (int64) and the sign term
-# (int64) of one expert stack, on top of the bf16 model it starts from.
+# (int64) of one expert's matrix (it quantizes a stack one expert at a time).
 MXFP4_QUANTIZE_BYTES_PER_WEIGHT = 28
 # The allocator keeps freed blocks cached; max_memory_reserved exceeds max_memory_allocated by a
 # share of what comes and goes (activations) plus about one large block.
@@ -583,11 +583,15 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     weights = int(weights_bytes) if weights_bytes is not None else predicted_weights
     if stored == "mxfp4" and not mxfp4_experts:
         weights_words += " (MXFP4 checkpoint dequantized on load)"
-    # Loading: a model whose experts end in MXFP4 is first whole in bf16 (model.py quantizes after
-    # loading, one layer at a time). Everything else lands at its final size, one tensor at a time.
+    # Loading: with MXFP4 experts the model reaches the GPU a layer at a time (drawn layer by layer,
+    # or staged on the host), each layer's experts quantized before the next: the final weights plus
+    # one layer's bf16 experts and the scratch of quantizing one expert's matrix.
     largest_stack = arch.experts * arch.hidden * 2 * arch.intermediate
+    largest_matrix = arch.hidden * 2 * arch.intermediate
+    layer_experts = experts // max(arch.layers, 1)
     if mxfp4_experts:
-        load_peak = int(linear_bytes + experts * wb + rest * wb + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_stack)
+        load_peak = int(linear_bytes + expert_bytes + rest * wb + layer_experts * wb
+                        + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_matrix)
         if weights_bytes is not None:
             load_peak = max(weights, 0)  # already loaded: nothing more to load
     else:
@@ -707,7 +711,8 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     }
     notes = []
     if stored == "mxfp4" and mxfp4_experts:
-        notes.append("the MXFP4 checkpoint is dequantized to bf16 while loading, then its experts re-quantized")
+        notes.append("the MXFP4 checkpoint is dequantized to bf16 on the host while loading, then its experts "
+                     "re-quantized into the GPU a layer at a time")
     if lo["target_experts"] and mxfp4_experts:
         notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
     if four_bit and not mxfp4_experts:

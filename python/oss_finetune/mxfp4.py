@@ -25,7 +25,18 @@ _MIDPOINTS = torch.tensor([(a + b) / 2 for a, b in zip(_MAGNITUDES, _MAGNITUDES[
 
 
 def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blocks of 32 along the last dimension -> (codes packed two per byte, biased power-of-two scales)."""
+    """Blocks of 32 along the last dimension -> (codes packed two per byte, biased power-of-two scales).
+
+    A stack of experts is done one expert at a time: the float32 and int64 scratch of a whole
+    gpt-oss-20b stack would be some 15 GB.
+    """
+    if weight.dim() == 3 and weight.shape[0] > 1:
+        parts = [_quantize(expert) for expert in weight]
+        return torch.stack([p for p, _ in parts]), torch.stack([s for _, s in parts])
+    return _quantize(weight)
+
+
+def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     *lead, width = weight.shape
     if width % BLOCK:
         raise ValueError(f"MXFP4 needs the last dimension to be a multiple of {BLOCK}, not {width}")
@@ -34,7 +45,7 @@ def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     # The smallest power of two that brings the block's largest magnitude within 6, E2M1's largest.
     exponent = torch.ceil(torch.log2((largest / 6.0).clamp_min(2.0 ** -126))).clamp(-127, 127)
     scaled = blocks / torch.exp2(exponent)
-    index = torch.bucketize(scaled.abs(), _MIDPOINTS.to(weight.device))
+    index = torch.bucketize(scaled.abs().contiguous(), _MIDPOINTS.to(weight.device))
     codes = (index + 8 * (scaled < 0)).to(torch.uint8).reshape(*lead, width)
     packed = codes[..., 0::2] | (codes[..., 1::2] << 4)
     return packed, (exponent[..., 0] + 127).to(torch.uint8)
