@@ -238,6 +238,7 @@ export class TokenPane {
     }
     for (let k = reused; k < free.length; k++) {
       free[k].node.remove();
+      if (this.hovered && free[k].chips.includes(this.hovered)) this.hovered = null;
       if (this.spareLines.length < MAX_SPARE_LINES) this.spareLines.push(free[k]);
     }
     if (anchor) {
@@ -329,6 +330,8 @@ export class TokenPane {
     while (chips.length > count) {
       const chip = chips.pop()!;
       chip.node.remove();
+      // Out of the document it is under no pointer, whatever it shows next.
+      if (chip === this.hovered) this.hovered = null;
       if (this.spareChips.length < MAX_SPARE_CHIPS) this.spareChips.push(chip);
     }
     if (added) drawn.node.append(...added);
