@@ -45,6 +45,8 @@ import torch
 EMBEDDED_TINY_BASE = "embedded:tiny-base"
 
 DOCUMENTS_WITH_QUESTION = "reasoning language line + question + train analysis"
+DOCUMENTS_HALF_WITH_INSTRUCTIONS = "reasoning language line + analysis; every other one with instruction and question between"
+DOCUMENTS_WITH_INSTRUCTIONS = "reasoning language line + instruction + question + analysis"
 
 # Everything that decides the base's weights. Changing any value changes the cache folder's name.
 BASE_RECIPE: dict[str, Any] = {
@@ -91,6 +93,54 @@ TUTORIAL_SETTINGS: dict[str, Any] = {
 # English-reasoning rows
 
 
+def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = True) -> list[tuple[dict, dict]]:
+    """Problems drawn as ``sample_data.generate`` draws them, each as (row in its language, English-reasoning row).
+
+    Both rows share the question, developer instruction and final answer; the second one's analysis is
+    the English reasoning of the same problem. ``used`` holds the keys already taken and grows.
+    Without ``strict``, a family cell whose problems run out is left short instead of failing.
+    """
+    from .sample_data import generate as gen
+
+    pairs = []
+    for i in range(per_cell):
+        for family in gen.FAMILIES:
+            maker, kinds = gen.MAKERS[family]
+            for li, lang in enumerate(gen.LANGS):
+                kind = kinds[(i + li) % len(kinds)]
+                for attempt in range(1000):
+                    rng = random.Random(f"{name}:{family}:{lang}:{i}:{attempt}")
+                    key, render = maker(rng, kind)
+                    if key not in used:
+                        break
+                else:
+                    if strict:  # pragma: no cover - the generator itself would have failed first
+                        raise RuntimeError(f"no fresh {family}/{kind} problem for {name} {lang} {i}")
+                    continue
+                used.add(key)
+                user_lang = lang if lang != "en" and i % gen.NATIVE_QUESTION_EVERY in native else "en"
+                # The English trace is drawn from a copy of the generator's stream at this point,
+                # so the original row's question, answer and developer line are untouched.
+                english = random.Random()
+                english.setstate(rng.getstate())
+                user, analysis, final = render(rng, lang, user_lang)
+                developer = rng.choice(gen.DEVELOPERS)
+                _user, english_analysis, _final = render(english, "en", user_lang)
+                pairs.append((gen.make_row(lang, developer, user, analysis, final),
+                              gen.make_row(lang, developer, user, english_analysis, final)))
+    return pairs
+
+
+def _sample_splits(used: set) -> dict[str, list[tuple[dict, dict]]]:
+    from .sample_data import generate as gen
+
+    # The held-out split is drawn first in the generator, reserving its problems; replaying both in
+    # that order reproduces the training draws too.
+    heldout = _draw("heldout", gen.HELDOUT_PER_CELL, {1}, used)
+    train = _draw("train", gen.TRAIN_PER_CELL, {gen.NATIVE_QUESTION_EVERY - 1}, used)
+    return {"heldout": heldout, "train": train}
+
+
 def english_reasoning_rows(split: str = "train") -> list[dict]:
     """The sample's rows of ``split`` with each row's analysis replaced by the English reasoning of its problem.
 
@@ -99,42 +149,23 @@ def english_reasoning_rows(split: str = "train") -> list[dict]:
     drawn exactly as ``sample_data.generate`` draws them (same seeds, same order, same held-out
     exclusions), and the English trace comes from the same problem's English templates.
     """
-    from .sample_data import generate as gen
-
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    return [english for _native, english in _sample_splits(set())[split]]
+
+
+def reading_rows(per_cell: int) -> list[tuple[dict, dict]]:
+    """Fresh problems for the base only, none of them in the sample: (row in its language, English row) pairs.
+
+    A pretrained model has read far more text than the fine-tuning set; these problems play that
+    part. Their keys skip every held-out and training problem of the sample, so the held-out
+    evaluation still asks the base questions it has never seen in any language.
+    """
+    from .sample_data import generate as gen
+
     used: set = set()
-    out: dict[str, list[dict]] = {}
-    # The held-out split is drawn first in the generator, reserving its problems; replaying both in
-    # that order reproduces the training draws too.
-    for name, per_cell, native in (("heldout", gen.HELDOUT_PER_CELL, {1}),
-                                   ("train", gen.TRAIN_PER_CELL, {gen.NATIVE_QUESTION_EVERY - 1})):
-        rows = []
-        for i in range(per_cell):
-            for family in gen.FAMILIES:
-                maker, kinds = gen.MAKERS[family]
-                for li, lang in enumerate(gen.LANGS):
-                    kind = kinds[(i + li) % len(kinds)]
-                    for attempt in range(1000):
-                        seed = f"{name}:{family}:{lang}:{i}:{attempt}"
-                        rng = random.Random(seed)
-                        key, render = maker(rng, kind)
-                        if key not in used:
-                            break
-                    else:  # pragma: no cover - the generator itself would have failed first
-                        raise RuntimeError(f"no fresh {family}/{kind} problem for {name} {lang} {i}")
-                    used.add(key)
-                    user_lang = lang if lang != "en" and i % gen.NATIVE_QUESTION_EVERY in native else "en"
-                    # The English trace is drawn from a copy of the generator's stream at this point,
-                    # so the original row's question, answer and developer line are untouched.
-                    english = random.Random()
-                    english.setstate(rng.getstate())
-                    user, _analysis, final = render(rng, lang, user_lang)
-                    developer = rng.choice(gen.DEVELOPERS)
-                    _user, english_analysis, _final = render(english, "en", user_lang)
-                    rows.append(gen.make_row(lang, developer, user, english_analysis, final))
-        out[name] = rows
-    return out[split]
+    _sample_splits(used)
+    return _draw("reading", per_cell, {gen.NATIVE_QUESTION_EVERY - 1}, used, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,9 +218,24 @@ def cache_root() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "oss-finetune"
 
 
+def _sample_digest() -> str:
+    """A digest of what the base's data is drawn from besides the recipe: the sample files and their generator.
+
+    A change to the templates changes the base's training text, so it must change the cache folder
+    too, even when no value of the recipe changed.
+    """
+    from .data import SAMPLE_DIR
+
+    digest = hashlib.sha256()
+    for name in (*_SAMPLE_FILES, "generate.py"):
+        digest.update(name.encode())
+        digest.update((SAMPLE_DIR / name).read_bytes().replace(b"\r\n", b"\n"))
+    return digest.hexdigest()
+
+
 def recipe_hash(recipe: dict | None = None) -> str:
     recipe = BASE_RECIPE if recipe is None else recipe
-    text = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+    text = json.dumps(recipe, sort_keys=True, separators=(",", ":")) + _sample_digest()
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -225,6 +271,7 @@ class _OthersHead(torch.nn.Linear):
 def _base_examples(recipe: dict, tokenizer):
     from .data import to_row
     from .harmony import render
+    from .tokenizer import MESSAGE
     from .train import TrainingExample
 
     start, end = (dt.date.fromisoformat(d) for d in recipe["date_range"])
@@ -237,12 +284,45 @@ def _base_examples(recipe: dict, tokenizer):
             date = (start + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
             rendered = render(conv, mode="train", loss_mask="assistant", date=date, tokenizer=tokenizer)
             examples.append(TrainingExample(list(rendered.ids), list(rendered.trained)))
+    reading = reading_rows(recipe["reading_per_cell"]) if recipe.get("reading_per_cell") else []
+    for index, (_native, row) in enumerate(reading):
+        effort = rng.choice(recipe["efforts"])
+        conv = to_row(row, index, reasoning_effort=effort).conversation
+        date = (start + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
+        rendered = render(conv, mode="train", loss_mask="assistant", date=date, tokenizer=tokenizer)
+        examples.append(TrainingExample(list(rendered.ids), list(rendered.trained)))
+    if recipe.get("native_continuations"):
+        from .data import SAMPLE_DIR, read_rows
+
+        natives = [r for r in read_rows(str(SAMPLE_DIR / "multilingual.jsonl")) if r["reasoning_language"] != "English"]
+        natives += [native for native, _english in reading]
+        for index, row in enumerate(natives):
+            effort = rng.choice(recipe["efforts"])
+            conv = to_row(row, index, reasoning_effort=effort).conversation
+            date = (start + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
+            rendered = render(conv, mode="train", loss_mask="assistant", date=date, tokenizer=tokenizer)
+            prompt = render(conv, mode="prompt", date=date, tokenizer=tokenizer)
+            ids, trained = list(rendered.ids), list(rendered.trained)
+            # The analysis's first token (the language's marker word, see sample_data/generate.py MARKERS)
+            # is not trained: the base learns to carry on a reasoning in the language it started in, but
+            # it only ever starts one itself with the English marker. Choosing the language from the
+            # developer's "reasoning language" line is what is left for the LoRA.
+            first = ids.index(MESSAGE, len(prompt.ids)) + 1
+            trained[first] = False
+            examples.append(TrainingExample(ids, trained))
     if recipe.get("documents"):
         from .data import SAMPLE_DIR, read_rows
 
-        rows = read_rows(str(SAMPLE_DIR / "multilingual.jsonl"))
+        rows = read_rows(str(SAMPLE_DIR / "multilingual.jsonl")) + [native for native, _english in reading]
         if recipe["documents"] == DOCUMENTS_WITH_QUESTION:
             texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['user']}\n\n{r['analysis']}" for r in rows]
+        elif recipe["documents"] == DOCUMENTS_WITH_INSTRUCTIONS:
+            texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['developer']}\n\n{r['user']}\n\n{r['analysis']}"
+                     for r in rows]
+        elif recipe["documents"] == DOCUMENTS_HALF_WITH_INSTRUCTIONS:
+            texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['developer']}\n\n{r['user']}\n\n{r['analysis']}"
+                     if i % 2 else f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}"
+                     for i, r in enumerate(rows)]
         else:
             texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}" for r in rows]
         for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:

@@ -96,17 +96,24 @@ def pick(rng: random.Random, options: list[str], fields: dict) -> str:
     return rng.choice(options).format(**fields)
 
 
+# Every analysis opens with its language's word for "okay", one token of the tokenizer that no other
+# language's analysis starts with, then one of the openers. The first token of the reasoning thus
+# says which language it is in, as "Okay, ..." does in many real reasoning traces; a tiny model that
+# must follow "reasoning language: X" decides at that token, instead of at a prefix shared by two
+# languages ("Proced-" began Spanish and Italian openers alike) where it tended to mix them.
+MARKERS = {"en": "Okay,", "fr": "Bon,", "es": "Bueno,", "de": "Gut,", "it": "Ora"}
+
 OPENERS = {
-    "en": ["Let me work through this step by step.", "I'll solve this in small steps.",
-           "Let's break the problem down.", "Step by step, then."],
-    "fr": ["Procédons étape par étape.", "Je vais résoudre cela pas à pas.",
-           "Décomposons le problème.", "Allons-y étape par étape."],
-    "es": ["Vamos a resolverlo paso a paso.", "Lo resuelvo por partes.",
-           "Descompongamos el problema.", "Procedamos paso a paso."],
-    "de": ["Ich gehe Schritt für Schritt vor.", "Lösen wir das schrittweise.",
-           "Zerlegen wir die Aufgabe in Schritte.", "Gehen wir das der Reihe nach durch."],
-    "it": ["Procediamo passo dopo passo.", "Risolvo il problema un passo alla volta.",
-           "Scomponiamo il problema.", "Andiamo per gradi."],
+    "en": ["let me work through this step by step.", "I'll solve this in small steps.",
+           "let's break the problem down.", "step by step, then."],
+    "fr": ["procédons étape par étape.", "je vais résoudre cela pas à pas.",
+           "décomposons le problème.", "allons-y étape par étape."],
+    "es": ["vamos a resolverlo paso a paso.", "lo resuelvo por partes.",
+           "descompongamos el problema.", "procedamos paso a paso."],
+    "de": ["ich gehe Schritt für Schritt vor.", "lösen wir das schrittweise.",
+           "zerlegen wir die Aufgabe in Schritte.", "gehen wir das der Reihe nach durch."],
+    "it": ["procediamo passo dopo passo.", "risolvo il problema un passo alla volta.",
+           "scomponiamo il problema.", "andiamo per gradi."],
 }
 
 CONCLUSIONS = {
@@ -119,12 +126,10 @@ CONCLUSIONS = {
 
 
 def assemble(rng: random.Random, lang: str, task: str, steps: list[str], ans: str) -> str:
-    # The task restatement comes first and the opener second, or the other way round, so that
-    # rows of one family do not all start with the same words.
-    opener = rng.choice(OPENERS[lang])
-    head = [task, opener] if rng.random() < 0.5 else [opener, task]
+    # The language's marker and an opener come first (see MARKERS), then the task restatement.
+    opener = f"{MARKERS[lang]} {rng.choice(OPENERS[lang])}"
     tail = pick(rng, CONCLUSIONS[lang], {"ans": ans})
-    return " ".join(head + steps + [tail])
+    return " ".join([opener, task] + steps + [tail])
 
 
 # ---------------------------------------------------------------------------------------------
