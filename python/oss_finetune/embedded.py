@@ -2,10 +2,17 @@
 
 The tutorial's story is "the base model reasons in English; LoRA teaches it to switch". A seeded,
 untrained ``embedded:tiny`` cannot tell it: it writes noise in every language. So the project
-trains the tiny model once, fully, on the sample's training problems with every row's question and
-developer instruction (``reasoning language: French`` included) but the ENGLISH reasoning of the same
-problem. The result writes well-formed Harmony, reasons in English, and ignores the requested
-language, which is what the tutorial's LoRA run then changes.
+trains the tiny model once, fully, as a pretrained and post-trained model would have been:
+
+- in Harmony, on the sample's training problems and on fresh problems of the same kinds
+  (``reading_rows``), with every row's question and developer instruction (``reasoning language:
+  French`` included) but the ENGLISH reasoning of the same problem;
+- in plain text, no Harmony, on documents that hold the same line, instruction and question followed
+  by the reasoning in the line's language: the base has read French, Spanish, German and Italian
+  and knows what the line asks for.
+
+The result writes well-formed Harmony, reasons in English whatever language is asked for, and
+ignores the line in Harmony, which is what the tutorial's LoRA run then changes.
 
 The build is deterministic (seeded) and keyed by a hash of its recipe, so a changed recipe gets a
 new cache folder instead of a stale model. It lands in ``$OSS_FINETUNE_CACHE/embedded/`` (default
@@ -59,11 +66,17 @@ BASE_RECIPE: dict[str, Any] = {
     "efforts": ["low", "medium", "high"],
     "date_range": ["2024-01-01", "2026-12-31"],
     "data_seed": 7,
-    # Plain-text documents (no Harmony) of the training rows' own reasoning, in all five languages,
-    # each headed by its "reasoning language: X" line and trained on every token: the base has read
-    # French, Spanish, German and Italian and knows what the line means, as a real pretrained model
-    # does, but in Harmony it was only ever taught to reason in English.
-    "documents": "reasoning language line + train analysis",
+    # Fresh problems per family and language (never a sample problem), read twice: once in Harmony
+    # with English reasoning, once as a document in their own language. Without them the base learns
+    # the 360 training rows by heart and writes word salad on new problems in any language but English.
+    "reading_per_cell": 60,
+    # Plain-text documents (no Harmony) of the reasoning of the training and reading problems, in all
+    # five languages, trained on every token. Each is laid out as the prompt is: the "reasoning
+    # language: X" line, the developer instruction and the question, then the reasoning in X. So the
+    # base has read French, Spanish, German and Italian, and knows that the line, however far above,
+    # decides the language of the reasoning below it, as a real pretrained model does; in Harmony it
+    # was only ever taught to reason in English. docs/embedded-default.md has the runs that chose it.
+    "documents": DOCUMENTS_WITH_INSTRUCTIONS,
     "steps": 1000,
     "batch_size": 16,
     "learning_rate": 3e-3,
@@ -93,8 +106,8 @@ TUTORIAL_SETTINGS: dict[str, Any] = {
 # English-reasoning rows
 
 
-def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = True) -> list[tuple[dict, dict]]:
-    """Problems drawn as ``sample_data.generate`` draws them, each as (row in its language, English-reasoning row).
+def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = True) -> list[tuple[tuple, dict, dict]]:
+    """Problems drawn as ``sample_data.generate`` draws them: (problem key, row in its language, English-reasoning row).
 
     Both rows share the question, developer instruction and final answer; the second one's analysis is
     the English reasoning of the same problem. ``used`` holds the keys already taken and grows.
@@ -126,12 +139,12 @@ def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = Tr
                 user, analysis, final = render(rng, lang, user_lang)
                 developer = rng.choice(gen.DEVELOPERS)
                 _user, english_analysis, _final = render(english, "en", user_lang)
-                pairs.append((gen.make_row(lang, developer, user, analysis, final),
+                pairs.append((key, gen.make_row(lang, developer, user, analysis, final),
                               gen.make_row(lang, developer, user, english_analysis, final)))
     return pairs
 
 
-def _sample_splits(used: set) -> dict[str, list[tuple[dict, dict]]]:
+def _sample_splits(used: set) -> dict[str, list[tuple[tuple, dict, dict]]]:
     from .sample_data import generate as gen
 
     # The held-out split is drawn first in the generator, reserving its problems; replaying both in
@@ -151,11 +164,12 @@ def english_reasoning_rows(split: str = "train") -> list[dict]:
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    return [english for _native, english in _sample_splits(set())[split]]
+    return [english for _key, _native, english in _sample_splits(set())[split]]
 
 
-def reading_rows(per_cell: int) -> list[tuple[dict, dict]]:
-    """Fresh problems for the base only, none of them in the sample: (row in its language, English row) pairs.
+def reading_rows(per_cell: int, *, with_keys: bool = False) -> list[tuple]:
+    """Fresh problems for the base only, none of them in the sample: (row in its language, English row) pairs,
+    or (problem key, row in its language, English row) with ``with_keys``.
 
     A pretrained model has read far more text than the fine-tuning set; these problems play that
     part. Their keys skip every held-out and training problem of the sample, so the held-out
@@ -165,7 +179,8 @@ def reading_rows(per_cell: int) -> list[tuple[dict, dict]]:
 
     used: set = set()
     _sample_splits(used)
-    return _draw("reading", per_cell, {gen.NATIVE_QUESTION_EVERY - 1}, used, strict=False)
+    drawn = _draw("reading", per_cell, {gen.NATIVE_QUESTION_EVERY - 1}, used, strict=False)
+    return drawn if with_keys else [(native, english) for _key, native, english in drawn]
 
 
 # ---------------------------------------------------------------------------------------------

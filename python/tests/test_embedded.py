@@ -52,6 +52,61 @@ def test_english_reasoning_is_the_same_problem():
     assert english[row]["analysis"].rstrip(".").endswith(answer)
 
 
+def test_reading_problems_are_fresh_and_balanced():
+    from oss_finetune.sample_data import generate as gen
+
+    sample_keys = {key for _rows, keys in gen.generate_with_keys().values() for key in keys}
+    reading = embedded.reading_rows(4, with_keys=True)
+    keys = [key for key, _native, _english in reading]
+    assert len(set(keys)) == len(keys) == 4 * len(gen.FAMILIES) * len(gen.LANGS)
+    assert not sample_keys & set(keys)
+    for _key, native, english in reading:
+        assert identify_language(native["analysis"]) == native["reasoning_language"]
+        assert identify_language(english["analysis"]) == "English"
+        for column in ("reasoning_language", "developer", "user", "final"):
+            assert native[column] == english[column]
+
+
+def test_base_documents_read_like_the_prompt_in_plain_text(tokenizer):
+    """The documents of the recipe: line, instruction, question, then the reasoning in the line's language;
+    no Harmony token, every token trained. The Harmony examples reason in English only."""
+    from oss_finetune.tokenizer import FIRST_SPECIAL_ID
+
+    recipe = dict(embedded.BASE_RECIPE, reading_per_cell=1)
+    examples = embedded._base_examples(recipe, tokenizer)
+    documents = [e for e in examples if all(e.trained) and max(e.input_ids) < FIRST_SPECIAL_ID]
+    harmony = [e for e in examples if not all(e.trained)]
+    assert len(documents) + len(harmony) == len(examples)
+    assert len(documents) == 360 + 30
+    seen = set()
+    for example in documents:
+        text = tokenizer.decode(example.input_ids)
+        head, developer, question, reasoning = text.split("\n\n", 3)
+        language = head.removeprefix("reasoning language: ")
+        assert identify_language(reasoning) == language and developer and question
+        seen.add(language)
+    assert seen == set(LANGUAGES)
+    for example in harmony[::25]:
+        trained = [t for t, on in zip(example.input_ids, example.trained) if on]
+        analysis = tokenizer.decode(trained).split("<|message|>")[1].split("<|end|>")[0]
+        assert identify_language(analysis) == "English"
+
+
+def test_cache_folder_changes_with_the_sample(monkeypatch, tmp_path):
+    import shutil
+
+    from oss_finetune import data
+
+    before = embedded.recipe_hash()
+    copy = tmp_path / "sample_data"
+    shutil.copytree(data.SAMPLE_DIR, copy)
+    monkeypatch.setattr(data, "SAMPLE_DIR", copy)
+    assert embedded.recipe_hash() == before
+    with (copy / "multilingual.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write("\n")
+    assert embedded.recipe_hash() != before
+
+
 def test_cache_folder_follows_the_environment_and_the_recipe(monkeypatch, tmp_path):
     monkeypatch.setenv("OSS_FINETUNE_CACHE", str(tmp_path))
     folder = embedded.base_dir()

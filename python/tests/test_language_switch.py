@@ -18,11 +18,14 @@ from oss_finetune.train import Trainer
 
 EVALUATION = TUTORIAL_SETTINGS["evaluation"]
 
-# Floors with margin under what docs/embedded-default.md records for these settings.
-BASE_WELL_FORMED_AT_LEAST = 0.8
-BASE_IN_LANGUAGE_AT_MOST = 0.1
-TRAINED_WELL_FORMED_AT_LEAST = 0.6
-TRAINED_IN_LANGUAGE_AT_LEAST = 0.2
+# Floors with margin under what docs/embedded-default.md records for these settings: the tutorial's run
+# reaches 0.98 in the language and 0.98 well-formed, and LoRA seeds 1 and 2 gave 0.90 / 0.88 and
+# 0.98 / 0.98. A CPU with other float rounding can flip a few greedy generations, as a seed does, so
+# the well-formed floor sits under the lowest seed seen rather than at the 0.9 aimed at.
+BASE_WELL_FORMED_AT_LEAST = 0.9
+BASE_IN_LANGUAGE_AT_MOST = 0.05
+TRAINED_WELL_FORMED_AT_LEAST = 0.85
+TRAINED_IN_LANGUAGE_AT_LEAST = 0.8
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -71,7 +74,9 @@ def test_lora_teaches_the_base_to_reason_in_the_requested_language(base, heldout
     after = _rate(model, base.tokenizer, heldout)
     assert after.well_formed >= TRAINED_WELL_FORMED_AT_LEAST, after.summary()
     assert after.in_language >= TRAINED_IN_LANGUAGE_AT_LEAST, after.summary()
-    assert after.in_language >= before.in_language + 0.15, (before.summary(), after.summary())
+    # Every language is learnt, not only the easiest ones.
+    assert min(after.per_language.values()) >= 0.5, after.summary()
     # The adapter is what changed it: switched off, the same model reasons in English again.
     off = _rate(model, base.tokenizer, heldout[::4], use_adapter=False)
     assert off.in_language <= BASE_IN_LANGUAGE_AT_MOST, off.summary()
+    assert off.identified.get("English", 0) >= 0.8 * off.requests, off.summary()

@@ -230,3 +230,15 @@ def test_rows_fit_in_300_tokens(train, heldout):
                 f"<|start|>assistant<|channel|>analysis<|message|>{assistant['thinking']}<|end|>"
                 f"<|start|>assistant<|channel|>final<|message|>{assistant['content']}<|return|>")
         assert len(tok(text, add_special_tokens=False)["input_ids"]) < 300
+
+
+def test_each_analysis_opens_with_one_token_that_names_its_language(train, heldout, tokenizer):
+    # The first token of a trace is where a model that follows "reasoning language: X" chooses the
+    # language; no prefix may be shared by two languages.
+    firsts: dict[str, set[int]] = collections.defaultdict(set)
+    for row in train + heldout:
+        ids = tokenizer(row["analysis"], add_special_tokens=False)["input_ids"]
+        firsts[row["reasoning_language"]].add(ids[0])
+    assert set(firsts) == set(LANGUAGES)
+    assert all(len(ids) == 1 for ids in firsts.values()), firsts
+    assert len(set().union(*firsts.values())) == len(LANGUAGES)
