@@ -221,3 +221,14 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
     finally:
         torch.set_num_threads(before)
     assert batched == single
+
+
+def test_the_build_runs_on_its_own_thread_count_and_gives_the_callers_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("OSS_FINETUNE_CACHE", str(tmp_path))
+    seen = []
+    monkeypatch.setattr(embedded, "_build", lambda recipe, say, force: seen.append(torch.get_num_threads()) or tmp_path)
+    before = torch.get_num_threads()
+    embedded.build_base(progress=None)
+    embedded.build_base(progress=None, threads=None)
+    assert seen == [embedded.BUILD_THREADS, before]
+    assert torch.get_num_threads() == before
