@@ -242,7 +242,13 @@ def checkpoint_format(name: str) -> str:
 
 # Fraction of a layer's kept activations alive at once while the backward goes through it after the
 # recompute (some are freed as their gradients are made, gradients of the widest ones are added).
-FAST_LAYER_BACKWARD = 1.09  # calibrated
+FAST_LAYER_BACKWARD = 1.09  # calibrated (with fused kernels, as every checkpointed point was measured)
+# Share of the derived width (_fast_layer_width) a layer really keeps for its backward. The fused
+# (torch.compile) norms, rope and SwiGLU save their inputs and recompute the rest inside the kernel;
+# unfused, autograd also keeps their float32 intermediates. calibrated, on the fast engine without
+# checkpointing, 16 x 1,024 packed in 4,096, on an H200: 49.32 GiB fused, 59.12 GiB unfused.
+FAST_KEPT_FUSED = 0.63
+FAST_KEPT_UNFUSED = 1.25
 TRANSFORMERS_LAYER = 0.94  # calibrated: the width derived below over-counts transformers' kept tensors a little
 # transformers' eager attention: probabilities (heads x S x S+1) kept for the backward, and in the
 # layer being computed the scores, the sink-concatenated copy, the max-shifted copy and their gradients.
@@ -505,7 +511,8 @@ def _micro_batch(engine: str, s: dict, lengths: Sequence[int] | None, pack_token
 def plan_memory(config: dict | None = None, *, architecture: Any = None, device: str | None = None,
                 gpu: GpuInfo | None = None, lengths: Sequence[int] | None = None,
                 trained_fraction: float | None = None, weights_bytes: int | None = None,
-                dtype: str | None = None, bitsandbytes: bool | None = None, suggest: bool = True) -> MemoryPlan:
+                dtype: str | None = None, bitsandbytes: bool | None = None, suggest: bool = True,
+                fused: bool | None = None) -> MemoryPlan:
     """Predict the memory of loading ``config.model`` and one training step with ``config``.
 
     architecture: a GptOssConfig, an Architecture or a model name; default: from model.name_or_path.
@@ -516,6 +523,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     weights_bytes: the bytes the loaded model holds, when it is loaded (then exact rather than predicted).
     dtype: the loaded model's dtype ('bfloat16', 'float32', ...), when it is loaded; default: from model.dtype.
     bitsandbytes: whether bitsandbytes imports (optimizer 'auto' and load_in_4bit); default: looked up.
+    fused: whether the fast engine compiles its elementwise steps; default: as engine.fuses_kernels.
     """
     s = _sections(config)
     m, lo, t = s["model"], s["lora"], s["training"]
@@ -626,16 +634,24 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     mxfp4_scratch = dequant_bytes * largest_stack if mxfp4_experts else 0
 
     if engine == "fast":
-        layer_kept = tokens * _fast_layer_width(arch, expert_lora) * act
+        if fused is None:
+            from .engine import fuses_kernels
+
+            fused = fuses_kernels(on_gpu)
+        derived = tokens * _fast_layer_width(arch, expert_lora) * act
+        layer_kept = (FAST_KEPT_FUSED if fused else FAST_KEPT_UNFUSED) * derived
+        # The recomputed layer and the gradients made from it, in proportion to what it keeps
+        # (measured fused; unfused it is the same proportion of a larger layer, not measured).
+        backward_share = FAST_LAYER_BACKWARD / FAST_KEPT_FUSED
         if ckpt:
             stored_acts = n_layers * tokens * h * act
             stored_note = f"each layer's input, {n_layers} x {tokens:,} tokens x {h} (checkpointing)"
-            layer_live = int(FAST_LAYER_BACKWARD * layer_kept) + routing
+            layer_live = int(backward_share * layer_kept) + routing
             layer_note = "one layer recomputed and its backward (flash attention keeps O(seq))"
         else:
             stored_acts = n_layers * (layer_kept + routing)
             stored_note = f"every layer's kept tensors, {n_layers} x {tokens:,} tokens"
-            layer_live = int((FAST_LAYER_BACKWARD - 1) * layer_kept)
+            layer_live = int((backward_share - 1) * layer_kept)
             layer_note = "gradients of the layer being differentiated"
         flowing = 2 * tokens * h * act  # the hidden state and its gradient between layers
         loss_phase = [

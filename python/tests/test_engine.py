@@ -265,7 +265,7 @@ def test_fast_refuses_a_model_that_is_not_gpt_oss(tmp_path, tokenizer):
 
 def test_default_packing_halves_when_the_experts_carry_lora():
     assert engine.default_pack_tokens(True) == 16_384
-    assert engine.default_pack_tokens(True, experts_lora=True) == 8_192
+    assert engine.default_pack_tokens(True, experts_lora=True) == 6_144
     assert engine.default_pack_tokens(False) == 4_096
     assert engine.has_expert_lora(tiny_with_lora(True)) and not engine.has_expert_lora(tiny_with_lora(False))
 
