@@ -644,11 +644,12 @@ class FinetuneMagics(Magics):
             session.resolve_checkpoint(resume)  # a wrong folder is reported before the model loads
         session.ensure_loaded()
         session.ensure_data()
-        plan = session.memory_plan()
+        plan, adjusted = session.fit_training_to_memory()
         if plan.fits is False and not force:
             raise MagicError(memory_refusal(plan, "training"))
-        _publish(display.memory_bundle(plan, title="memory plan" + (" (--force: not checked)" if force and
-                                                                     plan.fits is False else "")))
+        _publish(display.memory_bundle(plan, lead=adjusted or None,
+                                       title="memory plan" + (" (--force: not checked)" if force and
+                                                              plan.fits is False else "")))
         live = display.LiveOutput("training-run")
         result = session.train(None, resume_from=resume, on_update=live.update, force=True)
         _say(f"{result.status}: {result.message}")

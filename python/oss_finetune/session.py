@@ -373,9 +373,29 @@ class Session:
             kwargs["lengths"], kwargs["trained_fraction"] = memory.examples_shape(self.prepared.examples)
         return memory.plan_memory(config, **kwargs)
 
-    def check_memory(self, *, force: bool = False):
-        """The plan for training now; raises SessionError when it predicts the GPU will run out, unless ``force``."""
+    def fit_training_to_memory(self):
+        """The plan for training now, and a note. When the plan will not fit and ``pack_tokens`` is left to
+        the fast engine, the largest halving of its pack that fits is set in the config (the same optimizer
+        steps in more passes, so nothing about the result changes) and the note says so; else it is ''."""
         plan = self.memory_plan()
+        training = self.config.get("training") or {}
+        if plan.fits is not False or plan.engine != "fast" or training.get("pack_tokens"):
+            return plan, ""
+        start = size = int(plan.settings["pack_tokens"])
+        floor = min(size, int((self.config.get("data") or {}).get("max_seq_length") or size))
+        while size > floor:
+            size = max(size // 2, floor)
+            trial = self.memory_plan({"training": {"pack_tokens": size}})
+            if trial.fits:
+                self.set_config({"training": {"pack_tokens": size}})
+                return trial, (f"packing at most {size:,} tokens per micro-batch instead of {start:,}, so that the "
+                               f"run fits (the same optimizer steps, in more passes; set pack_tokens to choose)")
+        return plan, ""
+
+    def check_memory(self, *, force: bool = False):
+        """The plan for training now (with the pack made smaller where that alone makes it fit); raises
+        SessionError when it predicts the GPU will run out, unless ``force``."""
+        plan, _note = self.fit_training_to_memory()
         if plan.fits is False and not force:
             raise SessionError(memory_refusal(plan, "training"), "memory")
         return plan

@@ -146,3 +146,38 @@ def test_the_bench_smoke_mode_predicts_every_configuration(tmp_path, capsys):
     assert "predicted  measured" in out
     # The GPU catalogue covers at least 6 configurations, as the issue asks.
     assert len([n for n, c in bench.CONFIGS.items() if not c.get("needs")]) >= 6
+
+
+def test_train_packs_fewer_tokens_by_itself_when_that_alone_makes_the_run_fit(shell, capsys, monkeypatch):
+    run(shell, capsys, "%oss_finetune load embedded:tiny")
+    run(shell, capsys, "%oss_finetune data")
+    session = session_module.get_session()
+    session.set_config({"training": {"engine": "fast", "batch_size": 1, "gradient_accumulation_steps": 8}})
+    pretend_small_gpu(monkeypatch, free_gib=100)
+    default = session.memory_plan()
+    floor = session.config["data"]["max_seq_length"]
+    smallest = session.memory_plan({"training": {"pack_tokens": floor}})
+    assert smallest.reserved_bytes < default.reserved_bytes
+    # Room for the smallest pack, not for the engine's default one (the budget counts the held weights too).
+    held = memory.loaded_weight_bytes(session.loaded.model)
+    pretend_small_gpu(monkeypatch, free_gib=((smallest.reserved_bytes + default.reserved_bytes) / 2 - held) / memory.GIB)
+    assert session.memory_plan().fits is False
+    result, out, err = run(shell, capsys, "%oss_finetune train --max-steps 1 --save-steps 100")
+    assert result.success, err
+    chosen = session.config["training"]["pack_tokens"]
+    assert floor <= chosen < default.settings["pack_tokens"]
+    assert out.startswith(f"packing at most {chosen:,} tokens per micro-batch instead of "
+                          f"{default.settings['pack_tokens']:,}, so that the run fits")
+    assert "completed: completed 1 steps" in out
+    assert session.trainer.pack_tokens == chosen
+
+
+def test_a_pack_chosen_by_the_user_is_never_changed(shell, capsys, monkeypatch):
+    run(shell, capsys, "%oss_finetune load embedded:tiny")
+    run(shell, capsys, "%oss_finetune data")
+    session = session_module.get_session()
+    session.set_config({"training": {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 8}})
+    pretend_small_gpu(monkeypatch, free_gib=0.001)
+    plan, note = session.fit_training_to_memory()
+    assert plan.fits is False and note == ""
+    assert session.config["training"]["pack_tokens"] == 16384
