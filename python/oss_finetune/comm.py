@@ -4,7 +4,8 @@ Protocol (schema/comm-message.schema.json): the widget sends ``{op, request_id, 
 answers every request with one reply ``{op, request_id, ok: true, result}`` or
 ``{op, request_id, ok: false, error: {path, message}}``. A run started with ``start_training``
 trains in a background thread, so the kernel keeps answering (``stop`` included), and sends
-``{op: 'training_update', request_id, ok: true, payload}`` events carrying training-run payloads.
+``{op: 'training_update', request_id, ok: true, payload}`` events carrying training-run payloads. Every
+open comm also follows the runs it did not start (``request_id: 'run:<run_id>'``).
 
 Nothing a widget sends can take the kernel down: every message is validated first, and every
 failure while handling it becomes an error reply.
@@ -16,7 +17,7 @@ import logging
 from typing import Any, Callable
 
 from . import schema
-from .session import Session, SessionError, get_session
+from .session import Session, SessionError, get_session, watch_runs
 
 TARGET = "oss_finetune"
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ def _prefixed(prefix: str, error: schema.SchemaError) -> tuple[str, str]:
     return (f"{prefix}.{path}" if path else prefix), error.message
 
 
-def handle(request: Any, session: Session | None = None, send: Callable[[dict], Any] | None = None) -> dict:
-    """Answer one request; never raises (but KeyboardInterrupt). ``send`` carries the events of a started run."""
+def handle(request: Any, session: Session | None = None, send: Callable[[dict], Any] | None = None,
+           started: Callable[[str], Any] | None = None) -> dict:
+    """Answer one request; never raises (but KeyboardInterrupt). ``send`` carries the events of a started run,
+    and ``started`` is told its run_id at each of them."""
     session = session or get_session()
     try:
         schema.validate("comm-message", request)
@@ -57,7 +60,7 @@ def handle(request: Any, session: Session | None = None, send: Callable[[dict], 
         if name not in request:
             return error_reply(request, name, "is required")
     try:
-        result = _dispatch(op, request, session, send)
+        result = _dispatch(op, request, session, send, started)
     except KeyboardInterrupt:
         raise
     except schema.SchemaError as error:
@@ -72,7 +75,8 @@ def handle(request: Any, session: Session | None = None, send: Callable[[dict], 
     return {"op": op, "request_id": request["request_id"], "ok": True, "result": result}
 
 
-def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], Any] | None) -> dict:
+def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], Any] | None,
+              started: Callable[[str], Any] | None = None) -> dict:
     if op == "get_config":
         return {"config": session.get_config(), "defaults": session.defaults()}
     if op == "set_config":
@@ -84,6 +88,8 @@ def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], A
         request_id = request["request_id"]
 
         def on_update(payload: dict) -> None:
+            if started is not None:
+                started(payload.get("run_id", ""))
             if send is not None:
                 send({"op": "training_update", "request_id": request_id, "ok": True, "payload": payload})
 
@@ -110,12 +116,22 @@ def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], A
     raise SessionError(f"unknown op {op}", "op")
 
 
+def followed_request_id(run_id: str) -> str:
+    """The request_id on the events of a run that the receiving widget did not start."""
+    return f"run:{run_id}"
+
+
 class Channel:
-    """One open comm: requests in, replies and events out."""
+    """One open comm: requests in, replies and events out. It follows every run of the kernel: the runs
+    it started send their events with the start request's id, any other run (a magic's, another
+    widget's, one running when it opened) with ``followed_request_id``, so a widget that opens or
+    reopens its comm mid-run sees the run live."""
 
     def __init__(self, comm, session: Session | None = None):
         self.comm = comm
         self.session = session
+        self.own_runs: set[str] = set()
+        self.unwatch = watch_runs(self.follow)
 
     def send(self, message: dict) -> None:
         try:
@@ -123,17 +139,30 @@ class Channel:
         except Exception:  # noqa: BLE001 - a closed comm must not break a training thread
             log.debug("could not send on the oss_finetune comm", exc_info=True)
 
+    def follow(self, payload: dict) -> None:
+        if getattr(self.comm, "_closed", False):  # closed without a word to this side, e.g. by a kernel restart
+            self.unwatch()
+            return
+        run_id = str(payload.get("run_id") or "")
+        if run_id and run_id not in self.own_runs:
+            self.send({"op": "training_update", "request_id": followed_request_id(run_id), "ok": True,
+                       "payload": payload})
+
     def on_msg(self, msg: dict) -> None:
         try:
             data = msg.get("content", {}).get("data") if isinstance(msg, dict) else None
         except AttributeError:
             data = None
-        self.send(handle(data, self.session, self.send))
+        self.send(handle(data, self.session, self.send, self.own_runs.add))
+
+    def on_close(self, _msg: dict | None = None) -> None:
+        self.unwatch()
 
 
 def _on_open(comm, open_msg: dict) -> None:
     channel = Channel(comm)
     comm.on_msg(channel.on_msg)
+    comm.on_close(channel.on_close)
     data = (open_msg or {}).get("content", {}).get("data")
     # A widget may put its first request in the open message itself.
     if isinstance(data, dict) and data:

@@ -348,6 +348,7 @@ class Session:
             self._write_state(trainer, payload)
             if on_update is not None:
                 on_update(payload)
+            _tell_watchers(payload)
 
         trainer.on_step(publish)
         trainer.on_status(publish)
@@ -792,6 +793,34 @@ def harmony_reply(tokenizer, prompt, new_ids: list[int], title: str = "chat") ->
 
 _SESSION: Session | None = None
 _SESSION_LOCK = threading.Lock()
+
+# Who follows every run of this kernel, whoever started it (a magic, a widget, code): the widgets'
+# comm channels. Kept outside the session so that reset_session does not drop them.
+_WATCHERS: list[Callable[[dict], Any]] = []
+_WATCHERS_LOCK = threading.Lock()
+
+
+def watch_runs(watcher: Callable[[dict], Any]) -> Callable[[], None]:
+    """Call ``watcher(payload)`` on every update of every run from now on; returns the function that stops it."""
+    with _WATCHERS_LOCK:
+        _WATCHERS.append(watcher)
+
+    def unwatch() -> None:
+        with _WATCHERS_LOCK:
+            if watcher in _WATCHERS:
+                _WATCHERS.remove(watcher)
+
+    return unwatch
+
+
+def _tell_watchers(payload: dict) -> None:
+    with _WATCHERS_LOCK:
+        watchers = list(_WATCHERS)
+    for watcher in watchers:
+        try:
+            watcher(payload)
+        except Exception:  # noqa: BLE001 - a broken follower must not stop the run
+            pass
 
 
 def get_session() -> Session:

@@ -356,6 +356,23 @@ def test_comm_starts_training_in_the_background_and_stops_it(widget, kernel):
     assert final["status"] == "stopped" and final["checkpoint"] and final["step"] < 400
 
 
+def test_an_open_comm_follows_a_run_that_a_magic_started(kernel):
+    # A panel that opened its comm (or opened it again after losing it) sees every run of the kernel live.
+    follower = CommClient(kernel)
+    assert follower.request({"op": "get_config", "request_id": "f1"})["ok"]
+    reply, messages = kernel.execute("%oss_finetune train --max-steps 2 --save-steps 100")
+    ok(reply, messages)
+    events = [m["content"]["data"] for m in messages
+              if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == follower.comm_id]
+    for event in events:
+        schema.validate("comm-message", event)
+    assert events and all(e["op"] == "training_update" and e["ok"] for e in events)
+    final = events[-1]["payload"]
+    assert final["status"] == "completed" and final["step"] == 2
+    assert {e["request_id"] for e in events} == {f"run:{final['run_id']}"}
+    assert [e["payload"]["step"] for e in events if e["payload"]["status"] == "running"][-1] == 2
+
+
 # -- interrupting a run in a cell ----------------------------------------------------------------
 
 def test_interrupt_during_train_stops_the_run_with_a_checkpoint(kernel):
@@ -432,7 +449,7 @@ def test_after_a_kernel_restart_status_still_lists_every_run(kernel):
     assert "model: not loaded" in said and f"runs in runs: {len(before)}" in said
     for run_id, status in before.items():
         assert f"{run_id}: {status} at step" in said
-    assert sorted(before.values()) == ["completed", "completed", "stopped"]
+    assert sorted(before.values()) == ["completed", "completed", "completed", "stopped"]
     # The last run's final state is shown again, as a rich output.
     assert any(TRAINING_MIME in m["content"].get("data", {}) for m in messages)
 
@@ -447,3 +464,25 @@ def test_handle_never_raises_on_junk(tmp_path):
         schema.validate("comm-message", reply)
     assert comm_module.handle({"op": "stop", "request_id": "s"}, session) == {
         "op": "stop", "request_id": "s", "ok": True, "result": {"run_id": None}}
+
+
+def test_a_channel_follows_other_runs_not_its_own_and_stops_when_closed():
+    class Comm:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, message):
+            self.sent.append(message)
+
+    comm = Comm()
+    channel = comm_module.Channel(comm)
+    try:
+        channel.own_runs.add("mine")
+        session_module._tell_watchers({"run_id": "mine", "status": "running", "step": 1})
+        session_module._tell_watchers({"run_id": "theirs", "status": "running", "step": 1})
+        assert [(m["request_id"], m["payload"]["run_id"]) for m in comm.sent] == [("run:theirs", "theirs")]
+        channel.on_close()
+        session_module._tell_watchers({"run_id": "theirs", "status": "running", "step": 2})
+        assert len(comm.sent) == 1
+    finally:
+        channel.unwatch()

@@ -81,3 +81,24 @@ test('the panel reaches a kernel that loads the extension while the panel is fir
   await expect(panel.locator('.ossft-sync')).toHaveText('Settings read from the kernel.', { timeout: 60_000 });
   await expect(panel.locator('input[name="lora.r"]')).toHaveValue(await kernelRank(page));
 });
+
+test('the panel follows, live, a run that a magic started in the notebook', async ({ page, lab }) => {
+  await writeNotebook(lab, 'panel-follow.ipynb', [
+    '%load_ext oss_finetune',
+    '%oss_finetune train --max-steps 3 --batch-size 1 --gradient-accumulation-steps 2 --save-steps 100',
+  ]);
+  await openNotebook(page, lab, 'panel-follow.ipynb');
+  await runCell(page, 0);
+  await openPanelFromPalette(page);
+  const panel = page.locator('#oss-finetune-panel');
+  await expect(panel.locator('.ossft-sync')).toHaveText('Settings read from the kernel.', { timeout: 60_000 });
+  const live = panel.locator('.ossft-live');
+  await expect(live).toHaveText('');
+  // Nothing in the panel started this run; the kernel sends its updates to every open comm.
+  await startCell(page, 1);
+  await expect(live).toContainText('running', { timeout: 120_000 });
+  await expect(panel.locator('button.ossft-start')).toBeDisabled();
+  await expect(live).toContainText('completed · step 3 / 3', { timeout: 120_000 });
+  await expect(panel.locator('button.ossft-start')).toBeEnabled();
+  await expect(panel.locator('.ossft-run-text').last()).toContainText('completed · step 3 / 3');
+});

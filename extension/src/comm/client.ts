@@ -81,7 +81,7 @@ export class CommUnavailableError extends Error {
 }
 
 export interface TrainingUpdate {
-  /** The request_id of the start_training that began the run. */
+  /** The request_id of the start_training that began the run, or `run:<run_id>` for a run this client did not start. */
   requestId: string;
   payload?: TrainingRunPayload;
   error?: CommError;

@@ -121,6 +121,22 @@ describe('FinetunePanel', () => {
     expect(q(panel, '.ossft-run-metrics').textContent).toBe('run-1: 2 logged steps; last step 2, loss 1.500');
   });
 
+  it('follows a run it did not start, such as a magic\'s, and keeps Start off while it trains', async () => {
+    const { k, panel } = await openPanel();
+    const run = { version: 1, run_id: 'run-7', max_steps: 30, metrics: [{ step: 5, loss: 1.25 }] };
+    k.emit({ op: 'training_update', request_id: 'run:run-7', ok: true, payload: { ...run, status: 'running', step: 5 } });
+    await flush();
+    expect(q(panel, '.ossft-live').textContent).toBe('run-7 · running · step 5 / 30 · loss 1.250');
+    expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(true);
+    const lists = k.sent.filter((m) => m.op === 'list_runs').length;
+    k.emit({ op: 'training_update', request_id: 'run:run-7', ok: true, payload: { ...run, status: 'completed', step: 30 } });
+    await flush();
+    await flush();
+    expect(q(panel, '.ossft-live').textContent).toBe('run-7 · completed · step 30 / 30 · loss 1.250');
+    expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(false);
+    expect(k.sent.filter((m) => m.op === 'list_runs').length).toBe(lists + 1);
+  });
+
   it('shows token-like text from the kernel as text', () => {
     const panel = new FinetunePanel();
     void panel.setTarget({ label: '<img src=x onerror=alert(1)>.ipynb', kernel: null });

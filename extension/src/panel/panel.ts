@@ -455,7 +455,7 @@ export class FinetunePanel extends Widget {
     else if (!this.client) this.targetLine.textContent = `${this.target.label}: no kernel is running.`;
     else this.targetLine.textContent = `${this.target.label} · kernel ${this.target.kernel?.name ?? ''}`.trim();
     this.startButton.disabled = !this.canStart;
-    // A run started by a magic sends no events here, so Stop stays available; the kernel says when nothing trains.
+    // Stop stays available whatever the panel has seen: the kernel says when nothing trains.
     this.stopButton.disabled = !this.client;
     this.reloadButton.disabled = !this.client;
     this.runsButton.disabled = !this.client;

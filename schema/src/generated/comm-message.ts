@@ -1,7 +1,7 @@
 /* Generated from schema/comm-message.schema.json by schema/scripts/gen-types.mjs. Do not edit: edit the schema and run npm run gen:types. */
 
 /**
- * A message on the 'oss_finetune' comm, in either direction. A widget sends a request {op, request_id, ...arguments}; the kernel answers each request with exactly one reply {op, request_id, ok, result | error}, and a run started with start_training sends events {op: 'training_update', request_id of that start_training, ok, payload | error}. The kernel validates every message it receives against this schema and answers a bad one with ok: false and the first broken rule; op-specific required arguments (set_config: config; read_metrics: run_id) are checked by the kernel with the same wording.
+ * A message on the 'oss_finetune' comm, in either direction. A widget sends a request {op, request_id, ...arguments}; the kernel answers each request with exactly one reply {op, request_id, ok, result | error}, and a run started with start_training sends events {op: 'training_update', request_id of that start_training, ok, payload | error}. Every open comm also receives the events of the runs it did not start (a magic's, another widget's), with request_id 'run:<run_id>'. The kernel validates every message it receives against this schema and answers a bad one with ok: false and the first broken rule; op-specific required arguments (set_config: config; read_metrics: run_id) are checked by the kernel with the same wording.
  */
 export interface CommMessage {
   /**
@@ -17,7 +17,7 @@ export interface CommMessage {
     | 'training_update'
     | 'error';
   /**
-   * Chosen by the widget, unique among its pending requests; echoed by the reply and by the events of a run it started.
+   * Chosen by the widget, unique among its pending requests (never starting with 'run:'); echoed by the reply and by the events of a run it started. Events of a run the widget did not start carry 'run:<run_id>'.
    */
   request_id: string;
   /**
