@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="last: keep the experts in MXFP4, cap the allocator at --mxfp4-cap-gib and train LoRA on "
                              "attention with 4 sequences of SEQ tokens per step")
     parser.add_argument("--mxfp4-cap-gib", type=float, default=15.5)
+    parser.add_argument("--longest-mxfp4", default="", help="like --longest, with the experts in MXFP4 (last; "
+                        "replaces --mxfp4, since quantizing cannot be undone)")
     parser.add_argument("--memory-limit-gib", type=float, default=None,
                         help="cap this process's GPU memory (e.g. 79.2 to stand for an H100 80GB on a larger card)")
     parser.add_argument("--json", default=os.path.join(os.environ["OUT"], "train_throughput.json") if os.environ.get("OUT") else None)
@@ -245,26 +247,47 @@ def main(argv: list[str] | None = None) -> int:
             if os.environ.get("OUT"):
                 Path(os.environ["OUT"], f"profile-{name}.txt").write_text(table)
 
+    def one_sequence_steps(model, lengths: str, key: str) -> list[dict]:
+        """One optimizer step of one sequence per length, in order, until one does not fit."""
+        found = []
+        for seq in [int(n) for n in lengths.split(",")]:
+            gc.collect()
+            torch.cuda.empty_cache()
+            try:
+                rows, peak, _ = ours(model, make_examples(seq, 1, seed=1), 1, 1, True, seq)
+                found.append({"seq": seq, "fits": True, "step_seconds": round(rows[0][0], 2), "peak_gib": gib(peak)})
+            except (torch.OutOfMemoryError, TrainingError):
+                model.zero_grad(set_to_none=True)
+                found.append({"seq": seq, "fits": False})
+            print(json.dumps({key: found[-1]}), flush=True)
+            if not found[-1]["fits"]:
+                break
+        return found
+
     longest = []
     if args.longest:
         if model is not None:
             base = model.unload()
         model = apply_lora(base, {"r": args.rank, "alpha": 2 * args.rank}, seed=0)
-        for seq in [int(n) for n in args.longest.split(",")]:
-            gc.collect()
-            torch.cuda.empty_cache()
-            try:
-                rows, peak, _ = ours(model, make_examples(seq, 1, seed=1), 1, 1, True, seq)
-                longest.append({"seq": seq, "fits": True, "step_seconds": round(rows[0][0], 2), "peak_gib": gib(peak)})
-            except (torch.OutOfMemoryError, TrainingError):
-                model.zero_grad(set_to_none=True)
-                longest.append({"seq": seq, "fits": False})
-            print(json.dumps({"longest": longest[-1]}), flush=True)
-            if not longest[-1]["fits"]:
-                break
+        longest = one_sequence_steps(model, args.longest, "longest")
+
+    longest_mxfp4 = []
+    if args.longest_mxfp4:
+        from oss_finetune.mxfp4 import quantize_experts
+
+        if model is not None:
+            base = model.unload()
+        model = None
+        gc.collect()
+        torch.cuda.empty_cache()
+        quantize_experts(base)
+        gc.collect()
+        torch.cuda.empty_cache()
+        model = apply_lora(base, {"r": args.rank, "alpha": 2 * args.rank}, seed=0)
+        longest_mxfp4 = one_sequence_steps(model, args.longest_mxfp4, "longest_mxfp4")
 
     mxfp4_row = None
-    if args.mxfp4:
+    if args.mxfp4 and not args.longest_mxfp4:
         from oss_finetune.mxfp4 import expert_bytes, quantize_experts
 
         if model is not None:
@@ -308,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device_name, "torch": torch.__version__,
                                                "transformers": transformers.__version__, "results": results,
-                                               "longest": longest, "mxfp4": mxfp4_row}, indent=1))
+                                               "longest": longest, "longest_mxfp4": longest_mxfp4,
+                                               "mxfp4": mxfp4_row}, indent=1))
     return 0
 
 
