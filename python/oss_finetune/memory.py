@@ -90,22 +90,13 @@ GPT_OSS_20B = Architecture("gpt-oss-20b", layers=24, hidden=2880, heads=64, kv_h
 GPT_OSS_120B = replace(GPT_OSS_20B, name="gpt-oss-120b", layers=36, experts=128)
 
 
-def gpt_oss_120b_config(**overrides: Any):
-    """The architecture of openai/gpt-oss-120b as a transformers GptOssConfig, without weights."""
-    from .model import gpt_oss_20b_config
-
-    values = dict(num_hidden_layers=GPT_OSS_120B.layers, num_local_experts=GPT_OSS_120B.experts)
-    values.update(overrides)
-    return gpt_oss_20b_config(**values)
-
-
 def architecture_for(model: Any) -> Architecture:
     """The architecture of a model name (hub id, local folder, embedded name) or a GptOssConfig."""
     if isinstance(model, Architecture):
         return model
     if not isinstance(model, str):
         return Architecture.from_config(model)
-    from .model import EMBEDDED_RANDOM_20B, EMBEDDED_TINY, EMBEDDED_TINY_BASE
+    from .model import EMBEDDED_RANDOM_20B, EMBEDDED_RANDOM_120B, EMBEDDED_TINY, EMBEDDED_TINY_BASE
 
     if model in (EMBEDDED_TINY, EMBEDDED_TINY_BASE):
         from .model import tiny_config
@@ -113,6 +104,8 @@ def architecture_for(model: Any) -> Architecture:
         return Architecture.from_config(tiny_config(), name=model)
     if model == EMBEDDED_RANDOM_20B:
         return replace(GPT_OSS_20B, name=model)
+    if model == EMBEDDED_RANDOM_120B:
+        return replace(GPT_OSS_120B, name=model)
     folder = Path(model)
     if (folder / "config.json").is_file():
         return Architecture.from_config(json.loads((folder / "config.json").read_text(encoding="utf-8")), name=model)
@@ -546,7 +539,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
 
     if dtype is None:
         dtype = m["dtype"] if m["dtype"] != "auto" else ("bfloat16" if on_gpu else "float32")
-    if m["name_or_path"] == "embedded:gpt-oss-20b-random" and dtype == "float32":
+    if m["name_or_path"].startswith("embedded:gpt-oss-") and dtype == "float32":
         dtype = "bfloat16"  # model.py builds it in bf16 whatever is asked: 84 GB of float32 fits no GPU
     wb = _DTYPE_BYTES[dtype]
     act = wb

@@ -16,6 +16,8 @@ Two kinds of model go through the same class, ``GptOssForCausalLM``:
 - ``embedded:gpt-oss-20b-random``: the full gpt-oss-20b architecture with seeded random bf16 weights,
   drawn on the GPU, so that the whole GPU path (memory, speed, generation) is exercised without the
   hub. Its outputs mean nothing.
+- ``embedded:gpt-oss-120b-random``: the same for gpt-oss-120b (36 layers, 128 experts); its bf16
+  weights (217 GiB) fit no single GPU, so it loads only with ``mxfp4_experts``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ EMBEDDED_TINY = "embedded:tiny"
 EMBEDDED_TINY_BASE = "embedded:tiny-base"
 # The real architecture at full size with random weights: a GPU smoke test of the whole path.
 EMBEDDED_RANDOM_20B = "embedded:gpt-oss-20b-random"
-EMBEDDED_NAMES = (EMBEDDED_TINY, EMBEDDED_TINY_BASE, EMBEDDED_RANDOM_20B)
+EMBEDDED_RANDOM_120B = "embedded:gpt-oss-120b-random"
+EMBEDDED_RANDOM = (EMBEDDED_RANDOM_20B, EMBEDDED_RANDOM_120B)
+EMBEDDED_NAMES = (EMBEDDED_TINY, EMBEDDED_TINY_BASE, *EMBEDDED_RANDOM)
 
 # gpt-oss' o200k_harmony has 201,088 rows (200,019 named tokens, the rest reserved).
 VOCAB_SIZE = 201_088
@@ -86,6 +90,11 @@ def gpt_oss_20b_config(**overrides: Any):
     )
     values.update(overrides)
     return GptOssConfig(**values)
+
+
+def gpt_oss_120b_config(**overrides: Any):
+    """The architecture of openai/gpt-oss-120b: gpt-oss-20b's, 36 layers deep with 128 experts (4 per token)."""
+    return gpt_oss_20b_config(**{"num_hidden_layers": 36, "num_local_experts": 128, **overrides})
 
 
 def tiny_config(**overrides: Any):
@@ -231,8 +240,8 @@ def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dt
         from .embedded import load_base
 
         return load_base(dtype=dtype, device=device, attn_implementation=attn_implementation)
-    if name == EMBEDDED_RANDOM_20B:
-        return _build_random_20b(seed=seed, dtype=dtype, device=device, attn_implementation=attn_implementation)
+    if name in EMBEDDED_RANDOM:
+        return _build_random(name, seed=seed, dtype=dtype, device=device, attn_implementation=attn_implementation)
     if name != EMBEDDED_TINY:
         raise ModelLoadError(f"unknown embedded model {name!r}; the embedded models are {', '.join(EMBEDDED_NAMES)}")
     config = tiny_config()
@@ -247,22 +256,29 @@ def build_embedded_model(name: str = EMBEDDED_TINY, *, seed: int = TINY_SEED, dt
     return model.to(device=device, dtype=dtype).eval()
 
 
-def _build_random_20b(*, seed: int, dtype: torch.dtype, device: torch.device | str, attn_implementation: str,
-                      mxfp4_experts: bool = False):
+def _build_random(name: str, *, seed: int, dtype: torch.dtype, device: torch.device | str, attn_implementation: str,
+                  mxfp4_experts: bool = False):
     from transformers import GptOssForCausalLM
 
     device = torch.device(device)
+    big = name == EMBEDDED_RANDOM_120B
     if device.type != "cuda" or not torch.cuda.is_available():
+        need = "about 65 GiB of memory with mxfp4_experts" if big else "about 45 GiB of memory"
         raise ModelLoadError(
-            f"{EMBEDDED_RANDOM_20B} is the full gpt-oss-20b architecture (21 B parameters) and needs a CUDA GPU "
-            f"with about 45 GiB of memory; this model would run on {device}"
-            f"{'' if torch.cuda.is_available() else ' (torch sees no CUDA GPU)'}. "
+            f"{name} is the full gpt-oss-{'120b' if big else '20b'} architecture "
+            f"({'117' if big else '21'} B parameters) and needs a CUDA GPU with {need}; this model would run on "
+            f"{device}{'' if torch.cuda.is_available() else ' (torch sees no CUDA GPU)'}. "
             f"On a CPU use {EMBEDDED_TINY_BASE}, the default."
+        )
+    if big and not mxfp4_experts:
+        raise ModelLoadError(
+            f"{name} in bf16 is 217 GiB of weights, more than any single GPU holds; load it with its experts in "
+            f"MXFP4 (model.mxfp4_experts true, `%oss_finetune load --mxfp4-experts`): about 61 GiB."
         )
     if dtype == torch.float32:
         # 84 GB of fp32 weights fit no single GPU; this model exists to exercise the bf16 path.
         dtype = torch.bfloat16
-    config = gpt_oss_20b_config()
+    config = gpt_oss_120b_config() if big else gpt_oss_20b_config()
     config._attn_implementation = attn_implementation
     if mxfp4_experts:
         from .mxfp4 import build_random_layerwise
@@ -355,9 +371,9 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
                 "load_in_4bit applies to hub or local checkpoints; the embedded model is small enough "
                 "to load in full precision. Set load_in_4bit to false."
             )
-        if name == EMBEDDED_RANDOM_20B and settings.get("mxfp4_experts"):
-            model = _build_random_20b(seed=TINY_SEED, dtype=dtype, device=device, attn_implementation=attn,
-                                      mxfp4_experts=True)
+        if name in EMBEDDED_RANDOM:
+            model = _build_random(name, seed=TINY_SEED, dtype=dtype, device=device, attn_implementation=attn,
+                                  mxfp4_experts=bool(settings.get("mxfp4_experts")))
         else:
             model = build_embedded_model(name, dtype=dtype, device=device, attn_implementation=attn)
         tok = tokenizer if tokenizer is not None else _load_tokenizer(None)

@@ -40,9 +40,9 @@ def is_embedded(model: str) -> bool:
 
 def is_tiny(model: str) -> bool:
     """The CPU-sized embedded models; the full-size random 20b is a GPU run and takes the reference settings."""
-    from .model import EMBEDDED_RANDOM_20B
+    from .model import EMBEDDED_RANDOM
 
-    return is_embedded(model) and model != EMBEDDED_RANDOM_20B
+    return is_embedded(model) and model not in EMBEDDED_RANDOM
 
 
 def settings(model: str, data: str, **parameters: Any) -> dict:

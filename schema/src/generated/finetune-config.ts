@@ -14,7 +14,7 @@ export interface FinetuneConfig {
  */
 export interface ModelConfig {
   /**
-   * A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: 'embedded:tiny' (the tiny GPT-OSS, seeded random weights), 'embedded:tiny-base' (the same, trained once on English reasoning and cached) or 'embedded:gpt-oss-20b-random' (the real 20b architecture with random bf16 weights, on a GPU).
+   * A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: 'embedded:tiny' (the tiny GPT-OSS, seeded random weights), 'embedded:tiny-base' (the same, trained once on English reasoning and cached) 'embedded:gpt-oss-20b-random' (the real 20b architecture with random bf16 weights, on a GPU) or 'embedded:gpt-oss-120b-random' (the same for 120b; with mxfp4_experts only).
    */
   name_or_path?: string;
   /**

@@ -1,4 +1,5 @@
-"""embedded:gpt-oss-20b-random: the full-size random model refuses the CPU and takes the reference settings."""
+"""embedded:gpt-oss-20b-random and embedded:gpt-oss-120b-random: the full-size random models refuse the CPU,
+say what they need, and take the reference settings."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from oss_finetune import tutorial
 from oss_finetune.model import (
     EMBEDDED_NAMES,
     EMBEDDED_RANDOM_20B,
+    EMBEDDED_RANDOM_120B,
     EMBEDDED_TINY_BASE,
     ModelLoadError,
     build_embedded_model,
@@ -58,3 +60,14 @@ def test_only_the_tiny_models_get_the_cpu_settings():
     assert tutorial.is_tiny("embedded:tiny")
     assert not tutorial.is_tiny(EMBEDDED_RANDOM_20B)
     assert not tutorial.is_tiny("openai/gpt-oss-20b")
+
+
+def test_the_120b_needs_a_gpu_and_its_experts_in_mxfp4(monkeypatch):
+    assert EMBEDDED_RANDOM_120B in EMBEDDED_NAMES and not tutorial.is_tiny(EMBEDDED_RANDOM_120B)
+    with pytest.raises(ModelLoadError, match="about 65 GiB of memory with mxfp4_experts"):
+        load_model({"name_or_path": EMBEDDED_RANDOM_120B, "device": "cpu", "mxfp4_experts": True})
+    # On a GPU, bf16 is refused before anything is allocated, with the setting that makes it load.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ModelLoadError) as error:
+        build_embedded_model(EMBEDDED_RANDOM_120B, device="cuda")
+    assert "217 GiB" in str(error.value) and "mxfp4_experts" in str(error.value)
