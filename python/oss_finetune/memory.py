@@ -590,7 +590,12 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     largest_stack = arch.experts * arch.hidden * 2 * arch.intermediate
     largest_matrix = arch.hidden * 2 * arch.intermediate
     layer_experts = experts // max(arch.layers, 1)
-    if mxfp4_experts:
+    if mxfp4_experts and stored == "mxfp4":
+        # The released blocks and scales are read as stored, one tensor at a time: nothing is expanded.
+        load_peak = weights + int(largest_stack * MXFP4_BYTES_PER_WEIGHT)
+        if weights_bytes is not None:
+            load_peak = max(weights, 0)
+    elif mxfp4_experts:
         load_peak = int(linear_bytes + expert_bytes + rest * wb + layer_experts * wb
                         + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_matrix)
         if weights_bytes is not None:
@@ -720,8 +725,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     }
     notes = []
     if stored == "mxfp4" and mxfp4_experts:
-        notes.append("the MXFP4 checkpoint is dequantized to bf16 on the host while loading, then its experts "
-                     "re-quantized into the GPU a layer at a time")
+        notes.append("the MXFP4 checkpoint's experts are read as released, straight to the device, never in bf16")
     if lo["target_experts"] and mxfp4_experts:
         notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
     if four_bit and not mxfp4_experts:

@@ -393,6 +393,8 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
 
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn}
     quantization = _checkpoint_quantization(name)
+    if quantization == "mxfp4" and settings.get("mxfp4_experts") and not settings["load_in_4bit"]:
+        return _load_mxfp4_as_released(name, settings, device, dtype, attn, why, tokenizer)
     if quantization == "mxfp4":
         if settings["load_in_4bit"]:
             raise ModelLoadError(
@@ -448,6 +450,39 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
         quantization = "mxfp4-experts" if quantization in (None, "mxfp4->dequantized") else f"{quantization}+mxfp4-experts"
     return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization,
                        config=settings)
+
+
+def _checkpoint_folder(name: str) -> Path:
+    """A local folder as is; a hub id downloaded (config, generation config and safetensors only)."""
+    if Path(name).is_dir():
+        return Path(name)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as error:  # noqa: BLE001 - offline, unknown id, no access: one message for all
+        raise ModelLoadError(f"could not fetch {name!r} from the Hugging Face hub: {error}") from error
+
+
+def _load_mxfp4_as_released(name: str, settings: dict, device: torch.device, dtype: torch.dtype, attn: str,
+                            why: str, tokenizer: Any) -> LoadedModel:
+    """An MXFP4 checkpoint with mxfp4_experts: its experts are read as they are stored, never in bf16."""
+    from .mxfp4 import expert_bytes, load_checkpoint
+
+    if dtype == torch.float32 and device.type == "cuda":
+        dtype = torch.bfloat16
+    try:
+        model = load_checkpoint(_checkpoint_folder(name), dtype=dtype, device=device, attn_implementation=attn)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not load {name!r} as a GPT-OSS MXFP4 checkpoint: {error}") from error
+    tok = tokenizer if tokenizer is not None else _load_tokenizer(name)
+    description = (
+        f"{name}: {type(model).__name__}, {model.config.num_hidden_layers} layers, "
+        f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
+        f"on {device} in {_dtype_name(dtype)} ({why}); experts kept in MXFP4 as released, "
+        f"{expert_bytes(model) / 2**30:.1f} GiB (read directly, never in bf16; LoRA on the attention)"
+    )
+    return LoadedModel(model, tok, device, dtype, name, description, quantization="mxfp4-experts", config=settings)
 
 
 def _keep_experts_in_mxfp4(model, device: torch.device | None = None) -> str:

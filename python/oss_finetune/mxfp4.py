@@ -124,6 +124,34 @@ class Mxfp4Experts(torch.nn.Module):
         self.gate_up_proj_bias = torch.nn.Parameter(experts.gate_up_proj_bias.detach().clone(), requires_grad=False)
         self.down_proj_bias = torch.nn.Parameter(experts.down_proj_bias.detach().clone(), requires_grad=False)
 
+    @classmethod
+    def from_packed(cls, experts, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> "Mxfp4Experts":
+        """From a checkpoint's own MXFP4 tensors, as OpenAI released them: ``{proj}_blocks`` (experts, out,
+        in/32, 16 bytes), ``{proj}_scales`` (experts, out, in/32) and ``{proj}_bias``, for gate_up_proj and
+        down_proj. That is this class's layout, so nothing is converted. ``experts`` gives the shapes (a
+        GptOssExperts, on the meta device is enough)."""
+        self = cls.__new__(cls)
+        torch.nn.Module.__init__(self)
+        self.num_experts = experts.num_experts
+        self.hidden_size = experts.hidden_size
+        self.intermediate_size = experts.intermediate_size
+        self.alpha = experts.alpha
+        self.limit = experts.limit
+        self.dtype = dtype
+        shapes = {"gate_up_proj": (2 * self.intermediate_size, self.hidden_size),
+                  "down_proj": (self.hidden_size, self.intermediate_size)}
+        for name, (rows, width) in shapes.items():
+            blocks, scales = tensors[f"{name}_blocks"], tensors[f"{name}_scales"]
+            expected = (self.num_experts, rows, width // BLOCK)
+            if tuple(scales.shape) != expected or tuple(blocks.shape[:3]) != expected or blocks.shape[-1] != BLOCK // 2:
+                raise ValueError(f"{name}: MXFP4 blocks {tuple(blocks.shape)} and scales {tuple(scales.shape)} do not "
+                                 f"fit {self.num_experts} experts of {rows} x {width}")
+            self.register_buffer(f"{name}_blocks", blocks.to(torch.uint8).reshape(self.num_experts, rows, width // 2))
+            self.register_buffer(f"{name}_scales", scales.to(torch.uint8))
+            bias = tensors[f"{name}_bias"].to(dtype)
+            setattr(self, f"{name}_bias", torch.nn.Parameter(bias, requires_grad=False))
+        return self
+
     def weight(self, name: str) -> torch.Tensor:
         """One stack dequantized, (experts, in, out) like GptOssExperts' parameter."""
         return dequantize(getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales"), self.dtype).transpose(1, 2)
@@ -212,3 +240,66 @@ def expert_bytes(model) -> int:
         elif type(module).__name__ == "GptOssExperts":
             total += sum(getattr(module, n).numel() * getattr(module, n).element_size() for n in ("gate_up_proj", "down_proj"))
     return total
+
+
+_EXPERT_TENSORS = tuple(f"{proj}_{part}" for proj in ("gate_up_proj", "down_proj") for part in ("blocks", "scales", "bias"))
+
+
+def load_checkpoint(folder, *, dtype: torch.dtype, device: torch.device | str, attn_implementation: str = "eager"):
+    """A GptOssForCausalLM from an MXFP4 checkpoint folder (config.json and *.safetensors, as OpenAI
+    released gpt-oss) with the experts kept as released: each tensor is read straight to ``device``,
+    the experts' blocks and scales into Mxfp4Experts unchanged, everything else in ``dtype``. No bf16
+    copy of the experts is ever made, on the host or on the GPU (transformers would dequantize them:
+    39 GiB for gpt-oss-20b, 217 GiB for gpt-oss-120b)."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from transformers import GenerationConfig, GptOssConfig, GptOssForCausalLM
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRotaryEmbedding
+
+    folder = Path(folder)
+    device = torch.device(device)
+    config = GptOssConfig.from_pretrained(folder)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the experts are handled here; the rest is plain
+    config._attn_implementation = attn_implementation
+    with torch.device("meta"):
+        model = GptOssForCausalLM._from_config(config, dtype=dtype)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder} has no .safetensors files")
+    experts: dict[int, dict[str, torch.Tensor]] = {}
+    where = "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
+    for file in files:
+        with safe_open(str(file), framework="pt", device=where) as reader:
+            for key in reader.keys():
+                module_path, _, leaf = key.rpartition(".")
+                if leaf in _EXPERT_TENSORS and module_path.endswith("mlp.experts"):
+                    layer = int(module_path.split(".")[2])
+                    experts.setdefault(layer, {})[leaf] = reader.get_tensor(key)
+                    if len(experts[layer]) == len(_EXPERT_TENSORS):
+                        mlp = model.model.layers[layer].mlp
+                        mlp.experts = Mxfp4Experts.from_packed(mlp.experts, experts.pop(layer), dtype)
+                    continue
+                try:
+                    module = model.get_submodule(module_path)
+                except AttributeError:
+                    raise ValueError(f"{file.name}: {key} is not a parameter of GptOssForCausalLM") from None
+                if leaf not in module._parameters:
+                    raise ValueError(f"{file.name}: {key} is not a parameter of GptOssForCausalLM")
+                tensor = reader.get_tensor(key).to(dtype)
+                module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+    if experts:
+        layer, found = next(iter(experts.items()))
+        missing = [name for name in _EXPERT_TENSORS if name not in found]
+        raise ValueError(f"layer {layer}'s experts lack {', '.join(missing)} in {folder}")
+    left = [name for name, param in model.named_parameters() if param.is_meta]
+    if left:
+        raise ValueError(f"{folder} lacks {len(left)} weight(s), the first {left[0]}")
+    with torch.device(device):  # computed, not loaded
+        model.model.rotary_emb = GptOssRotaryEmbedding(config)
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        pass
+    return model.eval()
