@@ -452,14 +452,19 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
                        config=settings)
 
 
+# What _checkpoint_folder fetches from the hub: the top-level transformers files only. OpenAI's repos
+# also hold original/ and metal/ copies of the weights, which would double or triple the download.
+CHECKPOINT_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json")
+
+
 def _checkpoint_folder(name: str) -> Path:
-    """A local folder as is; a hub id downloaded (config, generation config and safetensors only)."""
+    """A local folder as is; a hub id downloaded (CHECKPOINT_FILES only)."""
     if Path(name).is_dir():
         return Path(name)
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors"]))
+        return Path(snapshot_download(name, allow_patterns=list(CHECKPOINT_FILES)))
     except Exception as error:  # noqa: BLE001 - offline, unknown id, no access: one message for all
         raise ModelLoadError(f"could not fetch {name!r} from the Hugging Face hub: {error}") from error
 

@@ -95,3 +95,17 @@ def test_on_the_gpu_each_tensor_goes_straight_there(checkpoint, tokenizer):
         got = ours.model(ids.cuda()).logits.float().cpu()
         expected = reference(ids).logits.float()
     assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+def test_from_the_hub_only_the_top_level_weights_are_fetched():
+    from huggingface_hub.utils import filter_repo_objects
+
+    from oss_finetune.model import CHECKPOINT_FILES
+
+    # The layout of OpenAI's gpt-oss repos: transformers' files at the top, other formats in folders.
+    listing = ["config.json", "generation_config.json", "model-00000-of-00002.safetensors",
+               "model-00001-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
+               "original/model.safetensors", "original/config.json", "metal/model.bin", "README.md"]
+    fetched = list(filter_repo_objects(listing, allow_patterns=list(CHECKPOINT_FILES)))
+    assert fetched == ["config.json", "generation_config.json", "model-00000-of-00002.safetensors",
+                       "model-00001-of-00002.safetensors", "model.safetensors.index.json"]
