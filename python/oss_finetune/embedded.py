@@ -116,31 +116,17 @@ def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = Tr
     from .sample_data import generate as gen
 
     pairs = []
-    for i in range(per_cell):
-        for family in gen.FAMILIES:
-            maker, kinds = gen.MAKERS[family]
-            for li, lang in enumerate(gen.LANGS):
-                kind = kinds[(i + li) % len(kinds)]
-                for attempt in range(1000):
-                    rng = random.Random(f"{name}:{family}:{lang}:{i}:{attempt}")
-                    key, render = maker(rng, kind)
-                    if key not in used:
-                        break
-                else:
-                    if strict:  # pragma: no cover - the generator itself would have failed first
-                        raise RuntimeError(f"no fresh {family}/{kind} problem for {name} {lang} {i}")
-                    continue
-                used.add(key)
-                user_lang = lang if lang != "en" and i % gen.NATIVE_QUESTION_EVERY in native else "en"
-                # The English trace is drawn from a copy of the generator's stream at this point,
-                # so the original row's question, answer and developer line are untouched.
-                english = random.Random()
-                english.setstate(rng.getstate())
-                user, analysis, final = render(rng, lang, user_lang)
-                developer = rng.choice(gen.DEVELOPERS)
-                _user, english_analysis, _final = render(english, "en", user_lang)
-                pairs.append((key, gen.make_row(lang, developer, user, analysis, final),
-                              gen.make_row(lang, developer, user, english_analysis, final)))
+    for i, lang, rng, key, render in gen.draw_problems(name, per_cell, used, strict=strict):
+        user_lang = lang if lang != "en" and i % gen.NATIVE_QUESTION_EVERY in native else "en"
+        # The English trace is drawn from a copy of the generator's stream at this point,
+        # so the original row's question, answer and developer line are untouched.
+        english = random.Random()
+        english.setstate(rng.getstate())
+        user, analysis, final = render(rng, lang, user_lang)
+        developer = rng.choice(gen.DEVELOPERS)
+        _user, english_analysis, _final = render(english, "en", user_lang)
+        pairs.append((key, gen.make_row(lang, developer, user, analysis, final),
+                      gen.make_row(lang, developer, user, english_analysis, final)))
     return pairs
 
 

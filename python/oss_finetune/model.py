@@ -377,11 +377,7 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
         else:
             model = build_embedded_model(name, dtype=dtype, device=device, attn_implementation=attn)
         tok = tokenizer if tokenizer is not None else _load_tokenizer(None)
-        description = (
-            f"{name}: GptOssForCausalLM, {model.config.num_hidden_layers} layers, "
-            f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
-            f"{_count(model):,} parameters, on {device} in {_dtype_name(dtype)} ({why})"
-        )
+        description = _describe(name, model, device, dtype, why, parameters=True)
         quantization = None
         if settings.get("mxfp4_experts"):
             description += _keep_experts_in_mxfp4(model)
@@ -440,11 +436,7 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
         model = model.to(device)
     model.eval()
     tok = tokenizer if tokenizer is not None else _load_tokenizer(name)
-    description = (
-        f"{name}: {type(model).__name__}, {model.config.num_hidden_layers} layers, "
-        f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
-        f"on {device} in {_dtype_name(model.dtype)} ({why})"
-    )
+    description = _describe(name, model, device, model.dtype, why)
     if settings.get("mxfp4_experts"):
         description += _keep_experts_in_mxfp4(model, device if staged else None)
         quantization = "mxfp4-experts" if quantization in (None, "mxfp4->dequantized") else f"{quantization}+mxfp4-experts"
@@ -481,12 +473,8 @@ def _load_mxfp4_as_released(name: str, settings: dict, device: torch.device, dty
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"could not load {name!r} as a GPT-OSS MXFP4 checkpoint: {error}") from error
     tok = tokenizer if tokenizer is not None else _load_tokenizer(name)
-    description = (
-        f"{name}: {type(model).__name__}, {model.config.num_hidden_layers} layers, "
-        f"{model.config.num_local_experts} experts, vocab {model.config.vocab_size:,}, "
-        f"on {device} in {_dtype_name(dtype)} ({why}); experts kept in MXFP4 as released, "
-        f"{expert_bytes(model) / 2**30:.1f} GiB (read directly, never in bf16; LoRA on the attention)"
-    )
+    description = (_describe(name, model, device, dtype, why) + f"; experts kept in MXFP4 as released, "
+                   f"{expert_bytes(model) / 2**30:.1f} GiB (read directly, never in bf16; LoRA on the attention)")
     return LoadedModel(model, tok, device, dtype, name, description, quantization="mxfp4-experts", config=settings)
 
 
@@ -503,6 +491,14 @@ def _keep_experts_in_mxfp4(model, device: torch.device | None = None) -> str:
     bf16 = packed * 16 / (4 + 8 / BLOCK)  # 4.25 bits a weight against 16
     return (f"; experts kept in MXFP4, {packed / 2**30:.1f} GiB instead of {bf16 / 2**30:.1f} "
             f"(dequantized a layer at a time; LoRA on the attention)")
+
+
+def _describe(name: str, model, device: torch.device, dtype: torch.dtype, why: str, *, parameters: bool = False) -> str:
+    """The line `load` prints: the model's shape, where it is and why."""
+    config = model.config
+    counted = f"{_count(model):,} parameters, " if parameters else ""
+    return (f"{name}: {type(model).__name__}, {config.num_hidden_layers} layers, {config.num_local_experts} experts, "
+            f"vocab {config.vocab_size:,}, {counted}on {device} in {_dtype_name(dtype)} ({why})")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

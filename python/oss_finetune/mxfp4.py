@@ -110,12 +110,7 @@ class Mxfp4Experts(torch.nn.Module):
 
     def __init__(self, experts):
         super().__init__()
-        self.num_experts = experts.num_experts
-        self.hidden_size = experts.hidden_size
-        self.intermediate_size = experts.intermediate_size
-        self.alpha = experts.alpha
-        self.limit = experts.limit
-        self.dtype = experts.gate_up_proj.dtype
+        self._take_shape(experts, experts.gate_up_proj.dtype)
         # Stored as (experts, out, in) so that the blocks of 32 run along each product's inner dimension.
         for name in ("gate_up_proj", "down_proj"):
             packed, scales = quantize(getattr(experts, name).detach().transpose(1, 2))
@@ -132,12 +127,7 @@ class Mxfp4Experts(torch.nn.Module):
         GptOssExperts, on the meta device is enough)."""
         self = cls.__new__(cls)
         torch.nn.Module.__init__(self)
-        self.num_experts = experts.num_experts
-        self.hidden_size = experts.hidden_size
-        self.intermediate_size = experts.intermediate_size
-        self.alpha = experts.alpha
-        self.limit = experts.limit
-        self.dtype = dtype
+        self._take_shape(experts, dtype)
         shapes = {"gate_up_proj": (2 * self.intermediate_size, self.hidden_size),
                   "down_proj": (self.hidden_size, self.intermediate_size)}
         for name, (rows, width) in shapes.items():
@@ -151,6 +141,14 @@ class Mxfp4Experts(torch.nn.Module):
             bias = tensors[f"{name}_bias"].to(dtype)
             setattr(self, f"{name}_bias", torch.nn.Parameter(bias, requires_grad=False))
         return self
+
+    def _take_shape(self, experts, dtype: torch.dtype) -> None:
+        self.num_experts = experts.num_experts
+        self.hidden_size = experts.hidden_size
+        self.intermediate_size = experts.intermediate_size
+        self.alpha = experts.alpha
+        self.limit = experts.limit
+        self.dtype = dtype
 
     def weight(self, name: str) -> torch.Tensor:
         """One stack dequantized, (experts, in, out) like GptOssExperts' parameter."""

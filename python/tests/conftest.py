@@ -1,4 +1,5 @@
-"""Small fixtures shared by the test files: where things are, and one tokenizer for the session."""
+"""Small fixtures shared by the test files: where things are, one tokenizer for the session, and a real
+IPython shell with the extension loaded."""
 
 from __future__ import annotations
 
@@ -41,3 +42,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """A real IPython InteractiveShell with `%load_ext oss_finetune` run, as a notebook's kernel has it."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "oss_finetune")
+    return shell

@@ -10,16 +10,8 @@ import json
 import pytest
 from IPython.core.completer import provisionalcompleter
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from oss_finetune import magics, session as session_module
-
-
-@pytest.fixture(scope="module")
-def shell():
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "oss_finetune")
-    return shell
 
 
 @pytest.fixture(autouse=True)

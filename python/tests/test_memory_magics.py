@@ -12,18 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from IPython.core.interactiveshell import InteractiveShell
 
 from oss_finetune import memory, session as session_module
 
 TINY_TRAINING = "--max-steps 1 --batch-size 1 --gradient-accumulation-steps 2 --save-steps 100"
-
-
-@pytest.fixture(scope="module")
-def shell():
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "oss_finetune")
-    return shell
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +27,16 @@ def run(shell, capsys, source):
     result = shell.run_cell(source)
     out, err = capsys.readouterr()
     return result, out, err
+
+
+def loaded_with_data(shell, capsys, training: dict | None = None):
+    """The session after `%oss_finetune load embedded:tiny` and `data`, with ``training`` settings laid over."""
+    run(shell, capsys, "%oss_finetune load embedded:tiny")
+    run(shell, capsys, "%oss_finetune data")
+    session = session_module.get_session()
+    if training:
+        session.set_config({"training": training})
+    return session
 
 
 def pretend_small_gpu(monkeypatch, free_gib: float):
@@ -69,10 +71,7 @@ def test_train_shows_the_plan_before_the_run_and_trains_on_a_cpu(shell, capsys):
 
 
 def test_train_refuses_a_run_that_will_not_fit_with_the_change_that_fits(shell, capsys, monkeypatch):
-    run(shell, capsys, "%oss_finetune load embedded:tiny")
-    run(shell, capsys, "%oss_finetune data")
-    session = session_module.get_session()
-    session.set_config({"training": {"engine": "transformers"}})  # padded micro-batches of batch_size rows
+    session = loaded_with_data(shell, capsys, {"engine": "transformers"})  # padded micro-batches of batch_size rows
     # Free memory between what micro-batches of 4 and of 2 conversations need: the planner must propose 2 x 2.
     pretend_small_gpu(monkeypatch, free_gib=100)
     four = session.memory_plan({"training": {"batch_size": 4, "gradient_accumulation_steps": 1}})
@@ -93,8 +92,7 @@ def test_train_refuses_a_run_that_will_not_fit_with_the_change_that_fits(shell, 
 
 
 def test_force_trains_anyway(shell, capsys, monkeypatch):
-    run(shell, capsys, "%oss_finetune load embedded:tiny")
-    run(shell, capsys, "%oss_finetune data")
+    loaded_with_data(shell, capsys)
     pretend_small_gpu(monkeypatch, free_gib=0.01)
     result, out, err = run(shell, capsys, f"%oss_finetune train --force {TINY_TRAINING}")
     assert result.success, err
@@ -103,11 +101,8 @@ def test_force_trains_anyway(shell, capsys, monkeypatch):
 
 
 def test_the_suggested_change_makes_the_plan_fit(shell, capsys, monkeypatch):
-    run(shell, capsys, "%oss_finetune load embedded:tiny")
-    run(shell, capsys, "%oss_finetune data")
-    session = session_module.get_session()
-    session.set_config({"training": {"engine": "transformers", "gradient_checkpointing": False, "batch_size": 8,
-                                     "gradient_accumulation_steps": 1}})
+    session = loaded_with_data(shell, capsys, {"engine": "transformers", "gradient_checkpointing": False,
+                                               "batch_size": 8, "gradient_accumulation_steps": 1})
     pretend_small_gpu(monkeypatch, free_gib=100)
     one = session.memory_plan({"training": {"batch_size": 1, "gradient_accumulation_steps": 8}})
     pretend_small_gpu(monkeypatch, free_gib=one.reserved_bytes / memory.GIB + 0.01)
@@ -149,10 +144,7 @@ def test_the_bench_smoke_mode_predicts_every_configuration(tmp_path, capsys):
 
 
 def test_train_packs_fewer_tokens_by_itself_when_that_alone_makes_the_run_fit(shell, capsys, monkeypatch):
-    run(shell, capsys, "%oss_finetune load embedded:tiny")
-    run(shell, capsys, "%oss_finetune data")
-    session = session_module.get_session()
-    session.set_config({"training": {"engine": "fast", "batch_size": 1, "gradient_accumulation_steps": 8}})
+    session = loaded_with_data(shell, capsys, {"engine": "fast", "batch_size": 1, "gradient_accumulation_steps": 8})
     pretend_small_gpu(monkeypatch, free_gib=100)
     default = session.memory_plan()
     floor = session.config["data"]["max_seq_length"]
@@ -173,10 +165,7 @@ def test_train_packs_fewer_tokens_by_itself_when_that_alone_makes_the_run_fit(sh
 
 
 def test_a_pack_chosen_by_the_user_is_never_changed(shell, capsys, monkeypatch):
-    run(shell, capsys, "%oss_finetune load embedded:tiny")
-    run(shell, capsys, "%oss_finetune data")
-    session = session_module.get_session()
-    session.set_config({"training": {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 8}})
+    session = loaded_with_data(shell, capsys, {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 8})
     pretend_small_gpu(monkeypatch, free_gib=0.001)
     plan, note = session.fit_training_to_memory()
     assert plan.fits is False and note == ""

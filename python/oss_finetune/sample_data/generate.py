@@ -1303,27 +1303,39 @@ def make_row(lang: str, developer: str, user: str, analysis: str, final: str) ->
     }
 
 
-def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> tuple[list[dict], list[tuple]]:
-    rows, keys = [], []
-    # Outer loop over the row index, inner over family and language, so any prefix of the file
-    # is balanced across languages and families.
+def draw_problems(name: str, per_cell: int, used: set, *, strict: bool = True):
+    """Yield ``(i, lang, rng, key, render)`` for each fresh problem of the draw called ``name``, in file
+    order; ``used`` holds the keys already taken and grows. ``render(rng, lang, user_lang)`` writes the
+    row from ``rng``'s state. Without ``strict``, a cell whose problems run out is skipped, not fatal.
+
+    Outer loop over the row index, inner over family and language, so any prefix of the file is
+    balanced across languages and families. embedded.py replays these draws, so they live here once.
+    """
     for i in range(per_cell):
         for family in FAMILIES:
             maker, kinds = MAKERS[family]
             for li, lang in enumerate(LANGS):
                 kind = kinds[(i + li) % len(kinds)]
                 for attempt in range(1000):
-                    rng = random.Random(f"{split}:{family}:{lang}:{i}:{attempt}")
+                    rng = random.Random(f"{name}:{family}:{lang}:{i}:{attempt}")
                     key, render = maker(rng, kind)
                     if key not in used:
                         break
                 else:
-                    raise RuntimeError(f"no fresh {family}/{kind} problem for {split} {lang} {i}")
+                    if strict:
+                        raise RuntimeError(f"no fresh {family}/{kind} problem for {name} {lang} {i}")
+                    continue
                 used.add(key)
-                keys.append(key)
-                user_lang = lang if lang != "en" and i % NATIVE_QUESTION_EVERY in native_rows else "en"
-                user, analysis, final = render(rng, lang, user_lang)
-                rows.append(make_row(lang, rng.choice(DEVELOPERS), user, analysis, final))
+                yield i, lang, rng, key, render
+
+
+def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> tuple[list[dict], list[tuple]]:
+    rows, keys = [], []
+    for i, lang, rng, key, render in draw_problems(split, per_cell, used):
+        keys.append(key)
+        user_lang = lang if lang != "en" and i % NATIVE_QUESTION_EVERY in native_rows else "en"
+        user, analysis, final = render(rng, lang, user_lang)
+        rows.append(make_row(lang, rng.choice(DEVELOPERS), user, analysis, final))
     return rows, keys
 
 
