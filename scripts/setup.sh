@@ -66,6 +66,9 @@ py_fp=$(fingerprint python/pyproject.toml python/constraints.txt)
 if stamp_ok venv "$py_fp" && [ -x "$PY" ]; then
   say "Python venv up to date"
 else
+  # torch from PyPI brings its CUDA libraries: the venv takes about 6 GiB, plus the wheels while they
+  # download. Say so up front rather than leave a half-installed venv and pip's bare ENOSPC.
+  bash scripts/check-disk.sh . 7 "the Python venv (torch with its CUDA libraries)" || exit 1
   if [ ! -x "$PY" ]; then
     say "creating .venv"
     python3 -m venv .venv
