@@ -410,6 +410,8 @@ class Session:
         Before the first step the memory plan is checked: a run predicted not to fit on the GPU is
         refused with the change that makes it fit, unless ``force``.
         """
+        from .train import TrainResult
+
         if changes:
             self.set_config({"training": changes})
         # A wrong checkpoint is found out before minutes go into loading a model.
@@ -421,11 +423,45 @@ class Session:
         # The first update comes with status 'running', after a resume has set the run's own id and folder.
         trainer = self.make_trainer(None, on_update)
         try:
+            if int(self.config["training"].get("gpus") or 1) > 1:
+                trainer.team = self._start_team(trainer, checkpoint)
+                if trainer.team is None:  # stopped before it began
+                    result = TrainResult(trainer.status, trainer.step, trainer.max_steps, str(trainer.run_dir),
+                                         None, trainer.message, [])
+                    self.last_result = result
+                    return result
             result = trainer.train(resume_from=checkpoint)
         finally:
+            if trainer.team is not None:
+                trainer.team.close()
             self._write_state(trainer, trainer.snapshot())
+            trainer.team = None
         self.last_result = result
         return result
+
+    def _start_team(self, trainer, checkpoint: str | None):
+        """Start the workers of a data-parallel run and wait until each has its replica loaded; None when
+        the notebook stopped the run meanwhile."""
+        from . import parallel
+        from .train import TrainingError
+
+        run_dir = Path(checkpoint).parent.parent if checkpoint else trainer.run_dir
+        run_id = _read_json(Path(checkpoint) / "trainer_state.json")["run_id"] if checkpoint else trainer.run_id
+
+        def progress(message: str) -> None:
+            trainer._set_status("pending", message)
+
+        try:
+            return parallel.start_team(self.get_config(), trainer.examples, run_id=run_id, run_dir=run_dir,
+                                       device=self.loaded.device, resume_from=checkpoint, on_progress=progress,
+                                       stop_requested=trainer._stop.is_set)
+        except parallel.TeamStopped as stopped:
+            trainer._stop.clear()
+            trainer._set_status("stopped", str(stopped))
+            return None
+        except parallel.TeamError as error:
+            trainer._set_status("failed", f"data-parallel training did not start: {error}")
+            raise TrainingError(f"data-parallel training did not start: {error}") from error
 
     def start_training(self, changes: dict | None = None, *, resume_from: str | None = None,
                        on_update: Callable[[dict], Any] | None = None,

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
+from .parallel import TeamError
 
 STATUSES = ("pending", "running", "stopping", "stopped", "completed", "failed")
 
@@ -218,8 +219,10 @@ class Trainer:
         pad_token_id: int = PAD_TOKEN_ID,
         max_grad_norm: float | None = 1.0,
         handle_sigint: bool = True,
+        team=None,
     ):
         self.model = model
+        self.team = team  # parallel.Team when several GPUs train together, else None
         self.examples = [_as_example(e) for e in examples]
         if not self.examples:
             raise TrainingError("there is nothing to train on: the data set has no examples")
@@ -257,6 +260,8 @@ class Trainer:
         self._boundary_rng: dict | None = None
         self._orders: dict[int, list[int]] = {}
         self._window: list[tuple[float, int]] = []  # (loss sum, trained tokens) since the last log
+        self._team_stop = False  # with a team: the stop every rank agreed on at the last step
+        self._team_memory: float | None = None  # with a team: the largest peak over its GPUs
 
     # -- subscriptions ---------------------------------------------------------------------------
     def on_step(self, fn: Callable[[StepMetrics], Any]) -> Callable[[StepMetrics], Any]:
@@ -304,11 +309,19 @@ class Trainer:
             "eta_seconds": None if eta is None else round(max(eta, 0.0), 3),
             "message": self.message,
             "checkpoint": self.checkpoint,
-            "device": str(_model_device(self.model)),
+            "device": self._device_words(),
             "trainable_parameters": trainable_parameters(self.model),
             "config": self.run_config,
             "metrics": [m.to_dict() for m in self.metrics],
         }
+
+    def _device_words(self) -> str:
+        device = str(_model_device(self.model))
+        if self.team is None:
+            return device
+        more = self.team.world - 1
+        kind = "GPU" if device.startswith("cuda") else "CPU process"
+        return f"{device} + {more} more {kind}{'' if more == 1 else 'es' if kind.endswith('s') else 's'}, data parallel"
 
     def _set_status(self, status: str, message: str | None = None) -> None:
         assert status in STATUSES, status
@@ -431,20 +444,25 @@ class Trainer:
         return "transformers engine, padded micro-batches"
 
     def _micro_batches(self, device: torch.device) -> list:
-        """The step's micro-batches, each a (loss function, trained tokens, input tokens) triple."""
+        """This process's micro-batches of the step, each a (loss function, trained tokens, input tokens)
+        triple. With a team, this rank's share of the step's samples only."""
         s = self.settings
+        samples = self._take(self.cursor, self.samples_per_step)
+        if self.team is not None:
+            from .parallel import split_for_ranks
+
+            samples = split_for_ranks(samples, self.team.world)[self.team.rank]
         if getattr(self, "engine", "transformers") == "fast":
             from . import engine
 
-            samples = self._take(self.cursor, self.samples_per_step)
             checkpointing = s["gradient_checkpointing"]
             return [
                 ((lambda b=batch.to(device): engine.loss_sum(self.model, b, gradient_checkpointing=checkpointing)[0]),
                  batch.trained, batch.tokens)
                 for batch in engine.pack(samples, self.pack_tokens)
             ]
-        micro = [self._take(self.cursor + i * s["batch_size"], s["batch_size"])
-                 for i in range(s["gradient_accumulation_steps"])]
+        size = s["batch_size"]
+        micro = [samples[i:i + size] for i in range(0, len(samples), size)]
         result = []
         for ids, attention, trained in (self._collate(b, device) for b in micro):
             result.append(((lambda i=ids, a=attention, t=trained: self._masked_loss_sum(i, a, t)[0]),
@@ -459,8 +477,14 @@ class Trainer:
         device = _model_device(self.model)
         batches = self._micro_batches(device)
         # The loss is the mean over every trained token of the whole optimizer step, so each micro-batch's
-        # summed loss is divided by the step's total, known before the first backward.
-        total_trained = sum(trained for _, trained, _ in batches)
+        # summed loss is divided by the step's total, known before the first backward (with a team, every
+        # rank counts the whole step's, so all of them divide by the same number).
+        if self.team is None:
+            total_trained = sum(trained for _, trained, _ in batches)
+        else:
+            from .parallel import targets_in
+
+            total_trained = sum(targets_in(e) for e in self._take(self.cursor, self.samples_per_step))
         total_tokens = sum(tokens for _, _, tokens in batches)
         denominator = max(total_trained, 1)
         loss_sum = 0.0
@@ -469,6 +493,8 @@ class Trainer:
             (loss / denominator).backward()
             loss_sum += float(loss.detach())
         params = [p for _, p in self._trainable()]
+        if self.team is not None:
+            loss_sum, total_tokens = self._sum_over_team(params, loss_sum, total_tokens, device)
         if self.max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm))
         else:
@@ -480,8 +506,60 @@ class Trainer:
         self._optimizer.zero_grad(set_to_none=True)
         return loss_sum, grad_norm, total_trained, total_tokens, lr
 
+    # -- a team of GPUs ------------------------------------------------------------------------------
+    def _sum_over_team(self, params, loss_sum: float, tokens: int, device: torch.device) -> tuple[float, int]:
+        """Sum the adapter's gradients, the loss and the tokens over the team, agree on stopping and on
+        the peak memory, all in one buffer: [gradients..., loss, tokens, stop, peak of rank 0..N-1]."""
+        team = self.team
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.detach().reshape(-1).float().cpu() for g in grads])
+        tail = torch.zeros(3 + team.world, dtype=torch.float64)
+        tail[0] = loss_sum
+        tail[1] = tokens
+        tail[2] = 1.0 if (team.is_leader and self._stop.is_set()) else 0.0
+        if device.type == "cuda":
+            tail[3 + team.rank] = torch.cuda.max_memory_allocated(device) / 2**30
+        buffer = torch.cat([flat.double(), tail])
+        team.sum_(buffer)
+        offset = 0
+        for param, grad in zip(params, grads):
+            n = grad.numel()
+            param.grad = buffer[offset:offset + n].view_as(grad).to(dtype=grad.dtype, device=grad.device)
+            offset += n
+        loss_sum, tokens, stop = float(buffer[offset]), int(buffer[offset + 1]), bool(buffer[offset + 2] > 0)
+        if stop:
+            self._team_stop = True
+            if not team.is_leader:
+                self._stop_reason = "stopped from the notebook"
+        if device.type == "cuda":
+            self._team_memory = round(float(buffer[offset + 3:].max()), 3)
+        return loss_sum, tokens
+
+    def _share_adapter_from_leader(self) -> None:
+        """Every replica starts from rank 0's adapter (fresh, resumed or trained before in the notebook)."""
+        params = [p for _, p in self._trainable()]
+        flat = torch.cat([p.detach().reshape(-1).double().cpu() for p in params])
+        self.team.share_from_leader_(flat)
+        offset = 0
+        with torch.no_grad():
+            for param in params:
+                n = param.numel()
+                param.copy_(flat[offset:offset + n].view_as(param))
+                offset += n
+
+    def _stop_agreed(self) -> bool:
+        # With a team the notebook's stop counts only once every rank has heard it, at a step's sum,
+        # so that no replica waits for a step the others will not take.
+        return self._team_stop if self.team is not None else self._stop.is_set()
+
+    @property
+    def _writes_files(self) -> bool:
+        return self.team is None or self.team.is_leader
+
     # -- checkpoints -----------------------------------------------------------------------------
     def _write_run_files(self) -> None:
+        if not self._writes_files:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "checkpoints").mkdir(exist_ok=True)
         config_path = self.run_dir / "config.json"
@@ -490,12 +568,18 @@ class Trainer:
         os.replace(tmp, config_path)
 
     def _append_metrics(self, metrics: StepMetrics) -> None:
+        if not self._writes_files:
+            return
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(metrics.to_dict()) + "\n")
             handle.flush()
 
     def save_checkpoint(self) -> str:
-        """Write checkpoints/step-N atomically: into a temporary folder, fsynced, then renamed."""
+        """Write checkpoints/step-N atomically: into a temporary folder, fsynced, then renamed.
+        With a team only rank 0 writes; the others return the path it writes."""
+        if not self._writes_files:
+            self.checkpoint = str(self.run_dir / "checkpoints" / f"step-{self.step}")
+            return self.checkpoint
         checkpoints = self.run_dir / "checkpoints"
         checkpoints.mkdir(parents=True, exist_ok=True)
         final = checkpoints / f"step-{self.step}"
@@ -560,7 +644,7 @@ class Trainer:
         self.checkpoint = str(path)
         # The history after the checkpoint belongs to the abandoned branch of the run.
         metrics_path = self.run_dir / "metrics.jsonl"
-        if metrics_path.exists():
+        if metrics_path.exists() and self._writes_files:
             kept = [line for line in metrics_path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line)["step"] <= self.step]
             tmp = metrics_path.with_suffix(".jsonl.tmp")
@@ -623,6 +707,7 @@ class Trainer:
         else:
             self.started_at = _now()
             self._boundary_rng = _rng_state()
+        self._team_stop = False
 
         inner = _unwrap(self.model)
         was_training = self.model.training
@@ -639,7 +724,9 @@ class Trainer:
         try:
             with self._sigint_stops():
                 try:
-                    while self.step < self.max_steps and not self._stop.is_set():
+                    if self.team is not None:
+                        self._share_adapter_from_leader()
+                    while self.step < self.max_steps and not self._stop_agreed():
                         started = time.perf_counter()
                         if device.type == "cuda":
                             torch.cuda.reset_peak_memory_stats(device)
@@ -661,6 +748,12 @@ class Trainer:
                     self._optimizer.zero_grad(set_to_none=True)
         except BaseException as error:
             self._optimizer.zero_grad(set_to_none=True)
+            if isinstance(error, TeamError):
+                message = f"training failed at step {self.step + 1}: {error}"
+                self._finish(was_training, previous_cache)
+                self._stop.clear()
+                self._set_status("failed", message)
+                raise TrainingError(message) from error
             if _is_cuda_failure(error):
                 message = _failure_message(error, self.step, self._lora_targets())
                 self._release_memory()
@@ -673,7 +766,7 @@ class Trainer:
             self._set_status("failed", f"training failed at step {self.step + 1}: {type(error).__name__}: {error}")
             raise
 
-        if interrupted or self._stop.is_set():
+        if interrupted or self._stop_agreed():
             reason = "interrupted" if interrupted else (self._stop_reason or "stop requested")
             if self.status != "stopping":
                 self._set_status("stopping", f"{reason}; saving a checkpoint")
@@ -696,6 +789,8 @@ class Trainer:
         memory = None
         if device.type == "cuda":
             memory = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+            if self.team is not None and self._team_memory is not None:
+                memory = self._team_memory
         metrics = StepMetrics(
             step=self.step,
             loss=loss_total / max(trained_total, 1),

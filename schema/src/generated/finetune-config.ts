@@ -155,7 +155,11 @@ export interface TrainingConfig {
    */
   engine?: 'auto' | 'fast' | 'transformers';
   /**
-   * With the fast engine: the most tokens in one packed micro-batch (the step's conversations are laid end to end up to this many; the gradient is the same, only memory and speed change). null picks 16,384 with gradient checkpointing (8,192 when the experts carry LoRA) and 4,096 without.
+   * How many GPUs of this machine train together, in data parallel: the kernel trains on its own GPU and starts one worker process per other GPU, each with a replica of the model and a share of every optimizer step (the same steps and the same adapter, in less time). Each GPU must hold the whole model and its share's activations. On a model on the CPU the workers are CPU processes.
+   */
+  gpus?: number;
+  /**
+   * With the fast engine: the most tokens in one packed micro-batch (the step's conversations are laid end to end up to this many; the gradient is the same, only memory and speed change). null picks 16,384 with gradient checkpointing (6,144 when the experts carry LoRA) and 4,096 without.
    */
   pack_tokens?: number | null;
   /**
