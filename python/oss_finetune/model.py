@@ -340,6 +340,10 @@ def _checkpoint_quantization(name_or_path: str) -> str | None:
     return getattr(quant, "quant_method", None)
 
 
+def _looks_like_a_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> LoadedModel:
     """Load the base model described by the ``model`` section of a fine-tune config.
 
@@ -384,6 +388,9 @@ def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> Lo
             quantization = "mxfp4-experts"
         return LoadedModel(model, tok, device, dtype, name, description, embedded=True, config=settings,
                            quantization=quantization)
+
+    if _looks_like_a_path(name) and not Path(name).expanduser().is_dir():
+        raise ModelLoadError(f"the model folder {name} does not exist (a hub id has the form owner/name)")
 
     from transformers import GptOssForCausalLM
 

@@ -36,6 +36,7 @@ import torch
 # A step on a large model with its first compile takes minutes; a dead worker is seen at once anyway.
 STEP_TIMEOUT = timedelta(minutes=30)
 JOIN_POLL_SECONDS = 0.2
+FAILED_LINE = "worker {rank} failed: "
 
 
 class TeamError(RuntimeError):
@@ -195,6 +196,10 @@ class Worker:
         code = self.process.poll()
         head = f"{self.where} exited with code {code} {when}" if code is not None else f"{self.where} failed {when}"
         tail = self.tail()
+        said = FAILED_LINE.format(rank=self.rank)
+        lines = tail.splitlines()
+        if lines and lines[-1].startswith(said):
+            return f"{head}: {lines[-1][len(said):]} (the whole story is in {self.log_path})"
         return f"{head}; its log is {self.log_path}" + (f", ending:\n{tail}" if tail else "")
 
     def end(self, grace: float = 10.0) -> None:
@@ -325,9 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_worker(args.rank, args.port, args.job)
-    except BaseException:  # noqa: BLE001 - the kernel reads this log to say what went wrong
+    except BaseException as error:  # noqa: BLE001 - the kernel reads this log to say what went wrong
         traceback.print_exc()
-        sys.stdout.flush()
+        # The last line is the one the notebook shows; the traceback above stays in the log.
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"{FAILED_LINE.format(rank=args.rank)}{type(error).__name__}: {first}", flush=True)
         return 1
 
 

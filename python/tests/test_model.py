@@ -111,6 +111,14 @@ def test_an_mxfp4_checkpoint_is_dequantized_to_bf16(monkeypatch, loaded, tmp_pat
         load_model({"name_or_path": str(tmp_path), "load_in_4bit": True})
 
 
+def test_a_missing_model_folder_is_named_not_sent_to_the_hub(tmp_path):
+    missing = tmp_path / "gone"
+    with pytest.raises(ModelLoadError, match=f"the model folder {missing} does not exist"):
+        load_model({"name_or_path": str(missing), "device": "cpu"})
+    with pytest.raises(ModelLoadError, match="the model folder ./checkpoints/gpt-oss does not exist"):
+        load_model({"name_or_path": "./checkpoints/gpt-oss", "device": "cpu"})
+
+
 @pytest.mark.skipif(CUDA, reason="checks the message shown without a GPU")
 def test_4bit_and_cuda_without_a_gpu_say_so_clearly():
     with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
