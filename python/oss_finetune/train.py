@@ -440,8 +440,11 @@ class Trainer:
             words = f"fast engine, packed micro-batches of up to {self.pack_tokens:,} tokens"
             if _model_device(self.model).type == "cuda" and self.step == 0:
                 words += "; the first step also compiles the fused GPU kernels, about a minute"
-            return words
-        return "transformers engine, padded micro-batches"
+        else:
+            words = "transformers engine, padded micro-batches"
+        if self.team is not None:
+            words += f"; {self._device_words()}, each replica with its share of every step"
+        return words
 
     def _micro_batches(self, device: torch.device) -> list:
         """This process's micro-batches of the step, each a (loss function, trained tokens, input tokens)

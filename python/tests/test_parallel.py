@@ -185,3 +185,40 @@ def test_stop_in_the_notebook_stops_every_replica_at_the_same_step(tmp_path):
     run_dir = Path(result.run_dir)
     assert (run_dir / "checkpoints" / f"step-{result.step}" / "adapter_model.safetensors").is_file()
     assert f"worker 1: stopped at step {result.step}" in (run_dir / "workers" / "rank-1.log").read_text()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_train_the_same_adapter_as_one(tmp_path):
+    """On GPUs the fast engine packs each replica's share on its own, in bf16: the same run within bf16's
+    rounding, and the worker's GPU is the second one."""
+    results = {}
+    for gpus in (1, 2):
+        session = make_session(tmp_path / f"gpus{gpus}", gpus, max_steps=4, learning_rate=1e-3)
+        assert session.loaded.device.type == "cuda"
+        result = session.train()
+        assert result.status == "completed"
+        results[gpus] = (result, adapter_of(session))
+    (one, first), (two, second) = results[1], results[2]
+    assert [m.loss for m in two.metrics] == pytest.approx([m.loss for m in one.metrics], rel=2e-2)
+    for name in first:
+        drift = (second[name].float() - first[name].float()).abs().max()
+        assert drift <= 0.05 * first[name].float().abs().max() + 1e-3, name
+    log = (Path(two.run_dir) / "workers" / "rank-1.log").read_text()
+    assert "worker 1: cuda:0" in log  # cuda:0 of its own CUDA_VISIBLE_DEVICES, the second GPU
+    assert "completed at step 4" in log
+
+
+def test_the_train_magic_takes_gpus_and_says_where_it_trains(shell, capsys, tmp_path):
+    from oss_finetune import session as session_module
+
+    session_module.reset_session({"training": {"output_dir": str(tmp_path)}, "data": {"limit": 8}})
+    assert shell.run_cell("%oss_finetune load embedded:tiny").success
+    result = shell.run_cell("%oss_finetune train --gpus 2 --max-steps 1 --batch-size 2 "
+                            "--gradient-accumulation-steps 2 --save-steps 100")
+    out, err = capsys.readouterr()
+    assert result.success, err
+    assert "completed: completed 1 steps" in out
+    assert "cpu + 1 more CPU process, data parallel" in out
+    run = session_module.get_session().last_result
+    assert "worker 1: completed at step 1" in (Path(run.run_dir) / "workers" / "rank-1.log").read_text()
