@@ -728,6 +728,10 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
         notes.append("the MXFP4 checkpoint's experts are read as released, straight to the device, never in bf16")
     if lo["target_experts"] and mxfp4_experts:
         notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
+    gpus = int(t.get("gpus") or 1)
+    if gpus > 1:
+        notes.append(f"this is each GPU's plan: all {gpus} GPUs hold a whole replica, and each packs only its "
+                     "share of a step's conversations")
     if four_bit and not mxfp4_experts:
         notes.append("bitsandbytes quantizes nn.Linear layers only: GPT-OSS' experts (3-D stacks, most of the "
                      "weights) stay in " + dtype + "; model.mxfp4_experts is what shrinks them")

@@ -222,3 +222,10 @@ def test_the_train_magic_takes_gpus_and_says_where_it_trains(shell, capsys, tmp_
     assert "cpu + 1 more CPU process, data parallel" in out
     run = session_module.get_session().last_result
     assert "worker 1: completed at step 1" in (Path(run.run_dir) / "workers" / "rank-1.log").read_text()
+
+
+def test_the_memory_plan_says_it_is_each_gpus_own():
+    plan = Session().memory_plan({"model": {"name_or_path": "embedded:gpt-oss-20b-random"}, "training": {"gpus": 2}})
+    assert any("each GPU's plan: all 2 GPUs hold a whole replica" in note for note in plan.notes)
+    assert "each GPU's plan" in plan.text()
+    assert not any("replica" in note for note in Session().memory_plan().notes)
