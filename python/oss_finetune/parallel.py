@@ -125,12 +125,14 @@ def _gloo(store, rank: int, world: int):
 class Team:
     """This process's place in a data-parallel run: ``rank`` of ``world``, and the sums between them."""
 
-    def __init__(self, rank: int, world: int, group, store, workers: list | None = None):
+    def __init__(self, rank: int, world: int, group, store, workers: list | None = None,
+                 job_files: Sequence[Path] = ()):
         self.rank = rank
         self.world = world
         self._group = group
         self._store = store
         self._workers = workers or []  # rank 0 only: the Worker records
+        self._job_files = list(job_files)  # rank 0 only: the job and examples the workers read
 
     @property
     def is_leader(self) -> bool:
@@ -168,6 +170,9 @@ class Team:
         """End the workers (a no-op for a worker's own Team) and drop the connections."""
         for worker in self._workers:
             worker.end()
+        # The job holds the run's join secret and the examples can be large; the logs stay.
+        for path in self._job_files:
+            path.unlink(missing_ok=True)
         self._group = None
         self._store = None
 
@@ -284,8 +289,10 @@ def start_team(config: dict, examples: Sequence, *, run_id: str, run_dir: Path, 
     except BaseException:
         for worker in workers:
             worker.end()
+        for path in (job_path, logs / "examples.pt"):
+            path.unlink(missing_ok=True)
         raise
-    return Team(0, gpus, group, store, workers)
+    return Team(0, gpus, group, store, workers, job_files=(job_path, logs / "examples.pt"))
 
 
 def join_team(rank: int, world: int, port: int, secret: str) -> Team:

@@ -64,6 +64,23 @@ def test_trained_tokens_are_counted_as_the_fast_engine_counts_them():
     assert sum(b.trained for b in engine.pack(samples, 64)) == sum(parallel.targets_in(s) for s in samples)
 
 
+def test_the_job_with_the_join_secret_is_readable_by_its_owner_only(tmp_path, monkeypatch):
+    seen = {}
+
+    def no_workers(*args, **kwargs):
+        job = tmp_path / "run" / "workers" / "job.json"
+        seen["mode"] = job.stat().st_mode & 0o777
+        seen["secret"] = json.loads(job.read_text())["secret"]
+        raise OSError("no process today")
+
+    monkeypatch.setattr(parallel.subprocess, "Popen", no_workers)
+    config = schema.with_defaults({"training": {"gpus": 2}})
+    with pytest.raises(OSError):
+        parallel.start_team(config, [sample(4)], run_id="r", run_dir=tmp_path / "run", device=torch.device("cpu"))
+    assert seen["mode"] == 0o600 and len(seen["secret"]) == 32
+    assert not (tmp_path / "run" / "workers" / "job.json").exists()  # cleaned up on the way out
+
+
 def test_examples_reach_the_workers_token_for_token(tmp_path):
     samples = [sample(5, 2), sample(3, 0)]
     parallel.write_examples(samples, tmp_path / "examples.pt")
@@ -128,8 +145,8 @@ def test_only_the_kernel_writes_the_run_and_the_worker_finished_the_same_steps(o
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [f"step-{STEPS}"]
     log = (run_dir / "workers" / "rank-1.log").read_text()
     assert f"worker 1: completed at step {STEPS}" in log
-    # The job file carries the run's join secret, so only its owner may read it.
-    assert (run_dir / "workers" / "job.json").stat().st_mode & 0o077 == 0
+    # The job file carried the run's join secret and the examples; both are gone with the workers.
+    assert sorted(p.name for p in (run_dir / "workers").iterdir()) == ["rank-1.log"]
     # The dashboard says where the run trains; the payload stays valid.
     last = schema.validate("training-run", updates[-1])
     assert last["device"] == "cpu + 1 more CPU process, data parallel"
