@@ -512,22 +512,28 @@ class Trainer:
     # -- a team of GPUs ------------------------------------------------------------------------------
     def _sum_over_team(self, params, loss_sum: float, tokens: int, device: torch.device) -> tuple[float, int]:
         """Sum the adapter's gradients, the loss and the tokens over the team, agree on stopping and on
-        the peak memory, all in one buffer: [gradients..., loss, tokens, stop, peak of rank 0..N-1]."""
+        the peak memory, all in one buffer:
+        [gradients..., loss, tokens, stop, peak of rank 0..N-1, has-gradient of each parameter...]."""
         team = self.team
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.detach().reshape(-1).float().cpu() for g in grads])
-        tail = torch.zeros(3 + team.world, dtype=torch.float64)
+        tail = torch.zeros(3 + team.world + len(params), dtype=torch.float64)
         tail[0] = loss_sum
         tail[1] = tokens
         tail[2] = 1.0 if (team.is_leader and self._stop.is_set()) else 0.0
         if device.type == "cuda":
             tail[3 + team.rank] = torch.cuda.max_memory_allocated(device) / 2**30
+        # A parameter no rank touched (an expert no token was routed to) keeps no gradient, as in one
+        # process, so that the optimizer skips it instead of decaying it.
+        tail[3 + team.world:] = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
         buffer = torch.cat([flat.double(), tail])
         team.sum_(buffer)
         offset = 0
-        for param, grad in zip(params, grads):
+        used = buffer[flat.numel() + 3 + team.world:]
+        for param, grad, touched in zip(params, grads, used.tolist()):
             n = grad.numel()
-            param.grad = buffer[offset:offset + n].view_as(grad).to(dtype=grad.dtype, device=grad.device)
+            summed = buffer[offset:offset + n].view_as(grad).to(dtype=grad.dtype, device=grad.device)
+            param.grad = summed if touched > 0 else None
             offset += n
         loss_sum, tokens, stop = float(buffer[offset]), int(buffer[offset + 1]), bool(buffer[offset + 2] > 0)
         if stop:
@@ -535,7 +541,7 @@ class Trainer:
             if not team.is_leader:
                 self._stop_reason = "stopped from the notebook"
         if device.type == "cuda":
-            self._team_memory = round(float(buffer[offset + 3:].max()), 3)
+            self._team_memory = round(float(buffer[offset + 3:offset + 3 + team.world].max()), 3)
         return loss_sum, tokens
 
     def _share_adapter_from_leader(self) -> None:

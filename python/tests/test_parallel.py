@@ -95,6 +95,34 @@ def test_asking_for_more_gpus_than_there_are_names_the_field():
         parallel.worker_devices(torch.device("cuda", 0), 64)
 
 
+class OneRankTeam:
+    """A team of one whose sum is the identity: the buffer's bookkeeping, without processes."""
+    rank, world, is_leader = 0, 1, True
+
+    def sum_(self, tensor):
+        return tensor
+
+
+def test_a_parameter_no_replica_touched_keeps_no_gradient(tmp_path):
+    from oss_finetune.train import Trainer, TrainingExample
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+    trainer = Trainer(model, [TrainingExample([1, 2], [False, True])], {"output_dir": str(tmp_path)},
+                      team=OneRankTeam())
+    params = list(model.parameters())
+    for p in params[:2]:
+        p.grad = torch.full_like(p, 0.5)
+    loss, tokens = trainer._sum_over_team(params, 3.0, 7, torch.device("cpu"))
+    assert (loss, tokens) == (3.0, 7)
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in params[:2])
+    assert params[2].grad is None and params[3].grad is None  # the optimizer skips them, as in one process
+    assert trainer._stop_agreed() is False
+    trainer._stop.set()  # the notebook's stop counts only once it went through a sum
+    assert trainer._stop_agreed() is False
+    trainer._sum_over_team(params, 0.0, 0, torch.device("cpu"))
+    assert trainer._stop_agreed() is True
+
+
 # -- real runs -----------------------------------------------------------------------------------
 def make_session(tmp_path: Path, gpus: int, **training) -> Session:
     session = Session()
