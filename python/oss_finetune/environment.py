@@ -56,12 +56,16 @@ def advice(info: dict) -> str:
         return ("No CUDA GPU: the tutorial runs on the embedded tiny GPT-OSS on the CPU. "
                 "gpt-oss-20b needs a GPU with about 45 GiB (bf16) or 16 GiB (experts in MXFP4).")
     best = max(g["memory_gib"] for g in info["gpus"])
+    # Data parallel needs a whole replica on each GPU, so only GPUs that hold one count.
+    able = sum(1 for g in info["gpus"] if g["memory_gib"] >= min(best, 45) and g["memory_gib"] >= 15)
+    several = (f" With {able} such GPUs, `%oss_finetune train --gpus {able}` trains on all of them at once."
+               if able > 1 else "")
     if best >= 45:
-        return f"{best:.0f} GiB of GPU memory: gpt-oss-20b fits in bf16 with LoRA at the reference settings."
+        return f"{best:.0f} GiB of GPU memory: gpt-oss-20b fits in bf16 with LoRA at the reference settings." + several
     if best >= 15:
         # bitsandbytes' load_in_4bit quantizes linear layers only; GPT-OSS' experts are 3-D parameters.
         return (f"{best:.0f} GiB of GPU memory: load gpt-oss-20b with --mxfp4-experts (experts in 4-bit "
-                "MXFP4, about 13 GiB of weights) and LoRA on the attention.")
+                "MXFP4, about 13 GiB of weights) and LoRA on the attention." + several)
     return f"{best:.0f} GiB of GPU memory is too little for gpt-oss-20b; use the embedded model or a larger GPU."
 
 
