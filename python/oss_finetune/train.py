@@ -147,8 +147,8 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+def _now(timespec: str = "seconds") -> str:
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
 
 
 def _rng_state() -> dict:
@@ -714,7 +714,9 @@ class Trainer:
         if resume_from is not None:
             self._load_checkpoint(Path(resume_from))
         else:
-            self.started_at = _now()
+            # To the millisecond: runs are listed (and `--resume latest` chosen) by when they started,
+            # and two short runs can start within one second.
+            self.started_at = _now("milliseconds")
             self._boundary_rng = _rng_state()
         self._team_stop = False
 

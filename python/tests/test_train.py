@@ -290,3 +290,27 @@ def test_sampling_with_a_seed_repeats_and_streams_token_by_token(examples, token
     scores = token_logprobs(model, examples[2].input_ids, examples[2].trained)
     assert scores.logprobs[0] is None and all(lp <= 0 for lp in scores.logprobs[1:])
     assert scores.to_dict()["mean_loss"] == pytest.approx(scores.mean_loss)
+
+
+def test_latest_is_the_run_that_started_last_even_within_one_second(tmp_path, examples, monkeypatch):
+    from datetime import datetime as real_datetime
+
+    import oss_finetune.train as train_module
+    from oss_finetune.session import Session
+
+    ticks = iter(range(10_000))
+
+    class OneSecond(real_datetime):
+        """A clock in which everything happens within 12:00:00, a millisecond apart."""
+
+        @classmethod
+        def now(cls, tz=None):
+            return real_datetime(2026, 11, 28, 12, 0, 0, 1000 * (next(ticks) % 1000), tzinfo=tz)
+
+    monkeypatch.setattr(train_module, "datetime", OneSecond)
+    # The second run's id sorts first, so only the start time can tell the two apart.
+    for run_id in ("20261128-120000-ffff", "20261128-120000-0000"):
+        Trainer(adapted(), examples, settings(tmp_path, max_steps=1), run_id=run_id, handle_sigint=False).train()
+    session = Session({"training": {"output_dir": str(tmp_path / "runs")}})
+    assert [r.run_id for r in session.list_runs()] == ["20261128-120000-ffff", "20261128-120000-0000"]
+    assert "20261128-120000-0000" in session.resolve_checkpoint("latest")
