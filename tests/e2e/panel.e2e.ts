@@ -15,8 +15,15 @@ const CELLS = [
 const READ_RANK = 1;
 
 async function openPanelFromPalette(page: Page): Promise<void> {
-  await page.evaluate(() => (window as any).jupyterapp.commands.execute('apputils:activate-command-palette'));
   const search = page.locator('.lm-CommandPalette-input');
+  // The modal palette closes when focus leaves it, and a notebook that is still opening takes the
+  // focus: ask again until it stays open.
+  await expect(async () => {
+    if (!(await search.isVisible())) {
+      await page.evaluate(() => (window as any).jupyterapp.commands.execute('apputils:activate-command-palette'));
+    }
+    await expect(search).toBeVisible({ timeout: 2_000 });
+  }).toPass({ timeout: 30_000 });
   await search.fill('GPT-OSS fine-tune panel');
   await page.locator('.lm-CommandPalette-item', { hasText: 'Open the GPT-OSS fine-tune panel' }).click();
 }
