@@ -31,6 +31,7 @@ PARAMETERS = {
     "LORA_ALPHA": ("lora", "alpha"),
     "TARGET_EXPERTS": ("lora", "target_experts"),
     "OUTPUT_DIR": ("training", "output_dir"),
+    "GPUS": ("training", "gpus"),
 }
 
 

@@ -28,6 +28,11 @@ def test_parameters_override_and_none_keeps_the_default():
     assert config["lora"]["r"] == 8
 
 
+def test_gpus_sets_data_parallel_training():
+    assert tutorial.settings("openai/gpt-oss-20b", "d.jsonl", GPUS=4)["training"]["gpus"] == 4
+    assert tutorial.settings("openai/gpt-oss-20b", "d.jsonl", GPUS=None)["training"]["gpus"] == 1
+
+
 def test_a_bad_parameter_is_named():
     with pytest.raises(ValueError, match="MAX_STEP"):
         tutorial.settings("openai/gpt-oss-20b", "d.jsonl", MAX_STEP=2)
