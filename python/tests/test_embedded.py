@@ -9,14 +9,7 @@ import torch
 
 from oss_finetune import embedded
 from oss_finetune.data import SAMPLE_DIR
-from oss_finetune.harmony import Conversation, Message, render
-from oss_finetune.language import (
-    LANGUAGES,
-    identify_language,
-    judge,
-    language_scores,
-    overlapping_stopwords,
-)
+from oss_finetune.language import LANGUAGES, identify_language
 
 
 def _sample(name):
@@ -144,11 +137,7 @@ def test_tutorial_settings_are_valid_config_sections():
     assert embedded.TUTORIAL_SETTINGS["model"]["name_or_path"] == embedded.EMBEDDED_TINY_BASE
 
 
-# -- the language identifier --------------------------------------------------------------------
-
-def test_stopword_lists_do_not_overlap():
-    assert overlapping_stopwords() == {}
-
+# -- the sample as the language identifier reads it ----------------------------------------------
 
 @pytest.mark.parametrize("name", ["multilingual.jsonl", "multilingual-heldout.jsonl"])
 def test_identifier_names_every_sample_analysis(name):
@@ -156,71 +145,6 @@ def test_identifier_names_every_sample_analysis(name):
     wrong = [(r["reasoning_language"], identify_language(r["analysis"])) for r in rows
              if identify_language(r["analysis"]) != r["reasoning_language"]]
     assert wrong == []
-
-
-@pytest.mark.parametrize("text, language", [
-    ("First the product, then we add the rest and the answer is 12.", "English"),
-    ("D'abord le produit, puis on ajoute le reste : la réponse est donc 12.", "French"),
-    ("Primero el producto, luego sumo el resto y la respuesta es 12.", "Spanish"),
-    ("Zuerst das Produkt, dann wird der Rest addiert und die Antwort ist 12.", "German"),
-    ("Prima il prodotto, poi aggiungo il resto e la risposta è dunque 12.", "Italian"),
-])
-def test_identifier_on_handwritten_sentences(text, language):
-    assert identify_language(text) == language
-
-
-@pytest.mark.parametrize("text", ["", "12 × 4 = 48.", "x = 3", "Die réponse est la respuesta e la risposta."])
-def test_identifier_abstains_without_clear_evidence(text):
-    assert identify_language(text) is None
-    assert set(language_scores(text)) == set(LANGUAGES)
-
-
-# -- judging a generation -----------------------------------------------------------------------
-
-def _assistant_tokens(tokenizer, analysis, final):
-    conv = Conversation([Message("user", "q"), Message("assistant", analysis, channel="analysis"),
-                         Message("assistant", final, channel="final")])
-    full = render(conv, mode="train", date="2025-06-28", tokenizer=tokenizer).ids
-    prompt = render(conv, mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids
-    assert full[:len(prompt)] == prompt
-    return full[len(prompt):]
-
-
-def test_judge_accepts_analysis_then_final(tokenizer):
-    ids = _assistant_tokens(tokenizer, "D'abord le produit, puis on ajoute le reste.", "12")
-    verdict = judge(ids, "French", tokenizer=tokenizer)
-    assert verdict.well_formed and verdict.identified == "French" and verdict.in_requested_language
-    assert verdict.final == "12"
-    assert not judge(ids, "German", tokenizer=tokenizer).in_requested_language
-
-
-def test_judge_rejects_cut_off_and_broken_streams(tokenizer):
-    ids = _assistant_tokens(tokenizer, "First the product, then we add the rest.", "12")
-    cut = judge(ids[:-3], "English", tokenizer=tokenizer)
-    assert not cut.well_formed and "return" in cut.error
-    assert cut.identified == "English"  # the analysis itself was complete
-    no_analysis = judge(ids[ids.index(200006) + 1:], "English", tokenizer=tokenizer)  # the final message alone
-    assert not no_analysis.well_formed
-    broken = judge([200008, 200008], "English", tokenizer=tokenizer)
-    assert not broken.well_formed and broken.analysis is None and broken.error
-
-
-def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
-    from oss_finetune.language import _greedy_batch
-    from oss_finetune.model import PAD_TOKEN_ID, build_embedded_model
-    from oss_finetune.train import generate
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = build_embedded_model()
-        prompts = [render(Conversation([Message("user", text)]), mode="prompt", date="2025-06-28",
-                          tokenizer=tokenizer).ids for text in ("Hi", "Compute 12 × 4 + 3 - 9, please.")]
-        batched = _greedy_batch(model, prompts, 6, PAD_TOKEN_ID, (200002, 200012))
-        single = [generate(model, tokenizer, p, max_new_tokens=6) for p in prompts]
-    finally:
-        torch.set_num_threads(before)
-    assert batched == single
 
 
 def test_the_build_runs_on_its_own_thread_count_and_gives_the_callers_back(monkeypatch, tmp_path):

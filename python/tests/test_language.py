@@ -7,7 +7,9 @@ is these two over the held-out questions.
 """
 
 import pytest
+import torch
 
+from oss_finetune.harmony import Conversation, Message, render
 from oss_finetune.language import LANGUAGES, identify_language, judge, language_scores, overlapping_stopwords, words
 
 
@@ -17,6 +19,11 @@ from oss_finetune.language import LANGUAGES, identify_language, judge, language_
     ("Bueno, primero resto 3 en ambos lados y luego divido: la respuesta es 4.", "Spanish"),
     ("Gut, zuerst ziehe ich 3 auf beiden Seiten ab, dann ist das Ergebnis 4.", "German"),
     ("Ora, prima sottraggo 3 da entrambi i membri, quindi il risultato è 4.", "Italian"),
+    ("First the product, then we add the rest and the answer is 12.", "English"),
+    ("D'abord le produit, puis on ajoute le reste : la réponse est donc 12.", "French"),
+    ("Primero el producto, luego sumo el resto y la respuesta es 12.", "Spanish"),
+    ("Zuerst das Produkt, dann wird der Rest addiert und die Antwort ist 12.", "German"),
+    ("Prima il prodotto, poi aggiungo il resto e la risposta è dunque 12.", "Italian"),
 ])
 def test_a_short_reasoning_step_is_identified(text, language):
     assert identify_language(text) == language
@@ -27,6 +34,12 @@ def test_it_says_none_rather_than_guess():
     assert identify_language("the") is None  # one hit is not enough
     # Half French, half English: no language holds 60% of the evidence.
     assert identify_language("les deux côtés donc, then the answer is") is None
+
+
+@pytest.mark.parametrize("text", ["", "12 × 4 = 48.", "x = 3", "Die réponse est la respuesta e la risposta."])
+def test_identifier_abstains_without_clear_evidence(text):
+    assert identify_language(text) is None
+    assert set(language_scores(text)) == set(LANGUAGES)
 
 
 def test_apostrophes_split_words_and_case_does_not_matter():
@@ -63,3 +76,49 @@ def test_judge_names_what_is_missing(tokenizer):
     no_analysis = judge(generation(tokenizer, "<|channel|>final<|message|>12<|return|>"), "German", tokenizer=tokenizer)
     assert not no_analysis.well_formed and no_analysis.error == "no analysis message"
     assert no_analysis.analysis is None and not no_analysis.in_requested_language
+
+
+def _assistant_tokens(tokenizer, analysis, final):
+    conv = Conversation([Message("user", "q"), Message("assistant", analysis, channel="analysis"),
+                         Message("assistant", final, channel="final")])
+    full = render(conv, mode="train", date="2025-06-28", tokenizer=tokenizer).ids
+    prompt = render(conv, mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids
+    assert full[:len(prompt)] == prompt
+    return full[len(prompt):]
+
+
+def test_judge_accepts_analysis_then_final(tokenizer):
+    ids = _assistant_tokens(tokenizer, "D'abord le produit, puis on ajoute le reste.", "12")
+    verdict = judge(ids, "French", tokenizer=tokenizer)
+    assert verdict.well_formed and verdict.identified == "French" and verdict.in_requested_language
+    assert verdict.final == "12"
+    assert not judge(ids, "German", tokenizer=tokenizer).in_requested_language
+
+
+def test_judge_rejects_cut_off_and_broken_streams(tokenizer):
+    ids = _assistant_tokens(tokenizer, "First the product, then we add the rest.", "12")
+    cut = judge(ids[:-3], "English", tokenizer=tokenizer)
+    assert not cut.well_formed and "return" in cut.error
+    assert cut.identified == "English"  # the analysis itself was complete
+    no_analysis = judge(ids[ids.index(200006) + 1:], "English", tokenizer=tokenizer)  # the final message alone
+    assert not no_analysis.well_formed
+    broken = judge([200008, 200008], "English", tokenizer=tokenizer)
+    assert not broken.well_formed and broken.analysis is None and broken.error
+
+
+def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
+    from oss_finetune.language import _greedy_batch
+    from oss_finetune.model import PAD_TOKEN_ID, build_embedded_model
+    from oss_finetune.train import generate
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_embedded_model()
+        prompts = [render(Conversation([Message("user", text)]), mode="prompt", date="2025-06-28",
+                          tokenizer=tokenizer).ids for text in ("Hi", "Compute 12 × 4 + 3 - 9, please.")]
+        batched = _greedy_batch(model, prompts, 6, PAD_TOKEN_ID, (200002, 200012))
+        single = [generate(model, tokenizer, p, max_new_tokens=6) for p in prompts]
+    finally:
+        torch.set_num_threads(before)
+    assert batched == single
