@@ -445,16 +445,16 @@ class Session:
         from . import parallel
         from .train import TrainingError
 
-        run_dir = Path(checkpoint).parent.parent if checkpoint else trainer.run_dir
-        run_id = _read_json(Path(checkpoint) / "trainer_state.json")["run_id"] if checkpoint else trainer.run_id
+        if checkpoint:
+            trainer.continue_run_of(checkpoint)  # the workers' logs go beside the resumed run's files
 
         def progress(message: str) -> None:
             trainer._set_status("pending", message)
 
         try:
-            return parallel.start_team(self.get_config(), trainer.examples, run_id=run_id, run_dir=run_dir,
-                                       device=self.loaded.device, resume_from=checkpoint, on_progress=progress,
-                                       stop_requested=trainer._stop.is_set)
+            return parallel.start_team(self.get_config(), trainer.examples, run_id=trainer.run_id,
+                                       run_dir=trainer.run_dir, device=self.loaded.device, resume_from=checkpoint,
+                                       on_progress=progress, stop_requested=trainer._stop.is_set)
         except parallel.TeamStopped as stopped:
             trainer._stop.clear()
             trainer._set_status("stopped", str(stopped))

@@ -320,8 +320,8 @@ class Trainer:
         if self.team is None:
             return device
         more = self.team.world - 1
-        kind = "GPU" if device.startswith("cuda") else "CPU process"
-        return f"{device} + {more} more {kind}{'' if more == 1 else 'es' if kind.endswith('s') else 's'}, data parallel"
+        one, many = ("GPU", "GPUs") if device.startswith("cuda") else ("CPU process", "CPU processes")
+        return f"{device} + {more} more {one if more == 1 else many}, data parallel"
 
     def _set_status(self, status: str, message: str | None = None) -> None:
         assert status in STATUSES, status
@@ -446,11 +446,10 @@ class Trainer:
             words += f"; {self._device_words()}, each replica with its share of every step"
         return words
 
-    def _micro_batches(self, device: torch.device) -> list:
-        """This process's micro-batches of the step, each a (loss function, trained tokens, input tokens)
-        triple. With a team, this rank's share of the step's samples only."""
+    def _micro_batches(self, samples: list[TrainingExample], device: torch.device) -> list:
+        """This process's micro-batches of the step's samples, each a (loss function, trained tokens,
+        input tokens) triple. With a team, this rank's share of them only."""
         s = self.settings
-        samples = self._take(self.cursor, self.samples_per_step)
         if self.team is not None:
             from .parallel import split_for_ranks
 
@@ -478,7 +477,8 @@ class Trainer:
         Returns the summed loss, the grad norm, the trained and input token counts, and the learning rate.
         """
         device = _model_device(self.model)
-        batches = self._micro_batches(device)
+        samples = self._take(self.cursor, self.samples_per_step)
+        batches = self._micro_batches(samples, device)
         # The loss is the mean over every trained token of the whole optimizer step, so each micro-batch's
         # summed loss is divided by the step's total, known before the first backward (with a team, every
         # rank counts the whole step's, so all of them divide by the same number).
@@ -487,7 +487,7 @@ class Trainer:
         else:
             from .parallel import targets_in
 
-            total_trained = sum(targets_in(e) for e in self._take(self.cursor, self.samples_per_step))
+            total_trained = sum(targets_in(e) for e in samples)
         total_tokens = sum(tokens for _, _, tokens in batches)
         denominator = max(total_trained, 1)
         loss_sum = 0.0
@@ -685,6 +685,14 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def continue_run_of(self, checkpoint: str | os.PathLike) -> None:
+        """Take the id and folder of the run a checkpoints/step-N folder belongs to."""
+        path = Path(checkpoint)
+        if not (path / "trainer_state.json").is_file():
+            raise TrainingError(f"{path} is not a checkpoint folder (no trainer_state.json)")
+        self.run_dir = path.parent.parent
+        self.run_id = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["run_id"]
+
     def train(self, resume_from: str | os.PathLike | None = None) -> TrainResult:
         """Run to max_steps, or until stop() / an interrupt; returns how it ended.
 
@@ -693,11 +701,7 @@ class Trainer:
         """
         s = self.settings
         if resume_from is not None:
-            resume_path = Path(resume_from)
-            if not (resume_path / "trainer_state.json").is_file():
-                raise TrainingError(f"{resume_path} is not a checkpoint folder (no trainer_state.json)")
-            self.run_dir = resume_path.parent.parent
-            self.run_id = json.loads((resume_path / "trainer_state.json").read_text(encoding="utf-8"))["run_id"]
+            self.continue_run_of(resume_from)
         # A stop asked for before the loop starts (a quick Stop button) is honoured, not cleared:
         # the flag is reset when a run ends instead.
         self.message = None
