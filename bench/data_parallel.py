@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_throughput import CASES, LEARNING_RATE, gib, make_examples  # noqa: E402
+from train_throughput import CASES, LEARNING_RATE, make_examples  # noqa: E402
 
 MODEL = "embedded:gpt-oss-20b-random"
 
@@ -34,8 +34,8 @@ MODEL = "embedded:gpt-oss-20b-random"
 def train_once(model, examples, config: dict, gpus: int):
     import torch
 
-    from oss_finetune import parallel
-    from oss_finetune.train import Trainer
+    from oss_finetune.training import parallel
+    from oss_finetune.training.trainer import Trainer
 
     config = json.loads(json.dumps(config))
     config["training"]["gpus"] = gpus
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     counts = [int(c) for c in args.gpus.split(",")] if args.gpus else [1, count]
 
-    from oss_finetune.model import apply_lora, load_model
+    from oss_finetune.modeling.model import apply_lora, load_model
 
     print(f"device: {count} x {torch.cuda.get_device_name(0)}; torch {torch.__version__}", flush=True)
     started = time.perf_counter()

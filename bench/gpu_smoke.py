@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     from transformers import GptOssForCausalLM
 
-    from oss_finetune.model import apply_lora, gpt_oss_20b_config, trainable_parameters
-    from oss_finetune.train import Trainer, TrainingExample
+    from oss_finetune.modeling.model import apply_lora, gpt_oss_20b_config, trainable_parameters
+    from oss_finetune.training.trainer import Trainer, TrainingExample
 
     device = torch.device("cuda", 0)
     torch.cuda.set_device(device)

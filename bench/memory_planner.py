@@ -10,7 +10,7 @@ bf16 weights drawn on the GPU) and, for each configuration, puts a fresh LoRA ad
 of each, as in bench/train_throughput.py) and records the largest per-step
 ``torch.cuda.max_memory_allocated`` and ``max_memory_reserved`` (the Trainer resets the peak at each
 step; the cache is emptied between configurations). The prediction comes from
-``oss_finetune.memory.plan_memory`` with the same config, made before anything is measured, from the
+``oss_finetune.training.memory.plan_memory`` with the same config, made before anything is measured, from the
 shapes alone (the planner is not told the measured weight size).
 
 One JSON line per configuration as it finishes, then a table of predicted vs measured with the error
@@ -81,7 +81,7 @@ def gib(n: float | None) -> float | None:
 def make_examples(seq: int, count: int, seed: int):
     import torch
 
-    from oss_finetune.train import TrainingExample
+    from oss_finetune.training.trainer import TrainingExample
 
     generator = torch.Generator().manual_seed(seed)
     prompt = seq // 4
@@ -100,7 +100,7 @@ def training_section(case: dict, steps: int, output_dir: str) -> dict:
 
 
 def plan_for(model_name: str, case: dict, training: dict, *, device: str, gpu, mxfp4: bool):
-    from oss_finetune.memory import plan_memory
+    from oss_finetune.training.memory import plan_memory
 
     seq = case["seq"]
     config = {
@@ -117,8 +117,8 @@ def run_case(name: str, case: dict, model, *, steps: int, model_name: str, devic
     """Train ``model`` (the base with a fresh adapter) with the case's settings and measure; returns the row."""
     import torch
 
-    from oss_finetune.model import trainable_parameters
-    from oss_finetune.train import Trainer, TrainingError
+    from oss_finetune.modeling.model import trainable_parameters
+    from oss_finetune.training.trainer import Trainer, TrainingError
 
     output_dir = tempfile.mkdtemp(prefix="memory-planner-")
     training = training_section(case, steps, output_dir)
@@ -175,7 +175,7 @@ def table(rows: list[dict]) -> str:
     lines = [f"{'config':<32} {'engine':<12} {'predicted':>9} {'measured':>9} {'error':>7} "
              f"{'pred. reserved':>14} {'reserved':>9} {'error':>7}  phase"]
     for r in rows:
-        def cell(key, width, fmt="{:.2f}"):
+        def cell(key, width, fmt="{:.2f}", r=r):
             value = r.get(key)
             return (fmt.format(value) if value is not None else "–").rjust(width)
         lines.append(f"{r['config']:<32} {r['engine']:<12} {cell('predicted_gib', 9)} {cell('measured_gib', 9)} "
@@ -208,8 +208,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from oss_finetune.memory import gpu_info, plan_memory
-    from oss_finetune.model import apply_lora, load_model
+    from oss_finetune.modeling.model import apply_lora, load_model
+    from oss_finetune.training.memory import gpu_info, plan_memory
 
     smoke = args.smoke or not torch.cuda.is_available()
     if smoke and not args.smoke:

@@ -20,9 +20,9 @@ import platform
 import time
 from pathlib import Path
 
-from oss_finetune.data import to_row
-from oss_finetune.harmony import render, render_many
-from oss_finetune.tokenizer import load_tokenizer
+from oss_finetune.core.data import to_row
+from oss_finetune.core.harmony import render, render_many
+from oss_finetune.core.tokenizer import load_tokenizer
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "multilingual-thinking.sample-4rows.json"
 DATE = "2025-06-28"

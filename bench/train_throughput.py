@@ -52,7 +52,7 @@ def gib(n: float) -> float:
 def make_examples(seq: int, count: int, seed: int):
     import torch
 
-    from oss_finetune.train import TrainingExample
+    from oss_finetune.training.trainer import TrainingExample
 
     generator = torch.Generator().manual_seed(seed)
     prompt = seq // 4
@@ -103,7 +103,7 @@ def baseline(model, steps, checkpointing: bool):
 def ours(model, examples, per_step: int, steps: int, checkpointing: bool, pack_tokens: int | None):
     import torch
 
-    from oss_finetune.train import Trainer
+    from oss_finetune.training.trainer import Trainer
 
     settings = {
         "max_steps": steps, "batch_size": 1, "gradient_accumulation_steps": per_step,
@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     import peft
     import transformers
 
-    from oss_finetune.model import apply_lora, load_model, trainable_parameters
-    from oss_finetune.train import TrainingError
+    from oss_finetune.modeling.model import apply_lora, load_model, trainable_parameters
+    from oss_finetune.training.trainer import TrainingError
 
     device_name = torch.cuda.get_device_name(0)
     if args.memory_limit_gib:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             current_experts = case["experts"]
             start_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
-        def reset():
+        def reset(model=model, start_state=start_state):
             with torch.no_grad():
                 for n, p in model.named_parameters():
                     if n in start_state:
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         examples = make_examples(case["seq"], case["per_step"] * args.steps, seed=0)
         row = {"case": name, "trainable": trainable_parameters(model), **case}
         # Our Trainer shuffles with its seed; the baseline takes the sequences in that same order.
-        probe = __import__("oss_finetune.train", fromlist=["Trainer"]).Trainer(
+        probe = __import__("oss_finetune.training.trainer", fromlist=["Trainer"]).Trainer(
             model, examples, {"max_steps": args.steps, "batch_size": 1, "gradient_accumulation_steps": case["per_step"],
                               "output_dir": tempfile.mkdtemp()}, handle_sigint=False)
         steps = [probe._take(i * case["per_step"], case["per_step"]) for i in range(args.steps)]
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
 
     longest_mxfp4 = []
     if args.longest_mxfp4:
-        from oss_finetune.mxfp4 import quantize_experts
+        from oss_finetune.modeling.mxfp4 import quantize_experts
 
         if model is not None:
             base = model.unload()
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mxfp4_row = None
     if args.mxfp4 and not args.longest_mxfp4:
-        from oss_finetune.mxfp4 import expert_bytes, quantize_experts
+        from oss_finetune.modeling.mxfp4 import expert_bytes, quantize_experts
 
         if model is not None:
             base = model.unload()

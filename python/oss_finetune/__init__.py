@@ -9,6 +9,6 @@ def _jupyter_labextension_paths():
 
 def load_ipython_extension(ipython):
     """`%load_ext oss_finetune`: the %oss_finetune magics, their tab completion and the widgets' comm."""
-    from .magics import load_ipython_extension as load
+    from .notebook.magics import load_ipython_extension as load
 
     load(ipython)

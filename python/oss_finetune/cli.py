@@ -7,9 +7,9 @@ import argparse
 import datetime as _dt
 import json
 import sys
-from typing import Optional, TextIO
+from typing import TextIO
 
-from .harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
+from .core.harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
 
 
 class CliError(Exception):
@@ -37,10 +37,10 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", default="embedded:tiny", help="embedded:tiny, a hub id or a local folder")
 
 
-def run_render(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
+def run_render(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    from .data import BadRowError, read_rows, to_row
-    from .tokenizer import load_tokenizer
+    from .core.data import BadRowError, read_rows, to_row
+    from .core.tokenizer import load_tokenizer
 
     try:
         raw = read_rows(args.file)
@@ -69,7 +69,7 @@ def run_render(args: argparse.Namespace, out: Optional[TextIO] = None) -> int:
 
 def main_guarded(fn, args: argparse.Namespace) -> int:
     """Runs a subcommand; user mistakes become one line on stderr and a non-zero exit."""
-    from .data import BadRowError
+    from .core.data import BadRowError
 
     try:
         return fn(args)

@@ -28,7 +28,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedded gpt-oss tokenizer; loading it takes seconds, so the whole session shares one."""
-    from oss_finetune.tokenizer import load_tokenizer
+    from oss_finetune.core.tokenizer import load_tokenizer
 
     return load_tokenizer()
 

@@ -49,8 +49,8 @@ def test_bad_row_exits_non_zero_naming_row_and_field(tmp_path):
 
 
 def test_ids_match_the_renderer(rows_file, capsys, tokenizer):
-    from oss_finetune.data import to_row
-    from oss_finetune.harmony import render
+    from oss_finetune.core.data import to_row
+    from oss_finetune.core.harmony import render
 
     assert main(["render", str(rows_file), "--ids", "--date", "2025-06-28"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -1,7 +1,7 @@
 """The Python half of the contract between the kernel and the browser.
 
 Every fixture under ``tests/contract/fixtures/<schema>/{valid,invalid}`` is checked with
-``oss_finetune.schema``; invalid ones must fail with exactly the first error recorded in
+``oss_finetune.core.schema``; invalid ones must fail with exactly the first error recorded in
 ``tests/contract/expected-first-errors.json``. The TypeScript suite (tests/contract/contract.test.ts)
 asserts the same manifest, so both languages agree on what is invalid and on the JSON path.
 """
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from oss_finetune import schema
+from oss_finetune.core import config as config_module
+from oss_finetune.core import schema
 
 CONTRACT = Path(__file__).resolve().parents[2] / "tests" / "contract"
 EXPECTED = json.loads((CONTRACT / "expected-first-errors.json").read_text(encoding="utf-8"))
@@ -63,7 +64,7 @@ def test_all_issues_are_kept_in_the_shared_order():
 
 
 def test_defaults_fill_a_partial_config_without_touching_given_values():
-    config = schema.with_defaults({"lora": {"r": 16}})
+    config = config_module.with_defaults({"lora": {"r": 16}})
     assert config["lora"]["r"] == 16
     assert config["lora"]["alpha"] == 16
     assert config["lora"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -75,7 +76,7 @@ def test_defaults_fill_a_partial_config_without_touching_given_values():
 
 def test_defaults_refuse_an_invalid_config():
     with pytest.raises(schema.SchemaError, match=r"training\.learning_rate: must be > 0"):
-        schema.with_defaults({"training": {"learning_rate": 0}})
+        config_module.with_defaults({"training": {"learning_rate": 0}})
 
 
 def test_mime_types_name_the_three_payloads():

@@ -1,6 +1,6 @@
 """Data: rows in three formats from four kinds of source become tokenized examples and a summary.
 
-Read as a manual: each test shows one rule of `oss_finetune.data`.
+Read as a manual: each test shows one rule of `oss_finetune.core.data`.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from oss_finetune import data as d
-from oss_finetune.harmony import render
+from oss_finetune.core import data as d
+from oss_finetune.core.harmony import render
 
 DATE = "2025-06-28"
 
@@ -134,7 +134,7 @@ def test_source_errors(tmp_path):
 
 
 def test_prepare_summary_is_valid_and_exact(tmp_path, tokenizer):
-    from oss_finetune.schema import validate
+    from oss_finetune.core.schema import validate
 
     path = write_jsonl(tmp_path / "rows.jsonl", [MT_ROW, MESSAGES_ROW, SHAREGPT_ROW])
     prepared = d.prepare({"source": str(path), "max_seq_length": 1024}, tokenizer, date=DATE)

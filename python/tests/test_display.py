@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from oss_finetune import display, schema
+from oss_finetune.core import schema
+from oss_finetune.notebook import display
 
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "contract" / "fixtures"
 

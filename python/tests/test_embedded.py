@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from oss_finetune import embedded
-from oss_finetune.data import SAMPLE_DIR
-from oss_finetune.language import LANGUAGES, identify_language
+from oss_finetune.core.data import SAMPLE_DIR
+from oss_finetune.embedded import base as embedded
+from oss_finetune.training.language import LANGUAGES, identify_language
 
 
 def _sample(name):
@@ -46,7 +46,7 @@ def test_english_reasoning_is_the_same_problem():
 
 
 def test_reading_problems_are_fresh_and_balanced():
-    from oss_finetune.sample_data import generate as gen
+    from oss_finetune.core.sample_data import generate as gen
 
     sample_keys = {key for _rows, keys in gen.generate_with_keys().values() for key in keys}
     reading = embedded.reading_rows(4, with_keys=True)
@@ -63,7 +63,7 @@ def test_reading_problems_are_fresh_and_balanced():
 def test_base_documents_read_like_the_prompt_in_plain_text(tokenizer):
     """The documents of the recipe: line, instruction, question, then the reasoning in the line's language;
     no Harmony token, every token trained. The Harmony examples reason in English only."""
-    from oss_finetune.tokenizer import FIRST_SPECIAL_ID
+    from oss_finetune.core.tokenizer import FIRST_SPECIAL_ID
 
     recipe = dict(embedded.BASE_RECIPE, reading_per_cell=1)
     examples = embedded._base_examples(recipe, tokenizer)
@@ -88,7 +88,7 @@ def test_base_documents_read_like_the_prompt_in_plain_text(tokenizer):
 def test_cache_folder_changes_with_the_sample(monkeypatch, tmp_path):
     import shutil
 
-    from oss_finetune import data
+    from oss_finetune.core import data
 
     before = embedded.recipe_hash()
     copy = tmp_path / "sample_data"
@@ -130,7 +130,7 @@ def test_compact_head_gives_the_full_models_loss():
 
 
 def test_tutorial_settings_are_valid_config_sections():
-    from oss_finetune.model import config_section
+    from oss_finetune.modeling.model import config_section
 
     for section in ("model", "data", "lora", "training"):
         config_section(section, embedded.TUTORIAL_SETTINGS[section])

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from transformers.models.gpt_oss import modeling_gpt_oss as hf
 
-from oss_finetune import engine
-from oss_finetune.model import apply_lora, build_embedded_model
-from oss_finetune.train import Trainer, TrainingExample
+from oss_finetune.modeling import engine
+from oss_finetune.modeling.model import apply_lora, build_embedded_model
+from oss_finetune.training.trainer import Trainer, TrainingExample
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -56,7 +56,10 @@ def eager_attention(q, k, v, sinks, cu, scale, window):
 def attention_inputs(dtype, device="cpu", lengths=(5, 9, 3), heads=4, kv_heads=2, dim=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     total = sum(lengths)
-    make = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+
+    def make(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+
     q, k, v = make(total, heads, dim), make(total, kv_heads, dim), make(total, kv_heads, dim)
     sinks = make(heads)
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32, device=device)
@@ -234,7 +237,7 @@ def test_the_trainer_with_the_fast_engine_follows_the_transformers_engine(tokeni
                                             "gradient_accumulation_steps": 3, "learning_rate": 1e-2,
                                             "warmup_steps": 0, "engine": name, "pack_tokens": 40})
         messages = []
-        trainer.on_status(lambda event: messages.append(event.message or ""))
+        trainer.on_status(lambda event, messages=messages: messages.append(event.message or ""))
         result = trainer.train()
         assert result.status == "completed" and trainer.engine == name
         runs[name] = ([m.loss for m in result.metrics], messages)
@@ -251,7 +254,7 @@ def test_auto_picks_transformers_on_the_cpu(tmp_path, tokenizer):
 
 
 def test_fast_refuses_a_model_that_is_not_gpt_oss(tmp_path, tokenizer):
-    from oss_finetune.train import TrainingError
+    from oss_finetune.training.trainer import TrainingError
 
     class Tiny(torch.nn.Module):
         def __init__(self):

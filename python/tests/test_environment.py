@@ -1,6 +1,6 @@
 """The environment check names the hardware, the libraries and what fits."""
 
-from oss_finetune import environment
+from oss_finetune.notebook import environment
 
 
 def test_report_names_cpus_memory_and_library_versions():

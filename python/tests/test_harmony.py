@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from oss_finetune import harmony as h
-from oss_finetune.data import to_row
-from oss_finetune.tokenizer import CALL, CHANNEL, END, MESSAGE, RETURN, START, use_offline_encodings
+from oss_finetune.core import harmony as h
+from oss_finetune.core.data import to_row
+from oss_finetune.core.tokenizer import CALL, CHANNEL, END, MESSAGE, RETURN, START, use_offline_encodings
 
 DATE = "2025-06-28"
 
@@ -356,7 +356,7 @@ def test_after_a_tool_result_the_prompt_gives_the_start(tokenizer):
 
 
 def test_payload_is_valid(tokenizer):
-    from oss_finetune.schema import SchemaError, validate
+    from oss_finetune.core.schema import SchemaError, validate
 
     r = h.render(with_tools(), date=DATE, tokenizer=tokenizer)
     payload = h.payload([r, h.render(simple(), mode="prompt", date=DATE, tokenizer=tokenizer)], title="demo")
@@ -419,7 +419,7 @@ def test_render_many_equals_render_one_by_one(tokenizer):
 def test_parse_gives_back_the_render(tokenizer, make):
     r = h.render(make(), date=DATE, tokenizer=tokenizer)
     parsed = h.parse(r.ids, tokenizer)
-    assert [(l.message, l.role, l.channel, l.part) for l in parsed.labels] == list(zip(r.message, r.role, r.channel, r.part))
+    assert [(lab.message, lab.role, lab.channel, lab.part) for lab in parsed.labels] == list(zip(r.message, r.role, r.channel, r.part))
     shown = h.visible_messages(make().messages, "train")
     assert parsed.messages[-len(shown):] == shown
 
@@ -433,8 +433,8 @@ def test_stream_labels_each_token_as_it_arrives(tokenizer):
     seen = [parser.feed(t) for t in generated]
     assert seen[0] == h.TokenLabel(0, "assistant", "none", "special")  # <|channel|>: name not seen yet
     assert seen[1] == h.TokenLabel(0, "assistant", "analysis", "header")
-    content = [l for l in seen if l.part == "content"]
-    assert [l.channel for l in content] == ["analysis"] * (len(content) - 1) + ["final"]
+    content = [lab for lab in seen if lab.part == "content"]
+    assert [lab.channel for lab in content] == ["analysis"] * (len(content) - 1) + ["final"]
     assert [(m.channel, m.content) for m in parser.finish()] == [("analysis", "Simple sum."), ("final", "4")]
     # Once a message is complete its header labels are corrected.
     assert parser.labels[0].channel == "analysis"

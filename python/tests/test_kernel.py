@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from oss_finetune import comm as comm_module, schema, session as session_module
+from oss_finetune.core import schema
+from oss_finetune.notebook import comm as comm_module
+from oss_finetune.notebook import session as session_module
 
 jupyter_client = pytest.importorskip("jupyter_client")
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
@@ -405,12 +407,12 @@ def test_interrupt_during_train_stops_the_run_with_a_checkpoint(kernel):
     assert f"{final['run_id']}: stopped at step {final['step']}/500" in said
     assert f"checkpoint {final['checkpoint']}" in said
     # The kernel is still the same one, with its model.
-    reply, messages = kernel.execute("from oss_finetune.session import get_session; print(get_session().loaded is not None)")
+    reply, messages = kernel.execute("from oss_finetune.notebook.session import get_session; print(get_session().loaded is not None)")
     assert text_of(messages) == "True\n"
 
 
 def test_train_resumes_the_interrupted_run_from_its_checkpoint(kernel):
-    _, messages = kernel.execute("from oss_finetune.session import get_session; "
+    _, messages = kernel.execute("from oss_finetune.notebook.session import get_session; "
                                  "r = get_session().list_runs()[-1]; print(r.run_id, r.step)")
     run_id, step = text_of(messages).split()
     reply, messages = kernel.execute(f"%oss_finetune train --resume latest --max-steps {int(step) + 1} {TINY_TRAINING}")
@@ -437,7 +439,7 @@ def test_save_merged_writes_full_weights(kernel):
 
 
 def test_after_a_kernel_restart_status_still_lists_every_run(kernel):
-    _, messages = kernel.execute("from oss_finetune.session import get_session; "
+    _, messages = kernel.execute("from oss_finetune.notebook.session import get_session; "
                                  "print(*(f'{r.run_id}={r.status}' for r in get_session().list_runs()))")
     before = dict(item.split("=") for item in text_of(messages).split())
     kernel.manager.restart_kernel(now=True)

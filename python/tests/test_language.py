@@ -9,8 +9,15 @@ is these two over the held-out questions.
 import pytest
 import torch
 
-from oss_finetune.harmony import Conversation, Message, render
-from oss_finetune.language import LANGUAGES, identify_language, judge, language_scores, overlapping_stopwords, words
+from oss_finetune.core.harmony import Conversation, Message, render
+from oss_finetune.training.language import (
+    LANGUAGES,
+    identify_language,
+    judge,
+    language_scores,
+    overlapping_stopwords,
+    words,
+)
 
 
 @pytest.mark.parametrize("text,language", [
@@ -107,9 +114,9 @@ def test_judge_rejects_cut_off_and_broken_streams(tokenizer):
 
 
 def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
-    from oss_finetune.language import _greedy_batch
-    from oss_finetune.model import PAD_TOKEN_ID, build_embedded_model
-    from oss_finetune.train import generate
+    from oss_finetune.modeling.model import PAD_TOKEN_ID, build_embedded_model
+    from oss_finetune.training.language import _greedy_batch
+    from oss_finetune.training.trainer import generate
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -10,11 +10,11 @@ import copy
 import pytest
 import torch
 
-from oss_finetune.data import prepare, read_rows
+from oss_finetune.core.data import prepare, read_rows
 from oss_finetune.embedded import TUTORIAL_SETTINGS
-from oss_finetune.language import reasoning_language_rate
-from oss_finetune.model import apply_lora, load_model
-from oss_finetune.train import Trainer
+from oss_finetune.modeling.model import apply_lora, load_model
+from oss_finetune.training.language import reasoning_language_rate
+from oss_finetune.training.trainer import Trainer
 
 EVALUATION = TUTORIAL_SETTINGS["evaluation"]
 

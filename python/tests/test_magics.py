@@ -11,7 +11,8 @@ import pytest
 from IPython.core.completer import provisionalcompleter
 from IPython.core.error import UsageError
 
-from oss_finetune import magics, session as session_module
+from oss_finetune.notebook import magics
+from oss_finetune.notebook import session as session_module
 
 
 @pytest.fixture(autouse=True)

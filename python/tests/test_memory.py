@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from oss_finetune import memory
-from oss_finetune.memory import GIB, GPT_OSS_20B, GpuInfo, plan_memory
-from oss_finetune.model import gpt_oss_120b_config
+from oss_finetune.modeling.model import gpt_oss_120b_config
+from oss_finetune.training import memory
+from oss_finetune.training.memory import GIB, GPT_OSS_20B, GpuInfo, plan_memory
 
 H100 = GpuInfo("NVIDIA H100 80GB HBM3", int(79.19 * GIB), int(78.6 * GIB))
 RANDOM_20B = {"name_or_path": "embedded:gpt-oss-20b-random"}
@@ -26,7 +26,7 @@ def plan(config: dict, *, free_gib: float = 78.6, **kwargs):
 # -- shapes ----------------------------------------------------------------------------------------
 
 def test_the_20b_architecture_matches_the_config_the_models_are_built_from():
-    from oss_finetune.model import gpt_oss_20b_config
+    from oss_finetune.modeling.model import gpt_oss_20b_config
 
     from_config = memory.Architecture.from_config(gpt_oss_20b_config(), name=GPT_OSS_20B.name)
     assert from_config == GPT_OSS_20B
@@ -42,7 +42,7 @@ def test_parameter_counts_are_the_published_totals():
 
 
 def test_parameter_counts_equal_the_built_tiny_model():
-    from oss_finetune.model import build_embedded_model
+    from oss_finetune.modeling.model import build_embedded_model
 
     model = build_embedded_model("embedded:tiny")
     arch = memory.architecture_for(model.config)
@@ -58,7 +58,7 @@ def test_parameter_counts_equal_the_built_tiny_model():
     {"r": 16, "target_modules": ["o_proj"], "target_experts": True},
 ])
 def test_lora_parameters_equal_what_peft_builds(lora):
-    from oss_finetune.model import apply_lora, build_embedded_model, trainable_parameters
+    from oss_finetune.modeling.model import apply_lora, build_embedded_model, trainable_parameters
 
     model = apply_lora(build_embedded_model("embedded:tiny"), lora, seed=0)
     arch = memory.architecture_for(model.config)

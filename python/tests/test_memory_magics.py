@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from oss_finetune import memory, session as session_module
+from oss_finetune.notebook import session as session_module
+from oss_finetune.training import memory
 
 TINY_TRAINING = "--max-steps 1 --batch-size 1 --gradient-accumulation-steps 2 --save-steps 100"
 
@@ -81,7 +82,7 @@ def test_train_refuses_a_run_that_will_not_fit_with_the_change_that_fits(shell, 
     result, out, err = run(shell, capsys, "%oss_finetune train --batch-size 4 --gradient-accumulation-steps 1 "
                                           "--max-steps 1")
     assert not result.success
-    [line] = [l for l in err.splitlines() if l.strip()]
+    [line] = [text for text in err.splitlines() if text.strip()]
     assert line.startswith("UsageError: training refused: predicted training peak")
     assert "with the allocator's cache) of " in line
     assert "GiB available on Pretend GPU: will not fit; micro-batches of 2 with 2 accumulation steps (same " \
@@ -113,7 +114,7 @@ def test_the_suggested_change_makes_the_plan_fit(shell, capsys, monkeypatch):
 
 
 def test_the_plan_bundle_has_a_html_twin(shell):
-    from oss_finetune import display
+    from oss_finetune.notebook import display
 
     plan = memory.plan_memory({"model": {"name_or_path": "embedded:gpt-oss-20b-random"}}, device="cuda",
                               gpu=memory.GpuInfo("GPU <x>", 100 * memory.GIB, 90 * memory.GIB), bitsandbytes=False)

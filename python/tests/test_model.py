@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import GptOssForCausalLM
 
-from oss_finetune import model as model_mod
-from oss_finetune.model import (
+from oss_finetune.modeling import model as model_mod
+from oss_finetune.modeling.model import (
     EXPERT_PARAMETERS,
     VOCAB_SIZE,
     ModelLoadError,

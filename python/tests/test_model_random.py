@@ -6,16 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oss_finetune import tutorial
-from oss_finetune.model import (
-    EMBEDDED_NAMES,
-    EMBEDDED_RANDOM_20B,
-    EMBEDDED_RANDOM_120B,
-    EMBEDDED_TINY_BASE,
-    ModelLoadError,
-    build_embedded_model,
-    load_model,
-)
+from oss_finetune.embedded import EMBEDDED_NAMES, EMBEDDED_RANDOM_20B, EMBEDDED_RANDOM_120B, EMBEDDED_TINY_BASE
+from oss_finetune.modeling.model import ModelLoadError, build_embedded_model, load_model
+from oss_finetune.notebook import tutorial
 
 
 def test_the_name_is_listed():

@@ -1,4 +1,4 @@
-"""MXFP4 experts (oss_finetune.mxfp4): 4-bit storage of GPT-OSS' expert weights.
+"""MXFP4 experts (oss_finetune.modeling.mxfp4): 4-bit storage of GPT-OSS' expert weights.
 
 Quantizing is exact on values MXFP4 can hold, within half a step on the rest; the quantized experts
 compute what the bf16 experts compute with the dequantized weights, through transformers' own
@@ -8,9 +8,9 @@ forward (generation) and through the fast engine (training), and a LoRA run on t
 import pytest
 import torch
 
-from oss_finetune import engine, mxfp4
-from oss_finetune.model import apply_lora, build_embedded_model
-from oss_finetune.train import Trainer, TrainingExample
+from oss_finetune.modeling import engine, mxfp4
+from oss_finetune.modeling.model import apply_lora, build_embedded_model
+from oss_finetune.training.trainer import Trainer, TrainingExample
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -91,7 +91,7 @@ def test_lora_on_quantized_experts_is_refused():
 
 
 def test_load_model_keeps_the_experts_in_mxfp4_on_request():
-    from oss_finetune.model import load_model
+    from oss_finetune.modeling.model import load_model
 
     loaded = load_model({"name_or_path": "embedded:tiny", "mxfp4_experts": True})
     assert loaded.quantization == "mxfp4-experts"
@@ -126,7 +126,7 @@ def test_quantized_grouped_products_on_the_gpu_match_their_dequantized_weights()
 
 
 def test_a_model_drawn_layer_by_layer_has_mxfp4_experts_and_the_usual_initialisation():
-    from oss_finetune.model import tiny_config
+    from oss_finetune.modeling.model import tiny_config
 
     config = tiny_config()
     config._attn_implementation = "eager"

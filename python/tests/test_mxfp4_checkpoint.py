@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import GptOssForCausalLM, Mxfp4Config
 
-from oss_finetune.model import ModelLoadError, TINY_SEED, load_model, tiny_config
-from oss_finetune.mxfp4 import Mxfp4Experts, quantize
+from oss_finetune.modeling.model import TINY_SEED, ModelLoadError, load_model, tiny_config
+from oss_finetune.modeling.mxfp4 import Mxfp4Experts, quantize
 
 
 def write_checkpoint(folder, *, drop: str | None = None):
@@ -100,7 +100,7 @@ def test_on_the_gpu_each_tensor_goes_straight_there(checkpoint, tokenizer):
 def test_from_the_hub_only_the_top_level_weights_are_fetched():
     from huggingface_hub.utils import filter_repo_objects
 
-    from oss_finetune.model import CHECKPOINT_FILES
+    from oss_finetune.modeling.model import CHECKPOINT_FILES
 
     # The layout of OpenAI's gpt-oss repos: transformers' files at the top, other formats in folders.
     listing = ["config.json", "generation_config.json", "model-00000-of-00002.safetensors",

@@ -19,9 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from oss_finetune import engine, parallel, schema
-from oss_finetune.session import Session
-from oss_finetune.train import TrainingError
+from oss_finetune.core import config as config_module
+from oss_finetune.core import schema
+from oss_finetune.modeling import engine
+from oss_finetune.notebook.session import Session
+from oss_finetune.training import parallel
+from oss_finetune.training.trainer import TrainingError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -74,7 +77,7 @@ def test_the_job_with_the_join_secret_is_readable_by_its_owner_only(tmp_path, mo
         raise OSError("no process today")
 
     monkeypatch.setattr(parallel.subprocess, "Popen", no_workers)
-    config = schema.with_defaults({"training": {"gpus": 2}})
+    config = config_module.with_defaults({"training": {"gpus": 2}})
     with pytest.raises(OSError):
         parallel.start_team(config, [sample(4)], run_id="r", run_dir=tmp_path / "run", device=torch.device("cpu"))
     assert seen["mode"] == 0o600 and len(seen["secret"]) == 32
@@ -104,7 +107,7 @@ class OneRankTeam:
 
 
 def test_a_parameter_no_replica_touched_keeps_no_gradient(tmp_path):
-    from oss_finetune.train import Trainer, TrainingExample
+    from oss_finetune.training.trainer import Trainer, TrainingExample
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
     trainer = Trainer(model, [TrainingExample([1, 2], [False, True])], {"output_dir": str(tmp_path)},
@@ -255,7 +258,7 @@ def test_two_gpus_train_the_same_adapter_as_one(tmp_path):
 
 
 def test_the_train_magic_takes_gpus_and_says_where_it_trains(shell, capsys, tmp_path):
-    from oss_finetune import session as session_module
+    from oss_finetune.notebook import session as session_module
 
     session_module.reset_session({"training": {"output_dir": str(tmp_path)}, "data": {"limit": 8}})
     assert shell.run_cell("%oss_finetune load embedded:tiny").success

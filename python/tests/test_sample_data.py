@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from oss_finetune.sample_data import HELDOUT_PATH, TRAIN_PATH
-from oss_finetune.sample_data import generate as gen
+from oss_finetune.core.sample_data import HELDOUT_PATH, TRAIN_PATH
+from oss_finetune.core.sample_data import generate as gen
 
 COLUMNS = ["reasoning_language", "developer", "user", "analysis", "final", "messages"]
 LANGUAGES = ["English", "French", "Spanish", "German", "Italian"]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from oss_finetune import schema
-from oss_finetune.session import Session, SessionError
+from oss_finetune.core import schema
+from oss_finetune.notebook.session import Session, SessionError
 
 
 @pytest.fixture(scope="module")

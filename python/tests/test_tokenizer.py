@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from oss_finetune import tokenizer as tk
+from oss_finetune.core import tokenizer as tk
 
 
 def test_embedded_tokenizer_is_gpt_oss(tokenizer):
@@ -85,7 +85,7 @@ def test_o200k_file_is_the_published_one():
 def test_offline_encodings_for_openai_harmony_and_tiktoken(tmp_path):
     # A fresh interpreter with neither variable set, and no network needed.
     code = (
-        "from oss_finetune.tokenizer import use_offline_encodings\n"
+        "from oss_finetune.core.tokenizer import use_offline_encodings\n"
         f"env = use_offline_encodings({str(tmp_path)!r})\n"
         "import openai_harmony as oh, tiktoken, json\n"
         "enc = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)\n"

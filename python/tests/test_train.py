@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from oss_finetune import schema
-from oss_finetune.model import apply_lora, build_embedded_model, load_model
-from oss_finetune.train import (
+from oss_finetune.core import schema
+from oss_finetune.modeling.model import apply_lora, build_embedded_model, load_model
+from oss_finetune.training.trainer import (
     StepMetrics,
     Trainer,
     TrainingError,
@@ -89,7 +89,7 @@ def test_loss_falls_over_30_steps_and_the_adapter_changes_generations(tmp_path, 
 
     # Step 1 saw all six sentences with the adapter still a no-op: its loss is the mean over every
     # trained token, not the mean of per-micro-batch or per-sentence means.
-    token_losses = [l for s in before_scores for l, t in zip(s.losses, s.trained) if t]
+    token_losses = [loss for s in before_scores for loss, t in zip(s.losses, s.trained) if t]
     assert losses[0] == pytest.approx(sum(token_losses) / len(token_losses), rel=1e-5)
     per_sentence = sum(s.mean_loss for s in before_scores) / len(before_scores)
     assert abs(per_sentence - losses[0]) > 1e-4  # the two definitions really differ on this data
@@ -295,8 +295,8 @@ def test_sampling_with_a_seed_repeats_and_streams_token_by_token(examples, token
 def test_latest_is_the_run_that_started_last_even_within_one_second(tmp_path, examples, monkeypatch):
     from datetime import datetime as real_datetime
 
-    import oss_finetune.train as train_module
-    from oss_finetune.session import Session
+    import oss_finetune.training.trainer as train_module
+    from oss_finetune.notebook.session import Session
 
     ticks = iter(range(10_000))
 

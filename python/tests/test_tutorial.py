@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from oss_finetune import schema, tutorial
+from oss_finetune.core import schema
+from oss_finetune.notebook import tutorial
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "gpt-oss-multilingual-reasoning.ipynb"
 

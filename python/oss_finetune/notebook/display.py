@@ -12,7 +12,7 @@ import math
 import uuid
 from typing import Any
 
-from . import schema
+from ..core import schema
 
 # Okabe–Ito colours: distinguishable with the common forms of colour blindness.
 CHANNEL_COLOURS = {

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -76,7 +77,7 @@ def language_scores(text: str) -> dict[str, int]:
     return {lang: sum(n for w, n in counts.items() if w in STOPWORDS[lang]) for lang in LANGUAGES}
 
 
-def identify_language(text: str, *, min_hits: int = 2, min_share: float = 0.6) -> Optional[str]:
+def identify_language(text: str, *, min_hits: int = 2, min_share: float = 0.6) -> str | None:
     """The language of ``text`` among the five, or None when it has under ``min_hits`` list words or
     no language holds ``min_share`` of them."""
     scores = language_scores(text)
@@ -107,10 +108,10 @@ class Judged:
     row: int
     requested: str
     well_formed: bool
-    analysis: Optional[str]
-    final: Optional[str]
-    identified: Optional[str]
-    error: Optional[str] = None
+    analysis: str | None
+    final: str | None
+    identified: str | None
+    error: str | None = None
     generated_tokens: int = 0
 
     @property
@@ -148,8 +149,8 @@ class LanguageRate:
 
 def judge(generated: Sequence[int], requested: str, row: int = 0, tokenizer: Any = None) -> Judged:
     """Parse one generation (the tokens after ``<|start|>assistant``) and identify its analysis language."""
-    from .harmony import HarmonyParseError, parse
-    from .tokenizer import RETURN
+    from ..core.harmony import HarmonyParseError, parse
+    from ..core.tokenizer import RETURN
 
     ids = list(generated)
     try:
@@ -205,11 +206,11 @@ def reasoning_language_rate(model, tokenizer, heldout_rows: Iterable[Any], effor
     """
     import time
 
-    from .data import Row, to_row
-    from .harmony import render
-    from .model import PAD_TOKEN_ID
-    from .train import adapter_enabled
-    from .tokenizer import CALL, RETURN
+    from ..core.data import Row, to_row
+    from ..core.harmony import render
+    from ..core.tokenizer import CALL, RETURN
+    from ..modeling.model import PAD_TOKEN_ID
+    from .trainer import adapter_enabled
 
     started = time.perf_counter()
     items = []

@@ -14,9 +14,10 @@ failure while handling it becomes an error reply.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from . import schema
+from ..core import schema
 from .session import Session, SessionError, get_session, watch_runs
 
 TARGET = "oss_finetune"

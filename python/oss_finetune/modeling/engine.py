@@ -28,24 +28,17 @@ compare with the eager model; on CUDA it uses PyTorch's flash-attention operator
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from .experts import experts_forward, has_expert_lora  # noqa: F401 - the engine's public surface
+from .kernels import fused, fuses_kernels, wide  # noqa: F401
+
 IGNORE = -100
-
-
-def _hf_apply_gate():
-    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
-
-    return GptOssExperts._apply_gate
-
-
-_HF_APPLY_GATE = _hf_apply_gate()
 
 
 # -- packing ---------------------------------------------------------------------------------------
@@ -65,7 +58,7 @@ class PackedBatch:
     def tokens(self) -> int:
         return int(self.input_ids.shape[1])
 
-    def to(self, device: torch.device) -> "PackedBatch":
+    def to(self, device: torch.device) -> PackedBatch:
         return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.cu_seqlens.to(device),
                            self.max_length, self.targets.to(device), self.trained, self.conversations)
 
@@ -136,11 +129,6 @@ def _flash_backward(dout, q, k, v, out, lse, cu, max_length, scale, window, stat
     return dq, dk, dv
 
 
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """Half precision computes in float32; float32 and float64 (the tests) stay as they are."""
-    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
-
-
 def _segments(cu: torch.Tensor):
     bounds = cu.tolist()
     return list(zip(bounds[:-1], bounds[1:]))
@@ -159,11 +147,11 @@ def _reference_forward(q, k, v, cu, max_length, scale, window):
     """What the flash forward returns (output, log-sum-exp of shape heads x tokens), in plain torch."""
     groups = q.shape[1] // k.shape[1]
     out = torch.empty_like(q)
-    lse = torch.empty(q.shape[1], q.shape[0], dtype=_wide(q).dtype, device=q.device)
+    lse = torch.empty(q.shape[1], q.shape[0], dtype=wide(q).dtype, device=q.device)
     for start, end in _segments(cu):
-        qs = _wide(q[start:end])
-        ks = _wide(k[start:end]).repeat_interleave(groups, dim=1)
-        vs = _wide(v[start:end]).repeat_interleave(groups, dim=1)
+        qs = wide(q[start:end])
+        ks = wide(k[start:end]).repeat_interleave(groups, dim=1)
+        vs = wide(v[start:end]).repeat_interleave(groups, dim=1)
         scores = torch.einsum("thd,shd->hts", qs, ks) * scale
         scores = scores.masked_fill(~_reference_mask(end - start, window, q.device), float("-inf"))
         seg_lse = torch.logsumexp(scores, dim=-1)
@@ -177,17 +165,17 @@ def _reference_backward(dout, q, k, v, out, lse, cu, max_length, scale, window, 
     """The flash backward's arithmetic: probabilities from the saved log-sum-exp, and the row term
     rowsum(dout * out) taken from the ``out`` it is given."""
     groups = q.shape[1] // k.shape[1]
-    dq, dk, dv = (torch.zeros_like(_wide(t)) for t in (q, k, v))
+    dq, dk, dv = (torch.zeros_like(wide(t)) for t in (q, k, v))
     for start, end in _segments(cu):
-        qs = _wide(q[start:end])
-        ks = _wide(k[start:end]).repeat_interleave(groups, dim=1)
-        vs = _wide(v[start:end]).repeat_interleave(groups, dim=1)
-        do = _wide(dout[start:end])
+        qs = wide(q[start:end])
+        ks = wide(k[start:end]).repeat_interleave(groups, dim=1)
+        vs = wide(v[start:end]).repeat_interleave(groups, dim=1)
+        do = wide(dout[start:end])
         scores = torch.einsum("thd,shd->hts", qs, ks) * scale
         scores = scores.masked_fill(~_reference_mask(end - start, window, q.device), float("-inf"))
         probs = torch.exp(scores - lse[:, start:end, None])
         dprobs = torch.einsum("thd,shd->hts", do, vs)
-        row = (do * _wide(out[start:end])).sum(-1).t()  # heads x tokens
+        row = (do * wide(out[start:end])).sum(-1).t()  # heads x tokens
         dscores = probs * (dprobs - row[..., None])
         dq[start:end] = torch.einsum("hts,shd->thd", dscores, ks) * scale
         dk_full = torch.einsum("hts,thd->shd", dscores, qs) * scale
@@ -204,7 +192,7 @@ class _SinkAttention(torch.autograd.Function):
         kernels = (_flash_forward, _flash_backward) if flash_available(q) else (_reference_forward, _reference_backward)
         out, lse, state = kernels[0](q, k, v, cu, max_length, scale, window)
         keep = torch.sigmoid(lse - sinks.to(lse.dtype)[:, None])  # heads x tokens: the share not taken by the sink
-        sunk = (_wide(out) * keep.t()[..., None]).to(q.dtype)
+        sunk = (wide(out) * keep.t()[..., None]).to(q.dtype)
         ctx.save_for_backward(q, k, v, sunk, lse, keep, cu)
         ctx.rest = (max_length, scale, window, state, kernels[1], sinks.dtype)
         return sunk
@@ -214,11 +202,11 @@ class _SinkAttention(torch.autograd.Function):
         q, k, v, sunk, lse, keep, cu = ctx.saved_tensors
         max_length, scale, window, state, backward, sink_dtype = ctx.rest
         dsunk = dsunk.contiguous()
-        dout = (_wide(dsunk) * keep.t()[..., None]).to(q.dtype)
+        dout = (wide(dsunk) * keep.t()[..., None]).to(q.dtype)
         dq, dk, dv = backward(dout, q, k, v, sunk, lse, cu, max_length, scale, window, state)
         dsinks = None
         if ctx.needs_input_grad[3]:
-            row = (_wide(dsunk) * _wide(sunk)).sum(-1).t()  # heads x tokens
+            row = (wide(dsunk) * wide(sunk)).sum(-1).t()  # heads x tokens
             dsinks = (-(1.0 - keep) * row).sum(-1).to(sink_dtype)
         return dq, dk, dv, dsinks, None, None, None, None
 
@@ -234,66 +222,6 @@ def sink_attention(q, k, v, sinks, cu_seqlens, max_length: int, scale: float, wi
 
 
 # -- experts ---------------------------------------------------------------------------------------
-def _grouped_mm(x: torch.Tensor, weight: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Rows of ``x`` sorted by expert times that expert's (in, out) matrix."""
-    if x.is_cuda and x.dtype == torch.bfloat16:
-        fn = getattr(F, "grouped_mm", None) or torch._grouped_mm
-        return fn(x, weight, offs=offsets)
-    out = []
-    start = 0
-    for expert, end in enumerate(offsets.tolist()):
-        out.append(x[start:end] @ weight[expert])
-        start = end
-    return torch.cat(out) if out else x.new_zeros(0, weight.shape[-1])
-
-
-def _expert_lora(experts):
-    """The experts module under any peft ParamWrappers, and per wrapped parameter its LoRA factors
-    as (experts, in, r) and (experts, r, out) with the scale, when an adapter is active."""
-    factors = {}
-    module = experts
-    while hasattr(module, "parameter_name") and hasattr(module, "lora_A"):
-        active = [a for a in module.active_adapters if a in module.lora_A]
-        if active and not module.disable_adapters and not module.merged:
-            if len(active) > 1 or getattr(module, "_did_swap_in_out_features", False):
-                raise NotImplementedError("the fast engine supports one active adapter on the experts")
-            name = active[0]
-            e = module.num_experts
-            a = module.lora_A[name].weight  # (r * experts, in)
-            b = module.lora_B[name].weight  # (out, r * experts)
-            a = a.view(e, -1, a.shape[-1]).transpose(1, 2)  # experts, in, r
-            b = b.view(b.shape[0], -1, e).permute(2, 1, 0)  # experts, r, out
-            factors[module.parameter_name] = (a, b, module.scaling[name])
-        module = module.base_layer
-    return module, factors
-
-
-def _low_rank(x, offsets, lora):
-    a, b, scale = lora
-    a, b = a.to(x.dtype), b.to(x.dtype)
-    if x.is_cuda:
-        # The grouped GEMM wants 16-byte strides: a rank of 4 in bf16 is 8 bytes, so pad it with zeros.
-        extra = -a.shape[-1] % (16 // x.element_size())
-        if extra:
-            a, b = F.pad(a, (0, extra)), F.pad(b, (0, 0, 0, extra))
-    low = _grouped_mm(x, a.contiguous(), offsets)
-    return scale * _grouped_mm(low, b.contiguous(), offsets)
-
-
-def _bias_and_gate(gate_up, bias, expert_ids, alpha: float, limit: float):
-    """Each row's expert bias, then GPT-OSS' clamped SwiGLU over interleaved (gate, up) columns."""
-    gate_up = gate_up + bias[expert_ids]
-    gate, up = gate_up[..., ::2], gate_up[..., 1::2]
-    gate = gate.clamp(max=limit)
-    up = up.clamp(min=-limit, max=limit)
-    return (up + 1) * (gate * torch.sigmoid(gate * alpha))
-
-
-def _bias_weight_and_sum(down, bias, expert_ids, weights, inverse, top_k: int):
-    """Each row's expert bias and router weight, back in token order, the top_k rows of a token summed."""
-    rows = (down + bias[expert_ids]) * weights[:, None].to(down.dtype)
-    restored = rows[inverse]
-    return _wide(restored.view(-1, top_k, restored.shape[-1])).sum(1).to(down.dtype)
 
 
 def _rms_norm(x, weight, eps: float):
@@ -309,57 +237,6 @@ def _rotate_pair(q, k, cos, sin):
 def _rotate(x, cos, sin):
     first, second = x.chunk(2, dim=-1)
     return torch.cat((first * cos - second * sin, second * cos + first * sin), dim=-1)
-
-
-_COMPILED: dict = {}
-
-
-def fuses_kernels(on_cuda: bool) -> bool:
-    """Whether the engine compiles its elementwise steps: on CUDA unless OSS_FINETUNE_COMPILE=0.
-    The memory planner asks too, since fused steps keep fewer tensors for the backward."""
-    return on_cuda and os.environ.get("OSS_FINETUNE_COMPILE", "1") != "0"
-
-
-def _fused(fn, tensor: torch.Tensor):
-    """``fn`` compiled into fused GPU kernels on CUDA (elementwise passes over (tokens x 4) x 5,760
-    activations are memory-bound; fused, each tensor is read once); as written elsewhere."""
-    if not fuses_kernels(tensor.is_cuda):
-        return fn
-    if fn not in _COMPILED:
-        _COMPILED[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
-    return _COMPILED[fn]
-
-
-def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
-    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
-    from .mxfp4 import Mxfp4Experts, grouped_product
-
-    base, lora = _expert_lora(experts)
-    quantized = isinstance(base, Mxfp4Experts)
-    if not quantized and type(base)._apply_gate is not _HF_APPLY_GATE:
-        raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
-
-    def product(rows, name):
-        if quantized:
-            return grouped_product(rows, getattr(base, f"{name}_blocks"), getattr(base, f"{name}_scales"), offsets)
-        return _grouped_mm(rows, getattr(base, name), offsets)
-
-    tokens, top_k = top_indices.shape
-    flat = top_indices.reshape(-1)
-    expert_ids, order = torch.sort(flat, stable=True)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
-    hidden = x[order // top_k]
-    gate_up = product(hidden, "gate_up_proj")
-    if "gate_up_proj" in lora:
-        gate_up = gate_up + _low_rank(hidden, offsets, lora["gate_up_proj"])
-    gated = _fused(_bias_and_gate, x)(gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit))
-    down = product(gated, "down_proj")
-    if "down_proj" in lora:
-        down = down + _low_rank(gated, offsets, lora["down_proj"])
-    weights = top_weights.reshape(-1)[order]
-    return _fused(_bias_weight_and_sum, x)(down, base.down_proj_bias, expert_ids, weights, inverse, top_k)
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -384,16 +261,16 @@ def _layer(layer, hidden, cos, sin, cu, max_length):
     tokens = hidden.shape[0]
     attention = layer.self_attn
     norm = layer.input_layernorm
-    normed = _fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
+    normed = fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
     head_dim = attention.head_dim
     q = _linear(attention.q_proj, normed).view(tokens, -1, head_dim)
     k = _linear(attention.k_proj, normed).view(tokens, -1, head_dim)
     v = _linear(attention.v_proj, normed).view(tokens, -1, head_dim)
-    q, k = _fused(_rotate_pair, hidden)(q, k, cos, sin)
+    q, k = fused(_rotate_pair, hidden)(q, k, cos, sin)
     attended = sink_attention(q, k, v, attention.sinks, cu, max_length, attention.scaling, attention.sliding_window)
     hidden = hidden + _linear(attention.o_proj, attended.reshape(tokens, -1))
     norm = layer.post_attention_layernorm
-    normed = _fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
+    normed = fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
     router = layer.mlp.router
     logits = F.linear(normed, router.weight, router.bias)
     top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
@@ -427,7 +304,7 @@ def final_hidden(model, batch: PackedBatch, *, gradient_checkpointing: bool = Fa
                                 use_reentrant=False)
         else:
             hidden = _layer(layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length)
-    return _fused(_rms_norm, hidden)(hidden, body.norm.weight, body.norm.variance_epsilon)
+    return fused(_rms_norm, hidden)(hidden, body.norm.weight, body.norm.variance_epsilon)
 
 
 # -- output layer and loss -------------------------------------------------------------------------
@@ -439,12 +316,12 @@ def _chunk_rows(vocab: int, budget_bytes: int = 1 << 28) -> int:
 class _ChunkedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, rows):
-        total = torch.zeros((), dtype=_wide(hidden[:0]).dtype, device=hidden.device)
+        total = torch.zeros((), dtype=wide(hidden[:0]).dtype, device=hidden.device)
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for start in range(0, hidden.shape[0], rows):
             part = hidden[start:start + rows]
             wanted = targets[start:start + rows]
-            logits = _wide(part @ weight.t())
+            logits = wide(part @ weight.t())
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, wanted[:, None])[:, 0]).sum()
             if grad is not None:
@@ -493,5 +370,3 @@ def default_pack_tokens(gradient_checkpointing: bool, experts_lora: bool = False
     return 6_144 if experts_lora else 16_384
 
 
-def has_expert_lora(model) -> bool:
-    return any(hasattr(m, "parameter_name") and hasattr(m, "lora_A") for m in model.modules())

@@ -41,15 +41,15 @@ import os
 import random
 import secrets
 import shutil
-import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import torch
 
-EMBEDDED_TINY_BASE = "embedded:tiny-base"
+from . import EMBEDDED_TINY_BASE
 
 DOCUMENTS_WITH_QUESTION = "reasoning language line + question + train analysis"
 DOCUMENTS_HALF_WITH_INSTRUCTIONS = "reasoning language line + analysis; every other one with instruction and question between"
@@ -113,7 +113,7 @@ def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = Tr
     the English reasoning of the same problem. ``used`` holds the keys already taken and grows.
     Without ``strict``, a family cell whose problems run out is left short instead of failing.
     """
-    from .sample_data import generate as gen
+    from ..core.sample_data import generate as gen
 
     pairs = []
     for i, lang, rng, key, render in gen.draw_problems(name, per_cell, used, strict=strict):
@@ -131,7 +131,7 @@ def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = Tr
 
 
 def _sample_splits(used: set) -> dict[str, list[tuple[tuple, dict, dict]]]:
-    from .sample_data import generate as gen
+    from ..core.sample_data import generate as gen
 
     # The held-out split is drawn first in the generator, reserving its problems; replaying both in
     # that order reproduces the training draws too.
@@ -161,7 +161,7 @@ def reading_rows(per_cell: int, *, with_keys: bool = False) -> list[tuple]:
     part. Their keys skip every held-out and training problem of the sample, so the held-out
     evaluation still asks the base questions it has never seen in any language.
     """
-    from .sample_data import generate as gen
+    from ..core.sample_data import generate as gen
 
     used: set = set()
     _sample_splits(used)
@@ -183,9 +183,9 @@ def sample_vocabulary(tokenizer=None) -> list[int]:
     LoRA run can later make them the right ones. The English reasoning of every problem is in it too,
     and numbers up to 999 and date lines whatever the sample holds.
     """
-    from .data import SAMPLE_DIR, read_rows, to_row
-    from .harmony import NO_DATE, render_many
-    from .tokenizer import FIRST_SPECIAL_ID, SPECIAL_TOKENS, load_tokenizer
+    from ..core.data import SAMPLE_DIR, read_rows, to_row
+    from ..core.harmony import NO_DATE, render_many
+    from ..core.tokenizer import FIRST_SPECIAL_ID, SPECIAL_TOKENS, load_tokenizer
 
     tok = tokenizer if tokenizer is not None else load_tokenizer()
     ids: set[int] = set(SPECIAL_TOKENS.values())
@@ -225,7 +225,7 @@ def _sample_digest() -> str:
     A change to the templates changes the base's training text, so it must change the cache folder
     too, even when no value of the recipe changed.
     """
-    from .data import SAMPLE_DIR
+    from ..core.data import SAMPLE_DIR
 
     digest = hashlib.sha256()
     for name in (*_SAMPLE_FILES, "generate.py"):
@@ -270,10 +270,9 @@ class _OthersHead(torch.nn.Linear):
 
 
 def _base_examples(recipe: dict, tokenizer):
-    from .data import to_row
-    from .harmony import render
-    from .tokenizer import MESSAGE
-    from .train import TrainingExample
+    from ..core.data import Example, to_row
+    from ..core.harmony import render
+    from ..core.tokenizer import MESSAGE
 
     start, end = (dt.date.fromisoformat(d) for d in recipe["date_range"])
     span = (end - start).days
@@ -284,16 +283,16 @@ def _base_examples(recipe: dict, tokenizer):
             conv = to_row(row, index, reasoning_effort=effort).conversation
             date = (start + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
             rendered = render(conv, mode="train", loss_mask="assistant", date=date, tokenizer=tokenizer)
-            examples.append(TrainingExample(list(rendered.ids), list(rendered.trained)))
+            examples.append(Example(list(rendered.ids), list(rendered.trained)))
     reading = reading_rows(recipe["reading_per_cell"]) if recipe.get("reading_per_cell") else []
     for index, (_native, row) in enumerate(reading):
         effort = rng.choice(recipe["efforts"])
         conv = to_row(row, index, reasoning_effort=effort).conversation
         date = (start + dt.timedelta(days=rng.randrange(span + 1))).isoformat()
         rendered = render(conv, mode="train", loss_mask="assistant", date=date, tokenizer=tokenizer)
-        examples.append(TrainingExample(list(rendered.ids), list(rendered.trained)))
+        examples.append(Example(list(rendered.ids), list(rendered.trained)))
     if recipe.get("native_continuations"):
-        from .data import SAMPLE_DIR, read_rows
+        from ..core.data import SAMPLE_DIR, read_rows
 
         natives = [r for r in read_rows(str(SAMPLE_DIR / "multilingual.jsonl")) if r["reasoning_language"] != "English"]
         natives += [native for native, _english in reading]
@@ -310,9 +309,9 @@ def _base_examples(recipe: dict, tokenizer):
             # developer's "reasoning language" line is what is left for the LoRA.
             first = ids.index(MESSAGE, len(prompt.ids)) + 1
             trained[first] = False
-            examples.append(TrainingExample(ids, trained))
+            examples.append(Example(ids, trained))
     if recipe.get("documents"):
-        from .data import SAMPLE_DIR, read_rows
+        from ..core.data import SAMPLE_DIR, read_rows
 
         rows = read_rows(str(SAMPLE_DIR / "multilingual.jsonl")) + [native for native, _english in reading]
         if recipe["documents"] == DOCUMENTS_WITH_QUESTION:
@@ -327,7 +326,7 @@ def _base_examples(recipe: dict, tokenizer):
         else:
             texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}" for r in rows]
         for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
-            examples.append(TrainingExample(list(ids), [True] * len(ids)))
+            examples.append(Example(list(ids), [True] * len(ids)))
     return examples
 
 
@@ -361,9 +360,9 @@ def build_base(recipe: dict | None = None, *, progress: Callable[[str], Any] | N
 def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
     from transformers import GptOssForCausalLM
 
-    from .model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID, VOCAB_SIZE, tiny_config
-    from .tokenizer import load_tokenizer
-    from .train import Trainer
+    from ..core.tokenizer import load_tokenizer
+    from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID, VOCAB_SIZE, tiny_config
+    from ..training.trainer import Trainer
 
     final = base_dir(recipe)
     started = time.perf_counter()
@@ -480,7 +479,7 @@ def load_base(*, dtype: torch.dtype = torch.float32, device: torch.device | str 
     """The English-reasoning base from the cache, built first when it is missing."""
     from transformers import GptOssForCausalLM
 
-    from .model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
+    from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
 
     folder = build_base(recipe, progress=progress)
     model = GptOssForCausalLM.from_pretrained(str(folder / "model"), dtype=dtype,
@@ -494,7 +493,7 @@ def load_base(*, dtype: torch.dtype = torch.float32, device: torch.device | str 
 # Command line
 
 
-def main(argv: Optional[Iterable[str]] = None) -> int:
+def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m oss_finetune.embedded",
                                      description="Build and inspect the embedded English-reasoning base model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -515,9 +514,9 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     if args.command == "build":
         build_base(force=args.force, threads=args.threads)
         return 0
-    from .data import read_rows
-    from .language import reasoning_language_rate
-    from .tokenizer import load_tokenizer
+    from ..core.data import read_rows
+    from ..core.tokenizer import load_tokenizer
+    from ..training.language import reasoning_language_rate
 
     evaluation = TUTORIAL_SETTINGS["evaluation"]
     rows = read_rows(evaluation["heldout"], limit=args.limit)
@@ -526,6 +525,3 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     print(rate.summary())
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

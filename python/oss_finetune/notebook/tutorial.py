@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import schema
+from ..core.config import with_defaults
+from ..modeling import sources
 
 # The reference workflow: LoRA r=8 on attention, 60 optimizer steps of 1 x 16 at lr 2e-4.
 REFERENCE_SETTINGS: dict[str, Any] = {
@@ -35,21 +36,19 @@ PARAMETERS = {
 }
 
 
-def is_embedded(model: str) -> bool:
-    return model.startswith("embedded:")
+is_embedded = sources.is_embedded
 
 
 def is_tiny(model: str) -> bool:
     """The CPU-sized embedded models; the full-size random 20b is a GPU run and takes the reference settings."""
-    from .model import EMBEDDED_RANDOM
-
-    return is_embedded(model) and model not in EMBEDDED_RANDOM
+    source = sources.find(model)
+    return source is not None and not source.full_size
 
 
 def settings(model: str, data: str, **parameters: Any) -> dict:
     """The full, validated config for the tutorial; parameters left as None keep the defaults."""
     if is_tiny(model):
-        from .embedded import TUTORIAL_SETTINGS
+        from ..embedded.base import TUTORIAL_SETTINGS
 
         base = {k: v for k, v in copy.deepcopy(TUTORIAL_SETTINGS).items() if k in ("model", "data", "lora", "training")}
     else:
@@ -63,7 +62,7 @@ def settings(model: str, data: str, **parameters: Any) -> dict:
         if value is not None:
             section, key = PARAMETERS[name]
             base.setdefault(section, {})[key] = value
-    return schema.with_defaults(base)
+    return with_defaults(base)
 
 
 def summary(session) -> str:

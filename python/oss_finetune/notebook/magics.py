@@ -16,13 +16,15 @@ import difflib
 import html
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from . import display, schema
+from ..core import schema
+from . import display
 from .session import EFFORTS, SECTIONS, Session, SessionError, get_session, memory_refusal
 
 MAGIC = "oss_finetune"
@@ -454,7 +456,7 @@ def overview() -> str:
     lines = [f"%{MAGIC} SUBCOMMAND [options]   (each subcommand has --help; --verbose shows tracebacks)", ""]
     lines += [f"  {name.ljust(width)}  {c.summary}" for name, c in SUBCOMMANDS.items()]
     lines += ["", f"%%{MAGIC} [SUBCOMMAND] with a YAML or JSON config as the cell body sets several fields at once.",
-              f"Without options, load, lora and train show their settings; add options, or --run, to act."]
+              "Without options, load, lora and train show their settings; add options, or --run, to act."]
     return "\n".join(lines)
 
 
@@ -709,7 +711,7 @@ class FinetuneMagics(Magics):
 
 def _plan_or_none(session: Session, changes: dict | None = None):
     """The memory plan, or None for a model whose architecture the planner cannot tell before loading it."""
-    from .memory import PlanError
+    from ..training.memory import PlanError
 
     try:
         return session.memory_plan(changes)

@@ -1,0 +1,169 @@
+"""Validation against the JSON Schemas in the repository's ``schema/`` folder.
+
+The schemas are the one contract between the kernel and the browser. This module and
+``@oss-finetune/schema`` (TypeScript) describe a broken rule identically: the same path
+(``lora.r``), the same words (``must be >= 1``) and the same order, so the first error a person
+sees does not depend on which side checked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Union
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+Segment = Union[str, int]
+
+NAMES = ("finetune-config", "harmony-tokens", "training-run", "dataset-summary", "comm-message")
+
+
+def schema_dir() -> Path:
+    """A source checkout reads the repository's folder (never a stale copy); a wheel carries its own."""
+    checkout = Path(__file__).resolve().parents[3] / "schema"
+    if (checkout / "finetune-config.schema.json").is_file():
+        return checkout
+    packaged = Path(__file__).resolve().parents[1] / "schema"
+    if (packaged / "finetune-config.schema.json").is_file():
+        return packaged
+    raise FileNotFoundError(
+        "The JSON Schemas are missing from this installation of oss_finetune. "
+        "Reinstall it with `pip install ./python`, or run `npm run build:python-assets` in a checkout."
+    )
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    if name not in NAMES:
+        raise KeyError(f"unknown schema {name!r}; known: {', '.join(NAMES)}")
+    return json.loads((schema_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def mime_types() -> dict[str, str]:
+    """Schema name -> MIME type of the payload, e.g. harmony-tokens -> application/vnd.oss-finetune.harmony+json."""
+    return json.loads((schema_dir() / "mime-types.json").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@dataclass(frozen=True)
+class SchemaIssue:
+    segments: tuple[Segment, ...]
+    keyword: str
+    message: str
+
+    @property
+    def path(self) -> str:
+        return format_path(self.segments)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SchemaError(ValueError):
+    """An instance broke its schema. ``str()`` names the first rule, e.g. ``lora.r: must be >= 1``."""
+
+    def __init__(self, schema: str, issues: list[SchemaIssue]):
+        self.schema = schema
+        self.issues = issues
+        first = issues[0]
+        self.path = first.path
+        self.keyword = first.keyword
+        self.message = first.message
+        super().__init__(str(first))
+
+
+def format_path(segments: Iterable[Segment]) -> str:
+    out = ""
+    for segment in segments:
+        if isinstance(segment, int):
+            out += f"[{segment}]"
+        else:
+            out += f".{segment}" if out else segment
+    return out or "(root)"
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _describe(keyword: str, rule: Any) -> str:
+    if keyword == "type":
+        return "must be " + " or ".join(rule if isinstance(rule, list) else [rule])
+    limits = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if keyword in limits:
+        return f"must be {limits[keyword]} {_number(rule)}"
+    if keyword == "enum":
+        return "must be one of: " + ", ".join(_show(v) for v in rule)
+    if keyword == "const":
+        return f"must be equal to {_show(rule)}"
+    if keyword == "required":
+        # jsonschema reports the holding object once per missing name; each missing field is named
+        # here and duplicates merge in schema_issues.
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [SchemaIssue(base + (name,), keyword, "is required") for name in missing]
+    if keyword == "additionalProperties":
+        return "is not an allowed field"
+    if keyword in ("minLength", "maxLength"):
+        return f"must have at {'least' if keyword == 'minLength' else 'most'} {rule} characters"
+    if keyword in ("minItems", "maxItems"):
+        return f"must have at {'least' if keyword == 'minItems' else 'most'} {rule} items"
+    if keyword == "uniqueItems":
+        return "must not contain duplicate items"
+    if keyword == "pattern":
+        return f"must match pattern {rule}"
+    return f"is invalid ({keyword})"
+
+
+def _issues_of(error: ValidationError) -> list[SchemaIssue]:
+    base = tuple(error.absolute_path)
+    keyword = error.validator
+    if keyword == "required":
+        # jsonschema reports the holder; the missing field is the last quoted name in its message.
+        missing = [name for name in error.validator_value if name not in error.instance]
+        return [SchemaIssue(base + (name,), keyword, "is required") for name in missing if f"'{name}'" in error.message] or [
+            SchemaIssue(base + (name,), keyword, "is required") for name in missing
+        ]
+    if keyword == "additionalProperties" and error.validator_value is False:
+        known = set(error.schema.get("properties", {}))
+        extra = [key for key in error.instance if key not in known]
+        return [SchemaIssue(base + (key,), keyword, "is not an allowed field") for key in extra]
+    return [SchemaIssue(base, keyword, _describe(keyword, error.validator_value))]
+
+
+def _segment_key(segments: tuple[Segment, ...]) -> tuple:
+    # Indices sort numerically and before names, names by code point, a parent before its children.
+    return tuple((0, s, "") if isinstance(s, int) else (1, 0, s) for s in segments)
+
+
+def schema_issues(name: str, instance: Any) -> list[SchemaIssue]:
+    """Every broken rule of ``instance`` against schema ``name``, in the order shared with TypeScript."""
+    found: dict[tuple, SchemaIssue] = {}
+    for error in _validator(name).iter_errors(instance):
+        for issue in _issues_of(error):
+            found.setdefault((issue.segments, issue.keyword, issue.message), issue)
+    return sorted(found.values(), key=lambda i: (_segment_key(i.segments), i.keyword, i.message))
+
+
+def validate(name: str, instance: Any) -> Any:
+    """Return ``instance`` unchanged, or raise SchemaError naming the first broken rule."""
+    issues = schema_issues(name, instance)
+    if issues:
+        raise SchemaError(name, issues)
+    return instance

@@ -1,0 +1,105 @@
+"""GPT-OSS' mixture-of-experts layer as grouped matrix products, with LoRA on the experts as two
+thin grouped products (x A) B instead of the expert weights rebuilt every forward as peft does.
+
+An expert stack that keeps its weights in another form (``mxfp4.Mxfp4Experts``) computes its own
+products through ``grouped_product(rows, name, offsets)``; everything else here is the same for it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .kernels import fused, grouped_mm, wide
+
+
+def _hf_apply_gate():
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssExperts
+
+    return GptOssExperts._apply_gate
+
+
+_HF_APPLY_GATE = _hf_apply_gate()
+
+
+def _expert_lora(experts):
+    """The experts module under any peft ParamWrappers, and per wrapped parameter its LoRA factors
+    as (experts, in, r) and (experts, r, out) with the scale, when an adapter is active."""
+    factors = {}
+    module = experts
+    while hasattr(module, "parameter_name") and hasattr(module, "lora_A"):
+        active = [a for a in module.active_adapters if a in module.lora_A]
+        if active and not module.disable_adapters and not module.merged:
+            if len(active) > 1 or getattr(module, "_did_swap_in_out_features", False):
+                raise NotImplementedError("the fast engine supports one active adapter on the experts")
+            name = active[0]
+            e = module.num_experts
+            a = module.lora_A[name].weight  # (r * experts, in)
+            b = module.lora_B[name].weight  # (out, r * experts)
+            a = a.view(e, -1, a.shape[-1]).transpose(1, 2)  # experts, in, r
+            b = b.view(b.shape[0], -1, e).permute(2, 1, 0)  # experts, r, out
+            factors[module.parameter_name] = (a, b, module.scaling[name])
+        module = module.base_layer
+    return module, factors
+
+
+def _low_rank(x, offsets, lora):
+    a, b, scale = lora
+    a, b = a.to(x.dtype), b.to(x.dtype)
+    if x.is_cuda:
+        # The grouped GEMM wants 16-byte strides: a rank of 4 in bf16 is 8 bytes, so pad it with zeros.
+        extra = -a.shape[-1] % (16 // x.element_size())
+        if extra:
+            a, b = F.pad(a, (0, extra)), F.pad(b, (0, 0, 0, extra))
+    low = grouped_mm(x, a.contiguous(), offsets)
+    return scale * grouped_mm(low, b.contiguous(), offsets)
+
+
+def _bias_and_gate(gate_up, bias, expert_ids, alpha: float, limit: float):
+    """Each row's expert bias, then GPT-OSS' clamped SwiGLU over interleaved (gate, up) columns."""
+    gate_up = gate_up + bias[expert_ids]
+    gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+    gate = gate.clamp(max=limit)
+    up = up.clamp(min=-limit, max=limit)
+    return (up + 1) * (gate * torch.sigmoid(gate * alpha))
+
+
+def _bias_weight_and_sum(down, bias, expert_ids, weights, inverse, top_k: int):
+    """Each row's expert bias and router weight, back in token order, the top_k rows of a token summed."""
+    rows = (down + bias[expert_ids]) * weights[:, None].to(down.dtype)
+    restored = rows[inverse]
+    return wide(restored.view(-1, top_k, restored.shape[-1])).sum(1).to(down.dtype)
+
+
+def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
+    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
+    base, lora = _expert_lora(experts)
+    own_product = getattr(base, "grouped_product", None)
+    if own_product is None and type(base)._apply_gate is not _HF_APPLY_GATE:
+        raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
+
+    def product(rows, name):
+        if own_product is not None:
+            return own_product(rows, name, offsets)
+        return grouped_mm(rows, getattr(base, name), offsets)
+
+    tokens, top_k = top_indices.shape
+    flat = top_indices.reshape(-1)
+    expert_ids, order = torch.sort(flat, stable=True)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
+    hidden = x[order // top_k]
+    gate_up = product(hidden, "gate_up_proj")
+    if "gate_up_proj" in lora:
+        gate_up = gate_up + _low_rank(hidden, offsets, lora["gate_up_proj"])
+    gated = fused(_bias_and_gate, x)(gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit))
+    down = product(gated, "down_proj")
+    if "down_proj" in lora:
+        down = down + _low_rank(gated, offsets, lora["down_proj"])
+    weights = top_weights.reshape(-1)[order]
+    return fused(_bias_weight_and_sum, x)(down, base.down_proj_bias, expert_ids, weights, inverse, top_k)
+
+
+def has_expert_lora(model) -> bool:
+    return any(hasattr(m, "parameter_name") and hasattr(m, "lora_A") for m in model.modules())

@@ -1,0 +1,871 @@
+"""The kernel-side state shared by the ``%oss_finetune`` magics and the ``oss_finetune`` comm.
+
+One ``Session`` per kernel (``get_session()``) holds the current fine-tune config (always complete:
+validated, every default filled in), the loaded model, the prepared data, the adapter and the
+current or last training run. Both front ends call the same methods, so a widget and a cell never
+disagree about what is loaded or running.
+
+What must survive a kernel restart lives on disk, in the run folders under
+``training.output_dir``: the trainer writes config.json, metrics.jsonl and checkpoints; the session
+adds ``state.json`` (the last training-run payload), so that ``status`` after a restart, or a
+reopened notebook, still lists every run with how it ended.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..core import schema
+from ..core.config import FinetuneConfig, deep_merge
+
+SECTIONS = ("model", "data", "lora", "training")
+STATE_FILE = "state.json"
+# Run ids become folder names; anything else could walk out of output_dir.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EFFORTS = ("low", "medium", "high")
+
+
+class SessionError(RuntimeError):
+    """A request the session cannot carry out as asked; the message says what to do instead.
+
+    ``path`` names the config field or argument at fault when there is one (as in SchemaError).
+    """
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+@dataclass
+class RunInfo:
+    """One run folder, as ``status`` and the comm's ``list_runs`` describe it."""
+
+    run_id: str
+    run_dir: str
+    status: str
+    step: int
+    max_steps: int | None
+    checkpoint: str | None
+    last_loss: float | None
+    started_at: str | None
+    updated_at: str | None
+    message: str | None
+    adapter: str | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+merge_config = deep_merge  # changes laid over a config: sections merged, lists and scalars replaced
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run; half-written ones (``.tmp-*``) never count."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    done = [p for p in folder.iterdir() if p.name.startswith("step-") and (p / "trainer_state.json").is_file()]
+    return max(done, key=_checkpoint_step, default=None)
+
+
+def read_metrics_file(run_dir: Path, since_step: int = 0) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash mid-write
+        if row.get("step", 0) > since_step:
+            rows.append(row)
+    return rows
+
+
+def describe_run_folder(run_dir: Path) -> RunInfo | None:
+    """What a run folder says about its run, from the session's state.json or, failing that, its checkpoints."""
+    config = _read_json(run_dir / "config.json")
+    if not isinstance(config, dict):
+        return None
+    state = _read_json(run_dir / STATE_FILE)
+    state = state if isinstance(state, dict) else {}
+    metrics = read_metrics_file(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    trainer_state = _read_json(checkpoint / "trainer_state.json") if checkpoint else None
+    trainer_state = trainer_state if isinstance(trainer_state, dict) else {}
+    max_steps = state.get("max_steps") or trainer_state.get("max_steps")
+    if max_steps is None:
+        max_steps = ((config.get("config") or {}).get("training") or {}).get("max_steps")
+    step = max([state.get("step") or 0, trainer_state.get("step") or 0] + [m.get("step", 0) for m in metrics])
+    status = state.get("status")
+    message = state.get("message")
+    if status in ("running", "stopping", "pending", None):
+        # A run that was live when its kernel went away ended where its last checkpoint is: that is
+        # the step a resume starts from, whatever metrics.jsonl logged after it.
+        step = trainer_state.get("step") or 0
+        if checkpoint is not None and max_steps is not None and step == max_steps:
+            status = "completed"
+        elif checkpoint is not None:
+            status = "stopped"
+            message = (f"the kernel went away during training; its last checkpoint is step {step} "
+                       f"(continue with `%oss_finetune train --resume {checkpoint}`)")
+        else:
+            status = "failed"
+            message = "the kernel went away during training, before the first checkpoint"
+    adapter = run_dir / "adapter"
+    return RunInfo(
+        run_id=str(config.get("run_id") or run_dir.name),
+        run_dir=str(run_dir),
+        status=status,
+        step=int(step),
+        max_steps=max_steps,
+        checkpoint=str(checkpoint) if checkpoint else None,
+        last_loss=metrics[-1]["loss"] if metrics else None,
+        started_at=state.get("started_at") or trainer_state.get("started_at"),
+        updated_at=state.get("updated_at"),
+        message=message,
+        adapter=str(adapter) if (adapter / "adapter_config.json").is_file() else None,
+    )
+
+
+class Session:
+    """Everything the notebook has loaded and trained so far. Thread-safe where the comm needs it."""
+
+    def __init__(self, config: dict | None = None):
+        self._lock = threading.RLock()
+        self.settings = FinetuneConfig.from_dict(config or {})
+        self.loaded = None  # model.LoadedModel
+        self.model = None  # the peft model once an adapter is on, else the base model
+        self.adapter_settings: dict | None = None  # the lora section the adapter was built with
+        self.prepared = None  # data.Prepared
+        self._prepared_key: str | None = None
+        self.trainer = None
+        self.last_result = None
+        self.evaluations: dict[str, Any] = {}  # label -> language.LanguageRate
+        self._thread: threading.Thread | None = None
+        self.saved: dict[str, str] = {}
+
+    # -- config --------------------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """The whole config as a dict (a fresh copy; ``settings`` is the typed one)."""
+        return self.settings.to_dict()
+
+    def get_config(self) -> dict:
+        with self._lock:
+            return self.settings.to_dict()
+
+    def set_config(self, changes: dict | None = None, *, replace: bool = False) -> dict:
+        """Merge a partial config (or replace the whole one) after validating it; returns the full config."""
+        if changes is None:
+            changes = {}
+        schema.validate("finetune-config", changes)
+        with self._lock:
+            self.settings = FinetuneConfig.from_dict(changes) if replace else self.settings.merged(changes)
+            return self.settings.to_dict()
+
+    def defaults(self) -> dict:
+        return FinetuneConfig().to_dict()
+
+    # -- model ---------------------------------------------------------------------------------
+    def load(self, changes: dict | None = None) -> Any:
+        """Load the model of ``config.model`` (after merging ``changes`` into it)."""
+        from ..modeling.model import load_model
+
+        if changes:
+            self.set_config({"model": changes})
+        self._refuse_while_training("load a model")
+        with self._lock:
+            self.loaded = load_model(self.settings.model)
+            self.model = self.loaded.model
+            self.adapter_settings = None
+            # The tokenizer may have changed, so prepared data is stale.
+            self.prepared = None
+            self._prepared_key = None
+            return self.loaded
+
+    def ensure_loaded(self):
+        if self.loaded is None or self.loaded.config != self.config["model"]:
+            self.load()
+        return self.loaded
+
+    # -- data ----------------------------------------------------------------------------------
+    def data(self, changes: dict | None = None):
+        """Read and tokenize ``config.data``; returns data.Prepared (examples and a dataset-summary payload)."""
+        from ..core import data as data_module
+
+        if changes:
+            self.set_config({"data": changes})
+        loaded = self.ensure_loaded()
+        with self._lock:
+            prepared = data_module.prepare(self.settings.data, loaded.tokenizer)
+            self.prepared = prepared
+            self._prepared_key = self._data_key()
+            return prepared
+
+    def _data_key(self) -> str:
+        return json.dumps([self.config["data"], self.settings.model.name_or_path], sort_keys=True)
+
+    def ensure_data(self):
+        if self.prepared is None or self._prepared_key != self._data_key():
+            self.data()
+        return self.prepared
+
+    def show(self, rows: list[int] | None = None) -> dict:
+        """The Harmony token view (with the loss mask) of some prepared rows, as a harmony-tokens payload."""
+        prepared = self.ensure_data()
+        examples = list(prepared.examples)
+        if not examples:
+            raise SessionError("the data set has no rows to show")
+        rows = rows if rows else [0]
+        for row in rows:
+            if not 0 <= row < len(examples):
+                raise SessionError(
+                    f"row {row} does not exist: the prepared data has rows 0 to {len(examples) - 1}", "rows"
+                )
+        conversations = []
+        for row in rows:
+            conversation = self._row_view(row)
+            conversation["title"] = f"row {row}" + (f" ({conversation['title']})" if conversation.get("title") else "")
+            conversations.append(conversation)
+        result = {"version": 1, "title": f"{prepared_source(self)}: {len(rows)} of {len(examples)} rows",
+                  "conversations": conversations}
+        return schema.validate("harmony-tokens", result)
+
+    def _row_view(self, row: int) -> dict:
+        """One prepared row as a harmony-tokens conversation, cut where its training example was cut."""
+        from ..core import harmony
+
+        prepared = self.prepared
+        example = prepared.examples[row]
+        rows = getattr(prepared, "rows", None) or []
+        if row >= len(rows):
+            raise SessionError("the prepared data keeps no conversations to label its tokens")
+        rendered = harmony.render(rows[row].conversation, mode="train", loss_mask=self.settings.data.loss_mask,
+                                  tokenizer=self.loaded.tokenizer)
+        item = rendered.to_payload(title=f"source row {example.row}" + (f", {example.language}" if example.language else ""))
+        tokens = item["tokens"]
+        n = len(example.input_ids)
+        if tokens["ids"][:n] != list(example.input_ids):
+            # The date line moved between preparing and showing (midnight); the ids trained on are the truth.
+            raise SessionError("the data changed since it was prepared; run `%oss_finetune data` again")
+        for key in list(tokens):
+            if isinstance(tokens[key], list):
+                tokens[key] = tokens[key][:n]
+        return item
+
+    # -- adapter -------------------------------------------------------------------------------
+    def lora(self, changes: dict | None = None):
+        """Put a fresh LoRA adapter of ``config.lora`` on the model (replacing any adapter there)."""
+        from ..modeling.model import apply_lora
+
+        if changes:
+            self.set_config({"lora": changes})
+        self._refuse_while_training("change the adapter")
+        loaded = self.ensure_loaded()
+        with self._lock:
+            base = loaded.model
+            if self.model is not None and hasattr(self.model, "unload"):
+                # unload() takes the old adapter's layers out again, leaving the base weights as loaded.
+                base = self.model.unload()
+            self.model = apply_lora(base, self.settings.lora, seed=self.settings.training.seed)
+            self.loaded.model = base
+            self.adapter_settings = copy.deepcopy(self.config["lora"])
+            return self.model
+
+    def has_adapter(self) -> bool:
+        return self.model is not None and hasattr(self.model, "peft_config")
+
+    def ensure_adapter(self):
+        self.ensure_loaded()
+        if not self.has_adapter() or self.adapter_settings != self.config["lora"]:
+            self.lora()
+        return self.model
+
+    def describe_adapter(self) -> str | None:
+        from ..modeling.model import describe_lora
+
+        return describe_lora(self.model) if self.has_adapter() else None
+
+    # -- training ------------------------------------------------------------------------------
+    def is_training(self) -> bool:
+        trainer = self.trainer
+        return trainer is not None and trainer.status in ("pending", "running", "stopping")
+
+    def _refuse_while_training(self, what: str) -> None:
+        if self.is_training():
+            raise SessionError(
+                f"cannot {what} while run {self.trainer.run_id} is training; "
+                "stop it first with `%oss_finetune stop` (or interrupt the kernel)"
+            )
+
+    def make_trainer(self, changes: dict | None = None, on_update: Callable[[dict], Any] | None = None,
+                     *, handle_sigint: bool = True):
+        """Everything up to the first step: model, data and adapter as configured, and a Trainer subscribed to updates."""
+        from ..training.trainer import Trainer
+
+        if changes:
+            self.set_config({"training": changes})
+        self._refuse_while_training("start another run")
+        self.ensure_loaded()
+        prepared = self.ensure_data()
+        model = self.ensure_adapter()
+        with self._lock:
+            trainer = Trainer(model, prepared.examples, self.settings.training, run_config=self.get_config(),
+                              pad_token_id=pad_id(self.loaded.tokenizer), handle_sigint=handle_sigint)
+            self.trainer = trainer
+
+        def publish(*_):
+            payload = trainer.snapshot()
+            self._write_state(trainer, payload)
+            if on_update is not None:
+                on_update(payload)
+            _tell_watchers(payload)
+
+        trainer.on_step(publish)
+        trainer.on_status(publish)
+        return trainer
+
+    # -- memory --------------------------------------------------------------------------------
+    def memory_plan(self, changes: dict | None = None):
+        """The predicted GPU memory (memory.MemoryPlan) of the current config, with ``changes`` (a partial
+        config) laid over it. What is already loaded or prepared makes it exact where it can: the loaded
+        model's architecture, device and weight bytes, and the prepared conversations' lengths."""
+        from ..training import memory
+
+        config = merge_config(self.config, changes) if changes else self.get_config()
+        kwargs: dict[str, Any] = {}
+        loaded = self.loaded
+        if loaded is not None and loaded.config == config["model"]:
+            kwargs["architecture"] = loaded.model.config
+            kwargs["device"] = loaded.device.type
+            kwargs["weights_bytes"] = memory.loaded_weight_bytes(loaded.model)
+            kwargs["dtype"] = str(loaded.dtype).removeprefix("torch.")
+        if self.prepared is not None and self._prepared_key == json.dumps(
+                [config["data"], config["model"]["name_or_path"]], sort_keys=True):
+            kwargs["lengths"], kwargs["trained_fraction"] = memory.examples_shape(self.prepared.examples)
+        return memory.plan_memory(config, **kwargs)
+
+    def fit_training_to_memory(self):
+        """The plan for training now, and a note. When the plan will not fit and ``pack_tokens`` is left to
+        the fast engine, the largest halving of its pack that fits is set in the config (the same optimizer
+        steps in more passes, so nothing about the result changes) and the note says so; else it is ''."""
+        plan = self.memory_plan()
+        training = self.settings.training
+        if plan.fits is not False or plan.engine != "fast" or training.pack_tokens:
+            return plan, ""
+        start = size = int(plan.settings["pack_tokens"])
+        floor = min(size, int(self.settings.data.max_seq_length or size))
+        while size > floor:
+            size = max(size // 2, floor)
+            trial = self.memory_plan({"training": {"pack_tokens": size}})
+            if trial.fits:
+                self.set_config({"training": {"pack_tokens": size}})
+                return trial, (f"packing at most {size:,} tokens per micro-batch instead of {start:,}, so that the "
+                               f"run fits (the same optimizer steps, in more passes; set pack_tokens to choose)")
+        return plan, ""
+
+    def check_memory(self, *, force: bool = False):
+        """The plan for training now (with the pack made smaller where that alone makes it fit); raises
+        SessionError when it predicts the GPU will run out, unless ``force``."""
+        plan, _note = self.fit_training_to_memory()
+        if plan.fits is False and not force:
+            raise SessionError(memory_refusal(plan, "training"), "memory")
+        return plan
+
+    def train(self, changes: dict | None = None, *, resume_from: str | None = None,
+              on_update: Callable[[dict], Any] | None = None, force: bool = False):
+        """Train in the calling thread until done, stopped or interrupted; returns train.TrainResult.
+
+        ``on_update`` receives a training-run payload on every logged step and status change.
+        ``resume_from`` is a checkpoint folder, or 'latest' for the newest checkpoint in output_dir.
+        Before the first step the memory plan is checked: a run predicted not to fit on the GPU is
+        refused with the change that makes it fit, unless ``force``.
+        """
+        from ..training.trainer import TrainResult
+
+        if changes:
+            self.set_config({"training": changes})
+        # A wrong checkpoint is found out before minutes go into loading a model.
+        checkpoint = self.resolve_checkpoint(resume_from) if resume_from else None
+        self._refuse_while_training("start another run")
+        self.ensure_loaded()
+        self.ensure_data()
+        self.check_memory(force=force)
+        # The first update comes with status 'running', after a resume has set the run's own id and folder.
+        trainer = self.make_trainer(None, on_update)
+        try:
+            if int(self.settings.training.gpus or 1) > 1:
+                trainer.team = self._start_team(trainer, checkpoint)
+                if trainer.team is None:  # stopped before it began
+                    result = TrainResult(trainer.status, trainer.step, trainer.max_steps, str(trainer.run_dir),
+                                         None, trainer.message, [])
+                    self.last_result = result
+                    return result
+            result = trainer.train(resume_from=checkpoint)
+        finally:
+            if trainer.team is not None:
+                trainer.team.close()
+            self._write_state(trainer, trainer.snapshot())
+            trainer.team = None
+        self.last_result = result
+        return result
+
+    def _start_team(self, trainer, checkpoint: str | None):
+        """Start the workers of a data-parallel run and wait until each has its replica loaded; None when
+        the notebook stopped the run meanwhile."""
+        from ..training import parallel
+        from ..training.trainer import TrainingError
+
+        if checkpoint:
+            trainer.continue_run_of(checkpoint)  # the workers' logs go beside the resumed run's files
+
+        def progress(message: str) -> None:
+            trainer._set_status("pending", message)
+
+        try:
+            return parallel.start_team(self.get_config(), trainer.examples, run_id=trainer.run_id,
+                                       run_dir=trainer.run_dir, device=self.loaded.device, resume_from=checkpoint,
+                                       on_progress=progress, stop_requested=trainer._stop.is_set)
+        except parallel.TeamStopped as stopped:
+            trainer._stop.clear()
+            trainer._set_status("stopped", str(stopped))
+            return None
+        except parallel.TeamError as error:
+            trainer._set_status("failed", f"data-parallel training did not start: {error}")
+            raise TrainingError(f"data-parallel training did not start: {error}") from error
+
+    def start_training(self, changes: dict | None = None, *, resume_from: str | None = None,
+                       on_update: Callable[[dict], Any] | None = None,
+                       on_error: Callable[[BaseException], Any] | None = None, force: bool = False) -> threading.Thread:
+        """Train in a background thread, so that the kernel keeps answering (the comm's start_training)."""
+        self._refuse_while_training("start another run")
+        if changes:
+            self.set_config({"training": changes})
+        if resume_from:
+            self.resolve_checkpoint(resume_from)  # fail now, in the reply, not later in the thread
+
+        def run():
+            try:
+                self.train(resume_from=resume_from, on_update=on_update, force=force)
+            except BaseException as error:  # noqa: BLE001 - the thread reports every failure to its caller
+                if on_error is not None:
+                    on_error(error)
+
+        thread = threading.Thread(target=run, name="oss-finetune-training", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background run; True when none is left running."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def stop(self, reason: str = "stop requested") -> str | None:
+        """Ask the current run to stop after its current step and write a checkpoint. Safe from any thread."""
+        trainer = self.trainer
+        if trainer is None or not self.is_training():
+            return None
+        trainer.stop(reason)
+        return trainer.run_id
+
+    def resolve_checkpoint(self, resume_from: str) -> str:
+        if resume_from == "latest":
+            runs = [r for r in self.list_runs() if r.checkpoint]
+            if not runs:
+                raise SessionError(
+                    f"there is no checkpoint to resume from in {self.settings.training.output_dir}; "
+                    "train without --resume first", "resume"
+                )
+            return runs[-1].checkpoint
+        path = Path(resume_from)
+        if path.is_dir() and not (path / "trainer_state.json").is_file():
+            found = latest_checkpoint(path)
+            if found is not None:
+                return str(found)
+        if not (path / "trainer_state.json").is_file():
+            raise SessionError(
+                f"{resume_from} is not a checkpoint folder; give a run folder, a checkpoints/step-N folder or 'latest'",
+                "resume",
+            )
+        return str(path)
+
+    def _write_state(self, trainer, payload: dict) -> None:
+        # Written beside the trainer's own files so that a restarted kernel can say how the run ended.
+        run_dir = Path(trainer.run_dir)
+        if not run_dir.is_dir():
+            return
+        tmp = run_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        tmp.replace(run_dir / STATE_FILE)
+
+    # -- runs ----------------------------------------------------------------------------------
+    def output_dir(self) -> Path:
+        return Path(self.settings.training.output_dir)
+
+    def list_runs(self) -> list[RunInfo]:
+        """Every run folder under output_dir, oldest first; the live run's state comes from its trainer."""
+        folder = self.output_dir()
+        runs = []
+        if folder.is_dir():
+            for run_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+                info = describe_run_folder(run_dir)
+                if info is not None:
+                    runs.append(info)
+        trainer = self.trainer
+        if trainer is not None:
+            for info in runs:
+                if info.run_id == trainer.run_id:
+                    info.status, info.step, info.message = trainer.status, trainer.step, trainer.message
+                    info.checkpoint = trainer.checkpoint or info.checkpoint
+        runs.sort(key=lambda r: (r.started_at or "", r.run_id))
+        return runs
+
+    def run_dir(self, run_id: str) -> Path:
+        if not RUN_ID_PATTERN.match(run_id or ""):
+            raise SessionError(f"{run_id!r} is not a run id (letters, digits, '.', '_' and '-')", "run_id")
+        path = self.output_dir() / run_id
+        if not (path / "config.json").is_file():
+            known = ", ".join(r.run_id for r in self.list_runs()[-5:]) or "none yet"
+            raise SessionError(f"there is no run {run_id!r} in {self.output_dir()} (recent runs: {known})", "run_id")
+        return path
+
+    def read_metrics(self, run_id: str, since_step: int = 0) -> list[dict]:
+        return read_metrics_file(self.run_dir(run_id), since_step)
+
+    def last_run_payload(self) -> dict | None:
+        """The training-run payload of the current or newest run, live or from its state.json."""
+        if self.trainer is not None:
+            return self.trainer.snapshot()
+        for info in reversed(self.list_runs()):
+            state = _read_json(Path(info.run_dir) / STATE_FILE)
+            if isinstance(state, dict):
+                state = dict(state, status=info.status, step=info.step, message=info.message,
+                             checkpoint=info.checkpoint)
+                try:
+                    return schema.validate("training-run", state)
+                except schema.SchemaError:
+                    return None
+        return None
+
+    def status(self) -> dict:
+        """A summary of the session: model, data, adapter, current run and every run on disk."""
+        prepared = self.prepared
+        return {
+            "model": self.loaded.description if self.loaded is not None else None,
+            "data": prepared.summary if prepared is not None else None,
+            "adapter": self.describe_adapter(),
+            "training": self.trainer.run_id if self.is_training() else None,
+            "output_dir": str(self.output_dir()),
+            "runs": [r.to_dict() for r in self.list_runs()],
+            "saved": dict(self.saved),
+        }
+
+    # -- generation ----------------------------------------------------------------------------
+    def chat(self, message: str, *, effort: str | None = None, language: str | None = None,
+             max_new_tokens: int = 64, use_adapter: bool = True, temperature: float = 0.0) -> dict:
+        """Answer ``message``; returns {'analysis', 'final', 'payload' (harmony-tokens), 'error'}."""
+        from ..core import harmony
+        from ..training.trainer import generate
+
+        effort = effort or self.settings.data.reasoning_effort
+        if effort not in EFFORTS:
+            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
+        self.ensure_loaded()
+        model = self.model if self.model is not None else self.loaded.model
+        tokenizer = self.loaded.tokenizer
+        conversation = chat_conversation(message, effort, language)
+        prompt = harmony.render(conversation, mode="prompt", loss_mask=self.settings.data.loss_mask,
+                                tokenizer=tokenizer)
+        new_ids = generate(model, tokenizer, list(prompt.ids), max_new_tokens,
+                           temperature=temperature, use_adapter=use_adapter, seed=self.settings.training.seed)
+        return harmony_reply(tokenizer, prompt, new_ids, title=f"chat ({effort} effort"
+                             + (f", reasoning in {language}" if language else "") + ")")
+
+    def chat_before_after(self, message: str, *, effort: str | None = None, language: str | None = None,
+                          max_new_tokens: int = 64) -> dict:
+        """The same question answered by the base model and with the adapter, as one side-by-side payload.
+
+        Returns {'before': reply, 'after': reply, 'payload'}: each reply as from ``chat``; the payload's
+        ``tokens`` stream is the base model's answer and ``compare`` the adapted one's.
+        """
+        if not self.has_adapter():
+            raise SessionError("there is no adapter to compare with; run `%oss_finetune lora` and train first")
+        before = self.chat(message, effort=effort, language=language, max_new_tokens=max_new_tokens, use_adapter=False)
+        after = self.chat(message, effort=effort, language=language, max_new_tokens=max_new_tokens, use_adapter=True)
+        conversation = before["payload"]["conversations"][0]
+        adapted = after["payload"]["conversations"][0]
+        conversation["tokens"]["label"] = "base model"
+        adapted["tokens"]["label"] = "with adapter"
+        conversation["compare"] = adapted["tokens"]
+        # The two answers differ in length and messages; the view needs every message either stream uses.
+        known = {m["index"] for m in conversation["messages"]}
+        conversation["messages"] += [m for m in adapted["messages"] if m["index"] not in known]
+        title = before["payload"]["conversations"][0].get("title") or "chat"
+        conversation["title"] = f"{title}: base model | with adapter"
+        payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
+        return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
+
+    def evaluate(self, source: str = "embedded:multilingual-heldout", *, effort: str | None = None,
+                 use_adapter: bool = True, limit: int | None = None, max_new_tokens: int = 160,
+                 label: str | None = None):
+        """How often the model reasons in the requested language on held-out questions (language.LanguageRate).
+
+        The result is kept under ``label`` (default "with adapter" or "base model") for the summary.
+        """
+        from ..core.data import read_rows
+        from ..training.language import reasoning_language_rate
+
+        effort = effort or self.settings.data.reasoning_effort
+        if effort not in EFFORTS:
+            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
+        self.ensure_loaded()
+        model = self.model if self.model is not None else self.loaded.model
+        use_adapter = use_adapter and self.has_adapter()
+        rows = read_rows(source, limit=limit)
+        rate = reasoning_language_rate(model, self.loaded.tokenizer, rows, effort,
+                                       max_new_tokens=max_new_tokens, use_adapter=use_adapter)
+        self.evaluations[label or ("with adapter" if use_adapter else "base model")] = rate
+        return rate
+
+    def compare(self, row: int = 0) -> dict:
+        """Row ``row`` scored token by token without and with the adapter: a harmony payload with ``compare``."""
+        from ..training.trainer import token_logprobs
+
+        prepared = self.ensure_data()
+        self.ensure_loaded()
+        if not self.has_adapter():
+            raise SessionError("there is no adapter to compare with; run `%oss_finetune lora` and train first")
+        examples = list(prepared.examples)
+        if not 0 <= row < len(examples):
+            raise SessionError(f"row {row} does not exist: the prepared data has rows 0 to {len(examples) - 1}", "row")
+        example = examples[row]
+        ids, trained = list(example.input_ids), list(example.trained)
+        before = token_logprobs(self.model, ids, trained, use_adapter=False)
+        after = token_logprobs(self.model, ids, trained, use_adapter=True)
+        conversation = self._row_view(row)
+        base = conversation["tokens"]
+        adapted = copy.deepcopy(base)
+        for stream, scores, label in ((base, before, "base model"), (adapted, after, "with adapter")):
+            stream["label"] = label
+            stream["logprob"] = scores.logprobs
+            stream["loss"] = scores.losses
+        conversation["compare"] = adapted
+        mean_before, mean_after = before.mean_loss, after.mean_loss
+        conversation["title"] = (f"row {row}: mean loss on trained tokens {_num(mean_before)} (base) -> "
+                                 f"{_num(mean_after)} (with adapter)")
+        payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
+        return schema.validate("harmony-tokens", payload)
+
+    # -- saving --------------------------------------------------------------------------------
+    def save(self, path: str | None = None, *, merged: bool = False) -> str:
+        """Save the adapter in PEFT format (default: the last run's folder/adapter), or merged full weights."""
+        from ..training.trainer import merge_adapter, save_adapter
+
+        self._refuse_while_training("save")
+        if not self.has_adapter():
+            raise SessionError("there is no adapter to save; run `%oss_finetune lora` and `%oss_finetune train` first")
+        with self._lock:
+            home = Path(self.trainer.run_dir) if self.trainer is not None else self.output_dir()
+            if merged:
+                target = Path(path) if path else home / "merged"
+                # Folding the adapter in consumes the peft wrapper; the adapter goes to disk first so it is not lost.
+                self.saved["adapter"] = save_adapter(self.model, (Path(path) / "adapter") if path else home / "adapter")
+                merged_model = merge_adapter(self.model, target, tokenizer=self.loaded.tokenizer)
+                self.loaded.model = merged_model
+                self.model = merged_model
+                self.adapter_settings = None
+                self.saved["merged"] = str(target)
+                return str(target)
+            target = Path(path) if path else home / "adapter"
+            self.saved["adapter"] = save_adapter(self.model, target)
+            return str(target)
+
+
+# -- helpers shared with the front ends ---------------------------------------------------------
+
+_COMMAND_OF = {"model": "load", "data": "data", "lora": "lora", "training": "train"}
+
+
+def suggestion_command(changes: dict) -> str:
+    """The magic lines that make a suggested change, e.g. `%oss_finetune train --gradient-checkpointing`."""
+    lines = []
+    for section, values in changes.items():
+        flags = []
+        for key, value in values.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                flags.append(flag)
+            elif value is False:
+                flags.append("--no-" + key.replace("_", "-"))
+            else:
+                flags.append(f"{flag} {value}")
+        lines.append(f"`%oss_finetune {_COMMAND_OF[section]} {' '.join(flags)}`")
+    return " then ".join(lines)
+
+
+def memory_refusal(plan, what: str) -> str:
+    """One line: why ``what`` is refused, the change that fits and how to make it, and how to go on anyway."""
+    line = f"{what} refused: {plan.verdict()}"
+    if plan.suggestion is not None:
+        line += f" — run {suggestion_command(plan.suggestion.changes)}"
+    return line + "; or add --force to try anyway."
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def pad_id(tokenizer) -> int:
+    from ..modeling.model import PAD_TOKEN_ID
+
+    pad = getattr(tokenizer, "pad_token_id", None)
+    return pad if isinstance(pad, int) else PAD_TOKEN_ID
+
+
+def prepared_source(session: Session) -> str:
+    summary = getattr(session.prepared, "summary", None) or {}
+    return summary.get("source") or session.config["data"]["source"]
+
+
+def chat_conversation(message: str, effort: str, language: str | None):
+    """A one-turn conversation: the reasoning effort goes to the system message, the language to the instructions."""
+    from ..core.harmony import Conversation, Message
+
+    return Conversation([Message("user", message)], reasoning_effort=effort, reasoning_language=language)
+
+
+def harmony_reply(tokenizer, prompt, new_ids: list[int], title: str = "chat") -> dict:
+    """Label generated tokens with their channels; a malformed stream is reported, not raised (toy models babble).
+
+    Returns the analysis and final text, the raw text, the parse error if any, and a harmony-tokens
+    payload of the prompt followed by the answer.
+    """
+    from ..core import harmony
+
+    parser = harmony.StreamParser(tokenizer, role="assistant")
+    error = None
+    for token in new_ids:
+        try:
+            parser.feed(token)
+        except harmony.HarmonyParseError as exc:
+            error = str(exc)
+            break
+    messages = list(parser.messages)
+    if error is None:
+        try:
+            messages = parser.finish(partial=True)
+        except harmony.HarmonyParseError as exc:  # pragma: no cover - partial=True accepts an open message
+            error = str(exc)
+    analysis = "".join(m.content for m in messages if m.channel == "analysis")
+    final = "".join(m.content for m in messages if m.channel == "final")
+
+    item = prompt.to_payload(title=title)
+    tokens = item["tokens"]
+    offset = len(item["messages"])
+    labels = list(parser.labels)
+    texts = harmony.token_texts(new_ids, tokenizer)
+    for i, token in enumerate(new_ids):
+        label = labels[i] if i < len(labels) else None
+        tokens["ids"].append(int(token))
+        tokens["text"].append(texts[i])
+        tokens["message"].append(offset + label.message if label else -1)
+        tokens["role"].append(label.role if label else "assistant")
+        tokens["channel"].append(label.channel if label else "none")
+        tokens["part"].append(label.part if label else "content")
+        tokens["trained"].append(False)
+    for index, message in enumerate(messages):
+        item["messages"].append({"index": offset + index, "role": message.role, "channel": message.channel or "none"})
+    # An open (unfinished) message still needs an entry for its tokens to point at.
+    used = {m for m in tokens["message"] if m >= 0}
+    for index in sorted(used - {m["index"] for m in item["messages"]}):
+        item["messages"].append({"index": index, "role": "assistant", "channel": "none"})
+    payload = schema.validate("harmony-tokens", {"version": 1, "title": title, "conversations": [item]})
+    return {
+        "analysis": analysis,
+        "final": final,
+        "text": tokenizer.decode(new_ids),
+        "token_ids": list(new_ids),
+        "error": error,
+        "payload": payload,
+    }
+
+
+_SESSION: Session | None = None
+_SESSION_LOCK = threading.Lock()
+
+# Who follows every run of this kernel, whoever started it (a magic, a widget, code): the widgets'
+# comm channels. Kept outside the session so that reset_session does not drop them.
+_WATCHERS: list[Callable[[dict], Any]] = []
+_WATCHERS_LOCK = threading.Lock()
+
+
+def watch_runs(watcher: Callable[[dict], Any]) -> Callable[[], None]:
+    """Call ``watcher(payload)`` on every update of every run from now on; returns the function that stops it."""
+    with _WATCHERS_LOCK:
+        _WATCHERS.append(watcher)
+
+    def unwatch() -> None:
+        with _WATCHERS_LOCK:
+            if watcher in _WATCHERS:
+                _WATCHERS.remove(watcher)
+
+    return unwatch
+
+
+def _tell_watchers(payload: dict) -> None:
+    with _WATCHERS_LOCK:
+        watchers = list(_WATCHERS)
+    for watcher in watchers:
+        try:
+            watcher(payload)
+        except Exception:  # noqa: BLE001 - a broken follower must not stop the run
+            pass
+
+
+def get_session() -> Session:
+    """The kernel's one session, created on first use."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            _SESSION = Session()
+        return _SESSION
+
+
+def reset_session(config: dict | None = None) -> Session:
+    """A fresh session (tests, and a person who wants to start over without restarting the kernel)."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is not None:
+            _SESSION.stop("session reset")
+        _SESSION = Session(config)
+        return _SESSION
