@@ -10,9 +10,10 @@ import sys
 from typing import TextIO
 
 from .core.harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
+from .core.errors import UserError
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A user mistake: printed as one line, exit status 2."""
 
 
@@ -69,11 +70,9 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def main_guarded(fn, args: argparse.Namespace) -> int:
     """Runs a subcommand; user mistakes become one line on stderr and a non-zero exit."""
-    from .core.data import BadRowError
-
     try:
         return fn(args)
-    except (CliError, BadRowError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `... | head` closed the pipe: not an error

@@ -27,6 +27,7 @@ from typing import Any
 
 from .config import ConfigBase, DataConfig
 from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, render_many
+from .errors import UserError
 
 FORMATS = ("multilingual-thinking", "messages", "sharegpt")
 SAMPLE_DIR = Path(__file__).with_name("sample_data")
@@ -46,7 +47,7 @@ def _as_dict(data_config: ConfigBase | dict[str, Any]) -> dict[str, Any]:
     return data_config.to_dict() if isinstance(data_config, ConfigBase) else dict(data_config)
 
 
-class BadRowError(ValueError):
+class BadRowError(UserError, ValueError):
     """A row that cannot become a conversation: ``row 3, field messages[1].role: must be one of ...``."""
 
     def __init__(self, row: int, field: str | None, reason: str):

@@ -39,6 +39,7 @@ from .tokenizer import (
     START,
     load_tokenizer,
 )
+from .errors import UserError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CHANNELS = ("analysis", "commentary", "final")
@@ -53,7 +54,7 @@ _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS)
 _TERMINATORS = (END, RETURN, CALL)
 
 
-class HarmonyRenderError(ValueError):
+class HarmonyRenderError(UserError, ValueError):
     """A conversation that cannot be written in Harmony (says which message and why)."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Union
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from .errors import UserError
 
 Segment = Union[str, int]
 
@@ -70,7 +71,7 @@ class SchemaIssue:
         return f"{self.path}: {self.message}"
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """An instance broke its schema. ``str()`` names the first rule, e.g. ``lora.r: must be >= 1``."""
 
     def __init__(self, schema: str, issues: list[SchemaIssue]):

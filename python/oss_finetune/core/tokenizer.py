@@ -17,6 +17,7 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from .errors import UserError
 
 # The vendored tokenizer and encodings ship beside the package's top (oss_finetune/assets).
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -62,7 +63,7 @@ _REBUILD_HINT = (
 )
 
 
-class TokenizerAssetsMissing(FileNotFoundError):
+class TokenizerAssetsMissing(UserError, FileNotFoundError):
     """The files the package ships for offline use are not where they should be."""
 
 

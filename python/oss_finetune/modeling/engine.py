@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from . import auto
 from .experts import experts_forward, has_expert_lora  # noqa: F401 - the engine's public surface
 from .kernels import fused, fuses_kernels, wide  # noqa: F401
 
@@ -360,13 +361,7 @@ def loss_sum(model, batch: PackedBatch, *, gradient_checkpointing: bool = False)
 
 
 def default_pack_tokens(gradient_checkpointing: bool, experts_lora: bool = False) -> int:
-    """Tokens per packed micro-batch when the config leaves it open: large enough that the expert
-    weights are read for thousands of tokens at once, small enough that gpt-oss-20b's peak stays under
-    the Hugging Face stack's (measured on an H100, bench/RESULTS.md). LoRA on the experts adds the
-    low-rank activations of every routed token, so it packs fewer: at 8,192 its peak was level with
-    the baseline's (43.38 against 43.33 GiB), at 6,144 it is below (42.73), for 10% less speed."""
-    if not gradient_checkpointing:
-        return 4_096
-    return 6_144 if experts_lora else 16_384
+    """The pack size when the config leaves it open (decided in auto.py)."""
+    return auto.pack_tokens(None, gradient_checkpointing=gradient_checkpointing, expert_lora=experts_lora)
 
 

@@ -31,7 +31,8 @@ import torch
 from ..core.config import section_dict
 from ..core.tokenizer import CALL, END_OF_TEXT, RETURN, VOCAB_SIZE
 from ..core.tokenizer import EMBEDDED as EMBEDDED_TINY
-from . import sources
+from . import auto, sources
+from ..core.errors import UserError
 
 PAD_TOKEN_ID = END_OF_TEXT  # <|endoftext|>, the pad of the released checkpoints
 RETURN_TOKEN_ID = RETURN  # <|return|>, the end of a finished assistant turn
@@ -142,7 +143,7 @@ class LoadedModel:
         return f"LoadedModel({self.description})"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """The model could not be loaded; the message says what to change."""
 
 
@@ -184,20 +185,10 @@ def choose_device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple[
         chosen_device = torch.device("cpu")
         reasons.append("device cpu: asked for")
 
-    if dtype == "auto":
-        if chosen_device.type == "cuda" and torch.cuda.is_bf16_supported():
-            chosen_dtype = torch.bfloat16
-            reasons.append("bfloat16: the GPU supports it and GPT-OSS was trained in it")
-        elif chosen_device.type == "cuda":
-            # float16 overflows in GPT-OSS' activations; only full precision is safe without bf16.
-            chosen_dtype = torch.float32
-            reasons.append("float32: this GPU lacks bfloat16 and float16 overflows in GPT-OSS")
-        else:
-            chosen_dtype = torch.float32
-            reasons.append("float32: CPUs compute bfloat16 slowly and less exactly")
-    else:
-        chosen_dtype = _DTYPES[dtype]
-        reasons.append(f"{dtype}: asked for")
+    on_gpu = chosen_device.type == "cuda"
+    name, reason = auto.weight_dtype(dtype, on_gpu=on_gpu, bf16_supported=on_gpu and torch.cuda.is_bf16_supported())
+    chosen_dtype = _DTYPES[name]
+    reasons.append(reason)
     return chosen_device, chosen_dtype, "; ".join(reasons)
 
 

@@ -26,11 +26,12 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from ..core import schema
 from . import display
 from .session import EFFORTS, SECTIONS, Session, SessionError, get_session, memory_refusal
+from ..core.errors import UserError
 
 MAGIC = "oss_finetune"
 
 
-class MagicError(ValueError):
+class MagicError(UserError, ValueError):
     """A mistake in a magic's input; the magic shows it as an IPython UsageError: one paragraph, no traceback."""
 
 
@@ -753,8 +754,7 @@ def error_paragraph(error: BaseException) -> str:
     if isinstance(error, schema.SchemaError):
         return schema_paragraph(error)
     message = str(error).strip() or type(error).__name__
-    known = ("SessionError", "ModelLoadError", "TrainingError", "DataError", "HarmonyError", "TokenizerAssetsMissing")
-    if isinstance(error, SessionError) or type(error).__name__ in known or isinstance(error, (FileNotFoundError,)):
+    if isinstance(error, (UserError, FileNotFoundError)):
         return message.replace("\n", " ")
     first = message.splitlines()[0]
     return f"{type(error).__name__}: {first} — run the line again with --verbose for the full traceback."

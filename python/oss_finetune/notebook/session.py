@@ -24,6 +24,7 @@ from typing import Any
 
 from ..core import schema
 from ..core.config import FinetuneConfig, deep_merge
+from ..core.errors import UserError
 
 SECTIONS = ("model", "data", "lora", "training")
 STATE_FILE = "state.json"
@@ -32,7 +33,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 EFFORTS = ("low", "medium", "high")
 
 
-class SessionError(RuntimeError):
+class SessionError(UserError, RuntimeError):
     """A request the session cannot carry out as asked; the message says what to do instead.
 
     ``path`` names the config field or argument at fault when there is one (as in SchemaError).

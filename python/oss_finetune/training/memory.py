@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import deep_merge, section_dict
-from ..modeling import sources
+from ..modeling import auto, sources
+from ..core.errors import UserError
 
 GIB = 2**30
 
 
-class PlanError(ValueError):
+class PlanError(UserError, ValueError):
     """The plan cannot be made from what was given; the message says what to give instead."""
 
 
@@ -534,7 +535,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     on_gpu = device == "cuda"
 
     if dtype is None:
-        dtype = m["dtype"] if m["dtype"] != "auto" else ("bfloat16" if on_gpu else "float32")
+        dtype = auto.weight_dtype(m["dtype"], on_gpu=on_gpu)[0]
     source = sources.find(m["name_or_path"])
     if source is not None and source.full_size and dtype == "float32":
         dtype = "bfloat16"  # model.py builds it in bf16 whatever is asked: 84 GB of float32 fits no GPU
@@ -544,20 +545,11 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
     four_bit = bool(m["load_in_4bit"]) or stored == "bnb-4bit"
     mxfp4_experts = bool(m.get("mxfp4_experts"))
 
-    engine = t["engine"]
-    if engine == "auto":
-        engine = "fast" if on_gpu else "transformers"
+    engine = auto.engine(t["engine"], on_gpu=on_gpu)
     ckpt = bool(t["gradient_checkpointing"])
     expert_lora = bool(lo["target_experts"]) and not mxfp4_experts
-    if t.get("pack_tokens"):
-        pack = int(t["pack_tokens"])
-    else:
-        from ..modeling.engine import default_pack_tokens
-
-        pack = default_pack_tokens(ckpt, expert_lora)
-    optimizer = t["optimizer"]
-    if optimizer == "auto":
-        optimizer = "adamw_8bit" if (on_gpu and bnb) else "adamw_torch"
+    pack = auto.pack_tokens(t.get("pack_tokens"), gradient_checkpointing=ckpt, expert_lora=expert_lora)
+    optimizer = auto.optimizer(t["optimizer"], on_gpu=on_gpu, bitsandbytes=bnb)
     attention = "flash with sinks (O(seq))" if engine == "fast" else m["attn_implementation"]
     eager = engine == "transformers" and m["attn_implementation"] == "eager"
 

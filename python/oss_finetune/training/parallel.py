@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from ..core.data import Example
+from ..core.errors import UserError
 
 # A step on a large model with its first compile takes minutes; a dead worker is seen at once anyway.
 STEP_TIMEOUT = timedelta(minutes=30)
@@ -41,7 +42,7 @@ JOIN_POLL_SECONDS = 0.2
 FAILED_LINE = "worker {rank} failed: "
 
 
-class TeamError(RuntimeError):
+class TeamError(UserError, RuntimeError):
     """A worker could not start or stopped answering; the message says which and why."""
 
 

@@ -38,8 +38,10 @@ import torch.nn.functional as F
 
 from ..core.config import section_dict
 from ..core.data import Example
+from ..modeling import auto
 from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
 from .parallel import TeamError
+from ..core.errors import UserError
 
 STATUSES = ("pending", "running", "stopping", "stopped", "completed", "failed")
 
@@ -89,7 +91,7 @@ class TrainResult:
     metrics: list[StepMetrics] = field(default_factory=list)
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UserError, RuntimeError):
     """Training failed in a way the person can fix; the message says how."""
 
 
@@ -372,7 +374,7 @@ class Trainer:
                 + ("" if on_cuda else " (this model is on the CPU)")
                 + "; use optimizer 'auto' or 'adamw_torch'."
             )
-        if bnb is not None:
+        if auto.optimizer(name, on_gpu=on_cuda, bitsandbytes=bnb is not None) == "adamw_8bit":
             self.optimizer_name = "adamw_8bit"
             return bnb.optim.AdamW8bit(groups, lr=s["learning_rate"])
         self.optimizer_name = "adamw_torch"
@@ -406,20 +408,17 @@ class Trainer:
         from ..modeling import engine
 
         wanted = self.settings.get("engine", "auto")
-        if wanted == "auto":
-            return "fast" if device.type == "cuda" and engine.supports(self.model) else "transformers"
         if wanted == "fast" and not engine.supports(self.model):
             raise TrainingError("engine 'fast' runs GPT-OSS models only; use engine 'transformers' for this model")
-        return wanted
+        return auto.engine(wanted, on_gpu=device.type == "cuda", supported=engine.supports(self.model))
 
     @property
     def pack_tokens(self) -> int:
         from ..modeling import engine
 
-        chosen = self.settings.get("pack_tokens")
-        if chosen:
-            return int(chosen)
-        return engine.default_pack_tokens(self.settings["gradient_checkpointing"], engine.has_expert_lora(self.model))
+        return auto.pack_tokens(self.settings.get("pack_tokens"),
+                                gradient_checkpointing=self.settings["gradient_checkpointing"],
+                                expert_lora=engine.has_expert_lora(self.model))
 
     def _engine_words(self) -> str:
         if self.engine == "fast":
