@@ -114,13 +114,6 @@ def _describe(keyword: str, rule: Any) -> str:
         return "must be one of: " + ", ".join(_show(v) for v in rule)
     if keyword == "const":
         return f"must be equal to {_show(rule)}"
-    if keyword == "required":
-        # jsonschema reports the holding object once per missing name; each missing field is named
-        # here and duplicates merge in schema_issues.
-        missing = [name for name in error.validator_value if name not in error.instance]
-        return [SchemaIssue(base + (name,), keyword, "is required") for name in missing]
-    if keyword == "additionalProperties":
-        return "is not an allowed field"
     if keyword in ("minLength", "maxLength"):
         return f"must have at {'least' if keyword == 'minLength' else 'most'} {rule} characters"
     if keyword in ("minItems", "maxItems"):

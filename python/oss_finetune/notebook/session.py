@@ -447,18 +447,17 @@ class Session:
             trainer.continue_run_of(checkpoint)  # the workers' logs go beside the resumed run's files
 
         def progress(message: str) -> None:
-            trainer._set_status("pending", message)
+            trainer.set_status("pending", message)
 
         try:
             return parallel.start_team(self.get_config(), trainer.examples, run_id=trainer.run_id,
                                        run_dir=trainer.run_dir, device=self.loaded.device, resume_from=checkpoint,
-                                       on_progress=progress, stop_requested=trainer._stop.is_set)
+                                       on_progress=progress, stop_requested=lambda: trainer.stop_requested)
         except parallel.TeamStopped as stopped:
-            trainer._stop.clear()
-            trainer._set_status("stopped", str(stopped))
+            trainer.withdraw_stop(str(stopped))
             return None
         except parallel.TeamError as error:
-            trainer._set_status("failed", f"data-parallel training did not start: {error}")
+            trainer.set_status("failed", f"data-parallel training did not start: {error}")
             raise TrainingError(f"data-parallel training did not start: {error}") from error
 
     def start_training(self, changes: dict | None = None, *, resume_from: str | None = None,

@@ -208,6 +208,7 @@ class Trainer:
         max_grad_norm: float | None = 1.0,
         handle_sigint: bool = True,
         team=None,
+        checkpoints: bool = True,
     ):
         self.model = model
         self.team = team  # parallel.Team when several GPUs train together, else None
@@ -219,6 +220,8 @@ class Trainer:
         self.pad_token_id = pad_token_id
         self.max_grad_norm = max_grad_norm
         self.handle_sigint = handle_sigint
+        # False for a run whose result is the model itself (the embedded base's build), not a checkpoint.
+        self.writes_checkpoints = checkpoints
         self.run_id = run_id or f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
         self.run_dir = Path(self.settings["output_dir"]) / self.run_id
 
@@ -262,12 +265,23 @@ class Trainer:
         self._status_subscribers.append(fn)
         return fn
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for and not yet acted on."""
+        return self._stop.is_set()
+
+    def withdraw_stop(self, message: str) -> None:
+        """The run ended before its first step because of a stop (its team never formed): clear the
+        request and report it stopped."""
+        self._stop.clear()
+        self.set_status("stopped", message)
+
     def stop(self, reason: str = "stop requested") -> None:
         """Ask the run to stop at the next step boundary and write a checkpoint. Safe from any thread."""
         self._stop_reason = reason
         self._stop.set()
         if self.status == "running":
-            self._set_status("stopping", f"{reason}; stopping after the current step")
+            self.set_status("stopping", f"{reason}; stopping after the current step")
 
     # -- state for the display -------------------------------------------------------------------
     @property
@@ -311,7 +325,9 @@ class Trainer:
         one, many = ("GPU", "GPUs") if device.startswith("cuda") else ("CPU process", "CPU processes")
         return f"{device} + {more} more {one if more == 1 else many}, data parallel"
 
-    def _set_status(self, status: str, message: str | None = None) -> None:
+    def set_status(self, status: str, message: str | None = None) -> None:
+        """Report a status (one of STATUSES) to the on_status subscribers; also what a caller that
+        prepares the run uses to say where it stands (the session while a team of GPUs starts)."""
         assert status in STATUSES, status
         self.status = status
         if message is not None:
@@ -571,7 +587,10 @@ class Trainer:
 
     def save_checkpoint(self) -> str:
         """Write checkpoints/step-N atomically: into a temporary folder, fsynced, then renamed.
-        With a team only rank 0 writes; the others return the path it writes."""
+        With a team only rank 0 writes; the others return the path it writes. A trainer made with
+        ``checkpoints=False`` writes none and returns None."""
+        if not self.writes_checkpoints:
+            return None  # type: ignore[return-value]
         if not self._writes_files:
             self.checkpoint = str(self.run_dir / "checkpoints" / f"step-{self.step}")
             return self.checkpoint
@@ -720,7 +739,7 @@ class Trainer:
         self._first_step = self.step
         self._t0 = time.perf_counter()
         self._window = []
-        self._set_status("running", f"training from step {self.step} to {self.max_steps} ({self._engine_words()})")
+        self.set_status("running", f"training from step {self.step} to {self.max_steps} ({self._engine_words()})")
         interrupted = False
         try:
             with self._sigint_stops():
@@ -753,31 +772,31 @@ class Trainer:
                 message = f"training failed at step {self.step + 1}: {error}"
                 self._finish(was_training, previous_cache)
                 self._stop.clear()
-                self._set_status("failed", message)
+                self.set_status("failed", message)
                 raise TrainingError(message) from error
             if _is_cuda_failure(error):
                 message = _failure_message(error, self.step, self._lora_targets())
                 self._release_memory()
                 self._finish(was_training, previous_cache)
                 self._stop.clear()
-                self._set_status("failed", message)
+                self.set_status("failed", message)
                 raise TrainingError(message) from error
             self._finish(was_training, previous_cache)
             self._stop.clear()
-            self._set_status("failed", f"training failed at step {self.step + 1}: {type(error).__name__}: {error}")
+            self.set_status("failed", f"training failed at step {self.step + 1}: {type(error).__name__}: {error}")
             raise
 
         if interrupted or self._stop_agreed():
             reason = "interrupted" if interrupted else (self._stop_reason or "stop requested")
             if self.status != "stopping":
-                self._set_status("stopping", f"{reason}; saving a checkpoint")
+                self.set_status("stopping", f"{reason}; saving a checkpoint")
             checkpoint = self.save_checkpoint()
             self._finish(was_training, previous_cache)
-            self._set_status("stopped", f"{reason} at step {self.step} of {self.max_steps}; checkpoint {checkpoint}")
+            self.set_status("stopped", f"{reason} at step {self.step} of {self.max_steps}; checkpoint {checkpoint}")
         else:
             checkpoint = self.save_checkpoint()
             self._finish(was_training, previous_cache)
-            self._set_status("completed", f"completed {self.step} steps; adapter in {checkpoint}")
+            self.set_status("completed", f"completed {self.step} steps; adapter in {checkpoint}")
         self._stop.clear()
         self._stop_reason = None
         return TrainResult(self.status, self.step, self.max_steps, str(self.run_dir), self.checkpoint,
