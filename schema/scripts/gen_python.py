@@ -1,6 +1,11 @@
-"""Writes python/oss_finetune/core/config_types.py from schema/finetune-config.schema.json: one frozen
-dataclass per config section, each field with its type, its default and its help text from the schema.
-The Python twin of gen-types.mjs. `--check` exits 1 when the committed file differs (the tests run it).
+"""The Python twin of gen-types.mjs: types generated from the schemas, never written by hand.
+
+- python/oss_finetune/core/config_types.py from finetune-config.schema.json: one frozen dataclass per
+  config section, each field with its type, its default and its help text from the schema;
+- python/oss_finetune/core/comm_types.py from comm-operations.schema.json: one TypedDict per request,
+  result, reply and event of the widgets' comm.
+
+`--check` exits 1 when a committed file differs from what the schemas produce (the tests run it).
 
     python schema/scripts/gen_python.py [--check]
 """
@@ -14,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schema" / "finetune-config.schema.json"
 OUTPUT = ROOT / "python" / "oss_finetune" / "core" / "config_types.py"
+COMM_SCHEMA = ROOT / "schema" / "comm-operations.schema.json"
+COMM_OUTPUT = ROOT / "python" / "oss_finetune" / "core" / "comm_types.py"
 
 
 def python_type(spec: dict) -> str:
@@ -77,15 +84,98 @@ def render() -> str:
     return "\n".join(out)
 
 
+def _load(name: str) -> dict:
+    return json.loads((ROOT / "schema" / name).read_text(encoding="utf-8"))
+
+
+def _pointer(document: dict, pointer: str) -> dict:
+    node = document
+    for part in [p for p in pointer.split("/") if p]:
+        node = node[part]
+    return node
+
+
+def python_literal(value: object) -> str:
+    return repr(value) if isinstance(value, bool) else json.dumps(value)
+
+
+def typed_dict_type(spec: dict, own: dict) -> str:
+    """The annotation of one comm field: a class of this file, a literal, or a JSON type."""
+    if "$ref" in spec:
+        target, _, pointer = spec["$ref"].partition("#")
+        if not target:
+            return _pointer(own, pointer)["title"]
+        resolved = _pointer(_load(target), pointer)
+        if resolved.get("type") == "object" or "properties" in resolved or not pointer:
+            return "dict[str, Any]"
+        return typed_dict_type(resolved, own)
+    if "const" in spec:
+        return f"Literal[{python_literal(spec['const'])}]"
+    if "enum" in spec:
+        return "Literal[" + ", ".join(python_literal(v) for v in spec["enum"]) + "]"
+    kinds = spec.get("type", "object")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    names = []
+    for kind in kinds:
+        if kind == "array":
+            names.append(f"list[{typed_dict_type(spec.get('items', {}), own)}]")
+        elif kind != "null":
+            names.append({"string": "str", "integer": "int", "number": "float", "boolean": "bool",
+                          "object": "dict[str, Any]"}[kind])
+    text = " | ".join(names)
+    return f"{text} | None" if "null" in kinds else text
+
+
+def render_comm() -> str:
+    schema = _load(COMM_SCHEMA.name)
+    out = [
+        f'"""Generated from schema/{COMM_SCHEMA.name} by schema/scripts/gen_python.py; do not edit.',
+        "",
+        "The widgets' comm, one operation at a time: what each request carries, what its reply's result",
+        "holds, and the training_update events. The kernel validates what it receives against",
+        "comm-message.schema.json; these are the shapes that code in both languages is written against.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "from typing import TYPE_CHECKING, Any, Literal, TypedDict, Union",
+        "",
+        "if TYPE_CHECKING:",
+        "    from typing_extensions import NotRequired",
+        "",
+    ]
+    unions = []
+    for name, spec in schema["$defs"].items():
+        if "oneOf" in spec:
+            members = [typed_dict_type(m, schema) for m in spec["oneOf"]]
+            unions.append(f"{spec['title']} = Union[" + ", ".join(members) + "]")
+            continue
+        out += ["", f"class {spec['title']}(TypedDict):"]
+        if spec.get("description"):
+            out.append(f'    """{spec["description"]}"""')
+            out.append("")
+        required = set(spec.get("required", []))
+        for key, field_spec in spec.get("properties", {}).items():
+            annotation = typed_dict_type(field_spec, schema)
+            out.append(f"    {key}: {annotation if key in required else f'NotRequired[{annotation}]'}")
+        if not spec.get("properties"):
+            out.append("    pass")
+        out.append("")
+    out += [""] + unions + [""]
+    return "\n".join(out)
+
+
 def main(argv: list[str]) -> int:
-    text = render()
+    outputs = {OUTPUT: render(), COMM_OUTPUT: render_comm()}
     if "--check" in argv:
-        if not OUTPUT.is_file() or OUTPUT.read_text(encoding="utf-8") != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run `python schema/scripts/gen_python.py`", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+        stale = [path for path, text in outputs.items()
+                 if not path.is_file() or path.read_text(encoding="utf-8") != text]
+        for path in stale:
+            print(f"{path.relative_to(ROOT)} is stale: run `python schema/scripts/gen_python.py`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, text in outputs.items():
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path.relative_to(ROOT)}")
     return 0
 
 

@@ -15,9 +15,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Union
 
 from ..core import schema
+from ..core.comm_types import (
+    GetConfigResult,
+    ListRunsResult,
+    ReadMetricsResult,
+    SetConfigResult,
+    StartTrainingResult,
+    StopResult,
+)
 from .session import Session, SessionError, get_session, watch_runs
 
 TARGET = "oss_finetune"
@@ -76,13 +84,17 @@ def handle(request: Any, session: Session | None = None, send: Callable[[dict], 
     return {"op": op, "request_id": request["request_id"], "ok": True, "result": result}
 
 
+# Each op's result, as generated from schema/comm-operations.schema.json.
+CommResult = Union[GetConfigResult, SetConfigResult, StartTrainingResult, StopResult, ListRunsResult, ReadMetricsResult]
+
+
 def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], Any] | None,
-              started: Callable[[str], Any] | None = None) -> dict:
+              started: Callable[[str], Any] | None = None) -> CommResult:
     if op == "get_config":
-        return {"config": session.get_config(), "defaults": session.defaults()}
+        return GetConfigResult(config=session.get_config(), defaults=session.defaults())
     if op == "set_config":
         config = session.set_config(request["config"], replace=bool(request.get("replace")))
-        return {"config": config, "defaults": session.defaults()}
+        return SetConfigResult(config=config, defaults=session.defaults())
     if op == "start_training":
         if request.get("config"):
             session.set_config(request["config"])
@@ -106,14 +118,14 @@ def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], A
                   "error": {"path": path, "message": message}})
 
         session.start_training(resume_from=request.get("resume_from"), on_update=on_update, on_error=on_error)
-        return {"started": True}
+        return StartTrainingResult(started=True)
     if op == "stop":
-        return {"run_id": session.stop("stopped from the widget")}
+        return StopResult(run_id=session.stop("stopped from the widget"))
     if op == "list_runs":
-        return {"runs": [run.to_dict() for run in session.list_runs()]}
+        return ListRunsResult(runs=[run.to_dict() for run in session.list_runs()])  # type: ignore[misc]
     if op == "read_metrics":
         run_id = request["run_id"]
-        return {"run_id": run_id, "metrics": session.read_metrics(run_id, request.get("since_step", 0))}
+        return ReadMetricsResult(run_id=run_id, metrics=session.read_metrics(run_id, request.get("since_step", 0)))
     raise SessionError(f"unknown op {op}", "op")
 
 
