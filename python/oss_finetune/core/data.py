@@ -23,10 +23,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .config import ConfigBase, DataConfig
-from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, render_many
+from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, Rendered, render_many
 from .errors import UserError
 
 FORMATS = ("multilingual-thinking", "messages", "sharegpt")
@@ -101,7 +101,7 @@ def read_rows(source: str, split: str = "train", limit: int | None = None) -> li
         return _read_hub(where, split, limit)
     suffix = where.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
+        rows: list[Any] = []
         with where.open(encoding="utf-8") as f:
             for line in f:
                 if limit is not None and len(rows) >= limit:
@@ -122,10 +122,11 @@ def read_rows(source: str, split: str = "train", limit: int | None = None) -> li
     table = pq.read_table(where)
     if limit is not None:
         table = table.slice(0, limit)
-    return table.to_pylist()
+    rows = table.to_pylist()
+    return rows
 
 
-def _read_hub(name: str, split: str, limit: int | None) -> list[dict]:
+def _read_hub(name: str, split: str, limit: int | None) -> list[dict[str, Any]]:
     # Needs the network (or the datasets cache); a slice keeps `limit` from downloading more than needed.
     from datasets import load_dataset
 
@@ -158,6 +159,10 @@ def detect_format(row: Any) -> str | None:
     return None
 
 
+@overload
+def _need_str(value: Any, row: int, field: str, optional: Literal[False] = False) -> str: ...
+@overload
+def _need_str(value: Any, row: int, field: str, optional: bool) -> str | None: ...
 def _need_str(value: Any, row: int, field: str, optional: bool = False) -> str | None:
     if value is None and optional:
         return None
@@ -167,7 +172,7 @@ def _need_str(value: Any, row: int, field: str, optional: bool = False) -> str |
     return value
 
 
-def _effort(row: dict, default: str, index: int) -> str:
+def _effort(row: dict[str, Any], default: str, index: int) -> str:
     effort = row.get("reasoning_effort") or default
     if effort not in EFFORTS:
         raise BadRowError(index, "reasoning_effort", f"must be one of {', '.join(EFFORTS)}")
@@ -179,7 +184,7 @@ def _language_of(instructions: str | None) -> str | None:
     return m.group("lang") if m else None
 
 
-def _from_columns(row: dict, index: int, effort: str) -> Row:
+def _from_columns(row: dict[str, Any], index: int, effort: str) -> Row:
     lang = _need_str(row.get("reasoning_language"), index, "reasoning_language", optional=True)
     developer = _need_str(row.get("developer"), index, "developer", optional=True)
     user = _need_str(row.get("user"), index, "user")
@@ -204,7 +209,7 @@ def _tool_call_message(call: Any, index: int, where: str) -> Message:
                    content_type=fn.get("content_type", "<|constrain|>json"))
 
 
-def _from_messages(row: dict, index: int, effort: str, key: str = "messages") -> Row:
+def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "messages") -> Row:
     raw = row.get(key)
     if not isinstance(raw, list) or not raw:
         raise BadRowError(index, key, "must be a non-empty list of messages")
@@ -255,7 +260,7 @@ def _from_messages(row: dict, index: int, effort: str, key: str = "messages") ->
     return Row(index, conv, lang, fmt)
 
 
-def _from_sharegpt(row: dict, index: int, effort: str) -> Row:
+def _from_sharegpt(row: dict[str, Any], index: int, effort: str) -> Row:
     raw = row.get("conversations")
     if not isinstance(raw, list) or not raw:
         raise BadRowError(index, "conversations", "must be a non-empty list of turns")
@@ -296,7 +301,7 @@ def to_row(raw: Any, index: int, format: str = "auto", reasoning_effort: str = "
         raise BadRowError(index, None, str(e)) from None
 
 
-def load_rows(data_config: dict) -> tuple[list[Row], list[dict], int]:
+def load_rows(data_config: ConfigBase | dict[str, Any]) -> tuple[list[Row], list[dict[str, Any]], int]:
     """Rows as conversations, the skipped ones (``{"row", "field", "error"}``), and how many were read."""
     cfg = {**DATA_DEFAULTS, **_as_dict(data_config)}
     raw_rows = read_rows(cfg["source"], cfg["split"], cfg["limit"])
@@ -341,11 +346,11 @@ class Example:
 @dataclass
 class Prepared:
     examples: list[Example]
-    summary: dict
+    summary: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
 
 
-def histogram(lengths: list[int], max_seq_length: int, bins_to_limit: int = 8) -> dict:
+def histogram(lengths: list[int], max_seq_length: int, bins_to_limit: int = 8) -> dict[str, Any]:
     """Equal bins from 0 with one edge at max_seq_length, so rows over the limit stand apart."""
     width = max(1, math.ceil(max_seq_length / bins_to_limit))
     longest = max(lengths, default=0)
@@ -365,7 +370,7 @@ def histogram(lengths: list[int], max_seq_length: int, bins_to_limit: int = 8) -
     }
 
 
-def prepare(data_config: dict, tokenizer: Any, *, date: Any = None, batch_size: int = 256) -> Prepared:
+def prepare(data_config: ConfigBase | dict[str, Any], tokenizer: Any, *, date: Any = None, batch_size: int = 256) -> Prepared:
     """Read, convert, render and tokenize a data set as the ``data`` section of a config says.
 
     Rows longer than ``max_seq_length`` are truncated or dropped (``overflow``), and counted in the
@@ -374,7 +379,7 @@ def prepare(data_config: dict, tokenizer: Any, *, date: Any = None, batch_size: 
     cfg = {**DATA_DEFAULTS, **_as_dict(data_config)}
     rows, skipped, read = load_rows(cfg)
     max_len = int(cfg["max_seq_length"])
-    rendered: list = []
+    rendered: list[Rendered | None] = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
         try:

@@ -122,7 +122,7 @@ class Conversation:
     reasoning_effort: str = "medium"
     developer_instructions: str | None = None
     reasoning_language: str | None = None
-    tools: list[dict] | None = None
+    tools: list[dict[str, Any]] | None = None
     date: str | None = None
     model_identity: str = MODEL_IDENTITY
     knowledge_cutoff: str = KNOWLEDGE_CUTOFF
@@ -169,11 +169,11 @@ def developer_text(conv: Conversation) -> str | None:
 # Function tools as the TypeScript-like namespace the model was trained on
 
 
-def _tool_function(tool: dict) -> dict:
+def _tool_function(tool: dict[str, Any]) -> dict[str, Any]:
     return tool["function"] if "function" in tool and isinstance(tool["function"], dict) else tool
 
 
-def _ts_type(spec: dict) -> str:
+def _ts_type(spec: dict[str, Any]) -> str:
     kind = spec.get("type")
     if isinstance(kind, list):
         return " | ".join("number" if k == "integer" else str(k) for k in kind)
@@ -201,7 +201,7 @@ def _default_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def tools_namespace(tools: Sequence[dict]) -> str:
+def tools_namespace(tools: Sequence[dict[str, Any]]) -> str:
     out = "## functions\n\nnamespace functions {\n\n"
     for tool in tools:
         fn = _tool_function(tool)
@@ -246,7 +246,7 @@ class Rendered:
     channel: list[str]
     part: list[str]
     trained: list[bool]
-    messages: list[dict]
+    messages: list[dict[str, Any]]
     mode: str
     loss_mask: str
     tokenizer: Any = field(default=None, repr=False)
@@ -269,9 +269,9 @@ class Rendered:
     def tokens_trained(self) -> int:
         return sum(self.trained)
 
-    def to_payload(self, title: str | None = None) -> dict:
+    def to_payload(self, title: str | None = None) -> dict[str, Any]:
         """One item of ``conversations`` in schema/harmony-tokens.schema.json."""
-        item: dict = {}
+        item: dict[str, Any] = {}
         if title is not None:
             item["title"] = title
         item["loss_mask"] = self.loss_mask
@@ -288,9 +288,9 @@ class Rendered:
         return item
 
 
-def payload(rendered: Iterable[Rendered], title: str | None = None) -> dict:
+def payload(rendered: Iterable[Rendered], title: str | None = None) -> dict[str, Any]:
     """A whole application/vnd.oss-finetune.harmony+json payload."""
-    out: dict = {"version": 1}
+    out: dict[str, Any] = {"version": 1}
     if title is not None:
         out["title"] = title
     out["conversations"] = [r.to_payload() for r in rendered]
@@ -298,7 +298,7 @@ def payload(rendered: Iterable[Rendered], title: str | None = None) -> dict:
 
 
 # Piece: (text or special id, message index, role, channel, part, trained)
-_Piece = tuple
+_Piece = tuple[str | int, int, str, str, str, bool]
 
 
 class _Encoder:
@@ -386,13 +386,13 @@ def _covered(loss_mask: str, role: str, channel: str | None) -> bool:
     return role == "assistant" and channel == "final"
 
 
-def _split_specials(text: str) -> list:
+def _split_specials(text: str) -> list[str | int]:
     return [SPECIAL_TOKENS[p] if p in SPECIAL_TOKENS else p for p in _SPECIAL_SPLIT.split(text) if p]
 
 
-def _conversation_pieces(conv: Conversation, mode: str, loss_mask: str, date: Any) -> tuple[list[_Piece], list[dict]]:
+def _conversation_pieces(conv: Conversation, mode: str, loss_mask: str, date: Any) -> tuple[list[_Piece], list[dict[str, Any]]]:
     pieces: list[_Piece] = []
-    infos: list[dict] = []
+    infos: list[dict[str, Any]] = []
     has_system = any(m.role == "system" for m in conv.messages)
     has_developer = any(m.role == "developer" for m in conv.messages)
     rendered: list[Message] = []
@@ -494,8 +494,8 @@ def render_many(
                 where.append((c, p))
     encoded = encoder.encode(texts, cacheable)
     ids_of: list[dict[int, list[int]]] = [dict() for _ in conversations]
-    for (c, p), ids in zip(where, encoded):
-        ids_of[c][p] = ids
+    for (c, p), piece_ids in zip(where, encoded):
+        ids_of[c][p] = piece_ids
 
     out = []
     for c, pieces in enumerate(all_pieces):
@@ -648,7 +648,8 @@ class StreamParser:
         self._first_label = len(self.labels)
 
     def _text(self, token: int) -> str:
-        return self.tokenizer.decode([token])
+        text: str = self.tokenizer.decode([token])
+        return text
 
     def _guess_role(self) -> str:
         author = self._header.split("<|channel|>")[0].split(" to=")[0]

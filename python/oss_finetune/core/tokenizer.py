@@ -87,7 +87,7 @@ def o200k_path() -> Path:
     return path
 
 
-def use_offline_encodings(cache_dir: str | os.PathLike | None = None) -> dict[str, str]:
+def use_offline_encodings(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Point openai-harmony and tiktoken at the vendored o200k file, so they work without the network.
 
     Only variables the user has not set are touched: a person who configured their own mirror keeps

@@ -654,7 +654,7 @@ class FinetuneMagics(Magics):
                                        title="memory plan" + (" (--force: not checked)" if force and
                                                               plan.fits is False else "")))
         live = display.LiveOutput("training-run")
-        result = session.train(None, resume_from=resume, on_update=live.update, force=True)
+        result = session.train(None, resume_from=resume, on_update=live.update, memory_checked=True)
         _say(f"{result.status}: {result.message}")
 
     def _do_chat(self, session: Session, parsed: Parsed):

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from ..core import schema
+from ..core.config import SECTIONS as CONFIG_SECTIONS
 from ..core.config import FinetuneConfig, deep_merge
 from ..core.errors import UserError
+from ..core.harmony import EFFORTS  # noqa: F401 - the magics import it from here
 
-SECTIONS = ("model", "data", "lora", "training")
+SECTIONS = tuple(CONFIG_SECTIONS)
 STATE_FILE = "state.json"
 # Run ids become folder names; anything else could walk out of output_dir.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-EFFORTS = ("low", "medium", "high")
 
 
 class SessionError(UserError, RuntimeError):
@@ -400,13 +401,14 @@ class Session:
         return plan
 
     def train(self, changes: dict | None = None, *, resume_from: str | None = None,
-              on_update: Callable[[dict], Any] | None = None, force: bool = False):
+              on_update: Callable[[dict], Any] | None = None, force: bool = False, memory_checked: bool = False):
         """Train in the calling thread until done, stopped or interrupted; returns train.TrainResult.
 
         ``on_update`` receives a training-run payload on every logged step and status change.
         ``resume_from`` is a checkpoint folder, or 'latest' for the newest checkpoint in output_dir.
         Before the first step the memory plan is checked: a run predicted not to fit on the GPU is
-        refused with the change that makes it fit, unless ``force``.
+        refused with the change that makes it fit, unless ``force``; ``memory_checked`` says the caller
+        has just done that (the magic, which shows the plan), so it is not planned twice.
         """
         from ..training.trainer import TrainResult
 
@@ -417,7 +419,8 @@ class Session:
         self._refuse_while_training("start another run")
         self.ensure_loaded()
         self.ensure_data()
-        self.check_memory(force=force)
+        if not memory_checked:
+            self.check_memory(force=force)
         # The first update comes with status 'running', after a resume has set the run's own id and folder.
         trainer = self.make_trainer(None, on_update)
         try:

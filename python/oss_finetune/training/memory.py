@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import deep_merge, section_dict
+from ..core.tokenizer import VOCAB_SIZE
 from ..modeling import auto, sources
 from ..core.errors import UserError
 
@@ -89,7 +90,7 @@ class Architecture:
 
 # The published shapes; the test suite checks the 20b one against model.gpt_oss_20b_config().
 GPT_OSS_20B = Architecture("gpt-oss-20b", layers=24, hidden=2880, heads=64, kv_heads=8, head_dim=64, experts=32,
-                           top_k=4, intermediate=2880, vocab=201_088, sliding_window=128)
+                           top_k=4, intermediate=2880, vocab=VOCAB_SIZE, sliding_window=128)
 # gpt-oss-120b differs only in depth and in the number of experts (model card: 36 layers, 128 experts, top-4).
 GPT_OSS_120B = replace(GPT_OSS_20B, name="gpt-oss-120b", layers=36, experts=128)
 

@@ -16,8 +16,10 @@ import calendar
 import datetime as dt
 import json
 import random
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TRAIN_FILE = HERE / "multilingual.jsonl"
@@ -26,6 +28,15 @@ HELDOUT_FILE = HERE / "multilingual-heldout.jsonl"
 LANGS = ["en", "fr", "es", "de", "it"]
 LANG_NAMES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German", "it": "Italian"}
 FAMILIES = ["arithmetic", "units", "dates", "logic", "percentages", "equations"]
+
+# A phrase table: language -> name -> a template, a list of templates to pick from, or a function.
+Phrases = dict[str, dict[str, Any]]
+# The values a template is formatted with.
+Fields = dict[str, Any]
+# A problem's language-independent key; two rows with one key are the same problem.
+Key = tuple[Any, ...]
+# render(rng, lang, user_lang) -> (user, analysis, final)
+Render = Callable[[random.Random, str, str], tuple[str, str, str]]
 
 TRAIN_PER_CELL = 12  # 5 languages x 6 families x 12 = 360 rows
 HELDOUT_PER_CELL = 2  # 60 rows
@@ -50,7 +61,7 @@ DEVELOPERS = [
 # Formatting helpers
 
 
-def num(x, lang: str) -> str:
+def num(x: int | Fraction, lang: str) -> str:
     """A number as it is written in ``lang``: decimal comma outside English, no grouping."""
     x = Fraction(x)
     if x.denominator == 1:
@@ -63,7 +74,7 @@ def num(x, lang: str) -> str:
     raise ValueError(f"{x} has no short decimal form")
 
 
-def pct(x, lang: str) -> str:
+def pct(x: int | Fraction, lang: str) -> str:
     # French, Spanish and German put a space before the percent sign.
     return f"{num(x, lang)} %" if lang in ("fr", "es", "de") else f"{num(x, lang)}%"
 
@@ -72,13 +83,13 @@ def cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def it_il(n) -> str:
+def it_il(n: object) -> str:
     """Italian article before a number: l'80%, l'8 marzo, but il 15%."""
     s = str(n)
     return "l'" if s[0] == "8" or s in ("1", "11") else "il "
 
 
-def it_prep(prep: str, n) -> str:
+def it_prep(prep: str, n: object) -> str:
     """Italian articulated preposition before a number: dall'8, all'11, del 20."""
     return f"{prep}ll'" if it_il(n) == "l'" else f"{prep}l "
 
@@ -92,7 +103,7 @@ def fr_que(name: str) -> str:
     return f"qu'{name}" if name[0] in "AEIOU" else f"que {name}"
 
 
-def pick(rng: random.Random, options: list[str], fields: dict) -> str:
+def pick(rng: random.Random, options: list[str], fields: Fields) -> str:
     return rng.choice(options).format(**fields)
 
 
@@ -135,7 +146,7 @@ def assemble(rng: random.Random, lang: str, task: str, steps: list[str], ans: st
 # ---------------------------------------------------------------------------------------------
 # Arithmetic: multi-step expressions and one word problem
 
-ARITH = {
+ARITH: Phrases = {
     "en": {
         "q": ["What is {expr}?", "Compute {expr}.", "Calculate {expr}.", "Evaluate {expr}."],
         "task": ["The user wants the value of {expr}.", "We need to evaluate {expr}.",
@@ -256,12 +267,12 @@ ARITH = {
 ARITH_KINDS = ["mul_add_sub", "paren_mul_sub", "two_products", "boxes"]
 
 
-def make_arithmetic(rng: random.Random, kind: str):
+def make_arithmetic(rng: random.Random, kind: str) -> tuple[Key, Render]:
     if kind == "mul_add_sub":
         a, b, c = rng.randint(6, 29), rng.randint(3, 12), rng.randint(11, 150)
         p = a * b
         d = rng.randint(5, p + c - 1)
-        values = dict(a=a, b=b, c=c, d=d, expr=f"{a} × {b} + {c} - {d}", r=p + c - d)
+        values: Fields = dict(a=a, b=b, c=c, d=d, expr=f"{a} × {b} + {c} - {d}", r=p + c - d)
     elif kind == "paren_mul_sub":
         a, b, c = rng.randint(5, 40), rng.randint(3, 30), rng.randint(3, 9)
         s = a + b
@@ -281,7 +292,7 @@ def make_arithmetic(rng: random.Random, kind: str):
         values = dict(n=n, k=k, s=s, g=g, t=t, u=t - s, r=t - s - g)
     key = ("arithmetic", kind) + tuple(sorted((k, v) for k, v in values.items() if k != "expr"))
 
-    def render(rng: random.Random, lang: str, user_lang: str):
+    def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
         v = values
         T, U = ARITH[lang], ARITH[user_lang]
         if kind == "boxes":
@@ -354,7 +365,7 @@ FEMININE_UNITS = {"h"}  # hora / ora: cuántas, quante
 CONVERSIONS = [("km", "m", 1000), ("m", "cm", 100), ("kg", "g", 1000), ("L", "mL", 1000),
                ("h", "min", 60), ("min", "s", 60)]
 
-UNITS = {
+UNITS: Phrases = {
     "en": {
         "q": ["How many {to_pl} are in {v} {frm}?", "Convert {v} {frm} to {to_pl}.", "What is {v} {frm} in {to_pl}?"],
         "task": ["We need to convert {v} {frm} into {to_pl}.", "The user wants {v} {frm} expressed in {to_pl}."],
@@ -425,7 +436,7 @@ def _short_decimal(rng: random.Random, low: int, high: int) -> Fraction:
             return value
 
 
-def make_units(rng: random.Random, kind: str):
+def make_units(rng: random.Random, kind: str) -> tuple[Key, Render]:
     big, small, f = rng.choice(CONVERSIONS)
     big_value = _short_decimal(rng, 2 if kind == "down" else 0, 9)
     if big_value == 0:
@@ -437,7 +448,7 @@ def make_units(rng: random.Random, kind: str):
         frm, to, v, r = small, big, small_value, big_value
     key = ("units", kind, frm, to, v)
 
-    def fields(lang: str) -> dict:
+    def fields(lang: str) -> Fields:
         to_pl = UNIT_NAMES[to][lang][1]
         one = UNIT_NAMES[big][lang][2]
         fem = to in FEMININE_UNITS
@@ -450,7 +461,7 @@ def make_units(rng: random.Random, kind: str):
             Cuantos="Cuántas" if fem else "Cuántos", Quanti="Quante" if fem else "Quanti",
         )
 
-    def render(rng: random.Random, lang: str, user_lang: str):
+    def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
         T, U = UNITS[lang], UNITS[user_lang]
         fl = fields(lang)
         steps = [pick(rng, T["factor"], fl), pick(rng, T["mul" if kind == "down" else "div"], fl)]
@@ -516,7 +527,7 @@ def duration(hours: int, minutes: int, lang: str) -> str:
     return f"{hours} {h1 if hours == 1 else hn} {conj} {minutes} {m1 if minutes == 1 else mn}"
 
 
-DATES = {
+DATES: Phrases = {
     "en": {
         "wd_q_fwd": ["Today is {day}. What day of the week will it be in {n} days?",
                      "If today is {day}, which weekday is it {n} days from now?"],
@@ -703,16 +714,16 @@ DATES = {
 DATE_KINDS = ["weekday_fwd", "days_between", "time_span", "weekday_back"]
 
 
-def make_dates(rng: random.Random, kind: str):
+def make_dates(rng: random.Random, kind: str) -> tuple[Key, Render]:
     if kind.startswith("weekday"):
         start = rng.randrange(7)
         n = rng.choice([k for k in range(8, 46) if k % 7])
         w, k = divmod(n, 7)
         sign = 1 if kind == "weekday_fwd" else -1
         path = [(start + sign * i) % 7 for i in range(1, k + 1)]
-        key = ("dates", kind, start, n)
+        key: Key = ("dates", kind, start, n)
 
-        def render(rng: random.Random, lang: str, user_lang: str):
+        def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
             T, U = DATES[lang], DATES[user_lang]
             d = "fwd" if sign == 1 else "back"
             fl = dict(day=WEEKDAYS[lang][start], n=n, w=w, k=k,
@@ -737,10 +748,10 @@ def make_dates(rng: random.Random, kind: str):
         assert sum(parts) == total
         key = ("dates", kind, d1.isoformat(), d2.isoformat())
 
-        def fields(lang: str) -> dict:
+        def fields(lang: str) -> Fields:
             names = MONTHS[lang]
             mm = names[m1] if m2 - m1 == 2 else ""
-            fl = dict(d1=day_month(d1, lang), d2=day_month(d2, lang), d2y=with_year(d2, lang),
+            fl: Fields = dict(d1=day_month(d1, lang), d2=day_month(d2, lang), d2y=with_year(d2, lang),
                       m1=names[m1 - 1], M1=cap(names[m1 - 1]), m2=names[m2 - 1], mm=mm, MM=cap(mm),
                       de_mm=fr_de(mm), de_m1=fr_de(names[m1 - 1]),
                       dim=dim, a1=d1.day, x=parts[0], a2=d2.day, r=total,
@@ -752,7 +763,7 @@ def make_dates(rng: random.Random, kind: str):
                           il_d1=it_il(d1.day) + fl["d1"], il_d2=it_il(d2.day) + fl["d2"])
             return fl
 
-        def render(rng: random.Random, lang: str, user_lang: str):
+        def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
             T, U = DATES[lang], DATES[user_lang]
             fl = fields(lang)
             steps = [pick(rng, T["db_first"], fl)]
@@ -778,16 +789,16 @@ def make_dates(rng: random.Random, kind: str):
     scenario = rng.randrange(2)
     key = ("dates", kind, start, end)
 
-    def render(rng: random.Random, lang: str, user_lang: str):
+    def render_span(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
         T, U = DATES[lang], DATES[user_lang]
-        fl = dict(t1=clock(h1, mi1, lang), t2=clock(h2, mi2, lang), h1=h1, m1=mi1, h2=h2, m2=mi2,
+        fl: Fields = dict(t1=clock(h1, mi1, lang), t2=clock(h2, mi2, lang), h1=h1, m1=mi1, h2=h2, m2=mi2,
                   a=start, b=end, d=span, H=H, M=M, H60=H * 60, dur=duration(H, M, lang))
         steps = [pick(rng, T["tm_minutes"], fl), pick(rng, T["tm_diff"], fl), pick(rng, T["tm_split"], fl)]
         analysis = assemble(rng, lang, pick(rng, T["tm_task"], fl), steps, fl["dur"])
         fu = dict(t1=clock(h1, mi1, user_lang), t2=clock(h2, mi2, user_lang), dur=duration(H, M, user_lang))
         return U["tm_q"][scenario].format(**fu), analysis, pick(rng, U["tm_final"], fu)
 
-    return key, render
+    return key, render_span
 
 
 # ---------------------------------------------------------------------------------------------
@@ -805,7 +816,7 @@ def _fr_age(a: str, b: str) -> str:
 
 
 # clue: the sentence in a question; link: the same fact inside the reasoning.
-LOGIC_PHRASES = {
+LOGIC_PHRASES: Phrases = {
     "en": {"race_clue": lambda a, b: f"{a} finishes before {b}.", "race_link": lambda a, b: f"{a} is ahead of {b}",
            "age_clue": lambda a, b: f"{a} is older than {b}.", "age_link": lambda a, b: f"{a} is older than {b}"},
     "fr": {"race_clue": lambda a, b: f"{a} arrive avant {b}.", "race_link": lambda a, b: f"{a} devance {b}",
@@ -819,7 +830,7 @@ LOGIC_PHRASES = {
            "age_clue": lambda a, b: f"{a} è più grande di {b}.", "age_link": lambda a, b: f"{a} è più grande di {b}"},
 }
 
-LOGIC = {
+LOGIC: Phrases = {
     "en": {
         "race_intro": "In a race: ", "age_intro": "",
         "race_first_q": "Who finishes first?", "race_last_q": "Who finishes last?",
@@ -908,13 +919,13 @@ LOGIC = {
 LOGIC_KINDS = ["race_first", "age_last", "race_last", "age_first"]
 
 
-def _gender_fields(name: str) -> dict:
+def _gender_fields(name: str) -> Fields:
     fem = GENDER[name] == "f"
     return dict(le="la" if fem else "le", e="e" if fem else "", el="la" if fem else "el",
                 il="la" if fem else "il", o="a" if fem else "o")
 
 
-def make_logic(rng: random.Random, kind: str):
+def make_logic(rng: random.Random, kind: str) -> tuple[Key, Render]:
     rel, ask = kind.split("_")
     size = rng.choice([3, 4, 4])
     order = [name for name, _ in rng.sample(NAMES, size)]
@@ -924,7 +935,7 @@ def make_logic(rng: random.Random, kind: str):
     answer = order[0] if ask == "first" else order[-1]
     key = ("logic", kind, tuple(order))
 
-    def render(rng: random.Random, lang: str, user_lang: str):
+    def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
         T, U = LOGIC[lang], LOGIC[user_lang]
         P, PU = LOGIC_PHRASES[lang], LOGIC_PHRASES[user_lang]
         clues = " ".join(PU[f"{rel}_clue"](a, b) for a, b in shown)
@@ -951,7 +962,7 @@ ITEMS = {
     "it": ["Una giacca", "Una lampada", "Uno zaino", "Un paio di scarpe"],
 }
 
-PERCENT = {
+PERCENT: Phrases = {
     "en": {
         "of_q": ["What is {p}% of {b}?", "Find {p}% of {b}.", "How much is {p} percent of {b}?"],
         "of_task": ["We need {p}% of {b}.", "The user asks for {p} percent of {b}."],
@@ -1075,15 +1086,15 @@ PERCENT = {
 PERCENT_KINDS = ["of", "discount", "share"]
 
 
-def make_percentages(rng: random.Random, kind: str):
+def make_percentages(rng: random.Random, kind: str) -> tuple[Key, Render]:
     if kind == "of":
         while True:
             p = rng.choice([5, 10, 12, 15, 20, 25, 30, 35, 40, 45, 60, 75])
             b = rng.randrange(20, 901, 10)
             if (b * p) % 100 == 0:
                 break
-        values = dict(p=p, b=b, bp=b * p, r=b * p // 100)
-        key = ("percentages", kind, p, b)
+        values: Fields = dict(p=p, b=b, bp=b * p, r=b * p // 100)
+        key: Key = ("percentages", kind, p, b)
     elif kind == "discount":
         while True:
             p = rng.choice([10, 15, 20, 25, 30, 40, 50, 60])
@@ -1106,7 +1117,7 @@ def make_percentages(rng: random.Random, kind: str):
         values = dict(a=a, b=b, r=r, q=Fraction(a, b), scenario=scenario)
         key = ("percentages", kind, a, b)
 
-    def fields(lang: str) -> dict:
+    def fields(lang: str) -> Fields:
         v = values
         if kind == "of":
             return dict(p=v["p"], b=v["b"], bp=v["bp"], r=v["r"], il_p=it_il(v["p"]), Il_p=cap(it_il(v["p"])))
@@ -1115,7 +1126,7 @@ def make_percentages(rng: random.Random, kind: str):
                         il_q=it_il(v["q"]), del_q=it_prep("de", v["q"]))
         return dict(a=v["a"], b=v["b"], r=v["r"], q=num(v["q"], lang), rp=pct(v["r"], lang), il_r=it_il(v["r"]))
 
-    def render(rng: random.Random, lang: str, user_lang: str):
+    def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
         T, U = PERCENT[lang], PERCENT[user_lang]
         fl, fu = fields(lang), fields(user_lang)
         if kind == "of":
@@ -1141,7 +1152,7 @@ def make_percentages(rng: random.Random, kind: str):
 # ---------------------------------------------------------------------------------------------
 # Linear equations with one integer solution
 
-EQUATIONS = {
+EQUATIONS: Phrases = {
     "en": {
         "q": ["Solve {eq}.", "Solve for x: {eq}.", "Find x if {eq}."],
         "task": ["We need to solve {eq} for x.", "The goal is to isolate x in {eq}."],
@@ -1232,10 +1243,10 @@ def _times(a: int, x: int) -> str:
     return f"{a} × ({x})" if x < 0 else f"{a} × {x}"
 
 
-def make_equations(rng: random.Random, kind: str):
+def make_equations(rng: random.Random, kind: str) -> tuple[Key, Render]:
     x = rng.choice([k for k in range(-6, 16) if k != 0])
     a, b = rng.randint(2, 9), rng.randint(1, 20)
-    f = dict(a=a, b=b, x=x)
+    f: Fields = dict(a=a, b=b, x=x)
     if kind == "plus":
         c = a * x + b
         f.update(c=c, cb=c - b, eq=f"{a}x + {b} = {c}", chk=f"{_times(a, x)} + {b} = {c}")
@@ -1256,7 +1267,7 @@ def make_equations(rng: random.Random, kind: str):
                  chk=f"{_times(a, x)} + {b} = {a * x + b} = {_times(c, x)} + {d}")
     key = ("equations", kind, f["eq"])
 
-    def render(rng: random.Random, lang: str, user_lang: str):
+    def render(rng: random.Random, lang: str, user_lang: str) -> tuple[str, str, str]:
         T, U = EQUATIONS[lang], EQUATIONS[user_lang]
         if kind == "plus":
             steps = [pick(rng, T["sub_both"], f), pick(rng, T["div"], f)]
@@ -1287,7 +1298,7 @@ MAKERS = {
 }
 
 
-def make_row(lang: str, developer: str, user: str, analysis: str, final: str) -> dict:
+def make_row(lang: str, developer: str, user: str, analysis: str, final: str) -> dict[str, Any]:
     name = LANG_NAMES[lang]
     return {
         "reasoning_language": name,
@@ -1303,7 +1314,9 @@ def make_row(lang: str, developer: str, user: str, analysis: str, final: str) ->
     }
 
 
-def draw_problems(name: str, per_cell: int, used: set, *, strict: bool = True):
+def draw_problems(
+    name: str, per_cell: int, used: set[Key], *, strict: bool = True
+) -> Iterator[tuple[int, str, random.Random, Key, Render]]:
     """Yield ``(i, lang, rng, key, render)`` for each fresh problem of the draw called ``name``, in file
     order; ``used`` holds the keys already taken and grows. ``render(rng, lang, user_lang)`` writes the
     row from ``rng``'s state. Without ``strict``, a cell whose problems run out is skipped, not fatal.
@@ -1329,7 +1342,9 @@ def draw_problems(name: str, per_cell: int, used: set, *, strict: bool = True):
                 yield i, lang, rng, key, render
 
 
-def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> tuple[list[dict], list[tuple]]:
+def _generate_split(
+    split: str, per_cell: int, used: set[Key], native_rows: set[int]
+) -> tuple[list[dict[str, Any]], list[Key]]:
     rows, keys = [], []
     for i, lang, rng, key, render in draw_problems(split, per_cell, used):
         keys.append(key)
@@ -1339,22 +1354,22 @@ def _generate_split(split: str, per_cell: int, used: set, native_rows: set) -> t
     return rows, keys
 
 
-def generate_with_keys() -> dict[str, tuple[list[dict], list[tuple]]]:
+def generate_with_keys() -> dict[str, tuple[list[dict[str, Any]], list[Key]]]:
     """Rows and, row for row, the language-independent key of each problem, per split."""
-    used: set = set()
+    used: set[Key] = set()
     # Held-out first, so its problems are reserved before training draws from the same space.
     heldout = _generate_split("heldout", HELDOUT_PER_CELL, used, native_rows={1})
     train = _generate_split("train", TRAIN_PER_CELL, used, native_rows={NATIVE_QUESTION_EVERY - 1})
     return {"train": train, "heldout": heldout}
 
 
-def generate() -> tuple[list[dict], list[dict]]:
+def generate() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Return (training rows, held-out rows); no problem appears in both or twice."""
     splits = generate_with_keys()
     return splits["train"][0], splits["heldout"][0]
 
 
-def to_jsonl(rows: list[dict]) -> str:
+def to_jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
