@@ -1,4 +1,5 @@
 export * from './generated/comm-message';
+export * from './generated/comm-operations';
 export * from './generated/dataset-summary';
 export * from './generated/finetune-config';
 export * from './generated/harmony-tokens';
