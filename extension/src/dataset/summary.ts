@@ -1,6 +1,7 @@
 import type { DatasetSummaryPayload } from '@oss-finetune/schema';
 
-import { el, formatNumber } from '../common/payload';
+import { el } from '../common/dom';
+import { formatNumber } from '../common/payload';
 
 const SVG = 'http://www.w3.org/2000/svg';
 

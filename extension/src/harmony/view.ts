@@ -1,6 +1,6 @@
 import type { HarmonyConversationView, HarmonyTokensPayload } from '@oss-finetune/schema';
 
-import { el } from '../common/payload';
+import { el } from '../common/dom';
 import { PaletteName, ViewSettings } from '../settings';
 import { CHANNELS, StreamSource, TokenSource, diffSources, streamProblems } from './model';
 import { PaneState, TokenPane } from './pane';

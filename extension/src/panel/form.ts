@@ -6,6 +6,8 @@
 import { SCHEMAS, SchemaIssue, schemaIssues } from '@oss-finetune/schema';
 import type { FinetuneConfig } from '@oss-finetune/schema';
 
+import { el } from '../common/dom';
+
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 /** The parts of JSON Schema the config schema uses. */
@@ -95,13 +97,6 @@ export function setAt(config: Record<string, any>, segments: string[], value: un
     node = node[s];
   }
   node[segments[segments.length - 1]] = value;
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, text?: string): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
 }
 
 let formCount = 0;

@@ -8,6 +8,7 @@ import type { FinetuneConfig, SchemaIssue, TrainingRunPayload } from '@oss-finet
 import { Widget } from '@lumino/widgets';
 
 import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, RunSummary, TrainingUpdate, clientFor } from '../comm/client';
+import { el } from '../common/dom';
 import { ConfigForm, FieldSpec, getAt, setAt } from './form';
 
 export const PANEL_ID = 'oss-finetune-panel';
@@ -47,13 +48,6 @@ function advice(error: CommUnavailableError): string {
 }
 
 const ACTIVE = new Set(['pending', 'running', 'stopping']);
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, className: string, text?: string): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function button(className: string, text: string, label: string): HTMLButtonElement {
   const b = el('button', `ossft-button ${className}`, text);

@@ -1,6 +1,7 @@
 import type { StepMetrics, TrainingRunPayload } from '@oss-finetune/schema';
 
-import { el, formatDuration, formatNumber } from '../common/payload';
+import { el } from '../common/dom';
+import { formatDuration, formatNumber } from '../common/payload';
 import { ChartBackend, Series } from './charts';
 
 export type StopHandler = (runId: string, node: HTMLElement) => Promise<void>;
