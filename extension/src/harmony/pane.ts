@@ -84,6 +84,7 @@ export class TokenPane {
   private hovered: Chip | null = null;
   private readonly uid = `ossft-pane-${++paneCount}`;
   private resizeObserver: ResizeObserver | null = null;
+  private disposed = false;
 
   constructor(
     readonly source: TokenSource,
@@ -156,8 +157,9 @@ export class TokenPane {
     else this.render(true);
   }
 
-  /** Starts following the pane's width; call once the node is in the document. */
+  /** Starts following the pane's width; call once the node is in the document, and again after `detach`. */
   attach(): void {
+    if (this.disposed) return;
     // Measured again now that the chip font applies.
     this.charWidth = 0;
     if (this.resizeObserver || typeof ResizeObserver === 'undefined') {
@@ -171,9 +173,22 @@ export class TokenPane {
     this.relayout();
   }
 
-  dispose(): void {
+  /** Stops following the pane's width while it is out of the document; `attach` resumes. */
+  detach(): void {
     this.resizeObserver?.disconnect();
     this.resizeObserver = null;
+  }
+
+  /** Stops for good: the pane is not attached again. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.detach();
+    this.hovered = null;
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
   }
 
   /** Lays all shown tokens out in lines again, keeping the first visible token in view. */

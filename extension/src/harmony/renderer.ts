@@ -47,13 +47,15 @@ export class HarmonyRenderer extends Widget implements IRenderMime.IRenderer {
   }
 
   protected onBeforeDetach(): void {
-    this.view?.dispose();
+    // Notebook windowing detaches outputs that scroll away and attaches them again on return.
+    this.view?.detach();
   }
 
   dispose(): void {
     if (this.isDisposed) return;
     this.stopFollowing();
     this.view?.dispose();
+    this.view = null;
     super.dispose();
   }
 }

@@ -36,6 +36,7 @@ export class HarmonyView {
   private readonly clipboard: Clipboard;
   private readonly maxHeight: number;
   private readonly lineHeight: number;
+  private disposed = false;
 
   constructor(
     private readonly payload: HarmonyTokensPayload,
@@ -151,11 +152,29 @@ export class HarmonyView {
 
   /** Call once the view is in the document so the panes measure their real width. */
   attach(): void {
+    if (this.disposed) return;
     for (const pane of this.panes) pane.attach();
   }
 
+  /** Call when the view leaves the document; `attach` resumes it. */
+  detach(): void {
+    for (const pane of this.panes) pane.detach();
+  }
+
+  /** Releases the panes for good; the view is not used again. */
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.disposePanes();
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  private disposePanes(): void {
     for (const pane of this.panes) pane.dispose();
+    this.panes.length = 0;
   }
 
   private setState(next: Partial<PaneState>): void {
@@ -164,8 +183,7 @@ export class HarmonyView {
   }
 
   private build(): void {
-    this.dispose();
-    this.panes.length = 0;
+    this.disposePanes();
     this.body.replaceChildren();
     const conv = this.currentConversation;
     this.compareSelect.hidden = !conv?.compare;
