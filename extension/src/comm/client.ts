@@ -1,56 +1,27 @@
 /**
- * The widgets' side of the `oss_finetune` comm (schema/comm-message.schema.json). Every request
- * carries a fresh request_id and resolves with the kernel's one reply to it; events of a run that
- * a request started (`training_update`) go to the listeners instead.
+ * The widgets' side of the `oss_finetune` comm (schema/comm-message.schema.json; each op's arguments
+ * and result in schema/comm-operations.schema.json). Every request carries a fresh request_id and
+ * resolves with the kernel's one reply to it; events of a run that a request started
+ * (`training_update`) go to the listeners instead.
  *
  * One comm per kernel, shared by the panel, the commands and the dashboards' Stop buttons, so a run
  * started from the panel reports to every view of that kernel.
  */
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
-import type { FinetuneConfig, TrainingRunPayload } from '@oss-finetune/schema';
-// The package index does not re-export the comm message types yet; the generated file is the truth.
-import type { CommError, CommMessage } from '@oss-finetune/schema/lib/src/generated/comm-message';
+import type { CommError, CommMessage, CommReply, CommRequest, TrainingRunPayload } from '@oss-finetune/schema';
 
 export const COMM_TARGET = 'oss_finetune';
 
-export type RequestOp = 'get_config' | 'set_config' | 'start_training' | 'stop' | 'list_runs' | 'read_metrics';
+export type RequestOp = CommRequest['op'];
 
-/** The arguments each op may carry, besides op and request_id. */
-export interface RequestArguments {
-  get_config: Record<string, never>;
-  set_config: { config: FinetuneConfig; replace?: boolean };
-  start_training: { config?: FinetuneConfig; resume_from?: string | null };
-  stop: Record<string, never>;
-  list_runs: Record<string, never>;
-  read_metrics: { run_id: string; since_step?: number };
-}
+/** The arguments an op's request carries besides op and request_id (schema/comm-operations.schema.json). */
+export type RequestArguments<Op extends RequestOp> = Omit<Extract<CommRequest, { op: Op }>, 'op' | 'request_id'>;
 
-/** One run as list_runs describes it; the kernel may add fields, the panel only needs these. */
-export interface RunSummary {
-  run_id: string;
-  status?: string;
-  step?: number;
-  max_steps?: number | null;
-  checkpoint?: string | null;
-  last_loss?: number | null;
-  message?: string | null;
-  [key: string]: unknown;
-}
+/** What a successful reply to an op carries in `result`. */
+export type RequestResult<Op extends RequestOp> = Extract<CommReply, { op: Op; ok: true }>['result'];
 
-export interface ConfigResult {
-  config: FinetuneConfig;
-  defaults: FinetuneConfig;
-}
-
-/** What each successful reply carries in `result`, as the schema's description lists it. */
-export interface RequestResults {
-  get_config: ConfigResult;
-  set_config: ConfigResult;
-  start_training: { started: boolean };
-  stop: { run_id: string | null };
-  list_runs: { runs: RunSummary[] };
-  read_metrics: { run_id: string; metrics: Record<string, unknown>[] };
-}
+/** The arguments as `request` takes them: required where the op has a required one (set_config, read_metrics). */
+type ArgumentList<Op extends RequestOp> = Partial<RequestArguments<Op>> extends RequestArguments<Op> ? [args?: RequestArguments<Op>] : [args: RequestArguments<Op>];
 
 /** A reply with ok: false; `path` says where, e.g. `config.lora.r`. */
 export class CommRequestError extends Error {
@@ -92,7 +63,7 @@ type UpdateListener = (update: TrainingUpdate) => void;
 interface Pending {
   op: RequestOp;
   comm: Kernel.IComm;
-  resolve: (result: any) => void;
+  resolve: (result: RequestResult<RequestOp>) => void;
   reject: (error: Error) => void;
   timer: ReturnType<typeof setTimeout> | null;
 }
@@ -140,12 +111,12 @@ export class FinetuneClient {
   }
 
   /** Sends one request and resolves with its reply's result, or rejects with the kernel's error. */
-  async request<Op extends RequestOp>(op: Op, args?: RequestArguments[Op]): Promise<RequestResults[Op]> {
+  async request<Op extends RequestOp>(op: Op, ...[args]: ArgumentList<Op>): Promise<RequestResult<Op>> {
     if (this.closed) throw new Error('the connection to the kernel was closed');
     const comm = await this.open();
     const requestId = nextRequestId(op);
-    const message = { ...(args ?? {}), op, request_id: requestId } as CommMessage;
-    const reply = new Promise<RequestResults[Op]>((resolve, reject) => {
+    const message = { ...args, op, request_id: requestId } as CommRequest;
+    const reply = new Promise<RequestResult<Op>>((resolve, reject) => {
       const timer =
         this.timeoutMs > 0
           ? setTimeout(() => {
@@ -160,7 +131,7 @@ export class FinetuneClient {
               );
             }, this.timeoutMs)
           : null;
-      this.pending.set(requestId, { op, comm, resolve, reject, timer });
+      this.pending.set(requestId, { op, comm, resolve: resolve as Pending['resolve'], reject, timer });
     });
     try {
       const future = comm.send(message as unknown as Parameters<Kernel.IComm['send']>[0]) as unknown as ReplyWatcher | undefined;
@@ -293,6 +264,7 @@ export class FinetuneClient {
 
   private receive(data: unknown): void {
     if (!data || typeof data !== 'object') return;
+    // Read as the envelope the kernel sends (comm-message), without trusting the shape any further.
     const message = data as CommMessage;
     if (message.op === 'training_update') {
       const update: TrainingUpdate = {
@@ -305,7 +277,7 @@ export class FinetuneClient {
     }
     const waiting = this.settle(message.request_id);
     if (!waiting) return;
-    if (message.ok) waiting.resolve(message.result ?? {});
+    if (message.ok) waiting.resolve((message.result ?? {}) as RequestResult<RequestOp>);
     else {
       const error = message.error ?? { path: '(root)', message: 'the kernel refused the request' };
       waiting.reject(new CommRequestError(waiting.op, error.path, error.message));

@@ -4,10 +4,10 @@
  * `%oss_finetune train` typed in a cell afterwards trains with what the panel shows.
  */
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
-import type { FinetuneConfig, SchemaIssue, TrainingRunPayload } from '@oss-finetune/schema';
+import type { FinetuneConfig, RunInfo, SchemaIssue, TrainingRunPayload } from '@oss-finetune/schema';
 import { Widget } from '@lumino/widgets';
 
-import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, RunSummary, TrainingUpdate, clientFor } from '../comm/client';
+import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, TrainingUpdate, clientFor } from '../comm/client';
 import { el } from '../common/dom';
 import { ConfigForm, FieldSpec, getAt, setAt } from './form';
 
@@ -61,8 +61,11 @@ function reason(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** What a one-line description of a run uses, from list_runs (RunInfo) or a training-run payload. */
+export type RunLine = Pick<RunInfo, 'run_id'> & Partial<Pick<RunInfo, 'status' | 'step' | 'max_steps' | 'last_loss'>>;
+
 /** A run in one line: `run-3 · running · step 12 / 60 · loss 1.234`. */
-export function describeRun(run: Pick<RunSummary, 'run_id' | 'status' | 'step' | 'max_steps' | 'last_loss'>): string {
+export function describeRun(run: RunLine): string {
   const parts = [run.run_id];
   if (run.status) parts.push(run.status);
   if (typeof run.step === 'number') parts.push(run.max_steps ? `step ${run.step} / ${run.max_steps}` : `step ${run.step}`);
@@ -93,7 +96,7 @@ export class FinetunePanel extends Widget {
   private syncing: Promise<void> | null = null;
   private liveRun: TrainingRunPayload | null = null;
   private starting = false;
-  private runs: RunSummary[] = [];
+  private runs: RunInfo[] = [];
   private readonly retryDelaysMs: number[];
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private retryCount = 0;
@@ -314,7 +317,7 @@ export class FinetunePanel extends Widget {
     }
   }
 
-  async refreshRuns(): Promise<RunSummary[]> {
+  async refreshRuns(): Promise<RunInfo[]> {
     const client = this.client;
     if (!client) return [];
     try {
