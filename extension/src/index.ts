@@ -1,15 +1,29 @@
-export { default as plugin } from './plugin';
-export { default as mimeExtensions } from './mime';
-export { HarmonyRenderer } from './harmony/renderer';
+import type { JupyterFrontEndPlugin } from '@jupyterlab/application';
+
+import plugin, { clientsPlugin } from './plugin';
+import { rendererPlugins } from './renderers';
+
+/** Everything the extension adds to JupyterLab; package.json's jupyterlab.extension points here. */
+const plugins: JupyterFrontEndPlugin<unknown>[] = [clientsPlugin, plugin, ...rendererPlugins];
+
+export default plugins;
+export { plugin, clientsPlugin };
+export { IFinetuneClients, IViewSettings } from './tokens';
+export { rendererPlugins, harmonyExtension, trainingExtension, datasetExtension, notebookKernelFinder } from './renderers';
+export { ViewSettingsStore, DEFAULT_SETTINGS } from './settings';
+export type { ViewSettings } from './settings';
+export { HarmonyRenderer, harmonyRendererFactory } from './harmony/renderer';
 export { HarmonyView } from './harmony/view';
 export { TokenPane } from './harmony/pane';
-export { TrainingRenderer } from './training/renderer';
+export { TrainingRenderer, trainingRendererFactory } from './training/renderer';
 export { TrainingDashboard } from './training/dashboard';
 export { svgCharts, plotlyCharts } from './training/charts';
-export { DatasetRenderer } from './dataset/renderer';
-export { requestStop, setKernelFinder, COMM_TARGET } from './training/stop';
+export { DatasetRenderer, datasetRendererFactory } from './dataset/renderer';
+export { stopHandler, COMM_TARGET } from './training/stop';
+export type { KernelFinder } from './training/stop';
 export { FinetunePanel } from './panel/panel';
 export { ConfigForm, fieldSpecs, schemaDefaults } from './panel/form';
-export { FinetuneClient, CommRequestError, clientFor } from './comm/client';
+export { FinetuneClient, FinetuneClients, CommRequestError } from './comm/client';
+export type { RequestArguments, RequestOp, RequestResult } from './comm/client';
 export { CommandIDs } from './commands';
 export { finetuneCellHighlighting, isFinetuneCell } from './highlight/cellMagic';

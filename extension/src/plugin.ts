@@ -5,16 +5,19 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { schemaIssues } from '@oss-finetune/schema';
 
+import { FinetuneClients } from './comm/client';
 import { CommandHost, PanelArea, addCommands, showPanel } from './commands';
 import { appliesTo, finetuneCellHighlighting } from './highlight/cellMagic';
 import { FinetunePanel, PanelTarget } from './panel/panel';
-import { DEFAULT_SETTINGS, ViewSettings, getSettings, updateSettings } from './settings';
-import { setKernelFinder } from './training/stop';
+import { DEFAULT_SETTINGS, ViewSettings, ViewSettingsStore } from './settings';
+import { IFinetuneClients, IViewSettings } from './tokens';
 
 export const PLUGIN_ID = 'oss-finetune:plugin';
 export const HIGHLIGHT_EXTENSION = 'oss-finetune:cell-magic-yaml';
 
-/** Reads the user's settings into the shared store the renderers follow. */
+export const CLIENTS_PLUGIN_ID = 'oss-finetune:clients';
+
+/** Reads the user's settings, filling what they did not set with the defaults. */
 export function readSettings(composite: Partial<ViewSettings> | undefined): ViewSettings {
   return { ...DEFAULT_SETTINGS, ...(composite ?? {}) };
 }
@@ -37,18 +40,29 @@ export function followNotebooks(notebooks: INotebookTracker, panel: FinetunePane
   follow();
 }
 
+/** The comm client of each kernel, for the panel, the commands and the dashboards' Stop buttons. */
+export const clientsPlugin: JupyterFrontEndPlugin<IFinetuneClients> = {
+  id: CLIENTS_PLUGIN_ID,
+  description: 'The oss_finetune comm client of each kernel.',
+  autoStart: true,
+  provides: IFinetuneClients,
+  activate: () => new FinetuneClients(),
+};
+
 /**
- * The MIME renderers cannot see the application; this plugin hands them what they need from it
- * (the settings, the kernel behind an output for the Stop button) and adds the fine-tune panel,
+ * Reads the settings, which it provides to the renderers (IViewSettings), and adds the fine-tune panel,
  * its commands and the highlighting of %%oss_finetune cells.
  */
-const plugin: JupyterFrontEndPlugin<void> = {
+const plugin: JupyterFrontEndPlugin<IViewSettings> = {
   id: PLUGIN_ID,
-  description: 'The GPT-OSS fine-tune panel, commands, cell highlighting, settings and kernel access for the views.',
+  description: 'The GPT-OSS fine-tune panel, commands, cell highlighting and settings.',
   autoStart: true,
+  requires: [IFinetuneClients],
   optional: [ISettingRegistry, INotebookTracker, ICommandPalette, IEditorExtensionRegistry],
+  provides: IViewSettings,
   activate: (
     app: JupyterFrontEnd,
+    clients: IFinetuneClients,
     registry: ISettingRegistry | null,
     notebooks: INotebookTracker | null,
     palette: ICommandPalette | null,
@@ -62,21 +76,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (typeof requestIdleCallback === 'function') requestIdleCallback(warm);
     else setTimeout(warm, 0);
 
-    const panel = new FinetunePanel();
+    const settings = new ViewSettingsStore();
+    const panel = new FinetunePanel({ clients });
     const host = app as unknown as CommandHost;
     addCommands(host, panel, {
-      area: () => getSettings().panelArea,
+      area: () => settings.current.panelArea,
       notify: (text, kind) => void (kind === 'error' ? Notification.error(text, { autoClose: 8000 }) : Notification.info(text, { autoClose: 8000 })),
       palette,
     });
 
-    if (notebooks) {
-      setKernelFinder((node) => {
-        const owner = notebooks.find((notebook) => notebook.node.contains(node)) ?? notebooks.currentWidget;
-        return owner?.sessionContext.session?.kernel ?? null;
-      });
-      followNotebooks(notebooks, panel);
-    }
+    if (notebooks) followNotebooks(notebooks, panel);
 
     editorExtensions?.addExtension({
       name: HIGHLIGHT_EXTENSION,
@@ -87,24 +96,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     // The panel's side follows the setting; it is only placed once someone opens it.
-    let area: PanelArea = getSettings().panelArea;
-    const apply = (settings: ViewSettings) => {
-      updateSettings(settings);
-      if (settings.panelArea !== area) {
-        area = settings.panelArea;
+    let area: PanelArea = settings.current.panelArea;
+    const apply = (next: ViewSettings) => {
+      settings.update(next);
+      if (next.panelArea !== area) {
+        area = next.panelArea;
         if (panel.isAttached) showPanel(host, panel, area);
       }
     };
     if (registry) {
       registry
         .load(PLUGIN_ID)
-        .then((settings) => {
-          const read = () => apply(readSettings(settings.composite as Partial<ViewSettings>));
+        .then((stored) => {
+          const read = () => apply(readSettings(stored.composite as Partial<ViewSettings>));
           read();
-          settings.changed.connect(read);
+          stored.changed.connect(read);
         })
         .catch((err) => console.warn('oss-finetune: settings could not be loaded, using defaults', err));
     }
+    return settings;
   },
 };
 

@@ -1,4 +1,7 @@
+import { ISignal, Signal } from '@lumino/signaling';
+
 import type { HarmonyChannel } from './harmony/model';
+import type { IViewSettings } from './tokens';
 
 export type PaletteName = 'okabe-ito' | 'tol-bright';
 
@@ -22,24 +25,28 @@ export const DEFAULT_SETTINGS: ViewSettings = {
   panelArea: 'right',
 };
 
-type Listener = (settings: ViewSettings) => void;
+/**
+ * The settings the plugin read from the setting registry; it provides them as IViewSettings. Until the
+ * registry answers (or where there is none) they are the defaults.
+ */
+export class ViewSettingsStore implements IViewSettings {
+  private value: ViewSettings;
+  private readonly changedSignal = new Signal<IViewSettings, ViewSettings>(this);
 
-// The settings plugin and the MIME renderers are separate entry points of one bundle, so a module
-// singleton is the bridge between them: renderers read it when they open and follow later changes.
-let current: ViewSettings = { ...DEFAULT_SETTINGS };
-const listeners = new Set<Listener>();
+  constructor(initial: Partial<ViewSettings> = {}) {
+    this.value = { ...DEFAULT_SETTINGS, ...initial };
+  }
 
-export function getSettings(): ViewSettings {
-  return current;
-}
+  get current(): ViewSettings {
+    return this.value;
+  }
 
-export function updateSettings(partial: Partial<ViewSettings>): void {
-  current = { ...current, ...partial };
-  for (const listener of [...listeners]) listener(current);
-}
+  get changed(): ISignal<IViewSettings, ViewSettings> {
+    return this.changedSignal;
+  }
 
-/** Returns the function that stops listening. */
-export function onSettingsChanged(listener: Listener): () => void {
-  listeners.add(listener);
-  return () => listeners.delete(listener);
+  update(partial: Partial<ViewSettings>): void {
+    this.value = { ...this.value, ...partial };
+    this.changedSignal.emit(this.value);
+  }
 }

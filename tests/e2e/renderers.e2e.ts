@@ -84,6 +84,10 @@ test('the extension is served and its renderers are registered', async ({ page, 
     return app.listPlugins().filter((id: string) => id.startsWith('oss-finetune'));
   });
   expect(plugins).toEqual(expect.arrayContaining(['oss-finetune:harmony', 'oss-finetune:training', 'oss-finetune:dataset']));
+  // The renderers are plugins handed the settings and the comm clients by the others: all of them start.
+  expect(plugins).toEqual(expect.arrayContaining(['oss-finetune:plugin', 'oss-finetune:clients']));
+  const inactive = await page.evaluate((ids) => ids.filter((id) => !(window as any).jupyterapp.isPluginActivated(id)), plugins);
+  expect(inactive).toEqual([]);
   expect(problems).toEqual([]);
 });
 

@@ -1,7 +1,7 @@
 import { schemaIssues } from '@oss-finetune/schema';
 
 import { fakeKernel, flush, refusal, reply } from '../testing/kernel';
-import { COMM_TARGET, CommRequestError, CommUnavailableError, FinetuneClient, clientFor } from './client';
+import { COMM_TARGET, CommRequestError, CommUnavailableError, FinetuneClient, FinetuneClients } from './client';
 
 /** Keeps every comm the client creates, to check which ones it closed. */
 function recording<K extends ReturnType<typeof fakeKernel>>(k: K): K & { comms: any[] } {
@@ -63,11 +63,18 @@ describe('FinetuneClient', () => {
 
   it('shares one client per kernel until the kernel goes away', () => {
     const k = fakeKernel(() => null);
-    const first = clientFor(k.kernel);
-    expect(clientFor(k.kernel)).toBe(first);
+    const clients = new FinetuneClients();
+    const first = clients.clientFor(k.kernel);
+    expect(clients.clientFor(k.kernel)).toBe(first);
     k.kernel.disposed.emit();
     expect(first.isClosed).toBe(true);
-    expect(clientFor(k.kernel)).not.toBe(first);
+    expect(clients.clientFor(k.kernel)).not.toBe(first);
+  });
+
+  it('keeps the clients of one application apart from another\'s', () => {
+    const k = fakeKernel(() => null);
+    const mine = new FinetuneClients();
+    expect(new FinetuneClients().clientFor(k.kernel)).not.toBe(mine.clientFor(k.kernel));
   });
 
   it('says the extension is not loaded when the kernel closes the open, and opens afresh once it is', async () => {

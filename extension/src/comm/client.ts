@@ -4,11 +4,13 @@
  * resolves with the kernel's one reply to it; events of a run that a request started
  * (`training_update`) go to the listeners instead.
  *
- * One comm per kernel, shared by the panel, the commands and the dashboards' Stop buttons, so a run
- * started from the panel reports to every view of that kernel.
+ * One comm per kernel (FinetuneClients), shared by the panel, the commands and the dashboards' Stop
+ * buttons, so a run started from the panel reports to every view of that kernel.
  */
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import type { CommError, CommMessage, CommReply, CommRequest, TrainingRunPayload } from '@oss-finetune/schema';
+
+import type { IFinetuneClients } from '../tokens';
 
 export const COMM_TARGET = 'oss_finetune';
 
@@ -297,16 +299,22 @@ export class FinetuneClient {
   }
 }
 
-const clients = new WeakMap<Kernel.IKernelConnection, FinetuneClient>();
+/**
+ * The shared client of each kernel, made on first use and forgotten with the kernel; provided to the
+ * application as IFinetuneClients, so the panel, the commands and every dashboard's Stop button talk to
+ * a kernel over one comm.
+ */
+export class FinetuneClients implements IFinetuneClients {
+  private readonly clients = new WeakMap<Kernel.IKernelConnection, FinetuneClient>();
 
-/** The shared client of a kernel, made on first use and forgotten with the kernel. */
-export function clientFor(kernel: Kernel.IKernelConnection, options?: ClientOptions): FinetuneClient {
-  let client = clients.get(kernel);
-  if (!client || client.isClosed) {
-    const made = new FinetuneClient(kernel, options);
-    client = made;
-    clients.set(kernel, made);
-    kernel.disposed?.connect(() => made.dispose());
+  clientFor(kernel: Kernel.IKernelConnection, options?: ClientOptions): FinetuneClient {
+    let client = this.clients.get(kernel);
+    if (!client || client.isClosed) {
+      const made = new FinetuneClient(kernel, options);
+      client = made;
+      this.clients.set(kernel, made);
+      kernel.disposed?.connect(() => made.dispose());
+    }
+    return client;
   }
-  return client;
 }

@@ -1,5 +1,6 @@
 import { CommandRegistry } from '@lumino/commands';
 
+import { FinetuneClients } from '../comm/client';
 import { FinetunePanel } from '../panel/panel';
 import { fakeKernel, flush, reply } from '../testing/kernel';
 import { CommandIDs, PALETTE_CATEGORY, addCommands, finetuneIcon } from '.';
@@ -9,7 +10,7 @@ function setup() {
   const shell = { add: jest.fn(), activateById: jest.fn() };
   const notify = jest.fn();
   const palette = { addItem: jest.fn() };
-  const panel = new FinetunePanel({ syncDelayMs: 0 });
+  const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0 });
   let area: 'left' | 'right' = 'right';
   addCommands({ commands, shell }, panel, { area: () => area, notify, palette });
   return { commands, shell, notify, palette, panel, setArea: (a: 'left' | 'right') => (area = a) };

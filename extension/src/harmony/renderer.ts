@@ -3,17 +3,21 @@ import { HARMONY_MIME, HarmonyTokensPayload } from '@oss-finetune/schema';
 import { Widget } from '@lumino/widgets';
 
 import { checkPayload, renderProblems } from '../common/payload';
-import { getSettings, onSettingsChanged } from '../settings';
+import type { ViewSettings } from '../settings';
+import type { IViewSettings } from '../tokens';
 import { Clipboard, HarmonyView } from './view';
 
 export class HarmonyRenderer extends Widget implements IRenderMime.IRenderer {
   private view: HarmonyView | null = null;
-  private readonly stopFollowing: () => void;
 
-  constructor(private readonly clipboard?: Clipboard) {
+  /** `settings` are read when a payload is drawn; a change of palette reaches the drawn view too. */
+  constructor(
+    private readonly settings: IViewSettings,
+    private readonly clipboard?: Clipboard,
+  ) {
     super();
     this.addClass('ossft-renderer');
-    this.stopFollowing = onSettingsChanged((settings) => this.view?.applySettings(settings));
+    settings.changed.connect(this.onSettingsChanged, this);
   }
 
   get harmonyView(): HarmonyView | null {
@@ -34,7 +38,7 @@ export class HarmonyRenderer extends Widget implements IRenderMime.IRenderer {
       return;
     }
     try {
-      this.view = new HarmonyView(checked.value, { settings: getSettings(), clipboard: this.clipboard });
+      this.view = new HarmonyView(checked.value, { settings: this.settings.current, clipboard: this.clipboard });
       this.node.replaceChildren(this.view.node);
       if (this.isAttached) this.view.attach();
     } catch (err) {
@@ -53,17 +57,24 @@ export class HarmonyRenderer extends Widget implements IRenderMime.IRenderer {
 
   dispose(): void {
     if (this.isDisposed) return;
-    this.stopFollowing();
+    this.settings.changed.disconnect(this.onSettingsChanged, this);
     this.view?.dispose();
     this.view = null;
     super.dispose();
   }
+
+  private onSettingsChanged(_: IViewSettings, settings: ViewSettings): void {
+    this.view?.applySettings(settings);
+  }
 }
 
-export const harmonyRendererFactory: IRenderMime.IRendererFactory = {
-  safe: true,
-  mimeTypes: [HARMONY_MIME],
-  // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
-  defaultRank: 40,
-  createRenderer: () => new HarmonyRenderer(),
-};
+/** The factory of the Harmony token view; every renderer it makes follows `settings`. */
+export function harmonyRendererFactory(settings: IViewSettings): IRenderMime.IRendererFactory {
+  return {
+    safe: true,
+    mimeTypes: [HARMONY_MIME],
+    // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
+    defaultRank: 40,
+    createRenderer: () => new HarmonyRenderer(settings),
+  };
+}

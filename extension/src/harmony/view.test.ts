@@ -1,6 +1,6 @@
 import { HARMONY_MIME } from '@oss-finetune/schema';
 
-import { DEFAULT_SETTINGS, ViewSettings } from '../settings';
+import { DEFAULT_SETTINGS, ViewSettings, ViewSettingsStore } from '../settings';
 import { contractFixture, makePayload, makeStream, mimeModel } from '../testing/fixtures';
 import { HarmonyRenderer } from './renderer';
 import { HarmonyView } from './view';
@@ -276,14 +276,14 @@ describe('HarmonyView safety', () => {
 
 describe('HarmonyRenderer', () => {
   it('renders the contract fixture with a compare stream', async () => {
-    const renderer = new HarmonyRenderer();
+    const renderer = new HarmonyRenderer(new ViewSettingsStore());
     await renderer.renderModel(mimeModel(HARMONY_MIME, contractFixture('harmony-tokens', 'valid', 'before-after')));
     expect(renderer.node.querySelector('.ossft-invalid')).toBeNull();
     expect(renderer.node.querySelectorAll('.ossft-chip[data-i]').length).toBe(1);
   });
 
   it('shows the schema error instead of throwing', async () => {
-    const renderer = new HarmonyRenderer();
+    const renderer = new HarmonyRenderer(new ViewSettingsStore());
     await renderer.renderModel(mimeModel(HARMONY_MIME, { version: 1, conversations: [{ messages: [] }] }));
     const box = renderer.node.querySelector('.ossft-invalid')!;
     expect(box.textContent).toContain('conversations[0].tokens: is required');
@@ -292,13 +292,13 @@ describe('HarmonyRenderer', () => {
   it('shows parallel arrays of different lengths as an error', async () => {
     const payload = makePayload(5);
     payload.conversations[0].tokens.text.pop();
-    const renderer = new HarmonyRenderer();
+    const renderer = new HarmonyRenderer(new ViewSettingsStore());
     await renderer.renderModel(mimeModel(HARMONY_MIME, payload));
     expect(renderer.node.querySelector('.ossft-invalid')!.textContent).toContain('conversations[0].tokens.text: has 4 entries but ids has 5');
   });
 
   it('survives payloads that are not objects at all', async () => {
-    const renderer = new HarmonyRenderer();
+    const renderer = new HarmonyRenderer(new ViewSettingsStore());
     for (const data of [null, 'text', 42, [], { version: 2 }]) {
       await expect(renderer.renderModel(mimeModel(HARMONY_MIME, data))).resolves.toBeUndefined();
       expect(renderer.node.querySelector('.ossft-invalid')).not.toBeNull();

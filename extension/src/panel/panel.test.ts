@@ -1,5 +1,6 @@
 import { schemaIssues } from '@oss-finetune/schema';
 
+import { FinetuneClients } from '../comm/client';
 import { FakeKernelOptions, fakeKernel, flush, refusal, reply } from '../testing/kernel';
 import { schemaDefaults } from './form';
 import { FinetunePanel, describeRun } from './panel';
@@ -34,7 +35,7 @@ function configKernel(options: FakeKernelOptions = {}) {
 
 async function openPanel() {
   const k = configKernel();
-  const panel = new FinetunePanel({ syncDelayMs: 0 });
+  const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0 });
   await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
   return { k, panel };
 }
@@ -49,7 +50,7 @@ const q = (panel: FinetunePanel, selector: string) => panel.node.querySelector<H
 
 describe('FinetunePanel', () => {
   it('says what to do without a notebook, and disables what needs a kernel', () => {
-    const panel = new FinetunePanel();
+    const panel = new FinetunePanel({ clients: new FinetuneClients() });
     expect(q(panel, '.ossft-panel-title').textContent).toBe('GPT-OSS fine-tune');
     expect(q(panel, '.ossft-target').textContent).toBe('Open a notebook: the settings go to its kernel.');
     expect((q(panel, '.ossft-start') as HTMLButtonElement).disabled).toBe(true);
@@ -138,7 +139,7 @@ describe('FinetunePanel', () => {
   });
 
   it('shows token-like text from the kernel as text', () => {
-    const panel = new FinetunePanel();
+    const panel = new FinetunePanel({ clients: new FinetuneClients() });
     void panel.setTarget({ label: '<img src=x onerror=alert(1)>.ipynb', kernel: null });
     expect(q(panel, '.ossft-target').textContent).toBe('<img src=x onerror=alert(1)>.ipynb: no kernel is running.');
     expect(panel.node.querySelector('img')).toBeNull();
@@ -157,7 +158,7 @@ describe('FinetunePanel', () => {
       let loaded = false;
       const k = configKernel({ hasTarget: () => loaded });
       // A retry wait far beyond the test: only the end of the cell can bring the settings in.
-      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [60_000] });
+      const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0, retryDelaysMs: [60_000] });
       await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
       expect(q(panel, '.ossft-sync').textContent).toMatch(/^Could not read the settings: .*Run %load_ext oss_finetune in a cell.*Trying again in 60 s, or press Reload\.$/);
       expect(q(panel, '.ossft-run-metrics').textContent).toContain('Could not list the runs');
@@ -183,7 +184,7 @@ describe('FinetunePanel', () => {
     it('tries again after a wait when a message is lost on a deleted subshell, and gets through', async () => {
       let failures = 2;
       const k = configKernel({ routeError: () => (failures-- > 0 ? 'UnknownSubshellError' : null) });
-      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [1] });
+      const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0, retryDelaysMs: [1] });
       await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
       expect(q(panel, '.ossft-sync').textContent).toContain('UnknownSubshellError');
       await until(() => q(panel, '.ossft-sync').textContent === 'Settings read from the kernel.');
@@ -196,7 +197,7 @@ describe('FinetunePanel', () => {
 
     it('waits longer after each failed try, and stops trying when it follows another notebook', async () => {
       const k = configKernel({ hasTarget: () => false });
-      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [1, 2, 60_000] });
+      const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0, retryDelaysMs: [1, 2, 60_000] });
       await panel.setTarget({ label: 'a.ipynb', kernel: k.kernel });
       await until(() => /in 60 s/.test(q(panel, '.ossft-sync').textContent ?? ''));
       expect(q(panel, '.ossft-sync').textContent).toContain('Trying again in 60 s');
@@ -208,7 +209,7 @@ describe('FinetunePanel', () => {
 
     it('does not retry a request the kernel refused', async () => {
       const k = fakeKernel((req) => refusal(req, '(root)', 'no session'));
-      const panel = new FinetunePanel({ syncDelayMs: 0, retryDelaysMs: [1] });
+      const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0, retryDelaysMs: [1] });
       await panel.setTarget({ label: 'a.ipynb', kernel: k.kernel });
       expect(q(panel, '.ossft-sync').textContent).toBe('Could not read the settings: no session');
       expect(panel.retryPending).toBe(false);

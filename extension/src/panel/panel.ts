@@ -7,8 +7,9 @@ import type { Kernel, KernelMessage } from '@jupyterlab/services';
 import type { FinetuneConfig, RunInfo, SchemaIssue, TrainingRunPayload } from '@oss-finetune/schema';
 import { Widget } from '@lumino/widgets';
 
-import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, TrainingUpdate, clientFor } from '../comm/client';
+import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, TrainingUpdate } from '../comm/client';
 import { el } from '../common/dom';
+import type { IFinetuneClients } from '../tokens';
 import { ConfigForm, FieldSpec, getAt, setAt } from './form';
 
 export const PANEL_ID = 'oss-finetune-panel';
@@ -22,6 +23,8 @@ export interface PanelTarget {
 }
 
 export interface FinetunePanelOptions {
+  /** The comm client of each kernel, shared with the dashboards' Stop buttons. */
+  clients: IFinetuneClients;
   /** Quiet time after the last keystroke before edits go to the kernel. */
   syncDelayMs?: number;
   client?: ClientOptions;
@@ -86,6 +89,7 @@ export class FinetunePanel extends Widget {
   private readonly metricsLine: HTMLParagraphElement;
   private readonly syncDelayMs: number;
   private readonly clientOptions: ClientOptions | undefined;
+  private readonly clients: IFinetuneClients;
 
   private target: PanelTarget | null = null;
   private client: FinetuneClient | null = null;
@@ -103,8 +107,9 @@ export class FinetunePanel extends Widget {
   private reloading: Promise<void> | null = null;
   private stopWatchingKernel: (() => void) | null = null;
 
-  constructor(options: FinetunePanelOptions = {}) {
+  constructor(options: FinetunePanelOptions) {
     super();
+    this.clients = options.clients;
     this.syncDelayMs = options.syncDelayMs ?? 400;
     this.clientOptions = options.client;
     this.retryDelaysMs = options.retryDelaysMs?.length ? options.retryDelaysMs : RETRY_DELAYS_MS;
@@ -182,7 +187,7 @@ export class FinetunePanel extends Widget {
       this.retryCount = 0;
       this.stopWatchingKernel?.();
       this.stopWatchingKernel = null;
-      this.client = target?.kernel ? clientFor(target.kernel, this.clientOptions) : null;
+      this.client = target?.kernel ? this.clients.clientFor(target.kernel, this.clientOptions) : null;
       if (this.client) this.unfollow = this.client.onTrainingUpdate((u) => this.onUpdate(u));
       if (target?.kernel) this.watchKernel(target.kernel);
     }

@@ -1,10 +1,12 @@
+import type { Kernel } from '@jupyterlab/services';
 import { TRAINING_MIME, TrainingRunPayload, schemaIssues } from '@oss-finetune/schema';
 
 import { contractFixture, contractFixtures, mimeModel } from '../testing/fixtures';
 import { fakeKernel, refusal, reply } from '../testing/kernel';
 import { svgCharts } from './charts';
 import { TrainingRenderer } from './renderer';
-import { COMM_TARGET, requestStop, setKernelFinder } from './stop';
+import { FinetuneClients } from '../comm/client';
+import { COMM_TARGET, stopHandler } from './stop';
 
 function running(step: number, status: TrainingRunPayload['status'] = 'running'): TrainingRunPayload {
   return {
@@ -129,13 +131,13 @@ describe('TrainingRenderer', () => {
   });
 });
 
-describe('requestStop', () => {
-  afterEach(() => setKernelFinder(null));
+describe('the Stop handler', () => {
+  // What the plugin hands the training renderer: the kernel behind the output, and the shared clients.
+  const handler = (kernel: unknown) => stopHandler(() => kernel as Kernel.IKernelConnection | null, new FinetuneClients());
 
   it('opens a comm on the oss_finetune target and sends a stop request the kernel accepts', async () => {
     const k = fakeKernel((req) => reply(req, { run_id: 'run-7' }));
-    setKernelFinder(() => k.kernel);
-    await requestStop('run-7', document.createElement('div'));
+    await handler(k.kernel)('run-7', document.createElement('div'));
     expect(k.targets).toEqual([COMM_TARGET]);
     expect(COMM_TARGET).toBe('oss_finetune');
     expect(k.sent).toEqual([{ op: 'stop', request_id: expect.any(String) }]);
@@ -146,19 +148,17 @@ describe('requestStop', () => {
     const k = fakeKernel((req) => reply(req, { run_id: 'run-7' }));
     k.kernel.status = 'busy';
     k.kernel.interrupt = jest.fn(() => Promise.resolve());
-    setKernelFinder(() => k.kernel);
-    await requestStop('run-7', document.createElement('div'));
+    await handler(k.kernel)('run-7', document.createElement('div'));
     expect(k.kernel.interrupt).toHaveBeenCalledTimes(1);
     expect(k.sent).toEqual([]);
   });
 
   it('passes on why the kernel refused to stop', async () => {
     const k = fakeKernel((req) => refusal(req, '(root)', 'no run is training'));
-    setKernelFinder(() => k.kernel);
-    await expect(requestStop('run-7', document.createElement('div'))).rejects.toThrow('could not stop run-7: no run is training');
+    await expect(handler(k.kernel)('run-7', document.createElement('div'))).rejects.toThrow('could not stop run-7: no run is training');
   });
 
   it('refuses with a reason when no kernel is connected', async () => {
-    await expect(requestStop('run-7', document.createElement('div'))).rejects.toThrow('no running kernel');
+    await expect(handler(null)('run-7', document.createElement('div'))).rejects.toThrow('no running kernel');
   });
 });

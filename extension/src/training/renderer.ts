@@ -3,16 +3,18 @@ import { TRAINING_MIME, TrainingRunPayload } from '@oss-finetune/schema';
 import { Widget } from '@lumino/widgets';
 
 import { checkPayload, renderProblems } from '../common/payload';
+import type { IFinetuneClients } from '../tokens';
 import { ChartBackend, plotlyCharts } from './charts';
 import { StopHandler, TrainingDashboard } from './dashboard';
-import { requestStop } from './stop';
+import { KernelFinder, stopHandler } from './stop';
 
 export class TrainingRenderer extends Widget implements IRenderMime.IRenderer {
   private dashboard: TrainingDashboard | null = null;
 
+  /** `stop` is what the dashboard's Stop button does. */
   constructor(
-    private readonly backend: ChartBackend = plotlyCharts,
-    private readonly stop: StopHandler = requestStop,
+    private readonly backend: ChartBackend,
+    private readonly stop: StopHandler,
   ) {
     super();
     this.addClass('ossft-renderer');
@@ -53,10 +55,17 @@ export class TrainingRenderer extends Widget implements IRenderMime.IRenderer {
   }
 }
 
-export const trainingRendererFactory: IRenderMime.IRendererFactory = {
-  safe: true,
-  mimeTypes: [TRAINING_MIME],
-  // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
-  defaultRank: 40,
-  createRenderer: () => new TrainingRenderer(),
-};
+/**
+ * The factory of the training dashboard. Its Stop button stops the run in the kernel `findKernel`
+ * names for the output, over that kernel's client from `clients`.
+ */
+export function trainingRendererFactory(findKernel: KernelFinder, clients: IFinetuneClients): IRenderMime.IRendererFactory {
+  const stop = stopHandler(findKernel, clients);
+  return {
+    safe: true,
+    mimeTypes: [TRAINING_MIME],
+    // Below JupyterLab's text/html (50): every bundle from the kernel also carries an HTML copy.
+    defaultRank: 40,
+    createRenderer: () => new TrainingRenderer(plotlyCharts, stop),
+  };
+}
