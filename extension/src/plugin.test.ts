@@ -28,7 +28,11 @@ jest.mock('plotly.js-dist-min', () => {
   throw new Error('plotly is not loaded in these tests');
 });
 
-const mimeExtensions = [harmonyExtension(new ViewSettingsStore()), trainingExtension(() => null, new FinetuneClients()), datasetExtension()];
+const mimeExtensions = [
+  harmonyExtension(new ViewSettingsStore()),
+  trainingExtension(() => null, new FinetuneClients()),
+  datasetExtension(),
+];
 
 /** A stand-in for the application with what activation touches. */
 function application() {
@@ -69,7 +73,11 @@ describe('registration', () => {
       [trainingRendererPlugin, mimeExtensions[1]],
       [datasetRendererPlugin, mimeExtensions[2]],
     ] as const) {
-      expect([rendererPlugin.id, rendererPlugin.description, rendererPlugin.autoStart]).toEqual([extension.id, extension.description, true]);
+      expect([rendererPlugin.id, rendererPlugin.description, rendererPlugin.autoStart]).toEqual([
+        extension.id,
+        extension.description,
+        true,
+      ]);
     }
     expect(harmonyRendererPlugin.requires).toEqual([IRenderMimeRegistry, IViewSettings]);
     expect(trainingRendererPlugin.requires).toEqual([IRenderMimeRegistry, IFinetuneClients]);
@@ -107,7 +115,12 @@ describe('activation', () => {
     expect(palette.addItem).toHaveBeenCalledTimes(4);
     const [factory] = editorExtensions.addExtension.mock.calls[0];
     expect(factory.name).toBe(HIGHLIGHT_EXTENSION);
-    expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipython', sharedModel: { getSource: () => '%%oss_finetune\nlora: {}' } } })).not.toBeNull();
+    expect(
+      factory.factory({
+        inline: true,
+        model: { mimeType: 'text/x-ipython', sharedModel: { getSource: () => '%%oss_finetune\nlora: {}' } },
+      }),
+    ).not.toBeNull();
     expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipythongfm' } })).toBeNull();
     commands.execute(CommandIDs.openPanel);
     expect(shell.add).toHaveBeenCalledWith(expect.objectContaining({ id: 'oss-finetune-panel' }), 'right', expect.any(Object));
@@ -116,7 +129,9 @@ describe('activation', () => {
   it('hands the Stop button no kernel where there are no notebooks, and says so', async () => {
     const { factory } = factoryOf(trainingRendererPlugin, new FinetuneClients(), null);
     const renderer = factory.createRenderer({});
-    await renderer.renderModel(mimeModel(TRAINING_MIME, { version: 1, run_id: 'run-1', status: 'running', step: 1, max_steps: 2, metrics: [] }));
+    await renderer.renderModel(
+      mimeModel(TRAINING_MIME, { version: 1, run_id: 'run-1', status: 'running', step: 1, max_steps: 2, metrics: [] }),
+    );
     renderer.node.querySelector('.ossft-stop').click();
     await new Promise((resolve) => setTimeout(resolve, 0));
     expect(renderer.node.querySelector('.ossft-stop-note').textContent).toContain('no running kernel');

@@ -81,7 +81,8 @@ const plugin: JupyterFrontEndPlugin<IViewSettings> = {
     const host = app as unknown as CommandHost;
     addCommands(host, panel, {
       area: () => settings.current.panelArea,
-      notify: (text, kind) => void (kind === 'error' ? Notification.error(text, { autoClose: 8000 }) : Notification.info(text, { autoClose: 8000 })),
+      notify: (text, kind) =>
+        void (kind === 'error' ? Notification.error(text, { autoClose: 8000 }) : Notification.info(text, { autoClose: 8000 })),
       palette,
     });
 

@@ -10,7 +10,8 @@ let stderr: string[];
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'kb-cli-'));
-  for (const name of ['errors', 'params']) copyFileSync(join(__dirname, 'runner', 'fixtures', `${name}.ipynb`), join(work, `${name}.ipynb`));
+  for (const name of ['errors', 'params'])
+    copyFileSync(join(__dirname, 'runner', 'fixtures', `${name}.ipynb`), join(work, `${name}.ipynb`));
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 beforeEach(() => {
@@ -25,7 +26,17 @@ afterEach(() => jest.restoreAllMocks());
 describe('oss-finetune CLI', () => {
   it('runs a notebook with parameters, shows progress, writes OUT and exits 0', async () => {
     const out = join(work, 'params-run.ipynb');
-    const code = await main(['run', join(work, 'params.ipynb'), '-o', out, '--param', 'steps=3', '--param=name=cli', '--python', findPython()]);
+    const code = await main([
+      'run',
+      join(work, 'params.ipynb'),
+      '-o',
+      out,
+      '--param',
+      'steps=3',
+      '--param=name=cli',
+      '--python',
+      findPython(),
+    ]);
     expect(code).toBe(EXIT_CODES.ok);
     const nb = JSON.parse(readFileSync(out, 'utf8'));
     expect(nb.cells[2].outputs[0].text).toEqual(['0.001 3 cli False float\n']);
@@ -54,7 +65,14 @@ describe('oss-finetune CLI', () => {
 
   it('parses flags in both spellings', () => {
     const a = parseArgs(['run', 'nb.ipynb', '--timeout=5', '--allow-errors', '-p', 'lr=0.1', '--kernel', 'k']);
-    expect(a).toMatchObject({ command: 'run', positional: ['nb.ipynb'], timeoutS: 5, allowErrors: true, kernel: 'k', params: { lr: { python: '0.1' } } });
+    expect(a).toMatchObject({
+      command: 'run',
+      positional: ['nb.ipynb'],
+      timeoutS: 5,
+      allowErrors: true,
+      kernel: 'k',
+      params: { lr: { python: '0.1' } },
+    });
   });
 
   it('looks for kernelspecs where Jupyter does, JUPYTER_PATH first', () => {

@@ -45,7 +45,8 @@ export function parseArgs(argv: string[]): Args {
   };
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
-    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const [flag, inline] =
+      a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const next = () => inline ?? value(++i, flag);
     switch (flag) {
       case '-o':
@@ -125,7 +126,8 @@ export function pythonKernelSpec(python: string, name = 'python3'): KernelSpec {
 function pinInterpreter(spec: KernelSpec): KernelSpec {
   const prefix = resolve(spec.resourceDir, '..', '..', '..', '..');
   const local = join(prefix, 'bin', 'python');
-  if ((spec.argv[0] === 'python' || spec.argv[0] === 'python3') && existsSync(local)) return { ...spec, argv: [local, ...spec.argv.slice(1)] };
+  if ((spec.argv[0] === 'python' || spec.argv[0] === 'python3') && existsSync(local))
+    return { ...spec, argv: [local, ...spec.argv.slice(1)] };
   return spec;
 }
 
@@ -202,13 +204,21 @@ async function run(args: Args): Promise<number> {
   });
   writeFileSync(out, serializeNotebook(result.notebook));
   if (result.failure && result.failure.traceback.length) process.stderr.write(`\n${result.failure.traceback.join('\n')}\n`);
-  process.stderr.write(`\n${result.status === 'ok' ? 'ok' : 'stopped'}: ${result.message} (${(result.elapsedMs / 1000).toFixed(1)}s); wrote ${out}\n`);
+  process.stderr.write(
+    `\n${result.status === 'ok' ? 'ok' : 'stopped'}: ${result.message} (${(result.elapsedMs / 1000).toFixed(1)}s); wrote ${out}\n`,
+  );
   return result.exitCode;
 }
 
 async function serve(args: Args): Promise<number> {
   const { specs, chosen } = resolveKernelSpecs(args);
-  const server = new KernelServer({ kernelspecs: specs, defaultKernelName: chosen, host: args.host, port: args.port ?? 8888, token: args.token });
+  const server = new KernelServer({
+    kernelspecs: specs,
+    defaultKernelName: chosen,
+    host: args.host,
+    port: args.port ?? 8888,
+    token: args.token,
+  });
   const url = await server.listen();
   process.stdout.write(`serving kernels (${Object.keys(specs).join(', ')}) at ${url}?token=${server.token}\n`);
   await new Promise<void>((resolveStop) => {

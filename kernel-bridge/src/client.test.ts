@@ -49,7 +49,10 @@ describe('KernelClient against ipykernel', () => {
     expect(streamText(outs, 'stderr')).toBe('err 1\n');
     const display = outs.find((o) => o.output_type === 'display_data');
     expect(display).toMatchObject({ data: { 'text/plain': 'v1', 'text/html': '<b>v1</b>' }, transient: { display_id: 'd1' } });
-    expect(outs.find((o) => o.output_type === 'update_display_data')).toMatchObject({ data: { 'text/plain': 'v2' }, transient: { display_id: 'd1' } });
+    expect(outs.find((o) => o.output_type === 'update_display_data')).toMatchObject({
+      data: { 'text/plain': 'v2' },
+      transient: { display_id: 'd1' },
+    });
     expect(outs.find((o) => o.output_type === 'clear_output')).toEqual({ output_type: 'clear_output', wait: true });
     const result = outs.find((o) => o.output_type === 'execute_result');
     expect(result).toMatchObject({ data: { 'text/plain': '42' }, execution_count: reply.execution_count });
@@ -166,7 +169,9 @@ describe('KernelClient against ipykernel', () => {
       comm.onMsg = (d) => events.push(`msg ${JSON.stringify(d)}`);
       comm.onClose = () => events.push('close');
     });
-    const exec = client.execute("from comm import create_comm\nc = create_comm(target_name='kb-front', data={'a': 1})\nc.send({'b': 2})\nc.close()");
+    const exec = client.execute(
+      "from comm import create_comm\nc = create_comm(target_name='kb-front', data={'a': 1})\nc.send({'b': 2})\nc.close()",
+    );
     await collect(exec);
     await until(() => events.length === 3, 'comm events');
     expect(events).toEqual(['open {"a":1}', 'msg {"b":2}', 'close']);

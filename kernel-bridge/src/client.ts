@@ -12,7 +12,13 @@ export type Output =
   | { output_type: 'stream'; name: 'stdout' | 'stderr'; text: string }
   | { output_type: 'display_data'; data: MimeBundle; metadata: Record<string, unknown>; transient?: { display_id?: string } }
   | { output_type: 'update_display_data'; data: MimeBundle; metadata: Record<string, unknown>; transient: { display_id: string } }
-  | { output_type: 'execute_result'; execution_count: number | null; data: MimeBundle; metadata: Record<string, unknown>; transient?: { display_id?: string } }
+  | {
+      output_type: 'execute_result';
+      execution_count: number | null;
+      data: MimeBundle;
+      metadata: Record<string, unknown>;
+      transient?: { display_id?: string };
+    }
   | { output_type: 'error'; ename: string; evalue: string; traceback: string[] }
   | { output_type: 'clear_output'; wait: boolean };
 
@@ -29,7 +35,10 @@ export type KernelStatus = 'unknown' | 'starting' | 'idle' | 'busy' | 'restartin
 
 /** Raised into pending work when the kernel dies, is restarted, or the client is closed. */
 export class KernelGoneError extends Error {
-  constructor(readonly reason: 'dead' | 'restarted' | 'closed', detail?: string) {
+  constructor(
+    readonly reason: 'dead' | 'restarted' | 'closed',
+    detail?: string,
+  ) {
     super(detail ? `kernel ${reason}: ${detail}` : `kernel ${reason}`);
     this.name = 'KernelGoneError';
   }
@@ -105,7 +114,11 @@ export class Execution implements AsyncIterable<Output> {
   private queue = new AsyncQueue<Output>();
   private settle!: { resolve: (r: ExecuteReply) => void; reject: (e: unknown) => void };
 
-  constructor(readonly msgId: string, readonly code: string, readonly onInput?: InputHandler) {
+  constructor(
+    readonly msgId: string,
+    readonly code: string,
+    readonly onInput?: InputHandler,
+  ) {
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     // Callers that only iterate must not trigger an unhandled rejection on `done`.
     this.done.catch(() => undefined);
@@ -247,7 +260,8 @@ export class KernelClient extends EventEmitter {
     // Idle for one of our own requests, not just any IOPub traffic: it proves the subscription
     // carries messages parented to this session end to end.
     const onIopub = (m: JupyterMessage) => {
-      if (m.header.msg_type === 'status' && m.content.execution_state === 'idle' && asked.includes(m.parent_header.msg_id as string)) heard = true;
+      if (m.header.msg_type === 'status' && m.content.execution_state === 'idle' && asked.includes(m.parent_header.msg_id as string))
+        heard = true;
     };
     this.on('iopub', onIopub);
     let info: Record<string, any> | undefined;
@@ -257,7 +271,10 @@ export class KernelClient extends EventEmitter {
         if (Date.now() > deadline) throw new Error('timed out waiting for kernel_info_reply');
         const { id, reply } = this.requestWithId('shell', 'kernel_info_request', {});
         asked.push(id);
-        reply.then((m) => (info = m.content), () => undefined);
+        reply.then(
+          (m) => (info = m.content),
+          () => undefined,
+        );
         await new Promise<void>((resolve) => {
           const finish = () => {
             clearTimeout(timer);
@@ -358,7 +375,12 @@ export class KernelClient extends EventEmitter {
   }
 
   /** @internal */
-  async _sendShell(msgType: string, content: Record<string, unknown>, metadata: Record<string, unknown> = {}, buffers: Buffer[] = []): Promise<string> {
+  async _sendShell(
+    msgType: string,
+    content: Record<string, unknown>,
+    metadata: Record<string, unknown> = {},
+    buffers: Buffer[] = [],
+  ): Promise<string> {
     if (this.gone) throw this.gone;
     const msg = this.session.message(msgType, content, { metadata, buffers });
     await this.channels.send('shell', msg);

@@ -30,7 +30,10 @@ async function waitForOutput(it: AsyncIterator<Output>, predicate: (o: Output) =
 async function interruptUntilDone(manager: KernelManager, exec: Execution): Promise<number> {
   let sent = 0;
   let done = false;
-  exec.done.then(() => (done = true), () => (done = true));
+  exec.done.then(
+    () => (done = true),
+    () => (done = true),
+  );
   while (!done) {
     await manager.interrupt();
     sent += 1;
@@ -209,7 +212,7 @@ describe('KernelManager: interrupt by message, heartbeat death, clean shutdown',
     tmp.cleanup();
   });
 
-  it('fails to start with the kernel\'s own error output when the command is broken', async () => {
+  it("fails to start with the kernel's own error output when the command is broken", async () => {
     const tmp = makeKernelSpec();
     const spec = { ...tmp.spec, argv: [tmp.spec.argv[0], '-c', "import sys; sys.stderr.write('no kernel here\\n'); sys.exit(5)"] };
     const manager = new KernelManager(spec, { startTimeoutMs: 20000 });

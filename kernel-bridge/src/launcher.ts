@@ -61,12 +61,14 @@ export function findKernelSpecs(dirs: string[]): Record<string, KernelSpec> {
 /** Ports the OS reports free on 127.0.0.1, all held at once so that no two are the same. */
 export async function freePorts(count: number, ip = '127.0.0.1'): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const s = createServer();
-        s.once('error', reject);
-        s.listen(0, ip, () => resolve(s));
-      }),
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once('error', reject);
+          s.listen(0, ip, () => resolve(s));
+        }),
     ),
   );
   const ports = servers.map((s) => (s.address() as { port: number }).port);

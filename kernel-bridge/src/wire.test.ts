@@ -124,7 +124,10 @@ describe('WireSocket over ZeroMQ', () => {
       expect(got[0].identities?.map((x) => x.toString())).toEqual(['client-1']);
 
       // Replies routed back by identity.
-      await server.send({ ...serverSession.message('kernel_info_reply', { status: 'ok' }, { parent: got[50].header }), identities: got[50].identities });
+      await server.send({
+        ...serverSession.message('kernel_info_reply', { status: 'ok' }, { parent: got[50].header }),
+        identities: got[50].identities,
+      });
       await until(() => replies.length === 1, 'reply');
       expect(replies[0].parent_header.msg_id).toBe(got[50].header.msg_id);
     } finally {

@@ -125,7 +125,9 @@ export class Session {
   }
 
   /** Frames for a message; a header that already carries a msg_id (e.g. relayed from a browser) is kept. */
-  encode(msg: Pick<JupyterMessage, 'header' | 'parent_header' | 'metadata' | 'content'> & { buffers?: ArrayBufferView[]; identities?: Buffer[] }): Buffer[] {
+  encode(
+    msg: Pick<JupyterMessage, 'header' | 'parent_header' | 'metadata' | 'content'> & { buffers?: ArrayBufferView[]; identities?: Buffer[] },
+  ): Buffer[] {
     const json = [msg.header, msg.parent_header ?? {}, msg.metadata ?? {}, msg.content ?? {}].map((part) =>
       Buffer.from(JSON.stringify(part), 'utf8'),
     );
@@ -306,7 +308,10 @@ export class ChannelSet {
   readonly stats = emptyStats();
   readonly sockets: Record<Channel, WireSocket>;
 
-  constructor(readonly info: ConnectionInfo, options: ChannelSetOptions) {
+  constructor(
+    readonly info: ConnectionInfo,
+    options: ChannelSetOptions,
+  ) {
     this.session = options.session ?? new Session({ key: info.key, signatureScheme: info.signature_scheme });
     const common = { onMessage: options.onMessage, onDrop: options.onDrop, stats: this.stats };
     const dealer = (port: number) => {

@@ -50,7 +50,12 @@ const messages = [
   { op: 'start_training', request_id: 'r4', ok: true, result: { started: true } },
   { op: 'stop', request_id: 'r5', ok: true, result: { run_id: null } },
   { op: 'list_runs', request_id: 'r6', ok: true, result: { runs: [run] } },
-  { op: 'read_metrics', request_id: 'r7', ok: true, result: { run_id: run.run_id, metrics: [{ step: 4, loss: 1.5, lr: 2e-4, grad_norm: null }] } },
+  {
+    op: 'read_metrics',
+    request_id: 'r7',
+    ok: true,
+    result: { run_id: run.run_id, metrics: [{ step: 4, loss: 1.5, lr: 2e-4, grad_norm: null }] },
+  },
   { op: 'set_config', request_id: 'r2', ok: false, error: { path: 'config.lora.r', message: 'must be >= 1' } },
   { op: 'error', request_id: 'unknown', ok: false, error: { path: '(root)', message: 'must be object' } },
   { op: 'training_update', request_id: 'r4', ok: true, payload },

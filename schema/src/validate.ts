@@ -52,9 +52,7 @@ function validatorFor(name: SchemaName): ValidateFunction {
 
 export function formatPath(segments: (string | number)[]): string {
   if (segments.length === 0) return '(root)';
-  return segments
-    .map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`))
-    .join('');
+  return segments.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
 }
 
 export function formatIssue(issue: SchemaIssue): string {

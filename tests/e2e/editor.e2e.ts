@@ -35,11 +35,7 @@ function describe(problems: Problem[]): string {
   return problems.map((p) => `${p.kind}: ${p.text}`).join('\n\n');
 }
 
-const CELLS = [
-  'x = 1\nprint(x)',
-  ['%%oss_finetune lora', 'r: 8', 'alpha: 16'].join('\n'),
-  '%oss_finetune help',
-];
+const CELLS = ['x = 1\nprint(x)', ['%%oss_finetune lora', 'r: 8', 'alpha: 16'].join('\n'), '%oss_finetune help'];
 
 test('cell editors work and the page logs no errors while a notebook with our magics loads', async ({ page, lab }) => {
   const problems = collectProblems(page);

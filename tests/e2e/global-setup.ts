@@ -57,11 +57,9 @@ function ensureKernelspec(): void {
     return;
   }
   log(`installing kernelspec ${KERNEL_NAME} (missing)`);
-  execFileSync(
-    PYTHON,
-    ['-m', 'ipykernel', 'install', '--user', '--name', KERNEL_NAME, '--display-name', 'Python (oss-finetune)'],
-    { stdio: 'inherit' },
-  );
+  execFileSync(PYTHON, ['-m', 'ipykernel', 'install', '--user', '--name', KERNEL_NAME, '--display-name', 'Python (oss-finetune)'], {
+    stdio: 'inherit',
+  });
 }
 
 /** `load` names the content-hashed remoteEntry file, so two builds with equal `load` are the same build. */
@@ -90,9 +88,7 @@ function extensionOverride(): string[] {
   const dirs: string[] = JSON.parse(
     python('import json; from jupyter_core.paths import jupyter_path; print(json.dumps(jupyter_path("labextensions")))'),
   );
-  const installed = dirs
-    .map((dir) => path.join(dir, 'oss-finetune'))
-    .find((dir) => fs.existsSync(path.join(dir, 'package.json')));
+  const installed = dirs.map((dir) => path.join(dir, 'oss-finetune')).find((dir) => fs.existsSync(path.join(dir, 'package.json')));
   if (installed && remoteEntry(installed) === built) {
     log(`extension served from ${installed}`);
     return [];

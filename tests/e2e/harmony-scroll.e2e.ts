@@ -45,10 +45,13 @@ async function expectContiguous(pane: Locator): Promise<number[]> {
 
 /** The token of the chip at a point of the page, as the browser hit-tests it. */
 function tokenAt(page: Page, x: number, y: number): Promise<number | null> {
-  return page.evaluate(([px, py]) => {
-    const chip = document.elementFromPoint(px, py)?.closest('.ossft-chip') as HTMLElement | null;
-    return chip?.dataset.i === undefined ? null : Number(chip.dataset.i);
-  }, [x, y]);
+  return page.evaluate(
+    ([px, py]) => {
+      const chip = document.elementFromPoint(px, py)?.closest('.ossft-chip') as HTMLElement | null;
+      return chip?.dataset.i === undefined ? null : Number(chip.dataset.i);
+    },
+    [x, y],
+  );
 }
 
 test('a long Harmony row shows the right tokens after jumps and wheel scrolls, and the card follows the pointer', async ({ page, lab }) => {
@@ -67,7 +70,9 @@ test('a long Harmony row shows the right tokens after jumps and wheel scrolls, a
     await pane.evaluate((node, f) => {
       node.scrollTop = Math.round((node.scrollHeight - node.clientHeight) * f);
     }, where);
-    await expect.poll(async () => (await drawn(pane))[0], { message: `the lines at ${where} of the row are drawn` }).toBeGreaterThan(TOKENS * where - 2_000);
+    await expect
+      .poll(async () => (await drawn(pane))[0], { message: `the lines at ${where} of the row are drawn` })
+      .toBeGreaterThan(TOKENS * where - 2_000);
     const ids = await expectContiguous(pane);
     expect(ids[ids.length - 1]).toBeLessThan(TOKENS * where + 2_000);
   }
@@ -76,15 +81,18 @@ test('a long Harmony row shows the right tokens after jumps and wheel scrolls, a
 
   // The pointer rests on the first chip of a line in the middle of the pane; the card names it.
   const box = (await pane.boundingBox())!;
-  const middle = await pane.locator('[role=option]').evaluateAll((chips, centre) => {
-    let best = { x: 0, y: 0, d: Infinity };
-    for (const c of chips) {
-      const r = c.getBoundingClientRect();
-      const d = Math.abs(r.top + r.height / 2 - centre);
-      if (d < best.d) best = { x: r.left + 4, y: r.top + r.height / 2, d };
-    }
-    return best;
-  }, box.y + box.height / 2);
+  const middle = await pane.locator('[role=option]').evaluateAll(
+    (chips, centre) => {
+      let best = { x: 0, y: 0, d: Infinity };
+      for (const c of chips) {
+        const r = c.getBoundingClientRect();
+        const d = Math.abs(r.top + r.height / 2 - centre);
+        if (d < best.d) best = { x: r.left + 4, y: r.top + r.height / 2, d };
+      }
+      return best;
+    },
+    box.y + box.height / 2,
+  );
   const { x, y } = middle;
   await page.mouse.move(x, y);
   const detail = view.locator('.ossft-detail');

@@ -129,10 +129,7 @@ export async function openNotebook(page: Page, lab: Lab, name: string): Promise<
 
 /** Waits for the notebook to be the current tab with its kernel connected. */
 export async function waitForNotebook(page: Page, name: string): Promise<void> {
-  await page.waitForFunction(
-    (path) => (window as any).jupyterapp?.shell?.currentWidget?.context?.path === path,
-    name,
-  );
+  await page.waitForFunction((path) => (window as any).jupyterapp?.shell?.currentWidget?.context?.path === path, name);
   const kernel = await page.evaluate(async () => {
     const panel = (window as any).jupyterapp.shell.currentWidget;
     await panel.context.ready;

@@ -10,7 +10,19 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { cell, expect, expectOurView, openNotebook, output, repoPath, runCell, startCell, test, waitForIdleKernel, writeNotebook } from './lab';
+import {
+  cell,
+  expect,
+  expectOurView,
+  openNotebook,
+  output,
+  repoPath,
+  runCell,
+  startCell,
+  test,
+  waitForIdleKernel,
+  writeNotebook,
+} from './lab';
 
 const RESULTS = path.join(__dirname, 'test-results', 'readme');
 const IMG = (name: string) => repoPath('docs', 'img', name);

@@ -100,9 +100,7 @@ test('each MIME type is rendered by its own view', async ({ page, lab }) => {
     ].join('\n'),
   ]);
   await openNotebook(page, lab, 'renderers.ipynb');
-  const registered: string[] = await page.evaluate(
-    () => (window as any).jupyterapp.shell.currentWidget.content.rendermime.mimeTypes,
-  );
+  const registered: string[] = await page.evaluate(() => (window as any).jupyterapp.shell.currentWidget.content.rendermime.mimeTypes);
   expect(registered).toEqual(expect.arrayContaining(Object.values(MIME)));
 
   await runAll(page);

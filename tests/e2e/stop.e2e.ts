@@ -3,7 +3,19 @@
  * is stopped from the page, and the run ends as "stopped" with a checkpoint on disk.
  */
 import * as fs from 'fs';
-import { cell, expect, expectOurView, openNotebook, output, rootPath, runCell, startCell, test, waitForIdleKernel, writeNotebook } from './lab';
+import {
+  cell,
+  expect,
+  expectOurView,
+  openNotebook,
+  output,
+  rootPath,
+  runCell,
+  startCell,
+  test,
+  waitForIdleKernel,
+  writeNotebook,
+} from './lab';
 
 // Relative to the kernel's working folder, which is the server's root.
 const RUNS = 'stop-runs';

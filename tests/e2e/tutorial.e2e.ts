@@ -5,18 +5,7 @@
  */
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
-import {
-  cell,
-  expect,
-  expectOurView,
-  modelOutputs,
-  openNotebook,
-  output,
-  repoPath,
-  runAll,
-  test,
-  waitForIdleKernel,
-} from './lab';
+import { cell, expect, expectOurView, modelOutputs, openNotebook, output, repoPath, runAll, test, waitForIdleKernel } from './lab';
 
 const NOTEBOOK = 'gpt-oss-multilingual-reasoning.ipynb';
 

@@ -71,7 +71,7 @@ describe('FinetuneClient', () => {
     expect(clients.clientFor(k.kernel)).not.toBe(first);
   });
 
-  it('keeps the clients of one application apart from another\'s', () => {
+  it("keeps the clients of one application apart from another's", () => {
     const k = fakeKernel(() => null);
     const mine = new FinetuneClients();
     expect(new FinetuneClients().clientFor(k.kernel)).not.toBe(mine.clientFor(k.kernel));
@@ -94,7 +94,10 @@ describe('FinetuneClient', () => {
     let hangs = true;
     const k = recording(fakeKernel((req) => reply(req, { runs: [] }), { openHangs: () => hangs }));
     const client = new FinetuneClient(k.kernel, { timeoutMs: 0, openTimeoutMs: 5 });
-    await expect(client.request('list_runs')).rejects.toMatchObject({ reason: 'open-timeout', message: expect.stringContaining('did not answer') });
+    await expect(client.request('list_runs')).rejects.toMatchObject({
+      reason: 'open-timeout',
+      message: expect.stringContaining('did not answer'),
+    });
     expect(k.comms[0].close).toHaveBeenCalled();
     hangs = false;
     await expect(client.request('list_runs')).resolves.toEqual({ runs: [] });
@@ -103,7 +106,9 @@ describe('FinetuneClient', () => {
 
   it('fails at once when the kernel cannot route a message (a deleted subshell) and recovers on a fresh comm', async () => {
     let unroutable = true;
-    const k = recording(fakeKernel((req) => reply(req, { runs: [{ run_id: 'run-1' }] }), { routeError: () => (unroutable ? 'UnknownSubshellError' : null) }));
+    const k = recording(
+      fakeKernel((req) => reply(req, { runs: [{ run_id: 'run-1' }] }), { routeError: () => (unroutable ? 'UnknownSubshellError' : null) }),
+    );
     const comms = k.comms;
     // No reply timeout: only the kernel's error reply can end the first request.
     const client = new FinetuneClient(k.kernel, { timeoutMs: 0 });

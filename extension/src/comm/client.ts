@@ -23,7 +23,8 @@ export type RequestArguments<Op extends RequestOp> = Omit<Extract<CommRequest, {
 export type RequestResult<Op extends RequestOp> = Extract<CommReply, { op: Op; ok: true }>['result'];
 
 /** The arguments as `request` takes them: required where the op has a required one (set_config, read_metrics). */
-type ArgumentList<Op extends RequestOp> = Partial<RequestArguments<Op>> extends RequestArguments<Op> ? [args?: RequestArguments<Op>] : [args: RequestArguments<Op>];
+type ArgumentList<Op extends RequestOp> =
+  Partial<RequestArguments<Op>> extends RequestArguments<Op> ? [args?: RequestArguments<Op>] : [args: RequestArguments<Op>];
 
 /** A reply with ok: false; `path` says where, e.g. `config.lora.r`. */
 export class CommRequestError extends Error {

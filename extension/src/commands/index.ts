@@ -83,7 +83,10 @@ export function addCommands(host: CommandHost, panel: FinetunePanel, options: Co
     isEnabled: () => panel.currentTarget?.kernel != null,
     execute: async () => {
       const runId = await panel.stopTraining();
-      options.notify(runId ? `Stopping ${runId} after this step; a checkpoint will be saved.` : 'No run is training in this notebook’s kernel.', 'info');
+      options.notify(
+        runId ? `Stopping ${runId} after this step; a checkpoint will be saved.` : 'No run is training in this notebook’s kernel.',
+        'info',
+      );
       return runId;
     },
   });

@@ -86,8 +86,16 @@ export function renderSummary(payload: DatasetSummaryPayload): HTMLDivElement {
   const entries: [string, string, string][] = [
     ['rows', 'Rows', rows],
     ['lengths', 'Token length', `min ${lengths.min ?? '–'} · mean ${formatNumber(lengths.mean ?? null, 3)} · max ${lengths.max ?? '–'}`],
-    ['over-limit', `Over ${payload.max_seq_length} tokens`, `${payload.over_limit.rows} rows, ${payload.over_limit.action === 'drop' ? 'dropped' : 'truncated'}`],
-    ['trained', 'Tokens trained', `${payload.tokens_trained.toLocaleString('en')} of ${payload.tokens_total.toLocaleString('en')} (${(fraction * 100).toFixed(1)}%)${payload.loss_mask ? ` · loss mask: ${payload.loss_mask}` : ''}`],
+    [
+      'over-limit',
+      `Over ${payload.max_seq_length} tokens`,
+      `${payload.over_limit.rows} rows, ${payload.over_limit.action === 'drop' ? 'dropped' : 'truncated'}`,
+    ],
+    [
+      'trained',
+      'Tokens trained',
+      `${payload.tokens_trained.toLocaleString('en')} of ${payload.tokens_total.toLocaleString('en')} (${(fraction * 100).toFixed(1)}%)${payload.loss_mask ? ` · loss mask: ${payload.loss_mask}` : ''}`,
+    ],
   ];
   for (const [key, term, value] of entries) {
     facts.append(el('dt', undefined, term), el('dd', `ossft-fact-${key}`, value));

@@ -39,12 +39,7 @@ export interface Layout {
   lineCount: number;
 }
 
-export function layoutLines(
-  source: TokenSource,
-  measures: Measures,
-  shown: (i: number) => boolean,
-  geometry: Geometry,
-): Layout {
+export function layoutLines(source: TokenSource, measures: Measures, shown: (i: number) => boolean, geometry: Geometry): Layout {
   const order = new Int32Array(source.length);
   let count = 0;
   for (let i = 0; i < source.length; i++) if (shown(i)) order[count++] = i;

@@ -32,15 +32,33 @@ export class StreamSource implements TokenSource {
     this.length = stream.ids.length;
     this.hasLoss = Array.isArray(stream.loss) && stream.loss.some((v) => typeof v === 'number');
   }
-  id(i: number) { return this.stream.ids[i]; }
-  text(i: number) { return this.stream.text[i]; }
-  role(i: number) { return this.stream.role[i]; }
-  channel(i: number) { return this.stream.channel[i]; }
-  part(i: number) { return this.stream.part[i]; }
-  trained(i: number) { return this.stream.trained[i]; }
-  loss(i: number) { return this.stream.loss?.[i] ?? null; }
-  change(): Change { return 'same'; }
-  origin(i: number) { return i; }
+  id(i: number) {
+    return this.stream.ids[i];
+  }
+  text(i: number) {
+    return this.stream.text[i];
+  }
+  role(i: number) {
+    return this.stream.role[i];
+  }
+  channel(i: number) {
+    return this.stream.channel[i];
+  }
+  part(i: number) {
+    return this.stream.part[i];
+  }
+  trained(i: number) {
+    return this.stream.trained[i];
+  }
+  loss(i: number) {
+    return this.stream.loss?.[i] ?? null;
+  }
+  change(): Change {
+    return 'same';
+  }
+  origin(i: number) {
+    return i;
+  }
 }
 
 /** The schema cannot say that the parallel arrays have one length; this does. */
@@ -85,7 +103,14 @@ export function columns(text: string): number {
       width += 2;
       i++;
     } else {
-      width += cp <= 0x115f || (cp >= 0x2e80 && cp <= 0xa4cf) || (cp >= 0xac00 && cp <= 0xd7a3) || (cp >= 0xf900 && cp <= 0xfaff) || (cp >= 0xff00 && cp <= 0xff60) ? 2 : 1;
+      width +=
+        cp <= 0x115f ||
+        (cp >= 0x2e80 && cp <= 0xa4cf) ||
+        (cp >= 0xac00 && cp <= 0xd7a3) ||
+        (cp >= 0xf900 && cp <= 0xfaff) ||
+        (cp >= 0xff00 && cp <= 0xff60)
+          ? 2
+          : 1;
     }
   }
   return width;

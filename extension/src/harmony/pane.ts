@@ -233,7 +233,7 @@ export class TokenPane {
 
     const kept = new Map<number, DrawnLine>();
     const free: DrawnLine[] = [];
-    for (const line of this.drawn) (line.line >= first && line.line < last ? kept.set(line.line, line) : free.push(line));
+    for (const line of this.drawn) line.line >= first && line.line < last ? kept.set(line.line, line) : free.push(line);
     const next: DrawnLine[] = [];
     const before: HTMLDivElement[] = [];
     const after: HTMLDivElement[] = [];
@@ -245,7 +245,7 @@ export class TokenPane {
         anchor ??= drawn;
         if (force) this.fill(drawn, line);
       } else {
-        drawn = reused < free.length ? free[reused++] : this.spareLines.pop() ?? this.newLine();
+        drawn = reused < free.length ? free[reused++] : (this.spareLines.pop() ?? this.newLine());
         this.fill(drawn, line);
         (anchor ? after : before).push(drawn.node);
       }
@@ -450,7 +450,10 @@ export class TokenPane {
   }
 
   private firstVisibleLine(): number {
-    return Math.min(Math.max(0, this.layout.lineCount - 1), Math.floor(Math.max(0, this.node.scrollTop - PANE_PADDING) / this.options.lineHeight));
+    return Math.min(
+      Math.max(0, this.layout.lineCount - 1),
+      Math.floor(Math.max(0, this.node.scrollTop - PANE_PADDING) / this.options.lineHeight),
+    );
   }
 
   private onKey(event: KeyboardEvent): void {
@@ -465,14 +468,30 @@ export class TokenPane {
     };
     let next = this.active;
     switch (event.key) {
-      case 'ArrowRight': next = this.active + 1; break;
-      case 'ArrowLeft': next = this.active - 1; break;
-      case 'ArrowDown': next = toLine(line + 1); break;
-      case 'ArrowUp': next = toLine(line - 1); break;
-      case 'PageDown': next = toLine(line + screen); break;
-      case 'PageUp': next = toLine(line - screen); break;
-      case 'Home': next = 0; break;
-      case 'End': next = count - 1; break;
+      case 'ArrowRight':
+        next = this.active + 1;
+        break;
+      case 'ArrowLeft':
+        next = this.active - 1;
+        break;
+      case 'ArrowDown':
+        next = toLine(line + 1);
+        break;
+      case 'ArrowUp':
+        next = toLine(line - 1);
+        break;
+      case 'PageDown':
+        next = toLine(line + screen);
+        break;
+      case 'PageUp':
+        next = toLine(line - screen);
+        break;
+      case 'Home':
+        next = 0;
+        break;
+      case 'End':
+        next = count - 1;
+        break;
       case 'Enter':
       case ' ':
         event.preventDefault();

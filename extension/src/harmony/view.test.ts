@@ -81,7 +81,14 @@ describe('HarmonyView virtualization', () => {
     q.node.scrollTop = 24 * 3000;
     q.node.dispatchEvent(new Event('scroll'));
     expect(q.pinnedToken).toBe(p.pinnedToken);
-    const shape = (c: HTMLElement) => [c.className, c.dataset.i, c.textContent, c.getAttribute('style') ?? '', c.id, c.getAttribute('aria-label') ?? ''];
+    const shape = (c: HTMLElement) => [
+      c.className,
+      c.dataset.i,
+      c.textContent,
+      c.getAttribute('style') ?? '',
+      c.id,
+      c.getAttribute('aria-label') ?? '',
+    ];
     expect(reused.map(shape)).toEqual(chips(q.node).map(shape));
     // And back where the pinned chip is, it carries its name again.
     jump(0);
@@ -90,7 +97,12 @@ describe('HarmonyView virtualization', () => {
     expect(pinned.getAttribute('aria-selected')).toBe('true');
     expect(p.node.getAttribute('aria-activedescendant')).toBe(pinned.id);
     jump(24 * 3000);
-    const lines = (root: HTMLElement) => Array.from(root.querySelectorAll<HTMLElement>('.ossft-line')).map((line) => Array.from(line.children).map((c) => (c as HTMLElement).dataset.i).join(','));
+    const lines = (root: HTMLElement) =>
+      Array.from(root.querySelectorAll<HTMLElement>('.ossft-line')).map((line) =>
+        Array.from(line.children)
+          .map((c) => (c as HTMLElement).dataset.i)
+          .join(','),
+      );
     expect(lines(p.node)).toEqual(lines(q.node));
   });
 
@@ -258,8 +270,16 @@ describe('HarmonyView controls', () => {
     select.value = 'diff';
     select.dispatchEvent(new Event('change'));
     expect(v.panes.length).toBe(1);
-    expect(chips(v.node).filter((c) => c.classList.contains('ossft-removed')).map((c) => c.textContent)).toEqual(['Salut']);
-    expect(chips(v.node).filter((c) => c.classList.contains('ossft-added')).map((c) => c.textContent)).toEqual(['Coucou']);
+    expect(
+      chips(v.node)
+        .filter((c) => c.classList.contains('ossft-removed'))
+        .map((c) => c.textContent),
+    ).toEqual(['Salut']);
+    expect(
+      chips(v.node)
+        .filter((c) => c.classList.contains('ossft-added'))
+        .map((c) => c.textContent),
+    ).toEqual(['Coucou']);
   });
 });
 
@@ -294,7 +314,9 @@ describe('HarmonyRenderer', () => {
     payload.conversations[0].tokens.text.pop();
     const renderer = new HarmonyRenderer(new ViewSettingsStore());
     await renderer.renderModel(mimeModel(HARMONY_MIME, payload));
-    expect(renderer.node.querySelector('.ossft-invalid')!.textContent).toContain('conversations[0].tokens.text: has 4 entries but ids has 5');
+    expect(renderer.node.querySelector('.ossft-invalid')!.textContent).toContain(
+      'conversations[0].tokens.text: has 4 entries but ids has 5',
+    );
   });
 
   it('survives payloads that are not objects at all', async () => {

@@ -76,12 +76,18 @@ export class HarmonyView {
     filter.appendChild(el('legend', undefined, 'Channels'));
     for (const channel of CHANNELS) {
       filter.appendChild(
-        this.checkbox(`ossft-ch-${channel}`, channel, this.state.channels.has(channel), (on) => {
-          const channels = new Set(this.state.channels);
-          if (on) channels.add(channel);
-          else channels.delete(channel);
-          this.setState({ channels });
-        }, `ossft-swatch ossft-k-${channel}`),
+        this.checkbox(
+          `ossft-ch-${channel}`,
+          channel,
+          this.state.channels.has(channel),
+          (on) => {
+            const channels = new Set(this.state.channels);
+            if (on) channels.add(channel);
+            else channels.delete(channel);
+            this.setState({ channels });
+          },
+          `ossft-swatch ossft-k-${channel}`,
+        ),
       );
     }
     toolbar.appendChild(filter);
@@ -97,7 +103,11 @@ export class HarmonyView {
 
     this.compareSelect = el('select', 'ossft-compare');
     this.compareSelect.setAttribute('aria-label', 'Compare before and after');
-    for (const [value, label] of [['off', 'no compare'], ['side-by-side', 'side by side'], ['diff', 'diff']]) {
+    for (const [value, label] of [
+      ['off', 'no compare'],
+      ['side-by-side', 'side by side'],
+      ['diff', 'diff'],
+    ]) {
       const option = el('option', undefined, label);
       option.value = value;
       this.compareSelect.appendChild(option);
@@ -209,16 +219,21 @@ export class HarmonyView {
     for (const [label, source] of columns) {
       const column = el('div', 'ossft-column');
       column.appendChild(el('div', 'ossft-column-label', `${label} · ${source.length.toLocaleString('en')} tokens`));
-      const pane = new TokenPane(source, {
-        label: `${label}: ${source.length} Harmony tokens. Arrow keys move, Enter pins.`,
-        lineHeight: this.lineHeight,
-        maxHeight: this.maxHeight,
-        overscan: 6,
-        onInspect: (description, pinned) => {
-          this.detail.textContent = description === null ? 'Hover a token to inspect it; click to pin.' : `${pinned ? '📌 ' : ''}${description}`;
-          this.detail.classList.toggle('ossft-detail-pinned', pinned);
+      const pane = new TokenPane(
+        source,
+        {
+          label: `${label}: ${source.length} Harmony tokens. Arrow keys move, Enter pins.`,
+          lineHeight: this.lineHeight,
+          maxHeight: this.maxHeight,
+          overscan: 6,
+          onInspect: (description, pinned) => {
+            this.detail.textContent =
+              description === null ? 'Hover a token to inspect it; click to pin.' : `${pinned ? '📌 ' : ''}${description}`;
+            this.detail.classList.toggle('ossft-detail-pinned', pinned);
+          },
         },
-      }, this.state);
+        this.state,
+      );
       column.appendChild(pane.node);
       this.body.appendChild(column);
       this.panes.push(pane);
@@ -259,8 +274,13 @@ export class HarmonyView {
     const legend = el('div', 'ossft-legend');
     legend.setAttribute('aria-label', 'Colours');
     const keys: [string, string][] = [
-      ['analysis', 'analysis'], ['commentary', 'commentary'], ['final', 'final'],
-      ['system', 'system'], ['developer', 'developer'], ['user', 'user'], ['tool', 'tool'],
+      ['analysis', 'analysis'],
+      ['commentary', 'commentary'],
+      ['final', 'final'],
+      ['system', 'system'],
+      ['developer', 'developer'],
+      ['user', 'user'],
+      ['tool', 'tool'],
     ];
     for (const [key, label] of keys) {
       const item = el('span', 'ossft-legend-item');

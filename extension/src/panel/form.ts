@@ -229,7 +229,10 @@ export class ConfigForm {
       const key = spec.segments.slice(0, depth).join('.');
       let group = groups.get(key);
       if (!group) {
-        const schema = getAt(CONFIG_SCHEMA.properties, spec.segments.slice(0, depth).flatMap((s, i) => (i ? ['properties', s] : [s]))) as PropertySchema;
+        const schema = getAt(
+          CONFIG_SCHEMA.properties,
+          spec.segments.slice(0, depth).flatMap((s, i) => (i ? ['properties', s] : [s])),
+        ) as PropertySchema;
         group = el('fieldset', 'ossft-group');
         group.dataset.path = key;
         const legend = el('legend', 'ossft-group-title', spec.segments[depth - 1]);

@@ -16,17 +16,31 @@ function configKernel(options: FakeKernelOptions = {}) {
         return reply(req, { config, defaults: schemaDefaults() });
       case 'set_config':
         if (req.config.lora?.r > 64) return refusal(req, 'config.lora.r', 'is more than this kernel allows');
-        config = { ...config, ...Object.fromEntries(Object.entries(req.config).map(([k, v]: [string, any]) => [k, { ...config[k], ...v }])) };
+        config = {
+          ...config,
+          ...Object.fromEntries(Object.entries(req.config).map(([k, v]: [string, any]) => [k, { ...config[k], ...v }])),
+        };
         return reply(req, { config, defaults: schemaDefaults() });
       case 'start_training':
-        emit({ op: 'training_update', request_id: req.request_id, ok: true, payload: { version: 1, run_id: 'run-9', status: 'running', step: 2, max_steps: 30, metrics: [{ step: 2, loss: 1.5 }] } });
+        emit({
+          op: 'training_update',
+          request_id: req.request_id,
+          ok: true,
+          payload: { version: 1, run_id: 'run-9', status: 'running', step: 2, max_steps: 30, metrics: [{ step: 2, loss: 1.5 }] },
+        });
         return reply(req, { started: true });
       case 'stop':
         return reply(req, { run_id: 'run-9' });
       case 'list_runs':
         return reply(req, { runs: [{ run_id: 'run-1', status: 'completed', step: 60, max_steps: 60, last_loss: 1.07 }] });
       case 'read_metrics':
-        return reply(req, { run_id: req.run_id, metrics: [{ step: 1, loss: 1.62 }, { step: 2, loss: 1.5 }] });
+        return reply(req, {
+          run_id: req.run_id,
+          metrics: [
+            { step: 1, loss: 1.62 },
+            { step: 2, loss: 1.5 },
+          ],
+        });
     }
     return null;
   }, options);
@@ -122,7 +136,7 @@ describe('FinetunePanel', () => {
     expect(q(panel, '.ossft-run-metrics').textContent).toBe('run-1: 2 logged steps; last step 2, loss 1.500');
   });
 
-  it('follows a run it did not start, such as a magic\'s, and keeps Start off while it trains', async () => {
+  it("follows a run it did not start, such as a magic's, and keeps Start off while it trains", async () => {
     const { k, panel } = await openPanel();
     const run = { version: 1, run_id: 'run-7', max_steps: 30, metrics: [{ step: 5, loss: 1.25 }] };
     k.emit({ op: 'training_update', request_id: 'run:run-7', ok: true, payload: { ...run, status: 'running', step: 5 } });
@@ -152,7 +166,11 @@ describe('FinetunePanel', () => {
       for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 2));
     }
 
-    const cellFinished = { header: { msg_type: 'status' }, parent_header: { msg_type: 'execute_request' }, content: { execution_state: 'idle' } };
+    const cellFinished = {
+      header: { msg_type: 'status' },
+      parent_header: { msg_type: 'execute_request' },
+      content: { execution_state: 'idle' },
+    };
 
     it('says to load the extension, and reads the settings by itself once a cell has loaded it', async () => {
       let loaded = false;
@@ -160,7 +178,9 @@ describe('FinetunePanel', () => {
       // A retry wait far beyond the test: only the end of the cell can bring the settings in.
       const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0, retryDelaysMs: [60_000] });
       await panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
-      expect(q(panel, '.ossft-sync').textContent).toMatch(/^Could not read the settings: .*Run %load_ext oss_finetune in a cell.*Trying again in 60 s, or press Reload\.$/);
+      expect(q(panel, '.ossft-sync').textContent).toMatch(
+        /^Could not read the settings: .*Run %load_ext oss_finetune in a cell.*Trying again in 60 s, or press Reload\.$/,
+      );
       expect(q(panel, '.ossft-run-metrics').textContent).toContain('Could not list the runs');
       expect(panel.retryPending).toBe(true);
       expect(k.sent).toEqual([]);

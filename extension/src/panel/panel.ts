@@ -357,7 +357,8 @@ export class FinetunePanel extends Widget {
     if (!this.target) return 'No notebook is open: open one to fine-tune from its kernel.';
     const lines = [`Notebook: ${this.target.label}`];
     if (!this.client) lines.push('No kernel is running.');
-    if (this.liveRun) lines.push(`Run: ${describeRun({ ...this.liveRun, last_loss: this.liveRun.metrics[this.liveRun.metrics.length - 1]?.loss })}`);
+    if (this.liveRun)
+      lines.push(`Run: ${describeRun({ ...this.liveRun, last_loss: this.liveRun.metrics[this.liveRun.metrics.length - 1]?.loss })}`);
     else if (this.runs.length) lines.push(`Latest run: ${describeRun(this.runs[this.runs.length - 1])}`);
     else if (this.client) lines.push('No run yet.');
     const issues = this.form.issues;

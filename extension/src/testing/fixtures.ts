@@ -54,7 +54,10 @@ function exchange(): Tok[] {
   ];
 }
 
-export function makeStream(count: number, options: { loss?: boolean; label?: string; texts?: Record<number, string> } = {}): HarmonyTokenStream {
+export function makeStream(
+  count: number,
+  options: { loss?: boolean; label?: string; texts?: Record<number, string> } = {},
+): HarmonyTokenStream {
   const base = exchange();
   const stream: HarmonyTokenStream = { ids: [], text: [], message: [], role: [], channel: [], part: [], trained: [] };
   if (options.label) stream.label = options.label;
@@ -73,7 +76,10 @@ export function makeStream(count: number, options: { loss?: boolean; label?: str
   return stream;
 }
 
-export function makePayload(count: number, options: Parameters<typeof makeStream>[1] & { compare?: HarmonyTokenStream } = {}): HarmonyTokensPayload {
+export function makePayload(
+  count: number,
+  options: Parameters<typeof makeStream>[1] & { compare?: HarmonyTokenStream } = {},
+): HarmonyTokensPayload {
   return {
     version: 1,
     title: 'test',

@@ -37,7 +37,13 @@ export const svgCharts: ChartBackend = {
       svg = svgNode('svg', 'ossft-svg-chart');
       svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
       svg.setAttribute('role', 'img');
-      svg.append(svgNode('path', 'ossft-axis'), svgNode('path', 'ossft-series'), svgNode('text', 'ossft-ymax'), svgNode('text', 'ossft-ymin'), svgNode('text', 'ossft-xmax'));
+      svg.append(
+        svgNode('path', 'ossft-axis'),
+        svgNode('path', 'ossft-series'),
+        svgNode('text', 'ossft-ymax'),
+        svgNode('text', 'ossft-ymin'),
+        svgNode('text', 'ossft-xmax'),
+      );
       host.appendChild(svg);
     }
     const points: [number, number][] = [];
@@ -46,15 +52,24 @@ export const svgCharts: ChartBackend = {
       if (typeof y === 'number' && Number.isFinite(y)) points.push([series.x[i], y]);
     }
     const last = points[points.length - 1];
-    svg.setAttribute('aria-label', `${series.title}: ${points.length} points${last ? `, latest ${tick(last[1])}${series.unit ? ' ' + series.unit : ''}` : ''}`);
+    svg.setAttribute(
+      'aria-label',
+      `${series.title}: ${points.length} points${last ? `, latest ${tick(last[1])}${series.unit ? ' ' + series.unit : ''}` : ''}`,
+    );
     const xs = points.map((p) => p[0]);
     const ys = points.map((p) => p[1]);
     const x0 = Math.min(...xs, 0);
     const x1 = Math.max(...xs, 1);
     let y0 = Math.min(...ys);
     let y1 = Math.max(...ys);
-    if (!points.length) { y0 = 0; y1 = 1; }
-    if (y0 === y1) { y0 -= 0.5 * Math.abs(y0 || 1); y1 += 0.5 * Math.abs(y1 || 1); }
+    if (!points.length) {
+      y0 = 0;
+      y1 = 1;
+    }
+    if (y0 === y1) {
+      y0 -= 0.5 * Math.abs(y0 || 1);
+      y1 += 0.5 * Math.abs(y1 || 1);
+    }
     const sx = (x: number) => PAD.left + ((x - x0) / (x1 - x0)) * (W - PAD.left - PAD.right);
     const sy = (y: number) => H - PAD.bottom - ((y - y0) / (y1 - y0)) * (H - PAD.top - PAD.bottom);
     const d = points.map(([x, y], i) => `${i ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('');
@@ -80,7 +95,7 @@ let plotly: Promise<PlotlyModule | null> | null = null;
 // opening JupyterLab does not pay for it.
 function loadPlotly(): Promise<PlotlyModule | null> {
   plotly ??= import(/* webpackChunkName: "plotly" */ 'plotly.js-dist-min')
-    .then((m) => ((m as unknown as { default?: PlotlyModule }).default ?? (m as unknown as PlotlyModule)))
+    .then((m) => (m as unknown as { default?: PlotlyModule }).default ?? (m as unknown as PlotlyModule))
     .catch(() => null);
   return plotly;
 }

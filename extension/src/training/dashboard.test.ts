@@ -94,9 +94,11 @@ describe('TrainingRenderer', () => {
   });
 
   it('says so when the stop request cannot reach a kernel', async () => {
-    const { r } = renderer(jest.fn(async () => {
-      throw new Error('no kernel');
-    }));
+    const { r } = renderer(
+      jest.fn(async () => {
+        throw new Error('no kernel');
+      }),
+    );
     await r.renderModel(mimeModel(TRAINING_MIME, running(5)));
     r.node.querySelector<HTMLButtonElement>('.ossft-stop')!.click();
     await new Promise((resolve) => setTimeout(resolve, 0));

@@ -22,7 +22,8 @@ function normalize(nb: Notebook): unknown {
   for (const cell of copy.cells) {
     delete cell.metadata.execution;
     for (const out of cell.outputs ?? []) {
-      if (Array.isArray(out.traceback)) out.traceback = (out.traceback as string[]).map((l) => l.replace(/ipykernel_\d+\/\d+\.py/g, 'ipykernel/cell.py'));
+      if (Array.isArray(out.traceback))
+        out.traceback = (out.traceback as string[]).map((l) => l.replace(/ipykernel_\d+\/\d+\.py/g, 'ipykernel/cell.py'));
     }
   }
   return copy;
@@ -37,10 +38,14 @@ beforeAll(() => {
   refDir = join(fixtures, 'nbclient');
   if (process.env.KB_NBCLIENT_LIVE === '1') {
     refDir = work;
-    execFileSync(findPython(), [join(__dirname, 'nbclient_reference.py'), work, work, ...compared.map((n) => join(fixtures, `${n}.ipynb`))], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, PYDEVD_DISABLE_FILE_VALIDATION: '1' },
-    });
+    execFileSync(
+      findPython(),
+      [join(__dirname, 'nbclient_reference.py'), work, work, ...compared.map((n) => join(fixtures, `${n}.ipynb`))],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, PYDEVD_DISABLE_FILE_VALIDATION: '1' },
+      },
+    );
   }
 }, 600000);
 
@@ -87,7 +92,18 @@ describe('runNotebook behaviour', () => {
   });
 
   it('interrupts a cell that exceeds the timeout and reports it', async () => {
-    const nb: Notebook = { ...load('params'), cells: [{ cell_type: 'code', metadata: {}, source: "print('start', flush=True)\nimport time\ntime.sleep(60)", outputs: [], execution_count: null }] };
+    const nb: Notebook = {
+      ...load('params'),
+      cells: [
+        {
+          cell_type: 'code',
+          metadata: {},
+          source: "print('start', flush=True)\nimport time\ntime.sleep(60)",
+          outputs: [],
+          execution_count: null,
+        },
+      ],
+    };
     const result = await runNotebook(nb, { spec: tmp.spec, cwd: work, timeoutS: 1 });
     expect(result.status).toBe('timeout');
     expect(result.exitCode).toBe(EXIT_CODES.timeout);
@@ -100,7 +116,13 @@ describe('runNotebook behaviour', () => {
       ...load('params'),
       cells: [
         { cell_type: 'code', metadata: {}, source: "print('ok')", outputs: [], execution_count: null },
-        { cell_type: 'code', metadata: {}, source: "import os\nprint('dying', flush=True)\nos._exit(1)", outputs: [], execution_count: null },
+        {
+          cell_type: 'code',
+          metadata: {},
+          source: "import os\nprint('dying', flush=True)\nos._exit(1)",
+          outputs: [],
+          execution_count: null,
+        },
         { cell_type: 'code', metadata: {}, source: "print('unreached')", outputs: [], execution_count: null },
       ],
     };

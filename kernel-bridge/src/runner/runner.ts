@@ -208,8 +208,19 @@ export async function runNotebook(input: Notebook, options: RunOptions): Promise
       const elapsedMs = Date.now() - cellStart;
       if (gone) {
         options.onEvent?.({ type: 'cell-end', index, ordinal, total, elapsedMs, ok: false });
-        if (timedOut) return finish('timeout', `cell ${index + 1} timed out after ${options.timeoutS} s and the kernel had to be killed`, { index, ename: 'Timeout', evalue: '', traceback: [] });
-        return finish('dead', `the kernel died while running cell ${index + 1}: ${gone.message}`, { index, ename: 'DeadKernel', evalue: gone.message, traceback: [] });
+        if (timedOut)
+          return finish('timeout', `cell ${index + 1} timed out after ${options.timeoutS} s and the kernel had to be killed`, {
+            index,
+            ename: 'Timeout',
+            evalue: '',
+            traceback: [],
+          });
+        return finish('dead', `the kernel died while running cell ${index + 1}: ${gone.message}`, {
+          index,
+          ename: 'DeadKernel',
+          evalue: gone.message,
+          traceback: [],
+        });
       }
       const reply = await exec.done;
       const ok = reply.status === 'ok';

@@ -60,7 +60,10 @@ async function rawClient(kernelId: string, protocol: 'v1' | 'json') {
 }
 
 describe('ws-protocol encodings', () => {
-  const msg: WsMessage = { ...wsMessage('iopub', 'comm_msg', { data: { a: 'é' } }), buffers: [Buffer.from([1, 2]), Buffer.alloc(0), Buffer.from('xyz')] };
+  const msg: WsMessage = {
+    ...wsMessage('iopub', 'comm_msg', { data: { a: 'é' } }),
+    buffers: [Buffer.from([1, 2]), Buffer.alloc(0), Buffer.from('xyz')],
+  };
   it('round-trips v1 with buffers', () => {
     expect(decodeV1(encodeV1(msg))).toEqual(msg);
   });
@@ -148,10 +151,17 @@ describe('KernelServer channels', () => {
     const b = await rawClient(kernelId, 'v1');
     try {
       expect((await json(api(`api/kernels/${kernelId}`))).connections).toBe(2);
-      const req = wsMessage('shell', 'execute_request', { code: "print('to everyone')", silent: false, store_history: true, user_expressions: {}, allow_stdin: false });
+      const req = wsMessage('shell', 'execute_request', {
+        code: "print('to everyone')",
+        silent: false,
+        store_history: true,
+        user_expressions: {},
+        allow_stdin: false,
+      });
       a.send(req);
       const isReply = (m: WsMessage) => m.header.msg_type === 'execute_reply' && m.parent_header.msg_id === req.header.msg_id;
-      const isIdle = (m: WsMessage) => m.header.msg_type === 'status' && m.content.execution_state === 'idle' && m.parent_header.msg_id === req.header.msg_id;
+      const isIdle = (m: WsMessage) =>
+        m.header.msg_type === 'status' && m.content.execution_state === 'idle' && m.parent_header.msg_id === req.header.msg_id;
       await until(() => a.got.some(isReply) && a.got.some(isIdle) && b.got.some(isIdle), 'reply and idle');
       for (const c of [a, b]) {
         const stream = c.got.find((m) => m.header.msg_type === 'stream' && m.parent_header.msg_id === req.header.msg_id);
@@ -174,14 +184,19 @@ describe('KernelServer channels', () => {
       c.ws.send(JSON.stringify({ ...wsMessage('iopub', 'execute_request', { code: '1' }) }));
       const req = wsMessage('shell', 'kernel_info_request', {});
       c.send(req);
-      await until(() => c.got.some((m) => m.parent_header.msg_id === req.header.msg_id && m.header.msg_type === 'kernel_info_reply'), 'reply after junk');
+      await until(
+        () => c.got.some((m) => m.parent_header.msg_id === req.header.msg_id && m.header.msg_type === 'kernel_info_reply'),
+        'reply after junk',
+      );
     } finally {
       c.ws.close();
     }
   });
 
   it('refuses a WebSocket from a foreign Origin', async () => {
-    const ws = new WebSocket(`${base.replace('http', 'ws')}api/kernels/${kernelId}/channels?token=${server.token}`, { origin: 'http://evil.example' });
+    const ws = new WebSocket(`${base.replace('http', 'ws')}api/kernels/${kernelId}/channels?token=${server.token}`, {
+      origin: 'http://evil.example',
+    });
     const status = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
     expect(status).toBe(403);
   });
@@ -196,14 +211,21 @@ describe('@jupyterlab/services against KernelServer', () => {
   afterAll(() => jest.restoreAllMocks());
 
   async function runWithServices(srv: KernelServer, url: string) {
-    const serverSettings = ServerConnection.makeSettings({ baseUrl: url, wsUrl: url.replace('http', 'ws'), token: srv.token, appendToken: true });
+    const serverSettings = ServerConnection.makeSettings({
+      baseUrl: url,
+      wsUrl: url.replace('http', 'ws'),
+      token: srv.token,
+      appendToken: true,
+    });
     const manager = new LabKernelManager({ serverSettings });
     await manager.ready;
     const kernel = await manager.startNew({ name: 'python3' });
     try {
       await kernel.info;
       const outputs: string[] = [];
-      const future = kernel.requestExecute({ code: "from IPython.display import display\nprint('hello from services')\ndisplay({'text/plain': 'shown'}, raw=True)\n6 * 7" });
+      const future = kernel.requestExecute({
+        code: "from IPython.display import display\nprint('hello from services')\ndisplay({'text/plain': 'shown'}, raw=True)\n6 * 7",
+      });
       future.onIOPub = (msg) => {
         if (KernelMessage.isStreamMsg(msg)) outputs.push(`stream:${msg.content.text}`);
         if (KernelMessage.isDisplayDataMsg(msg)) outputs.push(`display:${msg.content.data['text/plain']}`);

@@ -27,7 +27,10 @@ export interface KernelServerOptions {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -71,7 +74,12 @@ class Connection {
     const deadline = Date.now() + timeoutMs;
     let done = false;
     const listener = (m: JupyterMessage) => {
-      if (m.header.msg_type === 'status' && m.content.execution_state === 'idle' && this.kernel.nudges.has(m.parent_header.msg_id as string)) done = true;
+      if (
+        m.header.msg_type === 'status' &&
+        m.content.execution_state === 'idle' &&
+        this.kernel.nudges.has(m.parent_header.msg_id as string)
+      )
+        done = true;
     };
     this.kernel.nudgeListeners.add(listener);
     try {
@@ -408,4 +416,3 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
   return body as Record<string, unknown>;
 }
-
