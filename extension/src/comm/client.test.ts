@@ -61,6 +61,25 @@ describe('FinetuneClient', () => {
     await expect(slow.request('get_config')).rejects.toThrow('did not answer get_config');
   });
 
+  it('types each op: its own arguments, required ones included, and its result', async () => {
+    const k = fakeKernel((req) => reply(req, { config: { lora: { r: 8 } }, defaults: {} }));
+    const client = new FinetuneClient(k.kernel);
+    const { config, defaults } = await client.request('set_config', { config: { lora: { r: 8 } }, replace: true });
+    expect([config.lora?.r, defaults]).toEqual([8, {}]);
+    // Checked by the compiler only: each line must fail to type-check, or this file does not compile.
+    const mistakes = () => {
+      // @ts-expect-error set_config cannot go without its config
+      void client.request('set_config');
+      // @ts-expect-error read_metrics takes a run_id, not a config
+      void client.request('read_metrics', { config: {} });
+      // @ts-expect-error stop takes no arguments
+      void client.request('stop', { run_id: 'run-1' });
+      // @ts-expect-error list_runs resolves with runs, not a config
+      void client.request('list_runs').then((result) => result.config);
+    };
+    expect(typeof mistakes).toBe('function');
+  });
+
   it('shares one client per kernel until the kernel goes away', () => {
     const k = fakeKernel(() => null);
     const clients = new FinetuneClients();

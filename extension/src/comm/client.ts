@@ -22,9 +22,15 @@ export type RequestArguments<Op extends RequestOp> = Omit<Extract<CommRequest, {
 /** What a successful reply to an op carries in `result`. */
 export type RequestResult<Op extends RequestOp> = Extract<CommReply, { op: Op; ok: true }>['result'];
 
-/** The arguments as `request` takes them: required where the op has a required one (set_config, read_metrics). */
-type ArgumentList<Op extends RequestOp> =
-  Partial<RequestArguments<Op>> extends RequestArguments<Op> ? [args?: RequestArguments<Op>] : [args: RequestArguments<Op>];
+/**
+ * The arguments as `request` takes them: none for an op without arguments, optional where the op has
+ * no required one, required where it has (set_config's config, read_metrics' run_id).
+ */
+type ArgumentList<Op extends RequestOp> = [keyof RequestArguments<Op>] extends [never]
+  ? [args?: Record<string, never>]
+  : Partial<RequestArguments<Op>> extends RequestArguments<Op>
+    ? [args?: RequestArguments<Op>]
+    : [args: RequestArguments<Op>];
 
 /** A reply with ok: false; `path` says where, e.g. `config.lora.r`. */
 export class CommRequestError extends Error {
