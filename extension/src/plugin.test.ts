@@ -21,6 +21,14 @@ import { DEFAULT_SETTINGS, ViewSettingsStore } from './settings';
 import { HarmonyRenderer } from './harmony/renderer';
 import { makePayload, mimeModel } from './testing/fixtures';
 import { IFinetuneClients, IViewSettings } from './tokens';
+import packageJson from '../package.json';
+import settingsSchema from '../schema/plugin.json';
+
+/** schema/plugin.json as the setting registry reads it: any property by its name. */
+const pluginSchema = settingsSchema as {
+  properties: Record<string, { default?: unknown; enum?: unknown[] }>;
+  'jupyter.lab.toolbars': { Notebook: unknown[] };
+};
 
 // The dashboards the training plugin's factory makes load plotly; jsdom has no canvas for it. Without
 // it they keep their SVG charts, as in a browser where plotly fails to load.
@@ -67,7 +75,7 @@ describe('registration', () => {
 
   it('adds each renderer from a plugin under its mime extension id, handed what it needs', () => {
     expect(plugins).toEqual([clientsPlugin, plugin, ...rendererPlugins]);
-    expect(require('../package.json').jupyterlab.mimeExtension).toBeUndefined();
+    expect((packageJson.jupyterlab as Record<string, unknown>).mimeExtension).toBeUndefined();
     for (const [rendererPlugin, extension] of [
       [harmonyRendererPlugin, mimeExtensions[0]],
       [trainingRendererPlugin, mimeExtensions[1]],
@@ -110,7 +118,7 @@ describe('activation', () => {
     const shell = { add: jest.fn(), activateById: jest.fn() };
     const palette = { addItem: jest.fn() };
     const editorExtensions = { addExtension: jest.fn() };
-    plugin.activate({ commands, shell } as any, new FinetuneClients(), null, null, palette, editorExtensions);
+    void plugin.activate({ commands, shell } as any, new FinetuneClients(), null, null, palette, editorExtensions);
     expect(Object.values(CommandIDs).every((id) => commands.hasCommand(id))).toBe(true);
     expect(palette.addItem).toHaveBeenCalledTimes(4);
     const [factory] = editorExtensions.addExtension.mock.calls[0];
@@ -122,7 +130,7 @@ describe('activation', () => {
       }),
     ).not.toBeNull();
     expect(factory.factory({ inline: true, model: { mimeType: 'text/x-ipythongfm' } })).toBeNull();
-    commands.execute(CommandIDs.openPanel);
+    void commands.execute(CommandIDs.openPanel);
     expect(shell.add).toHaveBeenCalledWith(expect.objectContaining({ id: 'oss-finetune-panel' }), 'right', expect.any(Object));
   });
 
@@ -170,13 +178,13 @@ describe('settings', () => {
   });
 
   it('declares the notebook toolbar button for the open-panel command', () => {
-    const schema = require('../schema/plugin.json');
+    const schema = pluginSchema;
     expect(schema['jupyter.lab.toolbars'].Notebook).toEqual([expect.objectContaining({ command: CommandIDs.openPanel })]);
     expect(schema.properties.panelArea.enum).toEqual(['left', 'right']);
   });
 
   it('agrees with the defaults in schema/plugin.json', () => {
-    const schema = require('../schema/plugin.json');
+    const schema = pluginSchema;
     for (const [key, value] of Object.entries(DEFAULT_SETTINGS)) {
       expect(schema.properties[key].default).toEqual(value);
     }

@@ -4,6 +4,7 @@
  */
 import { EventEmitter } from 'events';
 import { randomUUID } from 'crypto';
+import type { LanguageInfo } from './runner/notebook';
 import { Channel, ChannelSet, ConnectionInfo, DropReason, Heartbeat, JupyterMessage, Session, WireStats } from './wire';
 
 export type MimeBundle = Record<string, unknown>;
@@ -32,6 +33,53 @@ export interface ExecuteReply {
 }
 
 export type KernelStatus = 'unknown' | 'starting' | 'idle' | 'busy' | 'restarting' | 'dead';
+
+/** kernel_info_reply's content: what the runner and the tests read of it; the rest is kept as it is. */
+export interface KernelInfo {
+  protocol_version?: string;
+  implementation?: string;
+  language_info?: LanguageInfo;
+  [key: string]: unknown;
+}
+
+// The content of each IOPub message the client handles, by msg_type (messaging spec 5.x). The kernel's
+// messages are not validated: a field it leaves out reads as undefined, and is passed on as such.
+interface StatusContent {
+  execution_state: KernelStatus;
+}
+interface ExecuteInputContent {
+  execution_count?: number;
+}
+interface StreamContent {
+  name: 'stdout' | 'stderr';
+  text: string;
+}
+interface DisplayContent {
+  data?: MimeBundle;
+  metadata?: Record<string, unknown>;
+  transient?: { display_id?: string };
+}
+interface ExecuteResultContent extends DisplayContent {
+  execution_count?: number | null;
+}
+interface ErrorContent {
+  ename: string;
+  evalue: string;
+  traceback?: string[];
+}
+interface ClearOutputContent {
+  wait?: boolean;
+}
+interface CommContent {
+  comm_id: string;
+  target_name: string;
+  data: unknown;
+}
+
+/** A message's content read as its msg_type's shape. */
+function contentOf<C>(msg: JupyterMessage): C {
+  return msg.content as C;
+}
 
 /** Raised into pending work when the kernel dies, is restarted, or the client is closed. */
 export class KernelGoneError extends Error {
@@ -164,7 +212,7 @@ export class Execution implements AsyncIterable<Output> {
   }
 }
 
-export type CommMsgHandler = (data: any, msg: JupyterMessage) => void;
+export type CommMsgHandler = (data: unknown, msg: JupyterMessage) => void;
 
 export class Comm {
   onMsg?: CommMsgHandler;
@@ -200,7 +248,7 @@ export class Comm {
   }
 }
 
-export type CommTargetHandler = (comm: Comm, data: any, msg: JupyterMessage) => void;
+export type CommTargetHandler = (comm: Comm, data: unknown, msg: JupyterMessage) => void;
 
 export interface KernelClientOptions {
   session?: Session;
@@ -252,7 +300,7 @@ export class KernelClient extends EventEmitter {
    * on IOPub for one of our kernel_info requests; the latter proves the subscription is live, so no
    * output of the first execution is lost. Requests are repeated every retryMs until both happen.
    */
-  async waitForReady(options: { timeoutMs?: number; retryMs?: number } = {}): Promise<Record<string, any>> {
+  async waitForReady(options: { timeoutMs?: number; retryMs?: number } = {}): Promise<KernelInfo> {
     const deadline = Date.now() + (options.timeoutMs ?? 60000);
     const retryMs = options.retryMs ?? 500;
     let heard = false;
@@ -264,7 +312,7 @@ export class KernelClient extends EventEmitter {
         heard = true;
     };
     this.on('iopub', onIopub);
-    let info: Record<string, any> | undefined;
+    let info: KernelInfo | undefined;
     try {
       while (!(info && heard)) {
         if (this.gone) throw this.gone;
@@ -325,8 +373,8 @@ export class KernelClient extends EventEmitter {
     return { id, reply };
   }
 
-  kernelInfo(): Promise<Record<string, any>> {
-    return this.request('shell', 'kernel_info_request', {}).then((m) => m.content);
+  kernelInfo(): Promise<KernelInfo> {
+    return this.request('shell', 'kernel_info_request', {}).then((m) => m.content as KernelInfo);
   }
 
   /** Starts an execution; see Execution for completion rules. */
@@ -452,10 +500,10 @@ export class KernelClient extends EventEmitter {
   }
 
   private onIopub(msg: JupyterMessage, parentId: string | undefined): void {
-    const c = msg.content;
     const type = msg.header.msg_type;
     if (type === 'status') {
-      if (c.execution_state) this.setStatus(c.execution_state);
+      const { execution_state } = contentOf<Partial<StatusContent>>(msg);
+      if (execution_state) this.setStatus(execution_state);
     }
     if (type === 'comm_open' || type === 'comm_msg' || type === 'comm_close') {
       this.onComm(type, msg);
@@ -465,19 +513,26 @@ export class KernelClient extends EventEmitter {
     if (!exec) return;
     switch (type) {
       case 'status':
-        if (c.execution_state === 'idle') exec._idle();
+        if (contentOf<Partial<StatusContent>>(msg).execution_state === 'idle') exec._idle();
         break;
-      case 'execute_input':
+      case 'execute_input': {
+        const c = contentOf<ExecuteInputContent>(msg);
         if (typeof c.execution_count === 'number') exec.executionCount = c.execution_count;
         break;
-      case 'stream':
+      }
+      case 'stream': {
+        const c = contentOf<StreamContent>(msg);
         exec._output({ output_type: 'stream', name: c.name, text: c.text });
         break;
+      }
       case 'display_data':
-      case 'update_display_data':
+      case 'update_display_data': {
+        const c = contentOf<DisplayContent>(msg);
         exec._output({ output_type: type, data: c.data ?? {}, metadata: c.metadata ?? {}, transient: c.transient ?? {} } as Output);
         break;
-      case 'execute_result':
+      }
+      case 'execute_result': {
+        const c = contentOf<ExecuteResultContent>(msg);
         exec._output({
           output_type: 'execute_result',
           execution_count: c.execution_count ?? null,
@@ -486,17 +541,20 @@ export class KernelClient extends EventEmitter {
           ...(c.transient ? { transient: c.transient } : {}),
         });
         break;
-      case 'error':
+      }
+      case 'error': {
+        const c = contentOf<ErrorContent>(msg);
         exec._output({ output_type: 'error', ename: c.ename, evalue: c.evalue, traceback: c.traceback ?? [] });
         break;
+      }
       case 'clear_output':
-        exec._output({ output_type: 'clear_output', wait: !!c.wait });
+        exec._output({ output_type: 'clear_output', wait: !!contentOf<ClearOutputContent>(msg).wait });
         break;
     }
   }
 
   private onComm(type: string, msg: JupyterMessage): void {
-    const c = msg.content;
+    const c = contentOf<CommContent>(msg);
     if (type === 'comm_open') {
       const handler = this.commTargets.get(c.target_name);
       if (!handler) {

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'fs';
+import { existsSync, readFileSync, statSync } from 'fs';
 import { Execution, KernelClient, KernelGoneError, Output } from './client';
 import { findKernelSpecs, freePorts, KernelManager, loadKernelSpec, newConnectionInfo } from './launcher';
 import { collect, makeKernelSpec, streamText, TempKernelSpec, until } from './test-helpers';
@@ -96,8 +96,7 @@ describe('KernelManager with a real ipykernel', () => {
     expect(info).toEqual(expect.objectContaining({ ip: '127.0.0.1', transport: 'tcp', signature_scheme: 'hmac-sha256' }));
     expect(info.key).toBe(manager.connection?.key);
     if (process.platform !== 'win32') {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      expect(require('fs').statSync(file).mode & 0o077).toBe(0);
+      expect(statSync(file).mode & 0o077).toBe(0);
     }
   });
 

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { createServer } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { KernelClient, KernelClientOptions, KernelGoneError } from './client';
+import { KernelClient, KernelClientOptions, KernelGoneError, KernelInfo } from './client';
 import { ConnectionInfo } from './wire';
 
 export interface KernelSpec {
@@ -136,7 +136,7 @@ export class KernelManager extends EventEmitter {
   readonly id = randomUUID();
   connection?: ConnectionInfo;
   client?: KernelClient;
-  kernelInfo?: Record<string, any>;
+  kernelInfo?: KernelInfo;
   private process?: ChildProcess;
   private dir?: string;
   private connectionFile?: string;

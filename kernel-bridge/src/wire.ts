@@ -23,11 +23,11 @@ export interface MessageHeader {
   [key: string]: unknown;
 }
 
-export interface JupyterMessage<C = Record<string, any>> {
+export interface JupyterMessage<C = Record<string, unknown>> {
   header: MessageHeader;
   /** Empty object when the message answers nothing. */
   parent_header: Partial<MessageHeader>;
-  metadata: Record<string, any>;
+  metadata: Record<string, unknown>;
   content: C;
   buffers: Buffer[];
   /** Routing prefix as received; only meaningful on ROUTER sockets. */
@@ -112,7 +112,7 @@ export class Session {
   message<C>(
     msgType: string,
     content: C,
-    options: { parent?: Partial<MessageHeader>; metadata?: Record<string, any>; buffers?: Buffer[]; channel?: Channel } = {},
+    options: { parent?: Partial<MessageHeader>; metadata?: Record<string, unknown>; buffers?: Buffer[]; channel?: Channel } = {},
   ): JupyterMessage<C> {
     return {
       header: this.header(msgType),
@@ -155,7 +155,7 @@ export class Session {
       if (this.seen.has(sig)) return { ok: false, reason: 'replayed' };
       this.remember(sig);
     }
-    let parsed: any[];
+    let parsed: unknown[];
     try {
       parsed = json.map((f) => JSON.parse(f.toString('utf8')));
     } catch {
@@ -188,7 +188,7 @@ export class Session {
   }
 }
 
-function isObject(v: unknown): v is Record<string, any> {
+function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
@@ -372,7 +372,7 @@ export class Heartbeat {
   private tick(): void {
     if (this.stopped) return;
     if (Date.now() - this.lastPong > (this.options.timeoutMs ?? 10000)) {
-      this.stop();
+      void this.stop();
       this.options.onDead();
       return;
     }

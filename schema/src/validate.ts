@@ -63,7 +63,7 @@ export function formatIssue(issue: SchemaIssue): string {
 // the short decimals our schemas use identically.
 const show = (value: unknown): string => JSON.stringify(value);
 
-function describe(keyword: string, params: Record<string, any>): string {
+function describe(keyword: string, params: ErrorObject['params']): string {
   switch (keyword) {
     case 'type':
       return `must be ${([] as string[]).concat(params.type).join(' or ')}`;

@@ -233,7 +233,10 @@ export class TokenPane {
 
     const kept = new Map<number, DrawnLine>();
     const free: DrawnLine[] = [];
-    for (const line of this.drawn) line.line >= first && line.line < last ? kept.set(line.line, line) : free.push(line);
+    for (const line of this.drawn) {
+      if (line.line >= first && line.line < last) kept.set(line.line, line);
+      else free.push(line);
+    }
     const next: DrawnLine[] = [];
     const before: HTMLDivElement[] = [];
     const after: HTMLDivElement[] = [];

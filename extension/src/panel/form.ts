@@ -72,7 +72,7 @@ export function fieldSpecs(schema: PropertySchema = CONFIG_SCHEMA, prefix: strin
 
 /** The config the schema's defaults describe, i.e. what `{}` means. */
 export function schemaDefaults(schema: PropertySchema = CONFIG_SCHEMA): FinetuneConfig {
-  const config: Record<string, any> = {};
+  const config: ConfigTree = {};
   for (const spec of fieldSpecs(schema)) setAt(config, spec.segments, clone(spec.schema.default ?? null));
   return config as FinetuneConfig;
 }
@@ -81,20 +81,23 @@ function clone<T>(value: T): T {
   return value === undefined ? value : JSON.parse(JSON.stringify(value));
 }
 
+/** A config as nested plain objects, read and written one field at a time by its path. */
+export type ConfigTree = { [key: string]: unknown };
+
 export function getAt(config: unknown, segments: string[]): unknown {
-  let node: any = config;
+  let node = config;
   for (const s of segments) {
     if (node === null || typeof node !== 'object') return undefined;
-    node = node[s];
+    node = (node as ConfigTree)[s];
   }
   return node;
 }
 
-export function setAt(config: Record<string, any>, segments: string[], value: unknown): void {
+export function setAt(config: ConfigTree, segments: string[], value: unknown): void {
   let node = config;
   for (const s of segments.slice(0, -1)) {
     if (node[s] === null || typeof node[s] !== 'object') node[s] = {};
-    node = node[s];
+    node = node[s] as ConfigTree;
   }
   node[segments[segments.length - 1]] = value;
 }
@@ -118,13 +121,13 @@ export class ConfigForm {
   private readonly fields = new Map<string, Field>();
   private readonly formError: HTMLParagraphElement;
   private readonly id = `ossft-form-${++formCount}`;
-  private current: Record<string, any>;
+  private current: ConfigTree;
   private shownIssues: SchemaIssue[] = [];
   /** Messages from the kernel, by field path, until that field is edited again. */
   private readonly kernelErrors = new Map<string, string>();
 
   constructor(private readonly options: ConfigFormOptions = {}) {
-    this.current = schemaDefaults() as Record<string, any>;
+    this.current = schemaDefaults() as ConfigTree;
     this.node = el('form', 'ossft-config-form');
     this.node.noValidate = true;
     this.node.addEventListener('submit', (event) => event.preventDefault());
@@ -163,13 +166,13 @@ export class ConfigForm {
    */
   setValue(config: FinetuneConfig, keep: Iterable<string> = []): void {
     const kept = new Set(keep);
-    const next = clone(config) as Record<string, any>;
+    const next = clone(config) as ConfigTree;
     for (const path of kept) {
       const field = this.fields.get(path);
       if (field) setAt(next, field.spec.segments, clone(getAt(this.current, field.spec.segments)));
     }
     // Fields the kernel's config lacks keep the schema's default, so every input has a value.
-    const defaults = schemaDefaults() as Record<string, any>;
+    const defaults = schemaDefaults() as ConfigTree;
     for (const { spec } of this.fields.values()) {
       if (getAt(next, spec.segments) === undefined) setAt(next, spec.segments, getAt(defaults, spec.segments));
     }

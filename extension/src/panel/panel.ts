@@ -10,7 +10,7 @@ import { Widget } from '@lumino/widgets';
 import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, TrainingUpdate } from '../comm/client';
 import { el } from '../common/dom';
 import type { IFinetuneClients } from '../tokens';
-import { ConfigForm, FieldSpec, getAt, setAt } from './form';
+import { ConfigForm, ConfigTree, FieldSpec, getAt, setAt } from './form';
 
 export const PANEL_ID = 'oss-finetune-panel';
 export const PANEL_TITLE = 'GPT-OSS fine-tune';
@@ -400,7 +400,7 @@ export class FinetunePanel extends Widget {
     // Only the edited fields go, merged into the kernel's config, so a setting changed by a magic
     // meanwhile is not overwritten with what the panel showed before.
     const shown = this.form.value;
-    const changes: Record<string, any> = {};
+    const changes: ConfigTree = {};
     const sent = new Map<string, string>();
     for (const path of this.edited) {
       const segments = path.split('.');

@@ -10,20 +10,40 @@ export interface NbOutput {
   [key: string]: unknown;
 }
 
+/** What the runner reads of a cell's metadata; the rest is kept as it is. */
+export interface NbCellMetadata {
+  tags?: string[];
+  [key: string]: unknown;
+}
+
 export interface NbCell {
   cell_type: 'code' | 'markdown' | 'raw';
   id?: string;
   source: MultilineString;
-  metadata: Record<string, any>;
+  metadata: NbCellMetadata;
   outputs?: NbOutput[];
   execution_count?: number | null;
   attachments?: unknown;
 }
 
+/** The language a kernel reports in kernel_info_reply, written into the notebook's metadata. */
+export interface LanguageInfo {
+  name?: string;
+  version?: string;
+  [key: string]: unknown;
+}
+
+/** What the runner reads of a notebook's metadata; the rest is kept as it is. */
+export interface NbMetadata {
+  kernelspec?: { name?: string; display_name?: string; language?: string; [key: string]: unknown };
+  language_info?: LanguageInfo;
+  [key: string]: unknown;
+}
+
 export interface Notebook {
   nbformat: number;
   nbformat_minor: number;
-  metadata: Record<string, any>;
+  metadata: NbMetadata;
   cells: NbCell[];
 }
 

@@ -20,7 +20,6 @@ afterAll(async () => {
   tmp?.cleanup();
 });
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Json = any;
 
 async function json(res: Promise<Response>): Promise<Json> {

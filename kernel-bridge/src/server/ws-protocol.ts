@@ -12,16 +12,16 @@ export const V1_PROTOCOL = 'v1.kernel.websocket.jupyter.org';
 
 export interface WsMessage {
   channel: string;
-  header: Record<string, any>;
-  parent_header: Record<string, any>;
-  metadata: Record<string, any>;
-  content: Record<string, any>;
+  header: Record<string, unknown>;
+  parent_header: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  content: Record<string, unknown>;
   buffers: Buffer[];
 }
 
 export type WsProtocol = 'v1' | 'json';
 
-function parseObject(bytes: Buffer): Record<string, any> {
+function parseObject(bytes: Buffer): Record<string, unknown> {
   const v = JSON.parse(bytes.toString('utf8'));
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('expected a JSON object');
   return v;
@@ -109,7 +109,7 @@ export function decodeJson(data: Buffer, isBinary: boolean): WsMessage {
     buffers = offsets.slice(1, -1).map((start, i) => Buffer.from(data.subarray(start, offsets[i + 2])));
   }
   const m = parseObject(json);
-  const obj = (v: unknown) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, any>) : {});
+  const obj = (v: unknown) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
   if (typeof m.channel !== 'string') throw new Error('missing channel');
   return {
     channel: m.channel,
