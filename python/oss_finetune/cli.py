@@ -9,8 +9,8 @@ import json
 import sys
 from typing import TextIO
 
-from .core.harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
 from .core.errors import UserError
+from .core.harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
 
 
 class CliError(UserError):

@@ -33,11 +33,10 @@ def test_pack_tokens():
 
 
 def test_the_planner_and_the_trainer_agree_on_a_cpu_run():
+    import oss_finetune.embedded  # noqa: F401 - registers embedded:tiny
     from oss_finetune.modeling.model import apply_lora, build_embedded_model
     from oss_finetune.training.memory import plan_memory
     from oss_finetune.training.trainer import Trainer
-
-    import oss_finetune.embedded  # noqa: F401 - registers embedded:tiny
 
     plan = plan_memory({"model": {"name_or_path": "embedded:tiny", "device": "cpu"}}, device="cpu")
     model = apply_lora(build_embedded_model("embedded:tiny"), {"r": 4}, seed=0)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .config import ConfigBase, DataConfig
-from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, Rendered, render_many
 from .errors import UserError
+from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, Rendered, render_many
 
 FORMATS = ("multilingual-thinking", "messages", "sharegpt")
 SAMPLE_DIR = Path(__file__).with_name("sample_data")

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UserError
 from .tokenizer import (
     CALL,
     CHANNEL,
@@ -39,7 +40,6 @@ from .tokenizer import (
     START,
     load_tokenizer,
 )
-from .errors import UserError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CHANNELS = ("analysis", "commentary", "final")

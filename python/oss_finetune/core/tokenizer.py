@@ -17,6 +17,7 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
 from .errors import UserError
 
 # The vendored tokenizer and encodings ship beside the package's top (oss_finetune/assets).

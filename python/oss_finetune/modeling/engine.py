@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,10 @@ def pack(examples: Sequence, pack_tokens: int) -> list[PackedBatch]:
 
 
 def _pack_group(group: Sequence) -> PackedBatch:
-    ids, positions, targets, starts = [], [], [], [0]
+    ids: list[int] = []
+    positions: list[int] = []
+    targets: list[int] = []
+    starts = [0]
     for example in group:
         n = len(example.input_ids)
         ids.extend(example.input_ids)
@@ -347,7 +351,7 @@ def output_loss_sum(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: tor
     count = int(wanted.numel())
     if count == 0:
         return hidden.sum() * 0.0, 0
-    weight = lm_head.weight
+    weight = cast(torch.Tensor, lm_head.weight)
     if weight.requires_grad or getattr(lm_head, "bias", None) is not None:
         # A trained output layer needs its own gradient; the plain path gives it.
         return F.cross_entropy(lm_head(selected).float(), wanted, reduction="sum"), count

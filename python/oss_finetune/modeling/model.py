@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from ..core.config import section_dict
+from ..core.config import ConfigBase, section_dict
+from ..core.errors import UserError
 from ..core.tokenizer import CALL, END_OF_TEXT, RETURN, VOCAB_SIZE
 from ..core.tokenizer import EMBEDDED as EMBEDDED_TINY
 from . import auto, sources
-from ..core.errors import UserError
 
 PAD_TOKEN_ID = END_OF_TEXT  # <|endoftext|>, the pad of the released checkpoints
 RETURN_TOKEN_ID = RETURN  # <|return|>, the end of a finished assistant turn
@@ -150,11 +150,11 @@ class ModelLoadError(UserError, RuntimeError):
 config_section = section_dict  # one section, validated, with its defaults (core.config)
 
 
-def _model_section(model_config: dict | None) -> dict:
+def _model_section(model_config: ConfigBase | dict | None) -> dict:
     return config_section("model", model_config)
 
 
-def _lora_section(lora_config: dict | None) -> dict:
+def _lora_section(lora_config: ConfigBase | dict | None) -> dict:
     return config_section("lora", lora_config)
 
 
@@ -268,7 +268,7 @@ def _load_tokenizer(name_or_path: str | None):
     try:
         from ..core.tokenizer import load_tokenizer
     except ImportError:
-        load_tokenizer = None
+        load_tokenizer = None  # type: ignore[assignment]
     vendored = str(Path(__file__).resolve().parents[1] / "assets" / "tokenizer")
     candidates = [name_or_path] if name_or_path else []
     candidates.append(EMBEDDED_TINY if load_tokenizer is not None else vendored)
@@ -309,7 +309,7 @@ def _looks_like_a_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def load_model(model_config: dict | None = None, *, tokenizer: Any = None) -> LoadedModel:
+def load_model(model_config: ConfigBase | dict | None = None, *, tokenizer: Any = None) -> LoadedModel:
     """Load the base model described by the ``model`` section of a fine-tune config.
 
     Keys (all optional): name_or_path ('embedded:tiny', a hub id or a local folder), dtype
@@ -481,7 +481,7 @@ def _count(model, trainable_only: bool = False) -> int:
 EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
-def lora_config_for(lora_config: dict | None = None):
+def lora_config_for(lora_config: ConfigBase | dict | None = None):
     """The peft LoraConfig for the ``lora`` section of a fine-tune config."""
     from peft import LoraConfig
 
@@ -497,7 +497,7 @@ def lora_config_for(lora_config: dict | None = None):
     )
 
 
-def apply_lora(model, lora_config: dict | None = None, *, seed: int | None = None):
+def apply_lora(model, lora_config: ConfigBase | dict | None = None, *, seed: int | None = None):
     """Wrap ``model`` with a fresh LoRA adapter; returns the peft model (base weights frozen).
 
     ``seed`` fixes the adapter's initial weights without disturbing the caller's random stream.

@@ -18,15 +18,15 @@ import json
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..core import schema
-from . import display
-from .session import EFFORTS, SECTIONS, Session, SessionError, get_session, memory_refusal
 from ..core.errors import UserError
+from . import display
+from .session import EFFORTS, SECTIONS, Session, get_session, memory_refusal
 
 MAGIC = "oss_finetune"
 
@@ -55,7 +55,7 @@ class ConfigOption:
         return self.flags[0]
 
     @property
-    def types(self) -> list[str]:
+    def types(self) -> list[str | None]:
         declared = self.prop.get("type")
         if declared is None and "enum" in self.prop:
             return ["string"]
@@ -632,7 +632,7 @@ class FinetuneMagics(Magics):
             _publish(settings_bundle(session, "lora", state))
             return
         session.lora(parsed.changes)
-        _say(session.describe_adapter())
+        _say(cast(str, session.describe_adapter()))  # an adapter is on now
 
     def _do_train(self, session: Session, parsed: Parsed):
         if not parsed.acts:

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..core import schema
 from ..core.config import SECTIONS as CONFIG_SECTIONS
@@ -161,13 +161,14 @@ class Session:
     def __init__(self, config: dict | None = None):
         self._lock = threading.RLock()
         self.settings = FinetuneConfig.from_dict(config or {})
-        self.loaded = None  # model.LoadedModel
+        # Filled in on demand (ensure_loaded, ensure_data, train), so typed Any rather than Optional.
+        self.loaded: Any = None  # model.LoadedModel
         self.model = None  # the peft model once an adapter is on, else the base model
         self.adapter_settings: dict | None = None  # the lora section the adapter was built with
-        self.prepared = None  # data.Prepared
+        self.prepared: Any = None  # data.Prepared
         self._prepared_key: str | None = None
-        self.trainer = None
-        self.last_result = None
+        self.trainer: Any = None  # trainer.Trainer
+        self.last_result: Any = None  # trainer.TrainResult
         self.evaluations: dict[str, Any] = {}  # label -> language.LanguageRate
         self._thread: threading.Thread | None = None
         self.saved: dict[str, str] = {}
@@ -509,7 +510,7 @@ class Session:
                     f"there is no checkpoint to resume from in {self.settings.training.output_dir}; "
                     "train without --resume first", "resume"
                 )
-            return runs[-1].checkpoint
+            return cast(str, runs[-1].checkpoint)  # runs holds only runs with a checkpoint
         path = Path(resume_from)
         if path.is_dir() and not (path / "trainer_state.json").is_file():
             found = latest_checkpoint(path)

@@ -155,8 +155,8 @@ def judge(generated: Sequence[int], requested: str, row: int = 0, tokenizer: Any
     ids = list(generated)
     try:
         parsed = parse(ids, tokenizer=tokenizer, role="assistant", partial=True)
-    except HarmonyParseError as error:
-        return Judged(row, requested, False, None, None, None, str(error), len(ids))
+    except HarmonyParseError as parse_error:
+        return Judged(row, requested, False, None, None, None, str(parse_error), len(ids))
     messages = [m for m in parsed.messages if m.role == "assistant"]
     analyses = [m.content for m in messages if m.channel == "analysis"]
     finals = [m.content for m in messages if m.channel == "final"]

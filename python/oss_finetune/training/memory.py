@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import deep_merge, section_dict
+from ..core.errors import UserError
 from ..core.tokenizer import VOCAB_SIZE
 from ..modeling import auto, sources
-from ..core.errors import UserError
 
 GIB = 2**30
 
@@ -215,7 +215,7 @@ def checkpoint_format(name: str) -> str:
     folder = Path(name)
     if (folder / "config.json").is_file():
         quant = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("quantization_config") or {}
-        method = quant.get("quant_method")
+        method = quant.get("quant_method", "")
         return {"mxfp4": "mxfp4", "bitsandbytes": "bnb-4bit"}.get(method, "plain")
     lowered = name.lower()
     if "bnb" in lowered and "4bit" in lowered:
@@ -632,7 +632,7 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
         # (measured fused; unfused it is the same proportion of a larger layer, not measured).
         backward_share = FAST_LAYER_BACKWARD / FAST_KEPT_FUSED
         if ckpt:
-            stored_acts = n_layers * tokens * h * act
+            stored_acts: float = n_layers * tokens * h * act
             stored_note = f"each layer's input, {n_layers} x {tokens:,} tokens x {h} (checkpointing)"
             layer_live = int(backward_share * layer_kept) + routing
             layer_note = "one layer recomputed and its backward (flash attention keeps O(seq))"

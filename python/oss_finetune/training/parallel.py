@@ -105,7 +105,7 @@ def worker_devices(device: torch.device, gpus: int) -> list[str | None]:
         return [None] * (gpus - 1)
     visible = visible_gpus()
     mine = device.index if device.index is not None else torch.cuda.current_device()
-    others = [g for i, g in enumerate(visible) if i != mine]
+    others: list[str | None] = [g for i, g in enumerate(visible) if i != mine]
     if len(others) < gpus - 1:
         raise TeamError(
             f"training.gpus is {gpus}, but this process sees {len(visible)} GPU"
@@ -117,7 +117,7 @@ def worker_devices(device: torch.device, gpus: int) -> list[str | None]:
 def _gloo(store, rank: int, world: int):
     import torch.distributed as dist
 
-    options = dist.ProcessGroupGloo._Options()
+    options = dist.ProcessGroupGloo._Options()  # type: ignore[attr-defined]  # private, absent from torch's stubs
     options._timeout = STEP_TIMEOUT
     options._devices = [dist.ProcessGroupGloo.create_device(hostname="127.0.0.1")]
     return dist.ProcessGroupGloo(store, rank, world, options)

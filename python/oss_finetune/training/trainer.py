@@ -36,12 +36,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..core.config import section_dict
+from ..core.config import ConfigBase, section_dict
 from ..core.data import Example
+from ..core.errors import UserError
 from ..modeling import auto
 from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
 from .parallel import TeamError
-from ..core.errors import UserError
 
 STATUSES = ("pending", "running", "stopping", "stopped", "completed", "failed")
 
@@ -95,7 +95,7 @@ class TrainingError(UserError, RuntimeError):
     """Training failed in a way the person can fix; the message says how."""
 
 
-def training_settings(training_config: dict | None = None) -> dict:
+def training_settings(training_config: ConfigBase | dict | None = None) -> dict:
     """The ``training`` section with every default filled in, validated against the schema."""
     return section_dict("training", training_config)
 
@@ -200,7 +200,7 @@ class Trainer:
         self,
         model,
         examples: Iterable[Any],
-        training_config: dict | None = None,
+        training_config: ConfigBase | dict | None = None,
         *,
         run_config: dict | None = None,
         run_id: str | None = None,
@@ -246,8 +246,8 @@ class Trainer:
         self._status_subscribers: list[Callable[[RunEvent], Any]] = []
         self._stop = threading.Event()
         self._stop_reason: str | None = None
-        self._optimizer = None
-        self._scheduler = None
+        self._optimizer: Any = None  # torch's AdamW or bitsandbytes' AdamW8bit, made in train()
+        self._scheduler: Any = None
         self._boundary_rng: dict | None = None
         self._orders: dict[int, list[int]] = {}
         self._window: list[tuple[float, int]] = []  # (loss sum, trained tokens) since the last log
@@ -378,7 +378,7 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         name = s["optimizer"]
         on_cuda = _model_device(self.model).type == "cuda"
-        bnb = None
+        bnb: Any = None
         if name in ("auto", "adamw_8bit") and on_cuda:
             try:
                 import bitsandbytes as bnb  # type: ignore[no-redef]
@@ -935,7 +935,7 @@ def generate(
                 self.prompt_seen = True
                 return
             for token in value.reshape(-1).tolist():
-                on_token(int(token))
+                on_token(int(token))  # type: ignore[misc]  # a _Stream is made only when on_token is set
 
         def end(self):
             pass
