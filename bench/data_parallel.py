@@ -11,6 +11,7 @@ examples. Every run starts from the same adapter and trains on the same sequence
 so the losses of the first steps must agree. Step 1 includes warm-up and compilation; the speed figure
 is the median of the later steps. Without two CUDA GPUs it says why and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,14 @@ def train_once(model, examples, config: dict, gpus: int):
     device = next(p for p in model.parameters() if p.requires_grad).device
     started = time.perf_counter()
     if gpus > 1:
-        trainer.team = parallel.start_team(config, examples, run_id=trainer.run_id, run_dir=trainer.run_dir,
-                                           device=device, on_progress=lambda m: print(m, flush=True))
+        trainer.team = parallel.start_team(
+            config,
+            examples,
+            run_id=trainer.run_id,
+            run_dir=trainer.run_dir,
+            device=device,
+            on_progress=lambda m: print(m, flush=True),
+        )
     joined = time.perf_counter() - started
     torch.cuda.reset_peak_memory_stats(device)
     try:
@@ -74,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", default=None, help="comma list of GPU counts (default: 1 and all visible)")
     parser.add_argument("--cases", default="attention-1024,experts-1024")
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--json", default=os.path.join(os.environ["OUT"], "data_parallel.json") if os.environ.get("OUT") else None)
+    parser.add_argument(
+        "--json", default=os.path.join(os.environ["OUT"], "data_parallel.json") if os.environ.get("OUT") else None
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -106,10 +115,20 @@ def main(argv: list[str] | None = None) -> int:
             "model": {"name_or_path": MODEL},
             "lora": lora,
             "training": {
-                "max_steps": args.steps, "batch_size": 1, "gradient_accumulation_steps": case["per_step"],
-                "learning_rate": LEARNING_RATE, "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler": "constant",
-                "optimizer": "adamw_torch", "gradient_checkpointing": True, "engine": "fast", "seed": 0,
-                "logging_steps": 1, "save_steps": 10_000, "output_dir": tempfile.mkdtemp(prefix="data-parallel-"),
+                "max_steps": args.steps,
+                "batch_size": 1,
+                "gradient_accumulation_steps": case["per_step"],
+                "learning_rate": LEARNING_RATE,
+                "warmup_steps": 0,
+                "weight_decay": 0.0,
+                "lr_scheduler": "constant",
+                "optimizer": "adamw_torch",
+                "gradient_checkpointing": True,
+                "engine": "fast",
+                "seed": 0,
+                "logging_steps": 1,
+                "save_steps": 10_000,
+                "output_dir": tempfile.mkdtemp(prefix="data-parallel-"),
             },
         }
         for gpus in counts:
@@ -125,15 +144,25 @@ def main(argv: list[str] | None = None) -> int:
             if row["case"] == name and row is not one:
                 row["speedup"] = round(row["tokens_per_second"] / one["tokens_per_second"], 2)
                 row["first_loss_difference"] = abs(row["losses"][0] - one["losses"][0]) / one["losses"][0]
-                print(f"{name}: {row['gpus']} GPUs {row['tokens_per_second']:,} tokens/s = {row['speedup']} x "
-                      f"{counts[0]} GPU ({one['tokens_per_second']:,}); first loss differs by "
-                      f"{row['first_loss_difference']:.2e} (relative)", flush=True)
+                print(
+                    f"{name}: {row['gpus']} GPUs {row['tokens_per_second']:,} tokens/s = {row['speedup']} x "
+                    f"{counts[0]} GPU ({one['tokens_per_second']:,}); first loss differs by "
+                    f"{row['first_loss_difference']:.2e} (relative)",
+                    flush=True,
+                )
 
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "device": f"{count} x {torch.cuda.get_device_name(0)}", "torch": torch.__version__,
-            "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "device": f"{count} x {torch.cuda.get_device_name(0)}",
+                    "torch": torch.__version__,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

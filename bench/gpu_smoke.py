@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print(f"SKIP gpu_smoke: no CUDA GPU visible to torch {torch.__version__} "
-              f"(CUDA build: {torch.version.cuda or 'none'}); this run needs an NVIDIA GPU with ~50 GiB.")
+        print(
+            f"SKIP gpu_smoke: no CUDA GPU visible to torch {torch.__version__} "
+            f"(CUDA build: {torch.version.cuda or 'none'}); this run needs an NVIDIA GPU with ~50 GiB."
+        )
         return 0
 
     import transformers
@@ -63,9 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.cuda.synchronize()
     build_seconds = time.perf_counter() - started
     weights_gib = torch.cuda.memory_allocated(device) / 2**30
-    print(f"built gpt-oss-20b architecture on {device} in bf16 in {build_seconds:.1f} s, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters, {weights_gib:.1f} GiB; "
-          f"experts implementation: {getattr(model.config, '_experts_implementation', '?')}", flush=True)
+    print(
+        f"built gpt-oss-20b architecture on {device} in bf16 in {build_seconds:.1f} s, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f} B parameters, {weights_gib:.1f} GiB; "
+        f"experts implementation: {getattr(model.config, '_experts_implementation', '?')}",
+        flush=True,
+    )
 
     lora = {"r": args.rank, "alpha": 2 * args.rank, "target_experts": args.experts}
     model = apply_lora(model, lora, seed=0)
@@ -78,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     samples = args.steps * args.batch * args.accumulation
     keep = args.seq // 4
     examples = [
-        TrainingExample(torch.randint(0, 199_998, (args.seq,), generator=generator).tolist(),
-                        [False] * keep + [True] * (args.seq - keep))
+        TrainingExample(
+            torch.randint(0, 199_998, (args.seq,), generator=generator).tolist(),
+            [False] * keep + [True] * (args.seq - keep),
+        )
         for _ in range(samples)
     ]
     output_dir = tempfile.mkdtemp(prefix="gpu-smoke-")
@@ -97,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(model, examples, settings, handle_sigint=False)
 
     def show(m):
-        print(f"step {m.step}: loss {m.loss:.4f}  grad_norm {m.grad_norm:.4f}  lr {m.lr:.2e}  "
-              f"{m.tokens_per_second:,.0f} tokens/s  peak {m.gpu_memory_gib:.2f} GiB  "
-              f"elapsed {m.elapsed_seconds:.1f} s", flush=True)
+        print(
+            f"step {m.step}: loss {m.loss:.4f}  grad_norm {m.grad_norm:.4f}  lr {m.lr:.2e}  "
+            f"{m.tokens_per_second:,.0f} tokens/s  peak {m.gpu_memory_gib:.2f} GiB  "
+            f"elapsed {m.elapsed_seconds:.1f} s",
+            flush=True,
+        )
 
     trainer.on_step(show)
     torch.cuda.reset_peak_memory_stats(device)

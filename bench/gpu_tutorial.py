@@ -43,12 +43,18 @@ def parse_parameters(pairs: list[str]) -> dict:
 def inject(nb, values: dict) -> None:
     import nbformat
 
-    code = [i for i, c in enumerate(nb.cells)
-            if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    code = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])
+    ]
     if len(code) != 1:
         raise SystemExit(f"expected one cell tagged 'parameters', found {len(code)}")
-    known = {node.targets[0].id for node in ast.parse(nb.cells[code[0]].source).body
-             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    known = {
+        node.targets[0].id
+        for node in ast.parse(nb.cells[code[0]].source).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
     unknown = sorted(set(values) - known)
     if unknown:
         raise SystemExit(f"not in the parameters cell: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -95,8 +101,10 @@ def report(nb, wall: float) -> int:
         if cell.cell_type != "code":
             continue
         seconds = _seconds(cell)
-        first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")),
-                     cell.source.splitlines()[0] if cell.source else "")
+        first = next(
+            (line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")),
+            cell.source.splitlines()[0] if cell.source else "",
+        )
         error = _error(cell)
         failed += error is not None
         shown = f"{seconds:8.1f}" if seconds is not None else "       -"
@@ -105,17 +113,21 @@ def report(nb, wall: float) -> int:
 
     run = _training_payload(nb)
     if run:
-        print(f"\ntraining: {run.get('status')} {run.get('step')}/{run.get('max_steps')} on {run.get('device')}; "
-              f"{run.get('trainable_parameters')} trainable; {run.get('message')}")
+        print(
+            f"\ntraining: {run.get('status')} {run.get('step')}/{run.get('max_steps')} on {run.get('device')}; "
+            f"{run.get('trainable_parameters')} trainable; {run.get('message')}"
+        )
         previous = 0.0
         for m in run.get("metrics", []):
             elapsed = m.get("elapsed_seconds")
             step_s = elapsed - previous if elapsed is not None else None
             previous = elapsed or previous
-            print(f"  step {m['step']}: loss {m['loss']:.4f}, "
-                  f"step {step_s if step_s is None else round(step_s, 2)} s (from elapsed), "
-                  f"{m.get('tokens_per_second') and round(m['tokens_per_second'])} tokens/s, "
-                  f"peak GPU memory {m.get('gpu_memory_gib')} GiB")
+            print(
+                f"  step {m['step']}: loss {m['loss']:.4f}, "
+                f"step {step_s if step_s is None else round(step_s, 2)} s (from elapsed), "
+                f"{m.get('tokens_per_second') and round(m['tokens_per_second'])} tokens/s, "
+                f"peak GPU memory {m.get('gpu_memory_gib')} GiB"
+            )
     summary = [c for c in nb.cells if c.cell_type == "code"][-1]
     print("\nsummary cell:\n" + _text(summary).rstrip())
     return failed
@@ -136,9 +148,14 @@ def main(argv: list[str] | None = None) -> int:
 
     nb = nbformat.read(args.notebook, as_version=4)
     inject(nb, parse_parameters(args.param))
-    client = NotebookClient(nb, timeout=args.timeout, kernel_name=args.kernel, allow_errors=False,
-                            record_timing=True,
-                            resources={"metadata": {"path": str(Path(args.notebook).resolve().parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=args.timeout,
+        kernel_name=args.kernel,
+        allow_errors=False,
+        record_timing=True,
+        resources={"metadata": {"path": str(Path(args.notebook).resolve().parent)}},
+    )
     started = time.perf_counter()
     try:
         client.execute()

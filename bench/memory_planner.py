@@ -45,32 +45,44 @@ GIB = 2**30
 # (not the reference 16): the peak is the same, the run is 8 x shorter.
 CONFIGS: dict[str, dict] = {
     "fast-ckpt-16x1024": dict(lora={}, training=dict(engine="fast"), seq=1024, per_step=16),
-    "fast-nockpt-16x1024": dict(lora={}, training=dict(engine="fast", gradient_checkpointing=False), seq=1024,
-                                per_step=16),
+    "fast-nockpt-16x1024": dict(
+        lora={}, training=dict(engine="fast", gradient_checkpointing=False), seq=1024, per_step=16
+    ),
     "fast-ckpt-4x4096": dict(lora={}, training=dict(engine="fast"), seq=4096, per_step=4),
-    "fast-ckpt-experts-16x1024": dict(lora=dict(target_experts=True), training=dict(engine="fast"), seq=1024,
-                                      per_step=16),
+    "fast-ckpt-experts-16x1024": dict(
+        lora=dict(target_experts=True), training=dict(engine="fast"), seq=1024, per_step=16
+    ),
     "fast-ckpt-r64-16x1024": dict(lora=dict(r=64, alpha=128), training=dict(engine="fast"), seq=1024, per_step=16),
     "fast-ckpt-1x32768": dict(lora={}, training=dict(engine="fast"), seq=32768, per_step=1),
     "hf-ckpt-1x1024": dict(lora={}, training=dict(engine="transformers", batch_size=1), seq=1024, per_step=2),
-    "hf-nockpt-1x1024": dict(lora={}, training=dict(engine="transformers", batch_size=1,
-                                                     gradient_checkpointing=False), seq=1024, per_step=2),
+    "hf-nockpt-1x1024": dict(
+        lora={}, training=dict(engine="transformers", batch_size=1, gradient_checkpointing=False), seq=1024, per_step=2
+    ),
     "hf-ckpt-2x1024": dict(lora={}, training=dict(engine="transformers", batch_size=2), seq=1024, per_step=4),
-    "hf-ckpt-experts-1x1024": dict(lora=dict(target_experts=True), training=dict(engine="transformers", batch_size=1),
-                                   seq=1024, per_step=2),
-    "fast-ckpt-experts-8bit-16x1024": dict(lora=dict(target_experts=True),
-                                           training=dict(engine="fast", optimizer="adamw_8bit"), seq=1024,
-                                           per_step=16, needs="bitsandbytes"),
+    "hf-ckpt-experts-1x1024": dict(
+        lora=dict(target_experts=True), training=dict(engine="transformers", batch_size=1), seq=1024, per_step=2
+    ),
+    "fast-ckpt-experts-8bit-16x1024": dict(
+        lora=dict(target_experts=True),
+        training=dict(engine="fast", optimizer="adamw_8bit"),
+        seq=1024,
+        per_step=16,
+        needs="bitsandbytes",
+    ),
     # Last: the model is loaded again with its experts in MXFP4.
     "mxfp4-fast-ckpt-4x4096": dict(lora={}, training=dict(engine="fast"), seq=4096, per_step=4, mxfp4=True),
     "mxfp4-fast-ckpt-16x1024": dict(lora={}, training=dict(engine="fast"), seq=1024, per_step=16, mxfp4=True),
 }
 SMOKE_CONFIGS: dict[str, dict] = {
-    "smoke-ckpt-2x64": dict(lora=dict(r=4, alpha=8), training=dict(engine="transformers", batch_size=2), seq=64,
-                            per_step=4),
-    "smoke-nockpt-1x64": dict(lora=dict(r=4, alpha=8, target_experts=True),
-                              training=dict(engine="transformers", batch_size=1, gradient_checkpointing=False),
-                              seq=64, per_step=2),
+    "smoke-ckpt-2x64": dict(
+        lora=dict(r=4, alpha=8), training=dict(engine="transformers", batch_size=2), seq=64, per_step=4
+    ),
+    "smoke-nockpt-1x64": dict(
+        lora=dict(r=4, alpha=8, target_experts=True),
+        training=dict(engine="transformers", batch_size=1, gradient_checkpointing=False),
+        seq=64,
+        per_step=2,
+    ),
 }
 
 
@@ -85,17 +97,28 @@ def make_examples(seq: int, count: int, seed: int):
 
     generator = torch.Generator().manual_seed(seed)
     prompt = seq // 4
-    return [TrainingExample(torch.randint(0, 199_998, (seq,), generator=generator).tolist(),
-                            [False] * prompt + [True] * (seq - prompt)) for _ in range(count)]
+    return [
+        TrainingExample(
+            torch.randint(0, 199_998, (seq,), generator=generator).tolist(), [False] * prompt + [True] * (seq - prompt)
+        )
+        for _ in range(count)
+    ]
 
 
 def training_section(case: dict, steps: int, output_dir: str) -> dict:
     per_step, training = case["per_step"], dict(case["training"])
     batch = training.pop("batch_size", 1)
     return {
-        "max_steps": steps, "batch_size": batch, "gradient_accumulation_steps": per_step // batch,
-        "learning_rate": 2e-4, "warmup_steps": 0, "lr_scheduler": "constant", "optimizer": "adamw_torch",
-        "save_steps": 10_000, "output_dir": output_dir, **training,
+        "max_steps": steps,
+        "batch_size": batch,
+        "gradient_accumulation_steps": per_step // batch,
+        "learning_rate": 2e-4,
+        "warmup_steps": 0,
+        "lr_scheduler": "constant",
+        "optimizer": "adamw_torch",
+        "save_steps": 10_000,
+        "output_dir": output_dir,
+        **training,
     }
 
 
@@ -123,21 +146,32 @@ def run_case(name: str, case: dict, model, *, steps: int, model_name: str, devic
     output_dir = tempfile.mkdtemp(prefix="memory-planner-")
     training = training_section(case, steps, output_dir)
     plan = plan_for(model_name, case, training, device=device, gpu=gpu, mxfp4=bool(case.get("mxfp4")))
-    row = {"config": name, "engine": plan.engine, "seq": case["seq"], "per_step": case["per_step"],
-           "lora": case["lora"], "training": {k: v for k, v in training.items() if k != "output_dir"},
-           "trainable": trainable_parameters(model), "predicted_trainable": plan.trainable_parameters,
-           "predicted_gib": gib(plan.peak_bytes), "predicted_reserved_gib": gib(plan.reserved_bytes),
-           "predicted_phase": plan.phase, "predicted_parts": {p.name: gib(p.bytes) for p in plan.parts}}
+    row = {
+        "config": name,
+        "engine": plan.engine,
+        "seq": case["seq"],
+        "per_step": case["per_step"],
+        "lora": case["lora"],
+        "training": {k: v for k, v in training.items() if k != "output_dir"},
+        "trainable": trainable_parameters(model),
+        "predicted_trainable": plan.trainable_parameters,
+        "predicted_gib": gib(plan.peak_bytes),
+        "predicted_reserved_gib": gib(plan.reserved_bytes),
+        "predicted_phase": plan.phase,
+        "predicted_parts": {p.name: gib(p.bytes) for p in plan.parts},
+    }
     cuda = device == "cuda"
     steps_seen: list[dict] = []
 
     def measure(metrics):
-        steps_seen.append({
-            "step": metrics.step,
-            "allocated": torch.cuda.max_memory_allocated() if cuda else None,
-            "reserved": torch.cuda.max_memory_reserved() if cuda else None,
-            "loss": round(metrics.loss, 4),
-        })
+        steps_seen.append(
+            {
+                "step": metrics.step,
+                "allocated": torch.cuda.max_memory_allocated() if cuda else None,
+                "reserved": torch.cuda.max_memory_reserved() if cuda else None,
+                "loss": round(metrics.loss, 4),
+            }
+        )
 
     examples = make_examples(case["seq"], case["per_step"] * steps, seed=0)
     if cuda:
@@ -162,7 +196,8 @@ def run_case(name: str, case: dict, model, *, steps: int, model_name: str, devic
         row["measured_per_step_gib"] = [gib(s["allocated"]) for s in steps_seen]
         row["error_pct"] = round(100 * (row["predicted_gib"] - row["measured_gib"]) / row["measured_gib"], 1)
         row["reserved_error_pct"] = round(
-            100 * (row["predicted_reserved_gib"] - row["measured_reserved_gib"]) / row["measured_reserved_gib"], 1)
+            100 * (row["predicted_reserved_gib"] - row["measured_reserved_gib"]) / row["measured_reserved_gib"], 1
+        )
     else:
         row["measured_gib"] = None
     row["pack_tokens"] = trainer.pack_tokens if plan.engine == "fast" else None
@@ -172,22 +207,30 @@ def run_case(name: str, case: dict, model, *, steps: int, model_name: str, devic
 
 
 def table(rows: list[dict]) -> str:
-    lines = [f"{'config':<32} {'engine':<12} {'predicted':>9} {'measured':>9} {'error':>7} "
-             f"{'pred. reserved':>14} {'reserved':>9} {'error':>7}  phase"]
+    lines = [
+        f"{'config':<32} {'engine':<12} {'predicted':>9} {'measured':>9} {'error':>7} "
+        f"{'pred. reserved':>14} {'reserved':>9} {'error':>7}  phase"
+    ]
     for r in rows:
+
         def cell(key, width, fmt="{:.2f}", r=r):
             value = r.get(key)
             return (fmt.format(value) if value is not None else "–").rjust(width)
-        lines.append(f"{r['config']:<32} {r['engine']:<12} {cell('predicted_gib', 9)} {cell('measured_gib', 9)} "
-                     f"{cell('error_pct', 6, '{:+.1f}')}% {cell('predicted_reserved_gib', 14)} "
-                     f"{cell('measured_reserved_gib', 9)} {cell('reserved_error_pct', 6, '{:+.1f}')}%  "
-                     f"{r.get('predicted_phase', '')}" + (f"  [{r['status']}: {r.get('error', '')}]"
-                                                          if r.get("status") not in (None, "completed") else ""))
+
+        lines.append(
+            f"{r['config']:<32} {r['engine']:<12} {cell('predicted_gib', 9)} {cell('measured_gib', 9)} "
+            f"{cell('error_pct', 6, '{:+.1f}')}% {cell('predicted_reserved_gib', 14)} "
+            f"{cell('measured_reserved_gib', 9)} {cell('reserved_error_pct', 6, '{:+.1f}')}%  "
+            f"{r.get('predicted_phase', '')}"
+            + (f"  [{r['status']}: {r.get('error', '')}]" if r.get("status") not in (None, "completed") else "")
+        )
     measured = [abs(r["error_pct"]) for r in rows if r.get("error_pct") is not None]
     if measured:
         within = sum(1 for e in measured if e <= 10)
-        lines.append(f"{within} of {len(measured)} configurations predicted within 10% of the measured peak "
-                     f"(largest error {max(measured):.1f}%)")
+        lines.append(
+            f"{within} of {len(measured)} configurations predicted within 10% of the measured peak "
+            f"(largest error {max(measured):.1f}%)"
+        )
     return "\n".join(lines)
 
 
@@ -196,12 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=None, help="comma list of configuration names (default: all)")
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps per configuration")
     parser.add_argument("--smoke", action="store_true", help="embedded:tiny on the CPU: check the plumbing")
-    parser.add_argument("--model", default="embedded:gpt-oss-20b-random",
-                        help="a full-size random model; embedded:gpt-oss-120b-random runs the MXFP4 configurations only")
+    parser.add_argument(
+        "--model",
+        default="embedded:gpt-oss-20b-random",
+        help="a full-size random model; embedded:gpt-oss-120b-random runs the MXFP4 configurations only",
+    )
     # 270 s: a configuration started just before the budget (the MXFP4 one compiles its own kernels)
     # still ends well inside the 6 minutes a run may take on a shared H100.
-    parser.add_argument("--budget-seconds", type=float, default=270.0,
-                        help="skip the remaining configurations once this much time has passed")
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=270.0,
+        help="skip the remaining configurations once this much time has passed",
+    )
     parser.add_argument("--json", default=None, help="where to write the record (default: $OUT/memory_planner.json)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -213,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
 
     smoke = args.smoke or not torch.cuda.is_available()
     if smoke and not args.smoke:
-        print("no CUDA GPU visible to torch: running the CPU smoke mode (embedded:tiny); nothing is measured", flush=True)
+        print(
+            "no CUDA GPU visible to torch: running the CPU smoke mode (embedded:tiny); nothing is measured", flush=True
+        )
     catalogue = SMOKE_CONFIGS if smoke else CONFIGS
     names = args.configs.split(",") if args.configs else list(catalogue)
     unknown = [n for n in names if n not in catalogue]
@@ -234,11 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     record: dict = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": "cpu" if smoke else torch.cuda.get_device_name(0),
-        "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-        "model": model_name, "steps": args.steps, "configs": [],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "model": model_name,
+        "steps": args.steps,
+        "configs": [],
     }
-    print(f"device: {record['device']}; torch {torch.__version__}; transformers {transformers.__version__}; "
-          f"peft {peft.__version__}", flush=True)
+    print(
+        f"device: {record['device']}; torch {torch.__version__}; transformers {transformers.__version__}; "
+        f"peft {peft.__version__}",
+        flush=True,
+    )
     gpu = gpu_info() if not smoke else None
     if gpu is not None:
         record["gpu_total_gib"] = gib(gpu.total_bytes)
@@ -253,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_model({"name_or_path": model_name, "device": device})
         base = loaded.model
         del loaded  # the base must be the model's only holder, so that the MXFP4 case can free it
-        record["load"] = {"seconds": round(time.perf_counter() - t0, 1),
-                          "predicted_weights_gib": gib(load_plan.weights_bytes)}
+        record["load"] = {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "predicted_weights_gib": gib(load_plan.weights_bytes),
+        }
         if not smoke:
             record["load"]["measured_weights_gib"] = gib(torch.cuda.memory_allocated())
             record["load"]["measured_load_peak_gib"] = gib(torch.cuda.max_memory_allocated())
@@ -273,8 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         if case.get("needs") == "bitsandbytes" and not bnb:
             row = {"config": name, "engine": "-", "status": "skipped", "error": "bitsandbytes does not import here"}
         elif elapsed > args.budget_seconds:
-            row = {"config": name, "engine": "-", "status": "skipped",
-                   "error": f"time budget of {args.budget_seconds:.0f} s spent ({elapsed:.0f} s)"}
+            row = {
+                "config": name,
+                "engine": "-",
+                "status": "skipped",
+                "error": f"time budget of {args.budget_seconds:.0f} s spent ({elapsed:.0f} s)",
+            }
         else:
             if case.get("mxfp4") and not base_in_mxfp4:
                 # The user's route: a fresh load with the experts kept in MXFP4 (drawn and quantized
@@ -288,19 +353,25 @@ def main(argv: list[str] | None = None) -> int:
                 mx_plan = plan_memory({"model": mx_config}, device=device, gpu=gpu)
                 t1 = time.perf_counter()
                 base = load_model(mx_config).model
-                quantized = {"seconds": round(time.perf_counter() - t1, 1),
-                             "weights_gib": gib(torch.cuda.memory_allocated()),
-                             "load_peak_gib": gib(torch.cuda.max_memory_allocated()),
-                             "predicted_weights_gib": gib(mx_plan.weights_bytes),
-                             "predicted_load_peak_gib": gib(mx_plan.load_peak_bytes)}
+                quantized = {
+                    "seconds": round(time.perf_counter() - t1, 1),
+                    "weights_gib": gib(torch.cuda.memory_allocated()),
+                    "load_peak_gib": gib(torch.cuda.max_memory_allocated()),
+                    "predicted_weights_gib": gib(mx_plan.weights_bytes),
+                    "predicted_load_peak_gib": gib(mx_plan.load_peak_bytes),
+                }
                 print(json.dumps({"mxfp4_load": quantized}), flush=True)
                 record["mxfp4_load"] = quantized
             model = apply_lora(base, {"alpha": 16, **case["lora"]}, seed=0)
             try:
                 row = run_case(name, case, model, steps=args.steps, model_name=model_name, device=device, gpu=gpu)
             except Exception as error:  # noqa: BLE001 - one broken configuration must not cost the others
-                row = {"config": name, "engine": "-", "status": "failed",
-                       "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"}
+                row = {
+                    "config": name,
+                    "engine": "-",
+                    "status": "failed",
+                    "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}",
+                }
             finally:
                 # The adapter's layers come out again, leaving the base weights for the next configuration.
                 base = model.unload()
@@ -310,8 +381,10 @@ def main(argv: list[str] | None = None) -> int:
 
     record["seconds"] = round(time.perf_counter() - started, 1)
     print()
-    print(f"{record['device']}, {record['date'][:10]}: peak memory of one training step, predicted vs measured "
-          f"(torch allocated / reserved, GiB)")
+    print(
+        f"{record['device']}, {record['date'][:10]}: peak memory of one training step, predicted vs measured "
+        f"(torch allocated / reserved, GiB)"
+    )
     print(table(record["configs"]))
     target = args.json or (os.path.join(os.environ["OUT"], "memory_planner.json") if os.environ.get("OUT") else None)
     if target:

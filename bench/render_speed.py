@@ -63,7 +63,10 @@ def main() -> None:
     chats = [r["messages"] for r in rows]
 
     def hf_one():
-        return [tok.apply_chat_template(c, chat_template=template, tokenize=True, return_dict=True)["input_ids"] for c in chats]
+        return [
+            tok.apply_chat_template(c, chat_template=template, tokenize=True, return_dict=True)["input_ids"]
+            for c in chats
+        ]
 
     def hf_batch():
         return tok.apply_chat_template(chats, chat_template=template, tokenize=True, return_dict=True)["input_ids"]
@@ -71,7 +74,7 @@ def main() -> None:
     def ours_batch():
         out = []
         for s in range(0, len(convs), 256):
-            out.extend(render_many(convs[s:s + 256], date=DATE, tokenizer=tok))
+            out.extend(render_many(convs[s : s + 256], date=DATE, tokenizer=tok))
         return out
 
     def ours_one():
@@ -92,9 +95,15 @@ def main() -> None:
     print(f"{args.rows} rows, {tokens} tokens, best of {args.repeat}; {platform.processor() or platform.machine()}")
     for name, secs in timings.items():
         print(f"  {name:45s} {args.rows / secs:9.0f} rows/s  ({secs * 1000:.0f} ms)")
-    hf_best = min(timings["HF template, apply_chat_template per row"], timings["HF template, apply_chat_template batched"])
-    print(f"  speed-up, ours batched vs the faster HF way: x{hf_best / timings['ours, render_many (batches of 256)']:.1f}")
-    print(f"  speed-up, ours per row vs HF per row:        x{timings['HF template, apply_chat_template per row'] / timings['ours, render one row at a time']:.1f}")
+    hf_best = min(
+        timings["HF template, apply_chat_template per row"], timings["HF template, apply_chat_template batched"]
+    )
+    print(
+        f"  speed-up, ours batched vs the faster HF way: x{hf_best / timings['ours, render_many (batches of 256)']:.1f}"
+    )
+    print(
+        f"  speed-up, ours per row vs HF per row:        x{timings['HF template, apply_chat_template per row'] / timings['ours, render one row at a time']:.1f}"
+    )
 
 
 if __name__ == "__main__":

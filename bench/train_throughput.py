@@ -56,8 +56,12 @@ def make_examples(seq: int, count: int, seed: int):
 
     generator = torch.Generator().manual_seed(seed)
     prompt = seq // 4
-    return [TrainingExample(torch.randint(0, 199_998, (seq,), generator=generator).tolist(),
-                            [False] * prompt + [True] * (seq - prompt)) for _ in range(count)]
+    return [
+        TrainingExample(
+            torch.randint(0, 199_998, (seq,), generator=generator).tolist(), [False] * prompt + [True] * (seq - prompt)
+        )
+        for _ in range(count)
+    ]
 
 
 def baseline(model, steps, checkpointing: bool):
@@ -106,10 +110,19 @@ def ours(model, examples, per_step: int, steps: int, checkpointing: bool, pack_t
     from oss_finetune.training.trainer import Trainer
 
     settings = {
-        "max_steps": steps, "batch_size": 1, "gradient_accumulation_steps": per_step,
-        "learning_rate": LEARNING_RATE, "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler": "constant",
-        "optimizer": "adamw_torch", "gradient_checkpointing": checkpointing, "engine": "fast",
-        "pack_tokens": pack_tokens, "save_steps": 10_000, "output_dir": tempfile.mkdtemp(prefix="throughput-"),
+        "max_steps": steps,
+        "batch_size": 1,
+        "gradient_accumulation_steps": per_step,
+        "learning_rate": LEARNING_RATE,
+        "warmup_steps": 0,
+        "weight_decay": 0.0,
+        "lr_scheduler": "constant",
+        "optimizer": "adamw_torch",
+        "gradient_checkpointing": checkpointing,
+        "engine": "fast",
+        "pack_tokens": pack_tokens,
+        "save_steps": 10_000,
+        "output_dir": tempfile.mkdtemp(prefix="throughput-"),
     }
     trainer = Trainer(model, examples, settings, handle_sigint=False)
     device = next(p for p in model.parameters() if p.requires_grad).device
@@ -125,9 +138,13 @@ def ours(model, examples, per_step: int, steps: int, checkpointing: bool, pack_t
 def summary(rows, peak):
     later = rows[1:] or rows
     seconds = statistics.median(r[0] for r in later)
-    return {"step_seconds": round(seconds, 3), "tokens_per_second": round(later[0][2] / seconds),
-            "losses": [round(r[1], 5) for r in rows], "all_step_seconds": [round(r[0], 3) for r in rows],
-            "peak_gib": gib(peak)}
+    return {
+        "step_seconds": round(seconds, 3),
+        "tokens_per_second": round(later[0][2] / seconds),
+        "losses": [round(r[1], 5) for r in rows],
+        "all_step_seconds": [round(r[0], 3) for r in rows],
+        "peak_gib": gib(peak),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,23 +152,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rank", type=int, default=8)
-    parser.add_argument("--ours", default="ckpt", help="comma list of our variants: ckpt, nockpt, or ckpt:N / nockpt:N "
-                                                       "for N pack tokens")
+    parser.add_argument(
+        "--ours",
+        default="ckpt",
+        help="comma list of our variants: ckpt, nockpt, or ckpt:N / nockpt:N for N pack tokens",
+    )
     parser.add_argument("--baseline-checkpointing", action="store_true", help="start the baseline with checkpointing")
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--profile", action="store_true", help="after the timed runs, profile two steps of our first "
-                                                               "variant and print the costliest GPU kernels")
-    parser.add_argument("--longest", default="", help="comma list of sequence lengths: after the cases, one training "
-                                                       "step of one sequence each (ours, checkpointing) until one does not fit")
-    parser.add_argument("--mxfp4", type=int, default=0, metavar="SEQ",
-                        help="last: keep the experts in MXFP4, cap the allocator at --mxfp4-cap-gib and train LoRA on "
-                             "attention with 4 sequences of SEQ tokens per step")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed runs, profile two steps of our first variant and print the costliest GPU kernels",
+    )
+    parser.add_argument(
+        "--longest",
+        default="",
+        help="comma list of sequence lengths: after the cases, one training "
+        "step of one sequence each (ours, checkpointing) until one does not fit",
+    )
+    parser.add_argument(
+        "--mxfp4",
+        type=int,
+        default=0,
+        metavar="SEQ",
+        help="last: keep the experts in MXFP4, cap the allocator at --mxfp4-cap-gib and train LoRA on "
+        "attention with 4 sequences of SEQ tokens per step",
+    )
     parser.add_argument("--mxfp4-cap-gib", type=float, default=15.5)
-    parser.add_argument("--longest-mxfp4", default="", help="like --longest, with the experts in MXFP4 (last; "
-                        "replaces --mxfp4, since quantizing cannot be undone)")
-    parser.add_argument("--memory-limit-gib", type=float, default=None,
-                        help="cap this process's GPU memory (e.g. 79.2 to stand for an H100 80GB on a larger card)")
-    parser.add_argument("--json", default=os.path.join(os.environ["OUT"], "train_throughput.json") if os.environ.get("OUT") else None)
+    parser.add_argument(
+        "--longest-mxfp4",
+        default="",
+        help="like --longest, with the experts in MXFP4 (last; replaces --mxfp4, since quantizing cannot be undone)",
+    )
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="cap this process's GPU memory (e.g. 79.2 to stand for an H100 80GB on a larger card)",
+    )
+    parser.add_argument(
+        "--json", default=os.path.join(os.environ["OUT"], "train_throughput.json") if os.environ.get("OUT") else None
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -171,14 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib * 2**30 / total), 0)
         device_name += f" (capped at {args.memory_limit_gib} GiB)"
-    print(f"device: {device_name}; torch {torch.__version__}; transformers {transformers.__version__}; "
-          f"peft {peft.__version__}", flush=True)
+    print(
+        f"device: {device_name}; torch {torch.__version__}; transformers {transformers.__version__}; "
+        f"peft {peft.__version__}",
+        flush=True,
+    )
     started = time.perf_counter()
     loaded = load_model({"name_or_path": "embedded:gpt-oss-20b-random"})
     base = loaded.model
-    print(f"model built in {time.perf_counter() - started:.1f} s, {gib(torch.cuda.memory_allocated()):.1f} GiB; "
-          f"attention {base.config._attn_implementation}, experts {getattr(base.config, '_experts_implementation', '?')}",
-          flush=True)
+    print(
+        f"model built in {time.perf_counter() - started:.1f} s, {gib(torch.cuda.memory_allocated()):.1f} GiB; "
+        f"attention {base.config._attn_implementation}, experts {getattr(base.config, '_experts_implementation', '?')}",
+        flush=True,
+    )
 
     results = []
     current_experts = None
@@ -188,7 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         if case["experts"] != current_experts:
             if model is not None:
                 base = model.unload()
-            model = apply_lora(base, {"r": args.rank, "alpha": 2 * args.rank, "target_experts": case["experts"]}, seed=0)
+            model = apply_lora(
+                base, {"r": args.rank, "alpha": 2 * args.rank, "target_experts": case["experts"]}, seed=0
+            )
             current_experts = case["experts"]
             start_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
@@ -204,8 +252,16 @@ def main(argv: list[str] | None = None) -> int:
         row = {"case": name, "trainable": trainable_parameters(model), **case}
         # Our Trainer shuffles with its seed; the baseline takes the sequences in that same order.
         probe = __import__("oss_finetune.training.trainer", fromlist=["Trainer"]).Trainer(
-            model, examples, {"max_steps": args.steps, "batch_size": 1, "gradient_accumulation_steps": case["per_step"],
-                              "output_dir": tempfile.mkdtemp()}, handle_sigint=False)
+            model,
+            examples,
+            {
+                "max_steps": args.steps,
+                "batch_size": 1,
+                "gradient_accumulation_steps": case["per_step"],
+                "output_dir": tempfile.mkdtemp(),
+            },
+            handle_sigint=False,
+        )
         steps = [probe._take(i * case["per_step"], case["per_step"]) for i in range(args.steps)]
         if not args.skip_baseline:
             checkpointing = args.baseline_checkpointing
@@ -227,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             kind, _, pack = variant.partition(":")
             reset()
             try:
-                rows, peak, trainer = ours(model, examples, case["per_step"], args.steps, kind == "ckpt",
-                                          int(pack) if pack else None)
+                rows, peak, trainer = ours(
+                    model, examples, case["per_step"], args.steps, kind == "ckpt", int(pack) if pack else None
+                )
                 row[f"ours-{variant}"] = {**summary(rows, peak), "pack_tokens": trainer.pack_tokens}
             except (torch.OutOfMemoryError, TrainingError):  # the Trainer reports an OOM as a TrainingError
                 model.zero_grad(set_to_none=True)
@@ -241,7 +298,14 @@ def main(argv: list[str] | None = None) -> int:
             from torch.profiler import ProfilerActivity, profile
 
             with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as prof:
-                ours(model, examples[: 2 * case["per_step"]], case["per_step"], 2, kind == "ckpt", int(pack) if pack else None)
+                ours(
+                    model,
+                    examples[: 2 * case["per_step"]],
+                    case["per_step"],
+                    2,
+                    kind == "ckpt",
+                    int(pack) if pack else None,
+                )
             table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=70)
             print(table, flush=True)
             if os.environ.get("OUT"):
@@ -304,19 +368,30 @@ def main(argv: list[str] | None = None) -> int:
         torch.cuda.set_per_process_memory_fraction(args.mxfp4_cap_gib * 2**30 / total, 0)
         model = apply_lora(base, {"r": args.rank, "alpha": 2 * args.rank}, seed=0)
         try:
-            rows, peak, _ = ours(model, make_examples(args.mxfp4, 4 * args.steps, seed=2), 4, args.steps, True,
-                                 args.mxfp4)
-            mxfp4_row = {"seq": args.mxfp4, "cap_gib": args.mxfp4_cap_gib, "weights_gib": gib(weights),
-                         "experts_bf16_gib": gib(bf16_experts), "experts_mxfp4_gib": gib(expert_bytes(base)),
-                         **summary(rows, peak)}
+            rows, peak, _ = ours(
+                model, make_examples(args.mxfp4, 4 * args.steps, seed=2), 4, args.steps, True, args.mxfp4
+            )
+            mxfp4_row = {
+                "seq": args.mxfp4,
+                "cap_gib": args.mxfp4_cap_gib,
+                "weights_gib": gib(weights),
+                "experts_bf16_gib": gib(bf16_experts),
+                "experts_mxfp4_gib": gib(expert_bytes(base)),
+                **summary(rows, peak),
+            }
         except (torch.OutOfMemoryError, TrainingError) as error:
-            mxfp4_row = {"seq": args.mxfp4, "cap_gib": args.mxfp4_cap_gib, "weights_gib": gib(weights),
-                         "error": str(error).splitlines()[0][:300]}
+            mxfp4_row = {
+                "seq": args.mxfp4,
+                "cap_gib": args.mxfp4_cap_gib,
+                "weights_gib": gib(weights),
+                "error": str(error).splitlines()[0][:300],
+            }
         print(json.dumps({"mxfp4": mxfp4_row}), flush=True)
 
     print()
-    print(f"{device_name}, {datetime.now(timezone.utc).date().isoformat()}: tokens/s (step s, peak GiB), "
-          f"ours / baseline")
+    print(
+        f"{device_name}, {datetime.now(timezone.utc).date().isoformat()}: tokens/s (step s, peak GiB), ours / baseline"
+    )
     for row in results:
         b = row.get("baseline", {})
         for key in [k for k in row if k.startswith("ours-")]:
@@ -325,14 +400,26 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{row['case']:>15} {key:<16} {o} vs {b}")
                 continue
             loss_gap = max(abs(x - y) / abs(y) for x, y in zip(o["losses"], b["losses"]))
-            print(f"{row['case']:>15} {key:<16} {o['tokens_per_second']:>7,} ({o['step_seconds']:.2f} s, "
-                  f"{o['peak_gib']:.1f}) vs {b['tokens_per_second']:>6,} ({b['step_seconds']:.2f} s, {b['peak_gib']:.1f})"
-                  f"  x{o['tokens_per_second'] / b['tokens_per_second']:.2f}  losses within {100 * loss_gap:.2f}%")
+            print(
+                f"{row['case']:>15} {key:<16} {o['tokens_per_second']:>7,} ({o['step_seconds']:.2f} s, "
+                f"{o['peak_gib']:.1f}) vs {b['tokens_per_second']:>6,} ({b['step_seconds']:.2f} s, {b['peak_gib']:.1f})"
+                f"  x{o['tokens_per_second'] / b['tokens_per_second']:.2f}  losses within {100 * loss_gap:.2f}%"
+            )
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": device_name, "torch": torch.__version__,
-                                               "transformers": transformers.__version__, "results": results,
-                                               "longest": longest, "longest_mxfp4": longest_mxfp4,
-                                               "mxfp4": mxfp4_row}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": device_name,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                    "results": results,
+                    "longest": longest,
+                    "longest_mxfp4": longest_mxfp4,
+                    "mxfp4": mxfp4_row,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

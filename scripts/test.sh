@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test suite (jest, pytest, the end-to-end suite in JupyterLab + Chromium) after the
+# Runs every test suite (the linters, jest, pytest, the end-to-end suite in JupyterLab + Chromium) after the
 # idempotent set-up, and ends with one line: `N passed, N failed`, summed over the suites.
 # Exits non-zero when any suite fails or cannot run.
 set -uo pipefail
@@ -34,6 +34,9 @@ run_suite() {
       local line; line=$(grep -E '(passed|failed|error|no tests ran)' "$LOGS/$name.log" | grep -E ' in [0-9.]+s' | tail -n 1)
       passed=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+')
       failed=$(( $(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0) + $(echo "$line" | grep -oE '[0-9]+ errors?' | grep -oE '[0-9]+' || echo 0) )) ;;
+    lint)
+      passed=$(grep -oE '^lint: [0-9]+ passed' "$LOGS/$name.log" | tail -n 1 | grep -oE '[0-9]+')
+      failed=$(grep -oE '^lint: [0-9]+ passed, [0-9]+ failed' "$LOGS/$name.log" | tail -n 1 | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+') ;;
     e2e)
       # Playwright's closing lines: "  4 failed", "  1 flaky", "  5 passed (2.6m)".
       passed=$(playwright_count passed)
@@ -51,6 +54,7 @@ run_suite() {
   total_failed=$((total_failed + failed))
 }
 
+run_suite lint bash scripts/lint.sh
 run_suite jest npx jest --ci
 run_suite pytest .venv/bin/python -m pytest -q -p no:cacheprovider python/tests
 if [ -f tests/e2e/playwright.config.ts ]; then

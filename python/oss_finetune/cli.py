@@ -26,14 +26,28 @@ def _date(value: str) -> str:
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="conversations: .json, .jsonl or .parquet, in any supported row format")
-    parser.add_argument("--ids", action="store_true", help="print token ids (one line per conversation) instead of text")
-    parser.add_argument("--mode", choices=MODES, default="train",
-                        help="train: ends with <|return|>; prompt: leaves the answer out and ends with <|start|>assistant")
-    parser.add_argument("--effort", choices=EFFORTS, default=None,
-                        help="reasoning effort for rows that do not set their own (default: medium)")
+    parser.add_argument(
+        "--ids", action="store_true", help="print token ids (one line per conversation) instead of text"
+    )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="train",
+        help="train: ends with <|return|>; prompt: leaves the answer out and ends with <|start|>assistant",
+    )
+    parser.add_argument(
+        "--effort",
+        choices=EFFORTS,
+        default=None,
+        help="reasoning effort for rows that do not set their own (default: medium)",
+    )
     parser.add_argument("--date", type=_date, default=None, help="pin the 'Current date:' line (default: today)")
-    parser.add_argument("--loss-mask", choices=LOSS_MASKS, default=None,
-                        help="with --ids, print after each line of ids its loss mask as a line of 0/1 (default policy: assistant)")
+    parser.add_argument(
+        "--loss-mask",
+        choices=LOSS_MASKS,
+        default=None,
+        help="with --ids, print after each line of ids its loss mask as a line of 0/1 (default policy: assistant)",
+    )
     parser.add_argument("--format", choices=("auto", "multilingual-thinking", "messages", "sharegpt"), default="auto")
     parser.add_argument("--tokenizer", default="embedded:tiny", help="embedded:tiny, a hub id or a local folder")
 
@@ -52,8 +66,15 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None) -> int:
     rendered = []
     for row in rows:
         try:
-            rendered.extend(render_many([row.conversation], mode=args.mode, loss_mask=args.loss_mask or "assistant",
-                                        date=args.date, tokenizer=tokenizer))
+            rendered.extend(
+                render_many(
+                    [row.conversation],
+                    mode=args.mode,
+                    loss_mask=args.loss_mask or "assistant",
+                    date=args.date,
+                    tokenizer=tokenizer,
+                )
+            )
         except HarmonyRenderError as e:
             raise BadRowError(row.index, "messages", str(e)) from None
     for i, r in enumerate(rendered):

@@ -30,16 +30,26 @@ def run_worker(rank: int, port: int, job_path: Path) -> int:
     examples = read_examples(Path(job["examples"]))
     print(f"worker {rank}: {session.loaded.device}, {len(examples)} examples; joining", flush=True)
     team = join_team(rank, int(job["world"]), port, job["secret"])
-    trainer = Trainer(model, examples, config["training"], run_config=config, run_id=job["run_id"],
-                      pad_token_id=pad_id(session.loaded.tokenizer), handle_sigint=False, team=team)
+    trainer = Trainer(
+        model,
+        examples,
+        config["training"],
+        run_config=config,
+        run_id=job["run_id"],
+        pad_token_id=pad_id(session.loaded.tokenizer),
+        handle_sigint=False,
+        team=team,
+    )
     result = trainer.train(resume_from=job.get("resume_from"))
     print(f"worker {rank}: {result.status} at step {result.step}", flush=True)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oss_finetune.worker",
-                                     description="A data-parallel training worker, started by the notebook's kernel.")
+    parser = argparse.ArgumentParser(
+        prog="python -m oss_finetune.worker",
+        description="A data-parallel training worker, started by the notebook's kernel.",
+    )
     parser.add_argument("--rank", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--job", type=Path, required=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import oss_finetune.embedded  # noqa: E402,F401 - the tests load the embedded models by name, as the notebook does
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SAMPLE_4ROWS = SHARED_DATA / "multilingual-thinking.sample-4rows.json"
@@ -21,7 +23,9 @@ def repo_root() -> Path:
 def shared_data() -> Path:
     """The folder of real data shared beside the checkout; tests that need it skip without it."""
     if not SAMPLE_4ROWS.is_file():
-        pytest.skip(f"the real Multilingual-Thinking rows are not beside this checkout ({SAMPLE_4ROWS.name} in ../shared/data)")
+        pytest.skip(
+            f"the real Multilingual-Thinking rows are not beside this checkout ({SAMPLE_4ROWS.name} in ../shared/data)"
+        )
     return SHARED_DATA
 
 

@@ -11,15 +11,21 @@ import pytest
 from oss_finetune.__main__ import main
 
 ROWS = [
-    {"messages": [{"role": "system", "content": "reasoning language: German\n\nBe brief."},
-                  {"role": "user", "content": "Hi"},
-                  {"role": "assistant", "content": "Hallo!", "thinking": "Kurz grüßen."}]},
+    {
+        "messages": [
+            {"role": "system", "content": "reasoning language: German\n\nBe brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hallo!", "thinking": "Kurz grüßen."},
+        ]
+    },
     {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
 ]
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "oss_finetune", *args], capture_output=True, text=True, timeout=180, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "oss_finetune", *args], capture_output=True, text=True, timeout=180, cwd=cwd
+    )
 
 
 @pytest.fixture()
@@ -41,11 +47,16 @@ def test_render_text_in_a_subprocess(rows_file):
 
 def test_bad_row_exits_non_zero_naming_row_and_field(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps([ROWS[1], {"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}]))
+    path.write_text(
+        json.dumps([ROWS[1], {"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}])
+    )
     out = run_cli("render", str(path))
     assert out.returncode == 2
     assert out.stdout == ""
-    assert out.stderr.strip() == "error: row 1, field messages[1].role: must be one of system, developer, user, assistant, tool"
+    assert (
+        out.stderr.strip()
+        == "error: row 1, field messages[1].role: must be one of system, developer, user, assistant, tool"
+    )
 
 
 def test_ids_match_the_renderer(rows_file, capsys, tokenizer):

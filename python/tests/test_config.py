@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_generated_python_types_are_not_stale():
     """config_types.py and comm_types.py are what schema/scripts/gen_python.py makes of the schemas."""
-    done = subprocess.run([sys.executable, str(ROOT / "schema" / "scripts" / "gen_python.py"), "--check"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "schema" / "scripts" / "gen_python.py"), "--check"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -22,11 +22,13 @@ MT_ROW = {  # a Multilingual-Thinking row with its own columns
     "final": "Rome.",
     "messages": [],
 }
-MESSAGES_ROW = {"messages": [
-    {"role": "system", "content": "Be kind."},
-    {"role": "user", "content": "Hi"},
-    {"role": "assistant", "content": "Hello!", "thinking": "Greet back."},
-]}
+MESSAGES_ROW = {
+    "messages": [
+        {"role": "system", "content": "Be kind."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!", "thinking": "Greet back."},
+    ]
+}
 SHAREGPT_ROW = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 
 
@@ -39,7 +41,10 @@ def test_formats_are_detected():
     assert d.detect_format(MT_ROW) == "multilingual-thinking"
     assert d.detect_format(MESSAGES_ROW) == "messages"
     assert d.detect_format(SHAREGPT_ROW) == "sharegpt"
-    only_messages = {"messages": [{"role": "system", "content": "reasoning language: German\n\nHelp."}] + MESSAGES_ROW["messages"][1:]}
+    only_messages = {
+        "messages": [{"role": "system", "content": "reasoning language: German\n\nHelp."}]
+        + MESSAGES_ROW["messages"][1:]
+    }
     assert d.detect_format(only_messages) == "multilingual-thinking"
 
 
@@ -58,7 +63,11 @@ def test_the_shared_rows_system_turn_becomes_the_developer_message(shared_data):
     assert [r.language for r in converted] == ["Italian", "French", "Spanish", "Spanish"]
     conv = converted[0].conversation
     assert conv.instructions() == rows[0]["messages"][0]["content"]
-    assert [(m.role, m.channel) for m in conv.messages] == [("user", None), ("assistant", "analysis"), ("assistant", "final")]
+    assert [(m.role, m.channel) for m in conv.messages] == [
+        ("user", None),
+        ("assistant", "analysis"),
+        ("assistant", "final"),
+    ]
     assert conv.messages[1].content == rows[0]["messages"][2]["thinking"]
 
 
@@ -72,28 +81,50 @@ def test_messages_and_sharegpt_rows(tokenizer):
 
 
 def test_tool_calls_in_messages_rows(tokenizer):
-    row = {"messages": [
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}]},
-        {"role": "tool", "content": {"temp": 20}},
-        {"role": "assistant", "content": "20 degrees."},
-    ]}
+    row = {
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}
+                ],
+            },
+            {"role": "tool", "content": {"temp": 20}},
+            {"role": "assistant", "content": "20 degrees."},
+        ]
+    }
     conv = d.to_row(row, 0).conversation
     call, result = conv.messages[1], conv.messages[2]
-    assert (call.recipient, call.channel, call.content_type, call.content) == ("functions.get_weather", "commentary", "<|constrain|>json", '{"city": "Rome"}')
+    assert (call.recipient, call.channel, call.content_type, call.content) == (
+        "functions.get_weather",
+        "commentary",
+        "<|constrain|>json",
+        '{"city": "Rome"}',
+    )
     assert (result.name, result.content) == ("functions.get_weather", '{"temp": 20}')
 
 
 @pytest.mark.parametrize(
     "row, message",
     [
-        ({"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]},
-         "row 3, field messages[1].role: must be one of system, developer, user, assistant, tool"),
-        ({"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
-         "row 3, field messages[0].content: must be a string, got a int"),
-        ({"messages": [{"role": "user", "content": "only a question"}]}, "row 3, field messages: has no assistant message"),
+        (
+            {"messages": [{"role": "user", "content": "a"}, {"role": "robot", "content": "b"}]},
+            "row 3, field messages[1].role: must be one of system, developer, user, assistant, tool",
+        ),
+        (
+            {"messages": [{"role": "user", "content": 5}, {"role": "assistant", "content": "b"}]},
+            "row 3, field messages[0].content: must be a string, got a int",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "only a question"}]},
+            "row 3, field messages: has no assistant message",
+        ),
         ({"messages": []}, "row 3, field messages: must be a non-empty list"),
-        ({"conversations": [{"from": "bot", "value": "x"}]}, "row 3, field conversations[0].from: must be one of human"),
+        (
+            {"conversations": [{"from": "bot", "value": "x"}]},
+            "row 3, field conversations[0].from: must be one of human",
+        ),
         ({**MT_ROW, "final": None}, "row 3, field final: must be a string, got missing"),
         ({**MT_ROW, "reasoning_effort": "extreme"}, "row 3, field reasoning_effort: must be one of low, medium, high"),
         ({"text": "plain"}, "row 3: unknown format"),
@@ -118,7 +149,9 @@ def test_local_sources_jsonl_json_parquet(tmp_path):
     pq.write_table(pa.Table.from_pylist([MESSAGES_ROW, MESSAGES_ROW]), tmp_path / "a.parquet")
     assert d.read_rows(str(jsonl)) == rows
     assert d.read_rows(str(js), limit=2) == rows[:2]
-    assert [d.to_row(r, i).conversation.messages[0].content for i, r in enumerate(d.read_rows(str(tmp_path / "a.parquet")))] == ["Hi", "Hi"]
+    assert [
+        d.to_row(r, i).conversation.messages[0].content for i, r in enumerate(d.read_rows(str(tmp_path / "a.parquet")))
+    ] == ["Hi", "Hi"]
 
 
 def test_source_errors(tmp_path):
@@ -185,7 +218,9 @@ def test_special_tokens_in_content_are_a_bad_row(tmp_path, tokenizer):
 
 def test_limit_effort_and_loss_mask(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "rows.jsonl", [MT_ROW] * 5)
-    p = d.prepare({"source": str(path), "limit": 2, "reasoning_effort": "high", "loss_mask": "final"}, tokenizer, date=DATE)
+    p = d.prepare(
+        {"source": str(path), "limit": 2, "reasoning_effort": "high", "loss_mask": "final"}, tokenizer, date=DATE
+    )
     assert p.summary["rows_read"] == 2 and p.summary["loss_mask"] == "final"
     assert "Reasoning: high" in tokenizer.decode(p.examples[0].input_ids)
     full = d.prepare({"source": str(path), "limit": 2}, tokenizer, date=DATE)

@@ -139,11 +139,15 @@ def test_tutorial_settings_are_valid_config_sections():
 
 # -- the sample as the language identifier reads it ----------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["multilingual.jsonl", "multilingual-heldout.jsonl"])
 def test_identifier_names_every_sample_analysis(name):
     rows = _sample(name)
-    wrong = [(r["reasoning_language"], identify_language(r["analysis"])) for r in rows
-             if identify_language(r["analysis"]) != r["reasoning_language"]]
+    wrong = [
+        (r["reasoning_language"], identify_language(r["analysis"]))
+        for r in rows
+        if identify_language(r["analysis"]) != r["reasoning_language"]
+    ]
     assert wrong == []
 
 

@@ -47,8 +47,12 @@ def eager_attention(q, k, v, sinks, cu, scale, window):
         mask = torch.zeros(n, n, dtype=q.dtype).masked_fill(~allowed, torch.finfo(q.dtype).min)
         out, _ = hf.eager_attention_forward(
             _Heads(sinks, q.shape[1] // k.shape[1]),
-            q[start:end].transpose(0, 1)[None], k[start:end].transpose(0, 1)[None],
-            v[start:end].transpose(0, 1)[None], mask[None, None], scale)
+            q[start:end].transpose(0, 1)[None],
+            k[start:end].transpose(0, 1)[None],
+            v[start:end].transpose(0, 1)[None],
+            mask[None, None],
+            scale,
+        )
         outs.append(out[0])
     return torch.cat(outs)
 
@@ -82,8 +86,9 @@ def test_sink_attention_matches_eager_values_and_gradients(window):
 def test_conversations_packed_together_do_not_see_each_other():
     (q, k, v, sinks), cu, longest = attention_inputs(torch.float64, lengths=(6, 6))
     together = engine.sink_attention(q, k, v, sinks, cu, longest, 0.35, None)
-    second_alone = engine.sink_attention(q[6:], k[6:], v[6:], sinks, torch.tensor([0, 6], dtype=torch.int32), 6,
-                                         0.35, None)
+    second_alone = engine.sink_attention(
+        q[6:], k[6:], v[6:], sinks, torch.tensor([0, 6], dtype=torch.int32), 6, 0.35, None
+    )
     assert torch.allclose(together[6:], second_alone)
 
 
@@ -152,8 +157,11 @@ def test_experts_with_lora_match_peft():
 
 
 def sample_examples(tokenizer):
-    texts = ["The cat sat on the mat.", "Le chat est assis sur le tapis, près de la fenêtre ouverte.",
-             "Two plus three is five, so x = 5."]
+    texts = [
+        "The cat sat on the mat.",
+        "Le chat est assis sur le tapis, près de la fenêtre ouverte.",
+        "Two plus three is five, so x = 5.",
+    ]
     result = []
     for text in texts:
         ids = tokenizer.encode(text, add_special_tokens=False)
@@ -200,8 +208,9 @@ def test_supports_gpt_oss_only():
 @cuda
 @pytest.mark.parametrize("window", [None, 128])
 def test_flash_kernels_match_the_reference_in_bf16(window):
-    (q, k, v, sinks), cu, longest = attention_inputs(torch.bfloat16, "cuda", lengths=(300, 1024, 77), heads=64,
-                                                     kv_heads=8, dim=64)
+    (q, k, v, sinks), cu, longest = attention_inputs(
+        torch.bfloat16, "cuda", lengths=(300, 1024, 77), heads=64, kv_heads=8, dim=64
+    )
     assert engine.flash_available(q)
     ours = engine.sink_attention(q, k, v, sinks, cu, longest, 0.125, window)
     upstream = torch.randn_like(ours)
@@ -233,9 +242,20 @@ def test_the_trainer_with_the_fast_engine_follows_the_transformers_engine(tokeni
     runs = {}
     for name in ("transformers", "fast"):
         model = apply_lora(build_embedded_model(), {"r": 4, "alpha": 8, "target_experts": True}, seed=0)
-        trainer = Trainer(model, examples, {"output_dir": str(tmp_path / name), "max_steps": 2, "batch_size": 1,
-                                            "gradient_accumulation_steps": 3, "learning_rate": 1e-2,
-                                            "warmup_steps": 0, "engine": name, "pack_tokens": 40})
+        trainer = Trainer(
+            model,
+            examples,
+            {
+                "output_dir": str(tmp_path / name),
+                "max_steps": 2,
+                "batch_size": 1,
+                "gradient_accumulation_steps": 3,
+                "learning_rate": 1e-2,
+                "warmup_steps": 0,
+                "engine": name,
+                "pack_tokens": 40,
+            },
+        )
         messages = []
         trainer.on_status(lambda event, messages=messages: messages.append(event.message or ""))
         result = trainer.train()

@@ -44,7 +44,10 @@ WEATHER_TOOL = {
         "description": "Gets the current weather",
         "parameters": {
             "type": "object",
-            "properties": {"location": {"type": "string", "description": "City name"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "properties": {
+                "location": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["c", "f"]},
+            },
             "required": ["location"],
         },
     },
@@ -65,10 +68,14 @@ def openai_harmony_ids(conv: h.Conversation, mode: str = "train") -> list[int]:
         if conv.instructions():
             dev = dev.with_instructions(conv.instructions())
         if conv.tools:
-            dev = dev.with_function_tools([
-                oh.ToolDescription.new(t["function"]["name"], t["function"]["description"], parameters=t["function"]["parameters"])
-                for t in conv.tools
-            ])
+            dev = dev.with_function_tools(
+                [
+                    oh.ToolDescription.new(
+                        t["function"]["name"], t["function"]["description"], parameters=t["function"]["parameters"]
+                    )
+                    for t in conv.tools
+                ]
+            )
         msgs.append(oh.Message.from_role_and_content(oh.Role.DEVELOPER, dev))
     for m in h.visible_messages(conv.messages, mode):
         if m.role == "tool":
@@ -89,10 +96,17 @@ def openai_harmony_ids(conv: h.Conversation, mode: str = "train") -> list[int]:
     return ENC.render_conversation_for_training(ohconv, keep)
 
 
-def trl_ids(tokenizer, messages: list[dict], effort: str, tools=None, prompt: bool = False, template: str = TRL) -> list[int]:
+def trl_ids(
+    tokenizer, messages: list[dict], effort: str, tools=None, prompt: bool = False, template: str = TRL
+) -> list[int]:
     out = tokenizer.apply_chat_template(
-        messages, tools=tools, chat_template=template, tokenize=True, add_generation_prompt=prompt,
-        reasoning_effort=effort, return_dict=True,
+        messages,
+        tools=tools,
+        chat_template=template,
+        tokenize=True,
+        add_generation_prompt=prompt,
+        reasoning_effort=effort,
+        return_dict=True,
     )
     return list(out["input_ids"])
 
@@ -107,10 +121,10 @@ def assert_trl_adds_blank_line_after_instructions(tokenizer, trl: list[int], our
     dev_start = ours.ids.index(START, 1)
     # Outside the developer message the ids are identical.
     assert trl[:dev_start] == ours.ids[:dev_start]
-    assert trl[len(trl) - (len(ours.ids) - dev_end):] == ours.ids[dev_end:]
+    assert trl[len(trl) - (len(ours.ids) - dev_end) :] == ours.ids[dev_end:]
     # Inside, the text differs by the blank line alone (it may merge with the token before it).
     dev_text = tokenizer.decode(ours.ids[dev_start:dev_end])
-    assert tokenizer.decode(trl[dev_start:len(trl) - (len(ours.ids) - dev_end)]) == dev_text + "\n\n"
+    assert tokenizer.decode(trl[dev_start : len(trl) - (len(ours.ids) - dev_end)]) == dev_text + "\n\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,8 +133,11 @@ def assert_trl_adds_blank_line_after_instructions(tokenizer, trl: list[int], our
 
 def simple(effort: str = "medium") -> h.Conversation:
     return h.Conversation(
-        [h.Message("user", "What is 2 + 2?"), h.Message("assistant", "Simple sum.", channel="analysis"),
-         h.Message("assistant", "4", channel="final")],
+        [
+            h.Message("user", "What is 2 + 2?"),
+            h.Message("assistant", "Simple sum.", channel="analysis"),
+            h.Message("assistant", "4", channel="final"),
+        ],
         reasoning_effort=effort,
     )
 
@@ -132,7 +149,13 @@ def with_tools() -> h.Conversation:
         [
             h.Message("user", "What is the weather in Paris?"),
             h.Message("assistant", "Nécessite l'outil météo.", channel="analysis"),
-            h.Message("assistant", args, channel="commentary", recipient="functions.get_weather", content_type="<|constrain|>json"),
+            h.Message(
+                "assistant",
+                args,
+                channel="commentary",
+                recipient="functions.get_weather",
+                content_type="<|constrain|>json",
+            ),
             h.Message("tool", result, name="functions.get_weather"),
             h.Message("assistant", "Il fait beau.", channel="analysis"),
             h.Message("assistant", "21 °C and clear.", channel="final"),
@@ -147,9 +170,15 @@ def with_tools() -> h.Conversation:
 def multi_turn() -> h.Conversation:
     return h.Conversation(
         [
-            h.Message("user", "Hi"), h.Message("assistant", "greet-1", channel="analysis"), h.Message("assistant", "Hello!"),
-            h.Message("user", "2+2?"), h.Message("assistant", "add-2", channel="analysis"), h.Message("assistant", "4"),
-            h.Message("user", "3+3?"), h.Message("assistant", "add-3", channel="analysis"), h.Message("assistant", "6"),
+            h.Message("user", "Hi"),
+            h.Message("assistant", "greet-1", channel="analysis"),
+            h.Message("assistant", "Hello!"),
+            h.Message("user", "2+2?"),
+            h.Message("assistant", "add-2", channel="analysis"),
+            h.Message("assistant", "4"),
+            h.Message("user", "3+3?"),
+            h.Message("assistant", "add-3", channel="analysis"),
+            h.Message("assistant", "6"),
         ],
         reasoning_effort="low",
         developer_instructions="reasoning language: German\n\nBe short.",
@@ -157,7 +186,10 @@ def multi_turn() -> h.Conversation:
 
 
 def simple_trl_messages() -> list[dict]:
-    return [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "thinking": "Simple sum.", "content": "4"}]
+    return [
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "thinking": "Simple sum.", "content": "4"},
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +220,11 @@ def test_developer_instructions_differ_from_trl_by_one_blank_line(tokenizer):
     conv.reasoning_language = "Spanish"
     ours = h.render(conv, date=DATE, tokenizer=tokenizer)
     assert ours.ids == openai_harmony_ids(conv)
-    trl = trl_ids(tokenizer, [{"role": "system", "content": "reasoning language: Spanish\n\nBe brief."}] + simple_trl_messages(), "low")
+    trl = trl_ids(
+        tokenizer,
+        [{"role": "system", "content": "reasoning language: Spanish\n\nBe brief."}] + simple_trl_messages(),
+        "low",
+    )
     assert trl != ours.ids
     assert_trl_adds_blank_line_after_instructions(tokenizer, trl, ours)
     assert "# Instructions\n\nreasoning language: Spanish\n\nBe brief.<|end|>" in ours.decoded()
@@ -198,7 +234,10 @@ def test_tool_call_and_result_match_openai_harmony(tokenizer):
     ours = h.render(with_tools(), date=DATE, tokenizer=tokenizer)
     assert ours.ids == openai_harmony_ids(with_tools())
     text = ours.decoded()
-    assert '<|start|>assistant to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"location": "Paris"}<|call|>' in text
+    assert (
+        '<|start|>assistant to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"location": "Paris"}<|call|>'
+        in text
+    )
     assert "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>" in text
     assert "Calls to these tools must go to the commentary channel: 'functions'.<|end|>" in text
     # The whole last turn keeps its reasoning when training, the one before the tool call included.
@@ -212,8 +251,20 @@ def test_tool_call_matches_trl_except_the_reasoning_before_it(tokenizer):
     trl_messages = [
         {"role": "system", "content": conv.instructions()},
         {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "thinking": "Nécessite l'outil météo.", "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": {"location": "Paris"}, "content_type": "<|constrain|>json"}}]},
+        {
+            "role": "assistant",
+            "thinking": "Nécessite l'outil météo.",
+            "tool_calls": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "get_weather",
+                        "arguments": {"location": "Paris"},
+                        "content_type": "<|constrain|>json",
+                    },
+                }
+            ],
+        },
         {"role": "tool", "content": {"temperature": 21, "sky": "clear"}},
         {"role": "assistant", "thinking": "Il fait beau.", "content": "21 °C and clear."},
     ]
@@ -238,15 +289,19 @@ def test_openai_harmony_default_drop_rule_is_not_ours():
     # Pinned so that a change in the reference shows up here. openai-harmony 0.0.8 with its default
     # config (auto_drop_analysis=True) drops every analysis before the *first* final message: the
     # trained turn's reasoning in a one-turn row, but not the reasoning of a middle turn.
-    msgs = [oh.Message.from_role_and_content(oh.Role.USER, "q1"),
-            oh.Message.from_role_and_content(oh.Role.ASSISTANT, "a1").with_channel("analysis"),
-            oh.Message.from_role_and_content(oh.Role.ASSISTANT, "f1").with_channel("final")]
+    msgs = [
+        oh.Message.from_role_and_content(oh.Role.USER, "q1"),
+        oh.Message.from_role_and_content(oh.Role.ASSISTANT, "a1").with_channel("analysis"),
+        oh.Message.from_role_and_content(oh.Role.ASSISTANT, "f1").with_channel("final"),
+    ]
     one_turn = ENC.decode(ENC.render_conversation_for_training(oh.Conversation.from_messages(msgs)))
     assert "a1" not in one_turn
-    more = msgs + [oh.Message.from_role_and_content(oh.Role.USER, "q2"),
-                   oh.Message.from_role_and_content(oh.Role.ASSISTANT, "a2").with_channel("analysis"),
-                   oh.Message.from_role_and_content(oh.Role.ASSISTANT, "f2").with_channel("final"),
-                   oh.Message.from_role_and_content(oh.Role.USER, "q3")]
+    more = msgs + [
+        oh.Message.from_role_and_content(oh.Role.USER, "q2"),
+        oh.Message.from_role_and_content(oh.Role.ASSISTANT, "a2").with_channel("analysis"),
+        oh.Message.from_role_and_content(oh.Role.ASSISTANT, "f2").with_channel("final"),
+        oh.Message.from_role_and_content(oh.Role.USER, "q3"),
+    ]
     prompt = ENC.decode(ENC.render_conversation_for_completion(oh.Conversation.from_messages(more), oh.Role.ASSISTANT))
     assert "a1" not in prompt and "a2" in prompt
 
@@ -291,8 +346,13 @@ def test_real_rows_prompts_match_both_references(tokenizer, shared_data):
 def test_trl_assistant_mask_also_trains_the_start_header(tokenizer):
     # TRL's {% generation %} marks `<|start|>assistant` of every assistant message as trained; we
     # train it only where the model writes it itself (after its own <|end|>), see the mask tests.
-    out = tokenizer.apply_chat_template(simple_trl_messages(), chat_template=TRL_TRAINING, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
+    out = tokenizer.apply_chat_template(
+        simple_trl_messages(),
+        chat_template=TRL_TRAINING,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
     ours = h.render(simple(), date=DATE, tokenizer=tokenizer)
     theirs = [bool(x) for x in out["assistant_masks"]]
     differ = [i for i, (a, b) in enumerate(zip(ours.trained, theirs)) if a != b]
@@ -331,8 +391,7 @@ def test_assistant_mask_trains_what_the_model_writes(tokenizer):
     # The prompt gives `<|start|>assistant`; the model writes the rest, then switches to the final
     # channel itself after its own <|end|>, and ends with <|return|>.
     assert _trained_text(r) == (
-        "<|channel|>analysis<|message|>Simple sum.<|end|>"
-        "<|start|>assistant<|channel|>final<|message|>4<|return|>"
+        "<|channel|>analysis<|message|>Simple sum.<|end|><|start|>assistant<|channel|>final<|message|>4<|return|>"
     )
 
 
@@ -419,16 +478,18 @@ def test_render_many_equals_render_one_by_one(tokenizer):
 def test_parse_gives_back_the_render(tokenizer, make):
     r = h.render(make(), date=DATE, tokenizer=tokenizer)
     parsed = h.parse(r.ids, tokenizer)
-    assert [(lab.message, lab.role, lab.channel, lab.part) for lab in parsed.labels] == list(zip(r.message, r.role, r.channel, r.part))
+    assert [(lab.message, lab.role, lab.channel, lab.part) for lab in parsed.labels] == list(
+        zip(r.message, r.role, r.channel, r.part)
+    )
     shown = h.visible_messages(make().messages, "train")
-    assert parsed.messages[-len(shown):] == shown
+    assert parsed.messages[-len(shown) :] == shown
 
 
 def test_stream_labels_each_token_as_it_arrives(tokenizer):
     # A generation: the prompt ended with `<|start|>assistant`, the model writes the rest.
     r = h.render(simple(), date=DATE, tokenizer=tokenizer)
     first = r.ids.index(START, r.ids.index(START, r.ids.index(START) + 1) + 1)
-    generated = r.ids[first + 2:]
+    generated = r.ids[first + 2 :]
     parser = h.StreamParser(tokenizer, role="assistant")
     seen = [parser.feed(t) for t in generated]
     assert seen[0] == h.TokenLabel(0, "assistant", "none", "special")  # <|channel|>: name not seen yet

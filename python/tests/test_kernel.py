@@ -38,15 +38,20 @@ class Kernel:
         specs = workdir / "kernels"
         (specs / "oss-finetune-test").mkdir(parents=True)
         # A kernelspec made on the fly, so the kernel runs on this interpreter and its packages.
-        (specs / "oss-finetune-test" / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "oss-finetune tests",
-            "language": "python",
-        }))
+        (specs / "oss-finetune-test" / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "oss-finetune tests",
+                    "language": "python",
+                }
+            )
+        )
         self.cwd = workdir / "notebook"
         self.cwd.mkdir()
-        self.manager = KernelManager(kernel_name="oss-finetune-test",
-                                     kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)]))
+        self.manager = KernelManager(
+            kernel_name="oss-finetune-test", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)])
+        )
         self.manager.start_kernel(cwd=str(self.cwd))
         self.client = self.manager.client()
         self.client.start_channels()
@@ -115,6 +120,7 @@ def kernel(tmp_path_factory):
 
 
 # -- the magics in order, on the embedded default ----------------------------------------------
+
 
 def test_load_reports_the_model_device_and_dtype(kernel):
     reply, messages = kernel.execute("%oss_finetune load embedded:tiny")
@@ -228,6 +234,7 @@ def test_a_mistake_is_one_line_and_the_kernel_carries_on(kernel):
 
 # -- the comm ------------------------------------------------------------------------------------
 
+
 class CommClient:
     """The widget's side of the oss_finetune comm, over the real wire protocol."""
 
@@ -235,8 +242,9 @@ class CommClient:
         self.kernel = kernel
         self.comm_id = uuid.uuid4().hex
         self.events: list[dict] = []
-        msg = kernel.client.session.msg("comm_open", {"comm_id": self.comm_id, "target_name": comm_module.TARGET,
-                                                      "data": {}})
+        msg = kernel.client.session.msg(
+            "comm_open", {"comm_id": self.comm_id, "target_name": comm_module.TARGET, "data": {}}
+        )
         kernel.client.shell_channel.send(msg)
 
     def send_raw(self, data) -> None:
@@ -286,8 +294,12 @@ def test_comm_get_config_returns_the_full_config_with_defaults(widget):
 
 def test_comm_set_config_validates(widget, kernel):
     reply = widget.request({"op": "set_config", "request_id": "a2", "config": {"lora": {"r": 0}}})
-    assert reply == {"op": "set_config", "request_id": "a2", "ok": False,
-                     "error": {"path": "config.lora.r", "message": "must be >= 1"}}
+    assert reply == {
+        "op": "set_config",
+        "request_id": "a2",
+        "ok": False,
+        "error": {"path": "config.lora.r", "message": "must be >= 1"},
+    }
     reply = widget.request({"op": "set_config", "request_id": "a3", "config": {"training": {"max_steps": 7}}})
     assert reply["ok"] and reply["result"]["config"]["training"]["max_steps"] == 7
     # The magics see what the widget set: one session behind both.
@@ -295,18 +307,21 @@ def test_comm_set_config_validates(widget, kernel):
     assert "* max_steps" in text_of(messages) and "7" in text_of(messages)
 
 
-@pytest.mark.parametrize("bad,path", [
-    ({}, "op"),
-    ({"op": "get_config"}, "request_id"),
-    ({"op": "drop_tables", "request_id": "b1"}, "op"),
-    ({"op": "get_config", "request_id": 5}, "request_id"),
-    ({"op": "read_metrics", "request_id": "b2"}, "run_id"),
-    ({"op": "read_metrics", "request_id": "b3", "run_id": "../../etc"}, "run_id"),
-    ({"op": "read_metrics", "request_id": "b4", "run_id": "no-such-run"}, "run_id"),
-    ({"op": "set_config", "request_id": "b5", "config": {"lora": {"rank": 8}}}, "config.lora.rank"),
-    ({"op": "training_update", "request_id": "b6"}, "op"),
-    ({"op": "get_config", "request_id": "b7", "exec": "import os"}, "exec"),
-])
+@pytest.mark.parametrize(
+    "bad,path",
+    [
+        ({}, "op"),
+        ({"op": "get_config"}, "request_id"),
+        ({"op": "drop_tables", "request_id": "b1"}, "op"),
+        ({"op": "get_config", "request_id": 5}, "request_id"),
+        ({"op": "read_metrics", "request_id": "b2"}, "run_id"),
+        ({"op": "read_metrics", "request_id": "b3", "run_id": "../../etc"}, "run_id"),
+        ({"op": "read_metrics", "request_id": "b4", "run_id": "no-such-run"}, "run_id"),
+        ({"op": "set_config", "request_id": "b5", "config": {"lora": {"rank": 8}}}, "config.lora.rank"),
+        ({"op": "training_update", "request_id": "b6"}, "op"),
+        ({"op": "get_config", "request_id": "b7", "exec": "import os"}, "exec"),
+    ],
+)
 def test_a_bad_comm_message_gets_an_error_reply_and_the_kernel_answers_after(widget, kernel, bad, path):
     reply = widget.request(bad)
     assert reply["ok"] is False and reply["error"]["path"] == path, reply
@@ -337,8 +352,9 @@ def test_comm_lists_runs_and_reads_a_runs_metrics(widget):
 
 
 def test_comm_starts_training_in_the_background_and_stops_it(widget, kernel):
-    reply = widget.request({"op": "start_training", "request_id": "t1",
-                            "config": {"training": {"max_steps": 400, "save_steps": 1000}}})
+    reply = widget.request(
+        {"op": "start_training", "request_id": "t1", "config": {"training": {"max_steps": 400, "save_steps": 1000}}}
+    )
     assert reply == {"op": "start_training", "request_id": "t1", "ok": True, "result": {"started": True}}
     # The kernel is free while the run trains: it answers the shell and the comm.
     deadline = time.monotonic() + 120
@@ -364,8 +380,11 @@ def test_an_open_comm_follows_a_run_that_a_magic_started(kernel):
     assert follower.request({"op": "get_config", "request_id": "f1"})["ok"]
     reply, messages = kernel.execute("%oss_finetune train --max-steps 2 --save-steps 100")
     ok(reply, messages)
-    events = [m["content"]["data"] for m in messages
-              if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == follower.comm_id]
+    events = [
+        m["content"]["data"]
+        for m in messages
+        if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == follower.comm_id
+    ]
     for event in events:
         schema.validate("comm-message", event)
     assert events and all(e["op"] == "training_update" and e["ok"] for e in events)
@@ -377,6 +396,7 @@ def test_an_open_comm_follows_a_run_that_a_magic_started(kernel):
 
 # -- interrupting a run in a cell ----------------------------------------------------------------
 
+
 def test_interrupt_during_train_stops_the_run_with_a_checkpoint(kernel):
     seen_step = []
 
@@ -387,11 +407,15 @@ def test_interrupt_during_train_stops_the_run_with_a_checkpoint(kernel):
             seen_step.append(payload["step"])
             kernel.manager.interrupt_kernel()
 
-    reply, messages = kernel.execute(f"%oss_finetune train --max-steps 500 --save-steps 1000 {TINY_TRAINING}",
-                                     on_message=interrupt_after_first_step)
+    reply, messages = kernel.execute(
+        f"%oss_finetune train --max-steps 500 --save-steps 1000 {TINY_TRAINING}", on_message=interrupt_after_first_step
+    )
     assert seen_step, text_of(messages)
-    payloads = [m["content"]["data"][TRAINING_MIME] for m in messages
-                if m["msg_type"] in ("display_data", "update_display_data") and TRAINING_MIME in m["content"]["data"]]
+    payloads = [
+        m["content"]["data"][TRAINING_MIME]
+        for m in messages
+        if m["msg_type"] in ("display_data", "update_display_data") and TRAINING_MIME in m["content"]["data"]
+    ]
     final = payloads[-1]
     assert final["status"] == "stopped", text_of(messages)
     assert 1 <= final["step"] < 500
@@ -407,18 +431,25 @@ def test_interrupt_during_train_stops_the_run_with_a_checkpoint(kernel):
     assert f"{final['run_id']}: stopped at step {final['step']}/500" in said
     assert f"checkpoint {final['checkpoint']}" in said
     # The kernel is still the same one, with its model.
-    reply, messages = kernel.execute("from oss_finetune.notebook.session import get_session; print(get_session().loaded is not None)")
+    reply, messages = kernel.execute(
+        "from oss_finetune.notebook.session import get_session; print(get_session().loaded is not None)"
+    )
     assert text_of(messages) == "True\n"
 
 
 def test_train_resumes_the_interrupted_run_from_its_checkpoint(kernel):
-    _, messages = kernel.execute("from oss_finetune.notebook.session import get_session; "
-                                 "r = get_session().list_runs()[-1]; print(r.run_id, r.step)")
+    _, messages = kernel.execute(
+        "from oss_finetune.notebook.session import get_session; "
+        "r = get_session().list_runs()[-1]; print(r.run_id, r.step)"
+    )
     run_id, step = text_of(messages).split()
     reply, messages = kernel.execute(f"%oss_finetune train --resume latest --max-steps {int(step) + 1} {TINY_TRAINING}")
     ok(reply, messages)
-    payloads = [m["content"]["data"][TRAINING_MIME] for m in messages
-                if m["msg_type"] in ("display_data", "update_display_data") and TRAINING_MIME in m["content"]["data"]]
+    payloads = [
+        m["content"]["data"][TRAINING_MIME]
+        for m in messages
+        if m["msg_type"] in ("display_data", "update_display_data") and TRAINING_MIME in m["content"]["data"]
+    ]
     assert {p["run_id"] for p in payloads} == {run_id}, "the resumed run keeps its id and folder"
     assert payloads[-1]["status"] == "completed" and payloads[-1]["step"] == int(step) + 1
 
@@ -439,8 +470,10 @@ def test_save_merged_writes_full_weights(kernel):
 
 
 def test_after_a_kernel_restart_status_still_lists_every_run(kernel):
-    _, messages = kernel.execute("from oss_finetune.notebook.session import get_session; "
-                                 "print(*(f'{r.run_id}={r.status}' for r in get_session().list_runs()))")
+    _, messages = kernel.execute(
+        "from oss_finetune.notebook.session import get_session; "
+        "print(*(f'{r.run_id}={r.status}' for r in get_session().list_runs()))"
+    )
     before = dict(item.split("=") for item in text_of(messages).split())
     kernel.manager.restart_kernel(now=True)
     kernel.client.wait_for_ready(timeout=120)
@@ -458,6 +491,7 @@ def test_after_a_kernel_restart_status_still_lists_every_run(kernel):
 
 # -- the protocol without a kernel ---------------------------------------------------------------
 
+
 def test_handle_never_raises_on_junk(tmp_path):
     session = session_module.Session({"training": {"output_dir": str(tmp_path)}})
     for junk in (None, 1, "x", [], {"op": None}, {"op": "stop", "request_id": "x" * 500}, {"op": "set_config"}):
@@ -465,7 +499,11 @@ def test_handle_never_raises_on_junk(tmp_path):
         assert reply["ok"] is False
         schema.validate("comm-message", reply)
     assert comm_module.handle({"op": "stop", "request_id": "s"}, session) == {
-        "op": "stop", "request_id": "s", "ok": True, "result": {"run_id": None}}
+        "op": "stop",
+        "request_id": "s",
+        "ok": True,
+        "result": {"run_id": None},
+    }
 
 
 def test_a_channel_follows_other_runs_not_its_own_and_stops_when_closed():

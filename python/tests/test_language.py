@@ -20,18 +20,21 @@ from oss_finetune.training.language import (
 )
 
 
-@pytest.mark.parametrize("text,language", [
-    ("First we multiply both sides, then the answer is 12.", "English"),
-    ("Bon, on calcule d'abord les deux côtés, donc la réponse est 12.", "French"),
-    ("Bueno, primero resto 3 en ambos lados y luego divido: la respuesta es 4.", "Spanish"),
-    ("Gut, zuerst ziehe ich 3 auf beiden Seiten ab, dann ist das Ergebnis 4.", "German"),
-    ("Ora, prima sottraggo 3 da entrambi i membri, quindi il risultato è 4.", "Italian"),
-    ("First the product, then we add the rest and the answer is 12.", "English"),
-    ("D'abord le produit, puis on ajoute le reste : la réponse est donc 12.", "French"),
-    ("Primero el producto, luego sumo el resto y la respuesta es 12.", "Spanish"),
-    ("Zuerst das Produkt, dann wird der Rest addiert und die Antwort ist 12.", "German"),
-    ("Prima il prodotto, poi aggiungo il resto e la risposta è dunque 12.", "Italian"),
-])
+@pytest.mark.parametrize(
+    "text,language",
+    [
+        ("First we multiply both sides, then the answer is 12.", "English"),
+        ("Bon, on calcule d'abord les deux côtés, donc la réponse est 12.", "French"),
+        ("Bueno, primero resto 3 en ambos lados y luego divido: la respuesta es 4.", "Spanish"),
+        ("Gut, zuerst ziehe ich 3 auf beiden Seiten ab, dann ist das Ergebnis 4.", "German"),
+        ("Ora, prima sottraggo 3 da entrambi i membri, quindi il risultato è 4.", "Italian"),
+        ("First the product, then we add the rest and the answer is 12.", "English"),
+        ("D'abord le produit, puis on ajoute le reste : la réponse est donc 12.", "French"),
+        ("Primero el producto, luego sumo el resto y la respuesta es 12.", "Spanish"),
+        ("Zuerst das Produkt, dann wird der Rest addiert und die Antwort ist 12.", "German"),
+        ("Prima il prodotto, poi aggiungo il resto e la risposta è dunque 12.", "Italian"),
+    ],
+)
 def test_a_short_reasoning_step_is_identified(text, language):
     assert identify_language(text) == language
 
@@ -65,8 +68,11 @@ def generation(tokenizer, text: str) -> list[int]:
 
 
 def test_judge_accepts_an_analysis_then_a_final_answer(tokenizer):
-    ids = generation(tokenizer, "<|channel|>analysis<|message|>Bon, on calcule les deux côtés, donc 12."
-                                "<|end|><|start|>assistant<|channel|>final<|message|>12<|return|>")
+    ids = generation(
+        tokenizer,
+        "<|channel|>analysis<|message|>Bon, on calcule les deux côtés, donc 12."
+        "<|end|><|start|>assistant<|channel|>final<|message|>12<|return|>",
+    )
     verdict = judge(ids, "French", row=3, tokenizer=tokenizer)
     assert verdict.well_formed and verdict.error is None
     assert verdict.identified == "French" and verdict.in_requested_language
@@ -74,8 +80,11 @@ def test_judge_accepts_an_analysis_then_a_final_answer(tokenizer):
 
 
 def test_judge_names_what_is_missing(tokenizer):
-    no_final = judge(generation(tokenizer, "<|channel|>analysis<|message|>First we add both sides.<|return|>"),
-                     "French", tokenizer=tokenizer)
+    no_final = judge(
+        generation(tokenizer, "<|channel|>analysis<|message|>First we add both sides.<|return|>"),
+        "French",
+        tokenizer=tokenizer,
+    )
     assert not no_final.well_formed and no_final.error == "no final message at the end"
     assert no_final.identified == "English" and not no_final.in_requested_language
     cut = judge(generation(tokenizer, "<|channel|>analysis<|message|>Bon, on calcule"), "French", tokenizer=tokenizer)
@@ -86,12 +95,17 @@ def test_judge_names_what_is_missing(tokenizer):
 
 
 def _assistant_tokens(tokenizer, analysis, final):
-    conv = Conversation([Message("user", "q"), Message("assistant", analysis, channel="analysis"),
-                         Message("assistant", final, channel="final")])
+    conv = Conversation(
+        [
+            Message("user", "q"),
+            Message("assistant", analysis, channel="analysis"),
+            Message("assistant", final, channel="final"),
+        ]
+    )
     full = render(conv, mode="train", date="2025-06-28", tokenizer=tokenizer).ids
     prompt = render(conv, mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids
-    assert full[:len(prompt)] == prompt
-    return full[len(prompt):]
+    assert full[: len(prompt)] == prompt
+    return full[len(prompt) :]
 
 
 def test_judge_accepts_analysis_then_final(tokenizer):
@@ -107,7 +121,7 @@ def test_judge_rejects_cut_off_and_broken_streams(tokenizer):
     cut = judge(ids[:-3], "English", tokenizer=tokenizer)
     assert not cut.well_formed and "return" in cut.error
     assert cut.identified == "English"  # the analysis itself was complete
-    no_analysis = judge(ids[ids.index(200006) + 1:], "English", tokenizer=tokenizer)  # the final message alone
+    no_analysis = judge(ids[ids.index(200006) + 1 :], "English", tokenizer=tokenizer)  # the final message alone
     assert not no_analysis.well_formed
     broken = judge([200008, 200008], "English", tokenizer=tokenizer)
     assert not broken.well_formed and broken.analysis is None and broken.error
@@ -122,8 +136,10 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
     torch.set_num_threads(1)
     try:
         model = build_embedded_model()
-        prompts = [render(Conversation([Message("user", text)]), mode="prompt", date="2025-06-28",
-                          tokenizer=tokenizer).ids for text in ("Hi", "Compute 12 × 4 + 3 - 9, please.")]
+        prompts = [
+            render(Conversation([Message("user", text)]), mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids
+            for text in ("Hi", "Compute 12 × 4 + 3 - 9, please.")
+        ]
         batched = _greedy_batch(model, prompts, 6, PAD_TOKEN_ID, (200002, 200012))
         single = [generate(model, tokenizer, p, max_new_tokens=6) for p in prompts]
     finally:

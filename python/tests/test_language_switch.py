@@ -48,9 +48,16 @@ def heldout():
 
 
 def _rate(model, tokenizer, rows, use_adapter=True):
-    return reasoning_language_rate(model, tokenizer, rows, EVALUATION["effort"],
-                                   max_new_tokens=EVALUATION["max_new_tokens"], date=EVALUATION["date"],
-                                   batch_size=len(rows), use_adapter=use_adapter)
+    return reasoning_language_rate(
+        model,
+        tokenizer,
+        rows,
+        EVALUATION["effort"],
+        max_new_tokens=EVALUATION["max_new_tokens"],
+        date=EVALUATION["date"],
+        batch_size=len(rows),
+        use_adapter=use_adapter,
+    )
 
 
 @pytest.mark.slow
@@ -64,8 +71,12 @@ def test_lora_teaches_the_base_to_reason_in_the_requested_language(base, heldout
     settings = copy.deepcopy(TUTORIAL_SETTINGS)
     prepared = prepare(settings["data"], base.tokenizer)
     model = apply_lora(base.model, settings["lora"], seed=0)
-    trainer = Trainer(model, prepared.examples, dict(settings["training"], save_steps=10_000, output_dir=str(tmp_path)),
-                      handle_sigint=False)
+    trainer = Trainer(
+        model,
+        prepared.examples,
+        dict(settings["training"], save_steps=10_000, output_dir=str(tmp_path)),
+        handle_sigint=False,
+    )
     # The run folder is not what this test is about; keep the adapter in memory only.
     trainer.save_checkpoint = lambda: None
     result = trainer.train()

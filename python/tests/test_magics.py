@@ -91,7 +91,9 @@ def test_options_map_onto_config_fields_with_types():
     parsed = magics.parse(["train", "--max-steps", "30", "--lr", "2e-4", "--no-gradient-checkpointing"])
     assert parsed.command.name == "train"
     assert parsed.changes == {"max_steps": 30, "learning_rate": 0.0002, "gradient_checkpointing": False}
-    parsed = magics.parse(["lora", "--r", "16", "--alpha=32", "--target-modules", "q_proj", "v_proj", "--target-experts"])
+    parsed = magics.parse(
+        ["lora", "--r", "16", "--alpha=32", "--target-modules", "q_proj", "v_proj", "--target-experts"]
+    )
     assert parsed.changes == {"r": 16, "alpha": 32, "target_modules": ["q_proj", "v_proj"], "target_experts": True}
     assert magics.parse(["lora", "--targets", "q_proj,k_proj"]).changes == {"target_modules": ["q_proj", "k_proj"]}
     parsed = magics.parse(["data", "rows.jsonl", "--limit", "none", "--max-seq-length", "512", "--effort", "high"])
@@ -112,31 +114,50 @@ def test_a_bare_section_in_a_cell_belongs_to_the_subcommand_on_the_line():
 BAD_INPUT = [
     ("%oss_finetune lora --r 0", "lora.r: must be >= 1 — use an integer from 1 to 1024, e.g. --r 8"),
     ("%oss_finetune lora --r 1.5", "lora.r: must be integer — use an integer from 1 to 1024, e.g. --r 8"),
-    ("%oss_finetune train --lr abc",
-     "training.learning_rate: must be number — use a number above 0 and at most 1, e.g. --lr 0.0002"),
-    ("%oss_finetune load --dtype bf16",
-     'model.dtype: must be one of: "auto", "bfloat16", "float16", "float32" — use one of auto, bfloat16, float16, '
-     "float32, e.g. --dtype auto"),
+    (
+        "%oss_finetune train --lr abc",
+        "training.learning_rate: must be number — use a number above 0 and at most 1, e.g. --lr 0.0002",
+    ),
+    (
+        "%oss_finetune load --dtype bf16",
+        'model.dtype: must be one of: "auto", "bfloat16", "float16", "float32" — use one of auto, bfloat16, float16, '
+        "float32, e.g. --dtype auto",
+    ),
     ("%oss_finetune data --limit 0", "data.limit: must be >= 1 — use an integer of 1 or more, or none, e.g. --limit 1"),
     ("%oss_finetune lroa --r 8", "unknown subcommand 'lroa' — did you mean `%oss_finetune lora`?"),
-    ("%oss_finetune fly", "unknown subcommand 'fly' — the subcommands are: env, load, data, show, lora, train, chat, "
-                          "eval, compare, save, status, stop, help."),
+    (
+        "%oss_finetune fly",
+        "unknown subcommand 'fly' — the subcommands are: env, load, data, show, lora, train, chat, "
+        "eval, compare, save, status, stop, help.",
+    ),
     ("%oss_finetune lora --rr 3", "lora: unknown option --rr — did you mean --r?"),
     ("%oss_finetune train --max-step 3", "train: unknown option --max-step — did you mean --max-steps?"),
     ("%oss_finetune lora --r", "lora: --r needs a value — use an integer from 1 to 1024, e.g. --r 8"),
-    ("%oss_finetune chat --effort extreme hi",
-     "chat: --effort 'extreme' is not one of low, medium, high — e.g. --effort high"),
-    ("%oss_finetune chat --effort low", "chat: nothing to ask — write the question after the options, e.g. "
-                                        "`%oss_finetune chat --effort low --language French What is 2 + 2?`"),
+    (
+        "%oss_finetune chat --effort extreme hi",
+        "chat: --effort 'extreme' is not one of low, medium, high — e.g. --effort high",
+    ),
+    (
+        "%oss_finetune chat --effort low",
+        "chat: nothing to ask — write the question after the options, e.g. "
+        "`%oss_finetune chat --effort low --language French What is 2 + 2?`",
+    ),
     ("%oss_finetune show two", "row 'two' is not a whole number — e.g. `%oss_finetune show 0 3`"),
-    ("%oss_finetune status now", "status: unexpected argument 'now' — `%oss_finetune status` takes only options; "
-                                 "see `%oss_finetune status --help`."),
+    (
+        "%oss_finetune status now",
+        "status: unexpected argument 'now' — `%oss_finetune status` takes only options; "
+        "see `%oss_finetune status --help`.",
+    ),
     ("%oss_finetune help lroa", "no help for 'lroa' — did you mean lora?"),
-    ("%%oss_finetune\nlora:\n  alpah: 8\n",
-     "lora.alpah: is not an allowed field — did you mean alpha? Known: r, alpha, dropout, target_modules, target_experts."),
+    (
+        "%%oss_finetune\nlora:\n  alpah: 8\n",
+        "lora.alpah: is not an allowed field — did you mean alpha? Known: r, alpha, dropout, target_modules, target_experts.",
+    ),
     ("%%oss_finetune\nlora:\n  r: -1\n", "lora.r: must be >= 1 — use an integer from 1 to 1024, e.g. r: 8"),
-    ("%%oss_finetune\noptimiser:\n  lr: 1\n",
-     "optimiser: is not an allowed field — Known: model, data, lora, training."),
+    (
+        "%%oss_finetune\noptimiser:\n  lr: 1\n",
+        "optimiser: is not an allowed field — Known: model, data, lora, training.",
+    ),
     ("%%oss_finetune\nlora: [r\n", "the cell is not valid YAML or JSON at line 2, column 1: "),
     ("%%oss_finetune\n- r: 8\n", "the cell must hold a mapping of config sections, not a list"),
 ]
@@ -163,8 +184,9 @@ def test_with_verbose_the_traceback_comes_back(shell, capsys):
 def test_a_failure_inside_the_session_is_one_paragraph_too(shell, capsys, tmp_path):
     result, out, err = run(shell, capsys, "%oss_finetune save")
     assert isinstance(result.error_in_exec, UsageError)
-    assert err == ("UsageError: there is no adapter to save; run `%oss_finetune lora` and `%oss_finetune train` "
-                   "first\n")
+    assert err == (
+        "UsageError: there is no adapter to save; run `%oss_finetune lora` and `%oss_finetune train` first\n"
+    )
     result, out, err = run(shell, capsys, "%oss_finetune train --resume latest --max-steps 2")
     assert err.startswith("UsageError: there is no checkpoint to resume from in ")
 
@@ -177,11 +199,15 @@ def test_stop_without_a_run_says_so(shell, capsys):
 def write_run(root, run_id, *, step, max_steps, state=None):
     run_dir = root / run_id
     (run_dir / "checkpoints" / f"step-{step}").mkdir(parents=True)
-    (run_dir / "config.json").write_text(json.dumps({"run_id": run_id, "config": {"training": {"max_steps": max_steps}}}))
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 2.0 - s / 10}) + "\n"
-                                                   for s in range(1, step + 1)))
+    (run_dir / "config.json").write_text(
+        json.dumps({"run_id": run_id, "config": {"training": {"max_steps": max_steps}}})
+    )
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "loss": 2.0 - s / 10}) + "\n" for s in range(1, step + 1))
+    )
     (run_dir / "checkpoints" / f"step-{step}" / "trainer_state.json").write_text(
-        json.dumps({"step": step, "max_steps": max_steps, "run_id": run_id}))
+        json.dumps({"step": step, "max_steps": max_steps, "run_id": run_id})
+    )
     if state:
         (run_dir / "state.json").write_text(json.dumps(state))
     return run_dir
@@ -191,9 +217,21 @@ def test_status_lists_the_runs_on_disk_as_a_restarted_kernel_finds_them(shell, c
     root = tmp_path / "runs"
     write_run(root, "20260101-100000-aaaa", step=10, max_steps=10)
     # A kernel that died mid-run left state.json saying "running": the last checkpoint tells how it ended.
-    write_run(root, "20260101-110000-bbbb", step=3, max_steps=10,
-              state={"version": 1, "run_id": "20260101-110000-bbbb", "status": "running", "step": 4, "max_steps": 10,
-                     "started_at": "2026-01-01T11:00:00+00:00", "metrics": [{"step": 1, "loss": 1.9}]})
+    write_run(
+        root,
+        "20260101-110000-bbbb",
+        step=3,
+        max_steps=10,
+        state={
+            "version": 1,
+            "run_id": "20260101-110000-bbbb",
+            "status": "running",
+            "step": 4,
+            "max_steps": 10,
+            "started_at": "2026-01-01T11:00:00+00:00",
+            "metrics": [{"step": 1, "loss": 1.9}],
+        },
+    )
     (root / "not-a-run").mkdir()
     result, out, _ = run(shell, capsys, "%oss_finetune status")
     assert result.success

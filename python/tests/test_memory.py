@@ -25,6 +25,7 @@ def plan(config: dict, *, free_gib: float = 78.6, **kwargs):
 
 # -- shapes ----------------------------------------------------------------------------------------
 
+
 def test_the_20b_architecture_matches_the_config_the_models_are_built_from():
     from oss_finetune.modeling.model import gpt_oss_20b_config
 
@@ -51,19 +52,26 @@ def test_parameter_counts_equal_the_built_tiny_model():
     assert memory.parameter_counts(arch)["expert_weights"] == experts
 
 
-@pytest.mark.parametrize("lora", [
-    {"r": 8},
-    {"r": 3, "target_modules": ["q_proj", "v_proj"]},
-    {"r": 4, "target_experts": True},
-    {"r": 16, "target_modules": ["o_proj"], "target_experts": True},
-])
+@pytest.mark.parametrize(
+    "lora",
+    [
+        {"r": 8},
+        {"r": 3, "target_modules": ["q_proj", "v_proj"]},
+        {"r": 4, "target_experts": True},
+        {"r": 16, "target_modules": ["o_proj"], "target_experts": True},
+    ],
+)
 def test_lora_parameters_equal_what_peft_builds(lora):
     from oss_finetune.modeling.model import apply_lora, build_embedded_model, trainable_parameters
 
     model = apply_lora(build_embedded_model("embedded:tiny"), lora, seed=0)
     arch = memory.architecture_for(model.config)
-    counted = memory.lora_parameters(arch, lora["r"], lora.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj"]),
-                                     lora.get("target_experts", False))
+    counted = memory.lora_parameters(
+        arch,
+        lora["r"],
+        lora.get("target_modules", ["q_proj", "k_proj", "v_proj", "o_proj"]),
+        lora.get("target_experts", False),
+    )
     assert counted == trainable_parameters(model)
 
 
@@ -84,61 +92,142 @@ def test_an_unknown_hub_id_asks_for_its_config():
 # AdamW in float32, the loss mask on the last 3/4 of each sequence. The goal is 10%.
 MEASURED = [
     ("transformers, 1 x 1024, checkpointing", {"training": {"engine": "transformers"}}, 40.95),
-    ("transformers, 1 x 1024, experts LoRA", {"training": {"engine": "transformers"}, "lora": {"target_experts": True}},
-     42.96),
-    ("transformers, 1 x 1024, no checkpointing", {"training": {"engine": "transformers", "gradient_checkpointing": False}},
-     49.77),
+    (
+        "transformers, 1 x 1024, experts LoRA",
+        {"training": {"engine": "transformers"}, "lora": {"target_experts": True}},
+        42.96,
+    ),
+    (
+        "transformers, 1 x 1024, no checkpointing",
+        {"training": {"engine": "transformers", "gradient_checkpointing": False}},
+        49.77,
+    ),
     ("fast, 16 x 1024", {"training": {"engine": "fast", "pack_tokens": 16384}}, 44.04),
-    ("fast, 4 x 4096", {"training": {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 4},
-                        "data": {"max_seq_length": 4096}}, 44.07),
-    ("fast, experts LoRA, 16 x 1024 packed in 8192", {"training": {"engine": "fast", "pack_tokens": 8192},
-                                                       "lora": {"target_experts": True}}, 43.38),
-    ("fast, MXFP4 experts, 4 x 4096 one per micro-batch",
-     {"training": {"engine": "fast", "pack_tokens": 4096, "gradient_accumulation_steps": 4},
-      "data": {"max_seq_length": 4096}, "model": {**RANDOM_20B, "mxfp4_experts": True}}, 14.64),
-    ("fast, experts LoRA, 4 x 4096", {"training": {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 4},
-                                      "data": {"max_seq_length": 4096}, "lora": {"target_experts": True}}, 46.32),
-    ("fast, one sequence of 65,536", {"training": {"engine": "fast", "gradient_accumulation_steps": 1},
-                                      "data": {"max_seq_length": 65536}}, 60.27),
-    ("fast, one sequence of 98,304", {"training": {"engine": "fast", "gradient_accumulation_steps": 1},
-                                      "data": {"max_seq_length": 98304}}, 70.17),
-    ("fast, one sequence of 32,768", {"training": {"engine": "fast", "gradient_accumulation_steps": 1},
-                                      "data": {"max_seq_length": 32768}}, 50.33),
-    ("fast, experts LoRA, 16 x 1024 packed in 16,384",
-     {"training": {"engine": "fast", "pack_tokens": 16384}, "lora": {"target_experts": True}}, 45.67),
+    (
+        "fast, 4 x 4096",
+        {
+            "training": {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 4},
+            "data": {"max_seq_length": 4096},
+        },
+        44.07,
+    ),
+    (
+        "fast, experts LoRA, 16 x 1024 packed in 8192",
+        {"training": {"engine": "fast", "pack_tokens": 8192}, "lora": {"target_experts": True}},
+        43.38,
+    ),
+    (
+        "fast, MXFP4 experts, 4 x 4096 one per micro-batch",
+        {
+            "training": {"engine": "fast", "pack_tokens": 4096, "gradient_accumulation_steps": 4},
+            "data": {"max_seq_length": 4096},
+            "model": {**RANDOM_20B, "mxfp4_experts": True},
+        },
+        14.64,
+    ),
+    (
+        "fast, experts LoRA, 4 x 4096",
+        {
+            "training": {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 4},
+            "data": {"max_seq_length": 4096},
+            "lora": {"target_experts": True},
+        },
+        46.32,
+    ),
+    (
+        "fast, one sequence of 65,536",
+        {"training": {"engine": "fast", "gradient_accumulation_steps": 1}, "data": {"max_seq_length": 65536}},
+        60.27,
+    ),
+    (
+        "fast, one sequence of 98,304",
+        {"training": {"engine": "fast", "gradient_accumulation_steps": 1}, "data": {"max_seq_length": 98304}},
+        70.17,
+    ),
+    (
+        "fast, one sequence of 32,768",
+        {"training": {"engine": "fast", "gradient_accumulation_steps": 1}, "data": {"max_seq_length": 32768}},
+        50.33,
+    ),
+    (
+        "fast, experts LoRA, 16 x 1024 packed in 16,384",
+        {"training": {"engine": "fast", "pack_tokens": 16384}, "lora": {"target_experts": True}},
+        45.67,
+    ),
     # bench/memory_planner.py on an H200 (same software; memory does not depend on the card), the
     # first five predicted before they were measured.
     ("fast, r=64, 16 x 1024", {"training": {"engine": "fast"}, "lora": {"r": 64, "alpha": 128}}, 44.34),
-    ("transformers, 2 x 1024", {"training": {"engine": "transformers", "batch_size": 2,
-                                             "gradient_accumulation_steps": 2}}, 42.83),
-    ("fast, experts LoRA, 16 x 1024 packed in 8192 (H200)",
-     {"training": {"engine": "fast", "pack_tokens": 8192}, "lora": {"target_experts": True}}, 43.03),
-    ("fast, MXFP4 experts, 4 x 4096 packed in 16,384",
-     {"training": {"engine": "fast", "gradient_accumulation_steps": 4}, "data": {"max_seq_length": 4096},
-      "model": {**RANDOM_20B, "mxfp4_experts": True}}, 17.92),
-    ("fast, one sequence of 32,768 (H200)", {"training": {"engine": "fast", "gradient_accumulation_steps": 1},
-                                             "data": {"max_seq_length": 32768}}, 48.98),
-    ("fast, MXFP4 experts, one sequence of 131,072",
-     {"training": {"engine": "fast", "gradient_accumulation_steps": 1}, "data": {"max_seq_length": 131072},
-      "model": {**RANDOM_20B, "mxfp4_experts": True}}, 52.56),
-    ("gpt-oss-120b, MXFP4 experts, 16 x 1024",
-     {"training": {"engine": "fast"}, "model": {"name_or_path": "embedded:gpt-oss-120b-random", "mxfp4_experts": True}},
-     68.77),
+    (
+        "transformers, 2 x 1024",
+        {"training": {"engine": "transformers", "batch_size": 2, "gradient_accumulation_steps": 2}},
+        42.83,
+    ),
+    (
+        "fast, experts LoRA, 16 x 1024 packed in 8192 (H200)",
+        {"training": {"engine": "fast", "pack_tokens": 8192}, "lora": {"target_experts": True}},
+        43.03,
+    ),
+    (
+        "fast, MXFP4 experts, 4 x 4096 packed in 16,384",
+        {
+            "training": {"engine": "fast", "gradient_accumulation_steps": 4},
+            "data": {"max_seq_length": 4096},
+            "model": {**RANDOM_20B, "mxfp4_experts": True},
+        },
+        17.92,
+    ),
+    (
+        "fast, one sequence of 32,768 (H200)",
+        {"training": {"engine": "fast", "gradient_accumulation_steps": 1}, "data": {"max_seq_length": 32768}},
+        48.98,
+    ),
+    (
+        "fast, MXFP4 experts, one sequence of 131,072",
+        {
+            "training": {"engine": "fast", "gradient_accumulation_steps": 1},
+            "data": {"max_seq_length": 131072},
+            "model": {**RANDOM_20B, "mxfp4_experts": True},
+        },
+        52.56,
+    ),
+    (
+        "gpt-oss-120b, MXFP4 experts, 16 x 1024",
+        {
+            "training": {"engine": "fast"},
+            "model": {"name_or_path": "embedded:gpt-oss-120b-random", "mxfp4_experts": True},
+        },
+        68.77,
+    ),
     # The one it missed by 11.8% before FAST_KEPT_FUSED was fitted on it.
-    ("fast, no checkpointing, 16 x 1024 packed in 4,096",
-     {"training": {"engine": "fast", "gradient_checkpointing": False, "pack_tokens": 4096}}, 49.32),
+    (
+        "fast, no checkpointing, 16 x 1024 packed in 4,096",
+        {"training": {"engine": "fast", "gradient_checkpointing": False, "pack_tokens": 4096}},
+        49.32,
+    ),
     # bench/RESULTS.md: experts in MXFP4, one sequence per micro-batch (the 16 GiB goal), 14.64 GiB.
-    ("fast, experts in MXFP4, 4 x 4096", {"model": {**RANDOM_20B, "mxfp4_experts": True},
-                                          "training": {"engine": "fast", "pack_tokens": 4096,
-                                                       "gradient_accumulation_steps": 4},
-                                          "data": {"max_seq_length": 4096}}, 14.64),
+    (
+        "fast, experts in MXFP4, 4 x 4096",
+        {
+            "model": {**RANDOM_20B, "mxfp4_experts": True},
+            "training": {"engine": "fast", "pack_tokens": 4096, "gradient_accumulation_steps": 4},
+            "data": {"max_seq_length": 4096},
+        },
+        14.64,
+    ),
 ]
 
 
 def test_unfused_kernels_keep_more_for_the_backward():
     # OSS_FINETUNE_COMPILE=0 (or a GPU where torch.compile is off): measured 59.12 GiB on an H200.
-    config = {"model": RANDOM_20B, "training": {"engine": "fast", "gradient_checkpointing": False, "pack_tokens": 4096,
-                                                "optimizer": "adamw_torch"}}
+    config = {
+        "model": RANDOM_20B,
+        "training": {
+            "engine": "fast",
+            "gradient_checkpointing": False,
+            "pack_tokens": 4096,
+            "optimizer": "adamw_torch",
+        },
+    }
     unfused = plan(config, trained_fraction=0.75, fused=False).peak_bytes / GIB
     fused = plan(config, trained_fraction=0.75, fused=True).peak_bytes / GIB
     assert abs(unfused - 59.12) / 59.12 < 0.10
@@ -163,7 +252,9 @@ def test_predictions_are_within_10_percent_of_measured_peaks(name, config, measu
 
 def test_the_parts_add_up_to_the_peak_and_grow_with_the_sequence():
     short = plan({"model": RANDOM_20B, "data": {"max_seq_length": 1024}})
-    long = plan({"model": RANDOM_20B, "data": {"max_seq_length": 32768}, "training": {"gradient_accumulation_steps": 1}})
+    long = plan(
+        {"model": RANDOM_20B, "data": {"max_seq_length": 32768}, "training": {"gradient_accumulation_steps": 1}}
+    )
     for p in (short, long):
         assert sum(part.bytes for part in p.parts) == p.peak_bytes
         assert p.reserved_bytes > p.peak_bytes
@@ -173,8 +264,13 @@ def test_the_parts_add_up_to_the_peak_and_grow_with_the_sequence():
 
 def test_eager_attention_grows_with_the_square_of_the_sequence_and_flash_does_not():
     def kept(engine, seq):
-        p = plan({"model": RANDOM_20B, "data": {"max_seq_length": seq},
-                  "training": {"engine": engine, "gradient_checkpointing": False, "gradient_accumulation_steps": 1}})
+        p = plan(
+            {
+                "model": RANDOM_20B,
+                "data": {"max_seq_length": seq},
+                "training": {"engine": engine, "gradient_checkpointing": False, "gradient_accumulation_steps": 1},
+            }
+        )
         return p.part("kept activations")
 
     eager_growth = kept("transformers", 4096) / kept("transformers", 2048)
@@ -221,6 +317,7 @@ def test_prepared_lengths_shrink_the_micro_batch():
 
 # -- verdicts and suggestions ----------------------------------------------------------------------
 
+
 def test_the_reference_run_fits_an_h100():
     p = plan_memory({"model": RANDOM_20B}, device="cuda", gpu=H100, bitsandbytes=False)
     assert p.fits is True and p.suggestion is None
@@ -229,19 +326,28 @@ def test_the_reference_run_fits_an_h100():
 
 
 def test_without_checkpointing_the_first_suggestion_is_to_turn_it_on():
-    p = plan({"model": RANDOM_20B, "data": {"max_seq_length": 8192},
-              "training": {"gradient_checkpointing": False}}, free_gib=50)
+    p = plan(
+        {"model": RANDOM_20B, "data": {"max_seq_length": 8192}, "training": {"gradient_checkpointing": False}},
+        free_gib=50,
+    )
     assert p.fits is False
     assert p.suggestion.words == "turn on gradient checkpointing"
     assert p.suggestion.changes == {"training": {"gradient_checkpointing": True}}
     assert p.suggestion.reserved_bytes <= p.budget_bytes
     # "turn on gradient checkpointing: 43.5 GiB predicted of 50.0 GiB"
-    assert f"turn on gradient checkpointing: {p.suggestion.peak_bytes / GIB:.1f} GiB predicted of 50.0 GiB" in p.verdict()
+    assert (
+        f"turn on gradient checkpointing: {p.suggestion.peak_bytes / GIB:.1f} GiB predicted of 50.0 GiB" in p.verdict()
+    )
 
 
 def test_a_smaller_micro_batch_keeps_the_effective_batch():
-    p = plan({"model": RANDOM_20B, "training": {"engine": "transformers", "batch_size": 8,
-                                                "gradient_accumulation_steps": 2}}, free_gib=50)
+    p = plan(
+        {
+            "model": RANDOM_20B,
+            "training": {"engine": "transformers", "batch_size": 8, "gradient_accumulation_steps": 2},
+        },
+        free_gib=50,
+    )
     assert p.fits is False
     changes = p.suggestion.changes["training"]
     assert changes["batch_size"] < 8
@@ -250,16 +356,25 @@ def test_a_smaller_micro_batch_keeps_the_effective_batch():
 
 def test_experts_in_mxfp4_come_before_a_shorter_sequence():
     # OpenAI released the experts in MXFP4, so keeping them so loses nothing a shorter sequence would.
-    p = plan({"model": RANDOM_20B, "data": {"max_seq_length": 131072},
-              "training": {"gradient_accumulation_steps": 1}}, free_gib=78.6)
+    p = plan(
+        {"model": RANDOM_20B, "data": {"max_seq_length": 131072}, "training": {"gradient_accumulation_steps": 1}},
+        free_gib=78.6,
+    )
     assert p.fits is False
     assert p.suggestion.changes == {"model": {"mxfp4_experts": True}}
 
 
 def test_with_nothing_else_left_the_sequence_gets_shorter():
     # LoRA on the experts rules out MXFP4 experts; the sequence is halved before the experts lose their adapter.
-    p = plan({"model": RANDOM_20B, "data": {"max_seq_length": 131072}, "lora": {"target_experts": True},
-              "training": {"gradient_accumulation_steps": 1}}, free_gib=78.6)
+    p = plan(
+        {
+            "model": RANDOM_20B,
+            "data": {"max_seq_length": 131072},
+            "lora": {"target_experts": True},
+            "training": {"gradient_accumulation_steps": 1},
+        },
+        free_gib=78.6,
+    )
     assert p.fits is False
     assert list(p.suggestion.changes) == ["data"]
     assert p.suggestion.changes["data"]["max_seq_length"] in (65536, 32768, 16384)
@@ -287,10 +402,15 @@ def test_the_plan_is_json_and_its_html_is_escaped():
 
 # -- the entry point by sections -------------------------------------------------------------------
 
+
 def test_plan_by_sections_with_free_bytes_gives_a_verdict_and_a_suggestion():
-    p = memory.plan({"name_or_path": "openai/gpt-oss-20b"}, {"r": 8},
-                    {"engine": "fast", "gradient_checkpointing": False, "optimizer": "adamw_torch"},
-                    free_bytes=int(50 * GIB), bitsandbytes=False)
+    p = memory.plan(
+        {"name_or_path": "openai/gpt-oss-20b"},
+        {"r": 8},
+        {"engine": "fast", "gradient_checkpointing": False, "optimizer": "adamw_torch"},
+        free_bytes=int(50 * GIB),
+        bitsandbytes=False,
+    )
     assert p.device == "cuda" and p.fits is False
     assert p.suggestion.changes == {"training": {"gradient_checkpointing": True}}
     text = str(p)
@@ -300,11 +420,18 @@ def test_plan_by_sections_with_free_bytes_gives_a_verdict_and_a_suggestion():
 
 
 def test_plan_by_sections_equals_plan_memory_of_the_whole_config():
-    sections = dict(model_config={"name_or_path": "openai/gpt-oss-120b"}, lora_config={"target_experts": True},
-                    training_config={"engine": "fast", "optimizer": "adamw_torch"})
+    sections = dict(
+        model_config={"name_or_path": "openai/gpt-oss-120b"},
+        lora_config={"target_experts": True},
+        training_config={"engine": "fast", "optimizer": "adamw_torch"},
+    )
     by_sections = memory.plan(**sections, free_bytes=int(200 * GIB), bitsandbytes=False)
-    whole = plan_memory({"model": sections["model_config"], "lora": sections["lora_config"],
-                         "training": sections["training_config"]}, device="cuda", gpu=gpu(200), bitsandbytes=False)
+    whole = plan_memory(
+        {"model": sections["model_config"], "lora": sections["lora_config"], "training": sections["training_config"]},
+        device="cuda",
+        gpu=gpu(200),
+        bitsandbytes=False,
+    )
     assert by_sections.peak_bytes == whole.peak_bytes
     assert by_sections.settings["architecture"]["layers"] == 36
     assert by_sections.settings["architecture"]["experts"] == 128
@@ -313,9 +440,15 @@ def test_plan_by_sections_equals_plan_memory_of_the_whole_config():
 def test_a_thin_margin_is_called_out():
     # 114,688 tokens in one sequence ran out of memory on an H100 capped at 79.2 GiB although the
     # plan's reserved figure is about 1 GiB under: the verdict must not be a plain "fits".
-    p = memory.plan(RANDOM_20B, {}, {"engine": "fast", "optimizer": "adamw_torch", "gradient_accumulation_steps": 1},
-                    data_config={"max_seq_length": 114688}, free_bytes=int(79.2 * GIB), bitsandbytes=False,
-                    trained_fraction=0.75)
+    p = memory.plan(
+        RANDOM_20B,
+        {},
+        {"engine": "fast", "optimizer": "adamw_torch", "gradient_accumulation_steps": 1},
+        data_config={"max_seq_length": 114688},
+        free_bytes=int(79.2 * GIB),
+        bitsandbytes=False,
+        trained_fraction=0.75,
+    )
     assert p.fits is True
     assert "within the plan's error" in p.verdict()
 
@@ -325,6 +458,9 @@ def test_gpt_oss_120b_random_fits_an_80_gb_gpu_only_with_its_experts_in_mxfp4():
     assert memory.architecture_for(name).experts == 128
     bf16 = plan({"model": {"name_or_path": name}}, free_gib=78.6)
     assert bf16.weights_bytes / GIB > 200 and bf16.fits is False
-    mxfp4 = plan({"model": {"name_or_path": name, "mxfp4_experts": True}, "training": {"engine": "fast"}},
-                 free_gib=78.6, trained_fraction=0.75)
+    mxfp4 = plan(
+        {"model": {"name_or_path": name, "mxfp4_experts": True}, "training": {"engine": "fast"}},
+        free_gib=78.6,
+        trained_fraction=0.75,
+    )
     assert 55 < mxfp4.weights_bytes / GIB < 70 and mxfp4.fits is True

@@ -46,8 +46,13 @@ def pretend_small_gpu(monkeypatch, free_gib: float):
     monkeypatch.setattr(session.loaded, "device", torch.device("cuda"))
     # As on a real GPU, the loaded weights are this process's allocated memory, on top of what is free.
     held = memory.loaded_weight_bytes(session.loaded.model)
-    monkeypatch.setattr(memory, "gpu_info", lambda device=None: memory.GpuInfo(
-        "Pretend GPU", int((free_gib + 0.5) * memory.GIB) + held, int(free_gib * memory.GIB), held, held))
+    monkeypatch.setattr(
+        memory,
+        "gpu_info",
+        lambda device=None: memory.GpuInfo(
+            "Pretend GPU", int((free_gib + 0.5) * memory.GIB) + held, int(free_gib * memory.GIB), held, held
+        ),
+    )
 
 
 def test_load_shows_the_weights_and_the_expected_training_peak(shell, capsys):
@@ -79,14 +84,17 @@ def test_train_refuses_a_run_that_will_not_fit_with_the_change_that_fits(shell, 
     two = session.memory_plan({"training": {"batch_size": 2, "gradient_accumulation_steps": 2}})
     free = (four.reserved_bytes + two.reserved_bytes) / 2 / memory.GIB
     pretend_small_gpu(monkeypatch, free_gib=free)
-    result, out, err = run(shell, capsys, "%oss_finetune train --batch-size 4 --gradient-accumulation-steps 1 "
-                                          "--max-steps 1")
+    result, out, err = run(
+        shell, capsys, "%oss_finetune train --batch-size 4 --gradient-accumulation-steps 1 --max-steps 1"
+    )
     assert not result.success
     [line] = [text for text in err.splitlines() if text.strip()]
     assert line.startswith("UsageError: training refused: predicted training peak")
     assert "with the allocator's cache) of " in line
-    assert "GiB available on Pretend GPU: will not fit; micro-batches of 2 with 2 accumulation steps (same " \
-           "effective batch): " in line
+    assert (
+        "GiB available on Pretend GPU: will not fit; micro-batches of 2 with 2 accumulation steps (same "
+        "effective batch): " in line
+    )
     assert "run `%oss_finetune train --batch-size 2 --gradient-accumulation-steps 2`" in line
     assert line.endswith("or add --force to try anyway.")
     assert session.trainer is None, "nothing started"
@@ -102,8 +110,11 @@ def test_force_trains_anyway(shell, capsys, monkeypatch):
 
 
 def test_the_suggested_change_makes_the_plan_fit(shell, capsys, monkeypatch):
-    session = loaded_with_data(shell, capsys, {"engine": "transformers", "gradient_checkpointing": False,
-                                               "batch_size": 8, "gradient_accumulation_steps": 1})
+    session = loaded_with_data(
+        shell,
+        capsys,
+        {"engine": "transformers", "gradient_checkpointing": False, "batch_size": 8, "gradient_accumulation_steps": 1},
+    )
     pretend_small_gpu(monkeypatch, free_gib=100)
     one = session.memory_plan({"training": {"batch_size": 1, "gradient_accumulation_steps": 8}})
     pretend_small_gpu(monkeypatch, free_gib=one.reserved_bytes / memory.GIB + 0.01)
@@ -116,8 +127,12 @@ def test_the_suggested_change_makes_the_plan_fit(shell, capsys, monkeypatch):
 def test_the_plan_bundle_has_a_html_twin(shell):
     from oss_finetune.notebook import display
 
-    plan = memory.plan_memory({"model": {"name_or_path": "embedded:gpt-oss-20b-random"}}, device="cuda",
-                              gpu=memory.GpuInfo("GPU <x>", 100 * memory.GIB, 90 * memory.GIB), bitsandbytes=False)
+    plan = memory.plan_memory(
+        {"model": {"name_or_path": "embedded:gpt-oss-20b-random"}},
+        device="cuda",
+        gpu=memory.GpuInfo("GPU <x>", 100 * memory.GIB, 90 * memory.GIB),
+        bitsandbytes=False,
+    )
     bundle = display.memory_bundle(plan, lead="loaded <model>")
     assert bundle["text/plain"].startswith("loaded <model>\nmemory plan: predicted training peak")
     assert "loaded &lt;model&gt;" in bundle["text/html"] and "GPU &lt;x&gt;" in bundle["text/html"]
@@ -153,20 +168,26 @@ def test_train_packs_fewer_tokens_by_itself_when_that_alone_makes_the_run_fit(sh
     assert smallest.reserved_bytes < default.reserved_bytes
     # Room for the smallest pack, not for the engine's default one (the budget counts the held weights too).
     held = memory.loaded_weight_bytes(session.loaded.model)
-    pretend_small_gpu(monkeypatch, free_gib=((smallest.reserved_bytes + default.reserved_bytes) / 2 - held) / memory.GIB)
+    pretend_small_gpu(
+        monkeypatch, free_gib=((smallest.reserved_bytes + default.reserved_bytes) / 2 - held) / memory.GIB
+    )
     assert session.memory_plan().fits is False
     result, out, err = run(shell, capsys, "%oss_finetune train --max-steps 1 --save-steps 100")
     assert result.success, err
     chosen = session.config["training"]["pack_tokens"]
     assert floor <= chosen < default.settings["pack_tokens"]
-    assert out.startswith(f"packing at most {chosen:,} tokens per micro-batch instead of "
-                          f"{default.settings['pack_tokens']:,}, so that the run fits")
+    assert out.startswith(
+        f"packing at most {chosen:,} tokens per micro-batch instead of "
+        f"{default.settings['pack_tokens']:,}, so that the run fits"
+    )
     assert "completed: completed 1 steps" in out
     assert session.trainer.pack_tokens == chosen
 
 
 def test_a_pack_chosen_by_the_user_is_never_changed(shell, capsys, monkeypatch):
-    session = loaded_with_data(shell, capsys, {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 8})
+    session = loaded_with_data(
+        shell, capsys, {"engine": "fast", "pack_tokens": 16384, "gradient_accumulation_steps": 8}
+    )
     pretend_small_gpu(monkeypatch, free_gib=0.001)
     plan, note = session.fit_training_to_memory()
     assert plan.fits is False and note == ""

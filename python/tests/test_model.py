@@ -106,8 +106,9 @@ def test_an_mxfp4_checkpoint_is_dequantized_to_bf16(monkeypatch, loaded, tmp_pat
     assert "dequantized to bf16" in result.description
     with pytest.raises(ModelLoadError, match="MXFP4"):
         monkeypatch.setattr(model_mod, "_bitsandbytes_available", lambda: True)
-        monkeypatch.setattr(model_mod, "choose_device_and_dtype",
-                            lambda *a: (torch.device("cuda", 0), torch.bfloat16, "test"))
+        monkeypatch.setattr(
+            model_mod, "choose_device_and_dtype", lambda *a: (torch.device("cuda", 0), torch.bfloat16, "test")
+        )
         load_model({"name_or_path": str(tmp_path), "load_in_4bit": True})
 
 

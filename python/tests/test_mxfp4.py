@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_values_mxfp4_can_hold_come_back_exactly():
     grid = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0, 6.0] * 2)
-    for scale in (2.0 ** -6, 1.0, 8.0):
+    for scale in (2.0**-6, 1.0, 8.0):
         packed, scales = mxfp4.quantize((grid * scale)[None])
         assert packed.shape == (1, 16) and packed.dtype == torch.uint8 and scales.shape == (1, 1)
         assert torch.equal(mxfp4.dequantize(packed, scales, torch.float32)[0], grid * scale)
@@ -74,9 +74,19 @@ def test_attention_lora_trains_over_quantized_experts_with_the_fast_engine(token
     peft_model = apply_lora(model, {"r": 4, "alpha": 8}, seed=0)
     ids = tokenizer.encode("Le chat est assis sur le tapis, près de la fenêtre ouverte.", add_special_tokens=False)
     examples = [TrainingExample(ids, [False] * 4 + [True] * (len(ids) - 4))] * 4
-    trainer = Trainer(peft_model, examples, {"output_dir": str(tmp_path), "max_steps": 6, "batch_size": 2,
-                                             "gradient_accumulation_steps": 2, "learning_rate": 2e-2,
-                                             "warmup_steps": 0, "engine": "fast"})
+    trainer = Trainer(
+        peft_model,
+        examples,
+        {
+            "output_dir": str(tmp_path),
+            "max_steps": 6,
+            "batch_size": 2,
+            "gradient_accumulation_steps": 2,
+            "learning_rate": 2e-2,
+            "warmup_steps": 0,
+            "engine": "fast",
+        },
+    )
     result = trainer.train()
     assert result.status == "completed"
     assert result.metrics[-1].loss < result.metrics[0].loss

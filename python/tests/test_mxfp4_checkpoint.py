@@ -36,8 +36,15 @@ def write_checkpoint(folder, *, drop: str | None = None):
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "model.safetensors"))
     values = config.to_dict()
-    values["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
-        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    values["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": [
+            "model.layers.*.self_attn",
+            "model.layers.*.mlp.router",
+            "model.embed_tokens",
+            "lm_head",
+        ],
+    }
     (folder / "config.json").write_text(json.dumps(values))
     return folder
 
@@ -50,8 +57,9 @@ def checkpoint(tmp_path_factory):
 def test_the_experts_are_read_as_stored_and_equal_transformers_dequantized_ones(checkpoint, tokenizer):
     ours = load_model({"name_or_path": str(checkpoint), "mxfp4_experts": True, "device": "cpu"}, tokenizer=tokenizer)
     assert ours.quantization == "mxfp4-experts" and "experts kept in MXFP4 as released" in ours.description
-    reference = GptOssForCausalLM.from_pretrained(checkpoint, quantization_config=Mxfp4Config(dequantize=True),
-                                                  dtype=torch.float32).eval()
+    reference = GptOssForCausalLM.from_pretrained(
+        checkpoint, quantization_config=Mxfp4Config(dequantize=True), dtype=torch.float32
+    ).eval()
     for layer, expected in zip(ours.model.model.layers, reference.model.layers):
         experts = layer.mlp.experts
         assert isinstance(experts, Mxfp4Experts) and experts.gate_up_proj_blocks.dtype == torch.uint8
@@ -88,8 +96,9 @@ def test_on_the_gpu_each_tensor_goes_straight_there(checkpoint, tokenizer):
     held = torch.cuda.memory_allocated()
     # Nothing of bf16 expert size was made on the way: the peak is the model plus at most one tensor.
     assert torch.cuda.max_memory_allocated() <= held * 1.5
-    reference = GptOssForCausalLM.from_pretrained(checkpoint, quantization_config=Mxfp4Config(dequantize=True),
-                                                  dtype=torch.bfloat16).eval()
+    reference = GptOssForCausalLM.from_pretrained(
+        checkpoint, quantization_config=Mxfp4Config(dequantize=True), dtype=torch.bfloat16
+    ).eval()
     ids = torch.tensor([tokenizer.encode("Bon, on calcule les deux côtés.")])
     with torch.no_grad():
         got = ours.model(ids.cuda()).logits.float().cpu()
@@ -103,9 +112,23 @@ def test_from_the_hub_only_the_top_level_weights_are_fetched():
     from oss_finetune.modeling.model import CHECKPOINT_FILES
 
     # The layout of OpenAI's gpt-oss repos: transformers' files at the top, other formats in folders.
-    listing = ["config.json", "generation_config.json", "model-00000-of-00002.safetensors",
-               "model-00001-of-00002.safetensors", "model.safetensors.index.json", "tokenizer.json",
-               "original/model.safetensors", "original/config.json", "metal/model.bin", "README.md"]
+    listing = [
+        "config.json",
+        "generation_config.json",
+        "model-00000-of-00002.safetensors",
+        "model-00001-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "original/model.safetensors",
+        "original/config.json",
+        "metal/model.bin",
+        "README.md",
+    ]
     fetched = list(filter_repo_objects(listing, allow_patterns=list(CHECKPOINT_FILES)))
-    assert fetched == ["config.json", "generation_config.json", "model-00000-of-00002.safetensors",
-                       "model-00001-of-00002.safetensors", "model.safetensors.index.json"]
+    assert fetched == [
+        "config.json",
+        "generation_config.json",
+        "model-00000-of-00002.safetensors",
+        "model-00001-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ]

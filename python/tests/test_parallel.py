@@ -8,6 +8,7 @@ What a user may rely on:
   kernel's session stays usable;
 - Stop in the notebook stops every replica at the same step, with a checkpoint that resumes.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,6 +101,7 @@ def test_asking_for_more_gpus_than_there_are_names_the_field():
 
 class OneRankTeam:
     """A team of one whose sum is the identity: the buffer's bookkeeping, without processes."""
+
     rank, world, is_leader = 0, 1, True
 
     def sum_(self, tensor):
@@ -110,8 +112,9 @@ def test_a_parameter_no_replica_touched_keeps_no_gradient(tmp_path):
     from oss_finetune.training.trainer import Trainer, TrainingExample
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
-    trainer = Trainer(model, [TrainingExample([1, 2], [False, True])], {"output_dir": str(tmp_path)},
-                      team=OneRankTeam())
+    trainer = Trainer(
+        model, [TrainingExample([1, 2], [False, True])], {"output_dir": str(tmp_path)}, team=OneRankTeam()
+    )
     params = list(model.parameters())
     for p in params[:2]:
         p.grad = torch.full_like(p, 0.5)
@@ -129,13 +132,22 @@ def test_a_parameter_no_replica_touched_keeps_no_gradient(tmp_path):
 # -- real runs -----------------------------------------------------------------------------------
 def make_session(tmp_path: Path, gpus: int, **training) -> Session:
     session = Session()
-    session.set_config({
-        "data": {"limit": 12, "max_seq_length": 192},
-        "lora": {"r": 4, "alpha": 8},
-        "training": {"max_steps": STEPS, "batch_size": 2, "gradient_accumulation_steps": 3,
-                     "logging_steps": 1, "save_steps": 100, "output_dir": str(tmp_path), "gpus": gpus,
-                     **training},
-    })
+    session.set_config(
+        {
+            "data": {"limit": 12, "max_seq_length": 192},
+            "lora": {"r": 4, "alpha": 8},
+            "training": {
+                "max_steps": STEPS,
+                "batch_size": 2,
+                "gradient_accumulation_steps": 3,
+                "logging_steps": 1,
+                "save_steps": 100,
+                "output_dir": str(tmp_path),
+                "gpus": gpus,
+                **training,
+            },
+        }
+    )
     session.load({})
     return session
 
@@ -262,8 +274,9 @@ def test_the_train_magic_takes_gpus_and_says_where_it_trains(shell, capsys, tmp_
 
     session_module.reset_session({"training": {"output_dir": str(tmp_path)}, "data": {"limit": 8}})
     assert shell.run_cell("%oss_finetune load embedded:tiny").success
-    result = shell.run_cell("%oss_finetune train --gpus 2 --max-steps 1 --batch-size 2 "
-                            "--gradient-accumulation-steps 2 --save-steps 100")
+    result = shell.run_cell(
+        "%oss_finetune train --gpus 2 --max-steps 1 --batch-size 2 --gradient-accumulation-steps 2 --save-steps 100"
+    )
     out, err = capsys.readouterr()
     assert result.success, err
     assert "completed: completed 1 steps" in out

@@ -77,8 +77,11 @@ def test_columns_and_messages_mirror_them(train, heldout):
         assert list(row) == COLUMNS
         assert all(isinstance(row[c], str) and row[c].strip() for c in COLUMNS[:-1])
         assert row["messages"] == [
-            {"role": "system", "content": f"reasoning language: {row['reasoning_language']}\n\n{row['developer']}",
-             "thinking": None},
+            {
+                "role": "system",
+                "content": f"reasoning language: {row['reasoning_language']}\n\n{row['developer']}",
+                "thinking": None,
+            },
             {"role": "user", "content": row["user"], "thinking": None},
             {"role": "assistant", "content": row["final"], "thinking": row["analysis"]},
         ]
@@ -166,8 +169,9 @@ def test_weekday_answers_are_right(train, heldout):
     names = gen.WEEKDAYS["en"]
     checked = 0
     for row in with_family(train + heldout, "dates"):
-        found = re.search(r"Today is (\w+)\. .* (?:in (\d+) days|(\d+) days ago)", row["user"]) or \
-            re.search(r"If today is (\w+), which weekday (?:is it (\d+) days from now|was it (\d+) days ago)", row["user"])
+        found = re.search(r"Today is (\w+)\. .* (?:in (\d+) days|(\d+) days ago)", row["user"]) or re.search(
+            r"If today is (\w+), which weekday (?:is it (\d+) days from now|was it (\d+) days ago)", row["user"]
+        )
         if not found:
             continue
         start = names.index(found.group(1))
@@ -225,10 +229,12 @@ def test_rows_fit_in_300_tokens(train, heldout):
     tok = transformers.AutoTokenizer.from_pretrained(str(folder))
     for row in train + heldout:
         system, user, assistant = row["messages"]
-        text = (f"<|start|>system<|message|>{system['content']}<|end|>"
-                f"<|start|>user<|message|>{user['content']}<|end|>"
-                f"<|start|>assistant<|channel|>analysis<|message|>{assistant['thinking']}<|end|>"
-                f"<|start|>assistant<|channel|>final<|message|>{assistant['content']}<|return|>")
+        text = (
+            f"<|start|>system<|message|>{system['content']}<|end|>"
+            f"<|start|>user<|message|>{user['content']}<|end|>"
+            f"<|start|>assistant<|channel|>analysis<|message|>{assistant['thinking']}<|end|>"
+            f"<|start|>assistant<|channel|>final<|message|>{assistant['content']}<|return|>"
+        )
         assert len(tok(text, add_special_tokens=False)["input_ids"]) < 300
 
 

@@ -1,4 +1,5 @@
 """scripts/check-disk.sh: set-up refuses early, and says why, when the disk cannot hold the venv."""
+
 import os
 import stat
 import subprocess
@@ -22,8 +23,12 @@ def fake_df(tmp_path: Path, free_kib: int) -> dict:
 
 
 def check(tmp_path, env, need_gib="7"):
-    return subprocess.run(["bash", str(ROOT / "scripts/check-disk.sh"), str(tmp_path), need_gib, "the venv"],
-                          env=env, capture_output=True, text=True)
+    return subprocess.run(
+        ["bash", str(ROOT / "scripts/check-disk.sh"), str(tmp_path), need_gib, "the venv"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_too_little_space_is_refused_with_the_figures(tmp_path):
@@ -42,4 +47,4 @@ def test_enough_space_passes_silently(tmp_path):
 def test_setup_runs_the_check_before_creating_the_venv():
     setup = (ROOT / "scripts/setup.sh").read_text()
     assert "check-disk.sh" in setup
-    assert setup.index("check-disk.sh") < setup.index('python3 -m venv .venv')
+    assert setup.index("check-disk.sh") < setup.index("python3 -m venv .venv")

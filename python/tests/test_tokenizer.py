@@ -31,7 +31,13 @@ def test_special_token_ids(tokenizer, name, token_id):
 
 
 def test_constants_spell_the_ids():
-    assert (tk.START_OF_TEXT, tk.END_OF_TEXT, tk.RETURN, tk.CONSTRAIN, tk.CHANNEL) == (199998, 199999, 200002, 200003, 200005)
+    assert (tk.START_OF_TEXT, tk.END_OF_TEXT, tk.RETURN, tk.CONSTRAIN, tk.CHANNEL) == (
+        199998,
+        199999,
+        200002,
+        200003,
+        200005,
+    )
     assert (tk.START, tk.END, tk.MESSAGE, tk.CALL, tk.END_OF_PROMPT) == (200006, 200007, 200008, 200012, 200018)
     # The embedding is larger than the tokenizer: every id the tokenizer makes fits in it.
     assert tk.VOCAB_SIZE == 201088

@@ -159,8 +159,14 @@ def test_stop_from_another_thread_stops_at_a_step_boundary_with_a_checkpoint(tmp
     assert "stop button" in result.message
     checkpoint = Path(result.checkpoint)
     assert checkpoint.name == "step-2"
-    assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "scheduler.pt",
-            "rng_state.pt", "trainer_state.json"} <= {p.name for p in checkpoint.iterdir()}
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state.pt",
+        "trainer_state.json",
+    } <= {p.name for p in checkpoint.iterdir()}
     state = json.loads((checkpoint / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["cursor"] == 2 * 2 * 2
     assert not [p for p in checkpoint.parent.iterdir() if p.name.startswith(".")]  # no temp folders left
@@ -211,8 +217,14 @@ def test_out_of_memory_becomes_a_clear_error_and_the_model_stays_usable(tmp_path
     with pytest.raises(TrainingError) as caught:
         trainer.train()
     message = str(caught.value)
-    for advice in ("out of GPU memory", "max_seq_length", "load_in_4bit", "target modules", "q_proj",
-                   "gradient_accumulation_steps"):
+    for advice in (
+        "out of GPU memory",
+        "max_seq_length",
+        "load_in_4bit",
+        "target modules",
+        "q_proj",
+        "gradient_accumulation_steps",
+    ):
         assert advice in message
     assert isinstance(caught.value.__cause__, torch.OutOfMemoryError)
     assert statuses[-1] == "failed" and trainer.snapshot()["status"] == "failed"
@@ -274,8 +286,9 @@ def test_the_adapter_saves_in_peft_format_loads_and_merges(tmp_path, examples):
     merged = merge_adapter(model, tmp_path / "merged")
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapter_logits, atol=1e-4)
-    from_disk = load_model({"name_or_path": str(tmp_path / "merged"), "device": "cpu", "dtype": "float32"},
-                           tokenizer=object())
+    from_disk = load_model(
+        {"name_or_path": str(tmp_path / "merged"), "device": "cpu", "dtype": "float32"}, tokenizer=object()
+    )
     with torch.no_grad():
         assert torch.allclose(from_disk.model(ids).logits, adapter_logits, atol=1e-4)
 

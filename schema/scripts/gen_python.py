@@ -68,14 +68,28 @@ def render() -> str:
     sections = []
     for name, section in schema["properties"].items():
         sections.append((name, section["title"]))
-        out += ["", "@dataclass(frozen=True)", f"class {section['title']}(ConfigBase):", f'    """{section["description"]}"""', "", f"    SECTION: ClassVar[str] = {quoted(name)}"]
+        out += [
+            "",
+            "@dataclass(frozen=True)",
+            f"class {section['title']}(ConfigBase):",
+            f'    """{section["description"]}"""',
+            "",
+            f"    SECTION: ClassVar[str] = {quoted(name)}",
+        ]
         for key, spec in section["properties"].items():
             out.append(
                 f"    {key}: {python_type(spec)} = field(default={python_value(spec['default'])}, "
-                f"metadata={{\"help\": {quoted(spec['description'])}}})"
+                f'metadata={{"help": {quoted(spec["description"])}}})'
             )
         out.append("")
-    out += ["", "@dataclass(frozen=True)", f"class {schema['title']}(ConfigBase):", f'    """{schema["description"]}"""', "", '    SECTION: ClassVar[str] = ""']
+    out += [
+        "",
+        "@dataclass(frozen=True)",
+        f"class {schema['title']}(ConfigBase):",
+        f'    """{schema["description"]}"""',
+        "",
+        '    SECTION: ClassVar[str] = ""',
+    ]
     for name, title in sections:
         out.append(f"    {name}: {title} = field(default_factory={title})")
     out += ["", "", "SECTIONS: dict[str, type[ConfigBase]] = {"]
@@ -120,8 +134,11 @@ def typed_dict_type(spec: dict, own: dict) -> str:
         if kind == "array":
             names.append(f"list[{typed_dict_type(spec.get('items', {}), own)}]")
         elif kind != "null":
-            names.append({"string": "str", "integer": "int", "number": "float", "boolean": "bool",
-                          "object": "dict[str, Any]"}[kind])
+            names.append(
+                {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "object": "dict[str, Any]"}[
+                    kind
+                ]
+            )
     text = " | ".join(names)
     return f"{text} | None" if "null" in kinds else text
 
@@ -145,7 +162,7 @@ def render_comm() -> str:
         "",
     ]
     unions = []
-    for name, spec in schema["$defs"].items():
+    for spec in schema["$defs"].values():
         if "oneOf" in spec:
             members = [typed_dict_type(m, schema) for m in spec["oneOf"]]
             unions.append(f"{spec['title']} = Union[" + ", ".join(members) + "]")
@@ -168,8 +185,9 @@ def render_comm() -> str:
 def main(argv: list[str]) -> int:
     outputs = {OUTPUT: render(), COMM_OUTPUT: render_comm()}
     if "--check" in argv:
-        stale = [path for path, text in outputs.items()
-                 if not path.is_file() or path.read_text(encoding="utf-8") != text]
+        stale = [
+            path for path, text in outputs.items() if not path.is_file() or path.read_text(encoding="utf-8") != text
+        ]
         for path in stale:
             print(f"{path.relative_to(ROOT)} is stale: run `python schema/scripts/gen_python.py`", file=sys.stderr)
         return 1 if stale else 0

@@ -39,10 +39,15 @@ def check(kind: type[ConfigBase], values: dict[str, Any]) -> None:
     if schema is not None:
         schema.validate("finetune-config", {kind.SECTION: values} if kind.SECTION else values)
         return
-    sections = {kind.SECTION: (kind, values)} if kind.SECTION else {
-        f.name: (f.default_factory, values.get(f.name) or {}) for f in dataclasses.fields(kind)  # type: ignore[arg-type]
-        if f.name in values
-    }
+    sections = (
+        {kind.SECTION: (kind, values)}
+        if kind.SECTION
+        else {
+            f.name: (f.default_factory, values.get(f.name) or {})
+            for f in dataclasses.fields(kind)  # type: ignore[arg-type]
+            if f.name in values
+        }
+    )
     unknown_sections = sorted(set(values) - {f.name for f in dataclasses.fields(kind)}) if not kind.SECTION else []  # type: ignore[arg-type]
     if unknown_sections:
         raise ValueError(f"unknown config section(s) {', '.join(unknown_sections)}")

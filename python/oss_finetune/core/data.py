@@ -42,7 +42,6 @@ DATA_DEFAULTS: dict[str, Any] = DataConfig().to_dict()
 _LANGUAGE_LINE = re.compile(r"^\s*reasoning language:\s*(?P<lang>[^\n]+?)\s*(?:\n|$)", re.I)
 
 
-
 def _as_dict(data_config: ConfigBase | dict[str, Any]) -> dict[str, Any]:
     return data_config.to_dict() if isinstance(data_config, ConfigBase) else dict(data_config)
 
@@ -194,7 +193,9 @@ def _from_columns(row: dict[str, Any], index: int, effort: str) -> Row:
     if analysis:
         msgs.append(Message("assistant", analysis, channel="analysis"))
     msgs.append(Message("assistant", final, channel="final"))
-    conv = Conversation(msgs, reasoning_effort=effort, developer_instructions=developer or None, reasoning_language=lang)
+    conv = Conversation(
+        msgs, reasoning_effort=effort, developer_instructions=developer or None, reasoning_language=lang
+    )
     return Row(index, conv, lang, "multilingual-thinking")
 
 
@@ -205,8 +206,13 @@ def _tool_call_message(call: Any, index: int, where: str) -> Message:
     name = _need_str(fn.get("name") if isinstance(fn, dict) else None, index, f"{where}.function.name")
     args = fn.get("arguments", {})
     content = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-    return Message("assistant", content, channel="commentary", recipient=f"functions.{name}",
-                   content_type=fn.get("content_type", "<|constrain|>json"))
+    return Message(
+        "assistant",
+        content,
+        channel="commentary",
+        recipient=f"functions.{name}",
+        content_type=fn.get("content_type", "<|constrain|>json"),
+    )
 
 
 def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "messages") -> Row:
@@ -237,7 +243,9 @@ def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "mes
             name = m.get("name")
             author = (name if name.startswith("functions.") else f"functions.{name}") if name else last_call
             if not author:
-                raise BadRowError(index, f"{where}.name", "a tool result needs the tool's name, and no tool call comes before it")
+                raise BadRowError(
+                    index, f"{where}.name", "a tool result needs the tool's name, and no tool call comes before it"
+                )
             msgs.append(Message("tool", content, name=author))
             continue
         thinking = _need_str(m.get("thinking", m.get("reasoning_content")), index, f"{where}.thinking", optional=True)
@@ -272,8 +280,13 @@ def _from_sharegpt(row: dict[str, Any], index: int, effort: str) -> Row:
         who = turn.get("from")
         if who not in SHAREGPT_ROLES:
             raise BadRowError(index, f"{where}.from", f"must be one of {', '.join(SHAREGPT_ROLES)}")
-        messages.append({"role": SHAREGPT_ROLES[who], "content": _need_str(turn.get("value"), index, f"{where}.value"),
-                         "thinking": turn.get("thinking")})
+        messages.append(
+            {
+                "role": SHAREGPT_ROLES[who],
+                "content": _need_str(turn.get("value"), index, f"{where}.value"),
+                "thinking": turn.get("thinking"),
+            }
+        )
     out = _from_messages({"conversations": messages}, index, effort, key="conversations")
     out.format = "sharegpt"
     return out
@@ -287,7 +300,11 @@ def to_row(raw: Any, index: int, format: str = "auto", reasoning_effort: str = "
         raise BadRowError(index, None, f"must be an object, got {type(raw).__name__}")
     fmt = detect_format(raw) if format == "auto" else format
     if fmt is None:
-        raise BadRowError(index, None, "unknown format: expected messages, conversations (ShareGPT) or user/final columns (Multilingual-Thinking)")
+        raise BadRowError(
+            index,
+            None,
+            "unknown format: expected messages, conversations (ShareGPT) or user/final columns (Multilingual-Thinking)",
+        )
     if fmt not in FORMATS:
         raise ValueError(f"format must be auto or one of {', '.join(FORMATS)}, got {format!r}")
     effort = _effort(raw, reasoning_effort, index)
@@ -333,9 +350,7 @@ class Example:
 
     def __post_init__(self) -> None:
         if len(self.input_ids) != len(self.trained):
-            raise ValueError(
-                f"input_ids has {len(self.input_ids)} tokens but the loss mask has {len(self.trained)}"
-            )
+            raise ValueError(f"input_ids has {len(self.input_ids)} tokens but the loss mask has {len(self.trained)}")
 
     @property
     def labels(self) -> list[int]:
@@ -370,7 +385,9 @@ def histogram(lengths: list[int], max_seq_length: int, bins_to_limit: int = 8) -
     }
 
 
-def prepare(data_config: ConfigBase | dict[str, Any], tokenizer: Any, *, date: Any = None, batch_size: int = 256) -> Prepared:
+def prepare(
+    data_config: ConfigBase | dict[str, Any], tokenizer: Any, *, date: Any = None, batch_size: int = 256
+) -> Prepared:
     """Read, convert, render and tokenize a data set as the ``data`` section of a config says.
 
     Rows longer than ``max_seq_length`` are truncated or dropped (``overflow``), and counted in the
@@ -381,16 +398,26 @@ def prepare(data_config: ConfigBase | dict[str, Any], tokenizer: Any, *, date: A
     max_len = int(cfg["max_seq_length"])
     rendered: list[Rendered | None] = []
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
+        chunk = rows[start : start + batch_size]
         try:
-            rendered.extend(render_many([r.conversation for r in chunk], mode="train", loss_mask=cfg["loss_mask"],
-                                        date=date, tokenizer=tokenizer))
+            rendered.extend(
+                render_many(
+                    [r.conversation for r in chunk],
+                    mode="train",
+                    loss_mask=cfg["loss_mask"],
+                    date=date,
+                    tokenizer=tokenizer,
+                )
+            )
         except HarmonyRenderError:
             # One bad row spoils the batch; find it (and any others) one by one.
             for r in chunk:
                 try:
-                    rendered.extend(render_many([r.conversation], mode="train", loss_mask=cfg["loss_mask"],
-                                                date=date, tokenizer=tokenizer))
+                    rendered.extend(
+                        render_many(
+                            [r.conversation], mode="train", loss_mask=cfg["loss_mask"], date=date, tokenizer=tokenizer
+                        )
+                    )
                 except HarmonyRenderError as e:
                     if cfg["on_bad_row"] != "skip":
                         raise BadRowError(r.index, "messages", str(e)) from None

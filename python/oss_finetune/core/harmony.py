@@ -95,7 +95,9 @@ class Message:
         if self.role not in ROLES:
             raise HarmonyRenderError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
         if not isinstance(self.content, str):
-            raise HarmonyRenderError(f"content of a {self.role} message must be a string, got {type(self.content).__name__}")
+            raise HarmonyRenderError(
+                f"content of a {self.role} message must be a string, got {type(self.content).__name__}"
+            )
         if self.role == "assistant" and self.channel is None:
             # The system message promises a channel on every assistant message.
             self.channel = "commentary" if self.recipient else "final"
@@ -390,7 +392,9 @@ def _split_specials(text: str) -> list[str | int]:
     return [SPECIAL_TOKENS[p] if p in SPECIAL_TOKENS else p for p in _SPECIAL_SPLIT.split(text) if p]
 
 
-def _conversation_pieces(conv: Conversation, mode: str, loss_mask: str, date: Any) -> tuple[list[_Piece], list[dict[str, Any]]]:
+def _conversation_pieces(
+    conv: Conversation, mode: str, loss_mask: str, date: Any
+) -> tuple[list[_Piece], list[dict[str, Any]]]:
     pieces: list[_Piece] = []
     infos: list[dict[str, Any]] = []
     has_system = any(m.role == "system" for m in conv.messages)
@@ -555,7 +559,9 @@ def render(
 def _bytes_to_unicode() -> dict[str, int]:
     # The byte-level BPE alphabet: printable bytes stand for themselves, the others are shifted
     # above 255 so that every byte has a visible character.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     extra = 0
     for b in range(256):
@@ -742,11 +748,22 @@ class StreamParser:
     def _finish_message(self) -> None:
         content = self.tokenizer.decode(self._content_ids)
         if self._role == "tool":
-            msg = Message("tool", content, channel=self._msg_channel, recipient=self._recipient,
-                          content_type=self._content_type, name=self._author)
+            msg = Message(
+                "tool",
+                content,
+                channel=self._msg_channel,
+                recipient=self._recipient,
+                content_type=self._content_type,
+                name=self._author,
+            )
         else:
-            msg = Message(self._role, content, channel=self._msg_channel, recipient=self._recipient,
-                          content_type=self._content_type)
+            msg = Message(
+                self._role,
+                content,
+                channel=self._msg_channel,
+                recipient=self._recipient,
+                content_type=self._content_type,
+            )
         index = len(self.messages)
         # Now that the header is complete, relabel its tokens with the message's role and channel.
         for i in range(self._first_label, len(self.labels)):

@@ -9,13 +9,15 @@ sees does not depend on which side checked.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Union
+from typing import Any, Union
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+
 from .errors import UserError
 
 Segment = Union[str, int]
@@ -37,20 +39,22 @@ def schema_dir() -> Path:
     )
 
 
-@lru_cache(maxsize=None)
-def load_schema(name: str) -> dict:
+@cache
+def load_schema(name: str) -> dict[str, Any]:
     if name not in NAMES:
         raise KeyError(f"unknown schema {name!r}; known: {', '.join(NAMES)}")
-    return json.loads((schema_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads((schema_dir() / f"{name}.schema.json").read_text(encoding="utf-8"))
+    return loaded
 
 
-@lru_cache(maxsize=None)
+@cache
 def mime_types() -> dict[str, str]:
     """Schema name -> MIME type of the payload, e.g. harmony-tokens -> application/vnd.oss-finetune.harmony+json."""
-    return json.loads((schema_dir() / "mime-types.json").read_text(encoding="utf-8"))
+    types: dict[str, str] = json.loads((schema_dir() / "mime-types.json").read_text(encoding="utf-8"))
+    return types
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
@@ -127,28 +131,32 @@ def _describe(keyword: str, rule: Any) -> str:
 
 def _issues_of(error: ValidationError) -> list[SchemaIssue]:
     base = tuple(error.absolute_path)
-    keyword = error.validator
+    # jsonschema leaves these unset only on errors it did not raise from a validator; ours always are.
+    keyword = str(error.validator)
+    rule: Any = error.validator_value
+    instance: Any = error.instance
+    holder: Any = error.schema
     if keyword == "required":
         # jsonschema reports the holder; the missing field is the last quoted name in its message.
-        missing = [name for name in error.validator_value if name not in error.instance]
-        return [SchemaIssue(base + (name,), keyword, "is required") for name in missing if f"'{name}'" in error.message] or [
-            SchemaIssue(base + (name,), keyword, "is required") for name in missing
-        ]
-    if keyword == "additionalProperties" and error.validator_value is False:
-        known = set(error.schema.get("properties", {}))
-        extra = [key for key in error.instance if key not in known]
+        missing = [name for name in rule if name not in instance]
+        return [
+            SchemaIssue(base + (name,), keyword, "is required") for name in missing if f"'{name}'" in error.message
+        ] or [SchemaIssue(base + (name,), keyword, "is required") for name in missing]
+    if keyword == "additionalProperties" and rule is False:
+        known = set(holder.get("properties", {}))
+        extra = [key for key in instance if key not in known]
         return [SchemaIssue(base + (key,), keyword, "is not an allowed field") for key in extra]
-    return [SchemaIssue(base, keyword, _describe(keyword, error.validator_value))]
+    return [SchemaIssue(base, keyword, _describe(keyword, rule))]
 
 
-def _segment_key(segments: tuple[Segment, ...]) -> tuple:
+def _segment_key(segments: tuple[Segment, ...]) -> tuple[tuple[int, int | str, str], ...]:
     # Indices sort numerically and before names, names by code point, a parent before its children.
     return tuple((0, s, "") if isinstance(s, int) else (1, 0, s) for s in segments)
 
 
 def schema_issues(name: str, instance: Any) -> list[SchemaIssue]:
     """Every broken rule of ``instance`` against schema ``name``, in the order shared with TypeScript."""
-    found: dict[tuple, SchemaIssue] = {}
+    found: dict[tuple[tuple[Segment, ...], str, str], SchemaIssue] = {}
     for error in _validator(name).iter_errors(instance):
         for issue in _issues_of(error):
             found.setdefault((issue.segments, issue.keyword, issue.message), issue)

@@ -74,8 +74,7 @@ def tokenizer_dir() -> Path:
     missing = [n for n in ("tokenizer.json", "tokenizer_config.json") if not (folder / n).is_file()]
     if missing:
         raise TokenizerAssetsMissing(
-            f"The embedded gpt-oss tokenizer is missing ({', '.join(missing)} not found in {folder}). "
-            + _REBUILD_HINT
+            f"The embedded gpt-oss tokenizer is missing ({', '.join(missing)} not found in {folder}). " + _REBUILD_HINT
         )
     return folder
 

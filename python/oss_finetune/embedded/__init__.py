@@ -55,12 +55,26 @@ def _architecture(kind: str):
 
 for _source in (
     sources.ModelSource(EMBEDDED_TINY, "the tiny GPT-OSS, seeded random weights", _tiny, _architecture("tiny")),
-    sources.ModelSource(EMBEDDED_TINY_BASE, "the tiny GPT-OSS trained once on English reasoning (cached)",
-                        _tiny_base, _architecture("tiny")),
-    sources.ModelSource(EMBEDDED_RANDOM_20B, "gpt-oss-20b's architecture, random bf16 weights, on a GPU",
-                        _random(EMBEDDED_RANDOM_20B, False), _architecture("20b"), full_size=True),
-    sources.ModelSource(EMBEDDED_RANDOM_120B, "gpt-oss-120b's architecture, random weights, MXFP4 experts, on a GPU",
-                        _random(EMBEDDED_RANDOM_120B, True), _architecture("120b"), full_size=True),
+    sources.ModelSource(
+        EMBEDDED_TINY_BASE,
+        "the tiny GPT-OSS trained once on English reasoning (cached)",
+        _tiny_base,
+        _architecture("tiny"),
+    ),
+    sources.ModelSource(
+        EMBEDDED_RANDOM_20B,
+        "gpt-oss-20b's architecture, random bf16 weights, on a GPU",
+        _random(EMBEDDED_RANDOM_20B, False),
+        _architecture("20b"),
+        full_size=True,
+    ),
+    sources.ModelSource(
+        EMBEDDED_RANDOM_120B,
+        "gpt-oss-120b's architecture, random weights, MXFP4 experts, on a GPU",
+        _random(EMBEDDED_RANDOM_120B, True),
+        _architecture("120b"),
+        full_size=True,
+    ),
 ):
     sources.register(_source)
 

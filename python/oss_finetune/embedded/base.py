@@ -52,7 +52,9 @@ import torch
 from . import EMBEDDED_TINY_BASE
 
 DOCUMENTS_WITH_QUESTION = "reasoning language line + question + train analysis"
-DOCUMENTS_HALF_WITH_INSTRUCTIONS = "reasoning language line + analysis; every other one with instruction and question between"
+DOCUMENTS_HALF_WITH_INSTRUCTIONS = (
+    "reasoning language line + analysis; every other one with instruction and question between"
+)
 DOCUMENTS_WITH_INSTRUCTIONS = "reasoning language line + instruction + question + analysis"
 
 # Everything that decides the base's weights. Changing any value changes the cache folder's name.
@@ -90,15 +92,36 @@ BASE_RECIPE: dict[str, Any] = {
 # tests/test_language_switch.py use these same values. docs/embedded-default.md says how they were chosen.
 TUTORIAL_SETTINGS: dict[str, Any] = {
     "model": {"name_or_path": EMBEDDED_TINY_BASE},
-    "data": {"source": "embedded:multilingual", "loss_mask": "assistant", "max_seq_length": 320,
-             "reasoning_effort": "medium"},
-    "lora": {"r": 32, "alpha": 64, "dropout": 0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-             "target_experts": True},
-    "training": {"max_steps": 30, "batch_size": 16, "gradient_accumulation_steps": 1, "learning_rate": 5e-3,
-                 "lr_scheduler": "linear", "warmup_steps": 2, "weight_decay": 0.0,
-                 "gradient_checkpointing": False, "seed": 3407},
-    "evaluation": {"heldout": "embedded:multilingual-heldout", "effort": "medium", "max_new_tokens": 160,
-                   "date": "2025-06-28"},
+    "data": {
+        "source": "embedded:multilingual",
+        "loss_mask": "assistant",
+        "max_seq_length": 320,
+        "reasoning_effort": "medium",
+    },
+    "lora": {
+        "r": 32,
+        "alpha": 64,
+        "dropout": 0,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "target_experts": True,
+    },
+    "training": {
+        "max_steps": 30,
+        "batch_size": 16,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 5e-3,
+        "lr_scheduler": "linear",
+        "warmup_steps": 2,
+        "weight_decay": 0.0,
+        "gradient_checkpointing": False,
+        "seed": 3407,
+    },
+    "evaluation": {
+        "heldout": "embedded:multilingual-heldout",
+        "effort": "medium",
+        "max_new_tokens": 160,
+        "date": "2025-06-28",
+    },
 }
 
 
@@ -125,8 +148,13 @@ def _draw(name: str, per_cell: int, native: set, used: set, *, strict: bool = Tr
         user, analysis, final = render(rng, lang, user_lang)
         developer = rng.choice(gen.DEVELOPERS)
         _user, english_analysis, _final = render(english, "en", user_lang)
-        pairs.append((key, gen.make_row(lang, developer, user, analysis, final),
-                      gen.make_row(lang, developer, user, english_analysis, final)))
+        pairs.append(
+            (
+                key,
+                gen.make_row(lang, developer, user, analysis, final),
+                gen.make_row(lang, developer, user, english_analysis, final),
+            )
+        )
     return pairs
 
 
@@ -317,12 +345,17 @@ def _base_examples(recipe: dict, tokenizer):
         if recipe["documents"] == DOCUMENTS_WITH_QUESTION:
             texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['user']}\n\n{r['analysis']}" for r in rows]
         elif recipe["documents"] == DOCUMENTS_WITH_INSTRUCTIONS:
-            texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['developer']}\n\n{r['user']}\n\n{r['analysis']}"
-                     for r in rows]
+            texts = [
+                f"reasoning language: {r['reasoning_language']}\n\n{r['developer']}\n\n{r['user']}\n\n{r['analysis']}"
+                for r in rows
+            ]
         elif recipe["documents"] == DOCUMENTS_HALF_WITH_INSTRUCTIONS:
-            texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['developer']}\n\n{r['user']}\n\n{r['analysis']}"
-                     if i % 2 else f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}"
-                     for i, r in enumerate(rows)]
+            texts = [
+                f"reasoning language: {r['reasoning_language']}\n\n{r['developer']}\n\n{r['user']}\n\n{r['analysis']}"
+                if i % 2
+                else f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}"
+                for i, r in enumerate(rows)
+            ]
         else:
             texts = [f"reasoning language: {r['reasoning_language']}\n\n{r['analysis']}" for r in rows]
         for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
@@ -337,8 +370,13 @@ def _base_examples(recipe: dict, tokenizer):
 BUILD_THREADS = 1
 
 
-def build_base(recipe: dict | None = None, *, progress: Callable[[str], Any] | None = print,
-               force: bool = False, threads: int | None = BUILD_THREADS) -> Path:
+def build_base(
+    recipe: dict | None = None,
+    *,
+    progress: Callable[[str], Any] | None = print,
+    force: bool = False,
+    threads: int | None = BUILD_THREADS,
+) -> Path:
     """Train the English-reasoning base and write it to its cache folder; returns the folder.
 
     Another process building the same recipe at the same time is harmless: each writes its own
@@ -372,15 +410,21 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
     remap = {t: i for i, t in enumerate(vocab)}
     for example in examples:
         example.input_ids = [remap[t] for t in example.input_ids]
-    say(f"building {EMBEDDED_TINY_BASE} ({recipe_hash(recipe)}): {len(examples)} English-reasoning examples, "
-        f"{len(vocab):,} of {VOCAB_SIZE:,} tokens, {recipe['steps']} steps of {recipe['batch_size']}")
+    say(
+        f"building {EMBEDDED_TINY_BASE} ({recipe_hash(recipe)}): {len(examples)} English-reasoning examples, "
+        f"{len(vocab):,} of {VOCAB_SIZE:,} tokens, {recipe['steps']} steps of {recipe['batch_size']}"
+    )
 
     config = tiny_config(**recipe["architecture"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe["init_seed"])
         full = GptOssForCausalLM(config)
-    compact_config = tiny_config(**recipe["architecture"], vocab_size=len(vocab), pad_token_id=remap[PAD_TOKEN_ID],
-                                 eos_token_id=remap[RETURN_TOKEN_ID])
+    compact_config = tiny_config(
+        **recipe["architecture"],
+        vocab_size=len(vocab),
+        pad_token_id=remap[PAD_TOKEN_ID],
+        eos_token_id=remap[RETURN_TOKEN_ID],
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe["init_seed"])
         compact = GptOssForCausalLM(compact_config)
@@ -399,24 +443,35 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".build-{final.name}-", dir=root))
     try:
         settings = {
-            "max_steps": recipe["steps"], "batch_size": recipe["batch_size"], "gradient_accumulation_steps": 1,
-            "learning_rate": recipe["learning_rate"], "lr_scheduler": recipe["lr_scheduler"],
-            "warmup_steps": recipe["warmup_steps"], "weight_decay": recipe["weight_decay"],
-            "gradient_checkpointing": False, "logging_steps": 1, "save_steps": recipe["steps"] + 1,
-            "seed": recipe["train_seed"], "output_dir": str(staging / "runs"), "optimizer": "adamw_torch",
+            "max_steps": recipe["steps"],
+            "batch_size": recipe["batch_size"],
+            "gradient_accumulation_steps": 1,
+            "learning_rate": recipe["learning_rate"],
+            "lr_scheduler": recipe["lr_scheduler"],
+            "warmup_steps": recipe["warmup_steps"],
+            "weight_decay": recipe["weight_decay"],
+            "gradient_checkpointing": False,
+            "logging_steps": 1,
+            "save_steps": recipe["steps"] + 1,
+            "seed": recipe["train_seed"],
+            "output_dir": str(staging / "runs"),
+            "optimizer": "adamw_torch",
         }
         # A checkpoint would hold the whole compact model and its optimizer state; the cache keeps only
         # the expanded model.
-        trainer = Trainer(compact, examples, settings, pad_token_id=remap[PAD_TOKEN_ID], handle_sigint=False,
-                          checkpoints=False)
+        trainer = Trainer(
+            compact, examples, settings, pad_token_id=remap[PAD_TOKEN_ID], handle_sigint=False, checkpoints=False
+        )
         every = max(1, recipe["steps"] // 10)
         window: list[float] = []
 
         def report(metrics) -> None:
             window.append(metrics.loss)
             if metrics.step % every == 0 or metrics.step == recipe["steps"]:
-                say(f"  step {metrics.step}/{recipe['steps']}: loss {sum(window) / len(window):.3f} "
-                    f"({time.perf_counter() - started:.0f} s)")
+                say(
+                    f"  step {metrics.step}/{recipe['steps']}: loss {sum(window) / len(window):.3f} "
+                    f"({time.perf_counter() - started:.0f} s)"
+                )
                 window.clear()
 
         trainer.on_step(report)
@@ -429,8 +484,11 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
             embed[index] = compact.model.embed_tokens.weight
             lm_head = torch.zeros_like(full.lm_head.weight)
             lm_head[index] = compact.lm_head.weight
-            body = {k: v for k, v in compact.state_dict().items()
-                    if k not in ("model.embed_tokens.weight", "lm_head.weight")}
+            body = {
+                k: v
+                for k, v in compact.state_dict().items()
+                if k not in ("model.embed_tokens.weight", "lm_head.weight")
+            }
             full.load_state_dict(body, strict=False)
             full.model.embed_tokens.weight.copy_(embed)
             full.lm_head.weight.copy_(lm_head)
@@ -473,17 +531,23 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
     return final
 
 
-def load_base(*, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-              attn_implementation: str = "eager", progress: Callable[[str], Any] | None = print,
-              recipe: dict | None = None):
+def load_base(
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    attn_implementation: str = "eager",
+    progress: Callable[[str], Any] | None = print,
+    recipe: dict | None = None,
+):
     """The English-reasoning base from the cache, built first when it is missing."""
     from transformers import GptOssForCausalLM
 
     from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
 
     folder = build_base(recipe, progress=progress)
-    model = GptOssForCausalLM.from_pretrained(str(folder / "model"), dtype=dtype,
-                                              attn_implementation=attn_implementation)
+    model = GptOssForCausalLM.from_pretrained(
+        str(folder / "model"), dtype=dtype, attn_implementation=attn_implementation
+    )
     model.generation_config.pad_token_id = PAD_TOKEN_ID
     model.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
     return model.to(device).eval()
@@ -494,8 +558,10 @@ def load_base(*, dtype: torch.dtype = torch.float32, device: torch.device | str 
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oss_finetune.embedded",
-                                     description="Build and inspect the embedded English-reasoning base model.")
+    parser = argparse.ArgumentParser(
+        prog="python -m oss_finetune.embedded",
+        description="Build and inspect the embedded English-reasoning base model.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help=f"build {EMBEDDED_TINY_BASE} into the cache (no-op when present)")
     build.add_argument("--force", action="store_true", help="rebuild even when the cache has it")
@@ -520,8 +586,13 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     evaluation = TUTORIAL_SETTINGS["evaluation"]
     rows = read_rows(evaluation["heldout"], limit=args.limit)
-    rate = reasoning_language_rate(load_base(), load_tokenizer(), rows, evaluation["effort"],
-                                   max_new_tokens=evaluation["max_new_tokens"], date=evaluation["date"])
+    rate = reasoning_language_rate(
+        load_base(),
+        load_tokenizer(),
+        rows,
+        evaluation["effort"],
+        max_new_tokens=evaluation["max_new_tokens"],
+        date=evaluation["date"],
+    )
     print(rate.summary())
     return 0
-

@@ -61,8 +61,15 @@ class PackedBatch:
         return int(self.input_ids.shape[1])
 
     def to(self, device: torch.device) -> PackedBatch:
-        return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.cu_seqlens.to(device),
-                           self.max_length, self.targets.to(device), self.trained, self.conversations)
+        return PackedBatch(
+            self.input_ids.to(device),
+            self.position_ids.to(device),
+            self.cu_seqlens.to(device),
+            self.max_length,
+            self.targets.to(device),
+            self.trained,
+            self.conversations,
+        )
 
 
 def pack(examples: Sequence, pack_tokens: int) -> list[PackedBatch]:
@@ -109,8 +116,11 @@ def _pack_group(group: Sequence) -> PackedBatch:
 
 # -- attention with sinks --------------------------------------------------------------------------
 def flash_available(tensor: torch.Tensor) -> bool:
-    return (tensor.is_cuda and tensor.dtype in (torch.bfloat16, torch.float16)
-            and hasattr(torch.ops.aten, "_flash_attention_forward"))
+    return (
+        tensor.is_cuda
+        and tensor.dtype in (torch.bfloat16, torch.float16)
+        and hasattr(torch.ops.aten, "_flash_attention_forward")
+    )
 
 
 def _window_args(window: int | None) -> dict:
@@ -122,15 +132,31 @@ def _window_args(window: int | None) -> dict:
 
 def _flash_forward(q, k, v, cu, max_length, scale, window):
     out, lse, rng_state, unused, _ = torch.ops.aten._flash_attention_forward(
-        q, k, v, cu, cu, max_length, max_length, 0.0, True, False, scale=scale, **_window_args(window))
+        q, k, v, cu, cu, max_length, max_length, 0.0, True, False, scale=scale, **_window_args(window)
+    )
     return out, lse, (rng_state, unused)
 
 
 def _flash_backward(dout, q, k, v, out, lse, cu, max_length, scale, window, state):
     rng_state, unused = state
     dq, dk, dv = torch.ops.aten._flash_attention_backward(
-        dout, q, k, v, out, lse, cu, cu, max_length, max_length, 0.0, True, rng_state, unused, scale=scale,
-        **_window_args(window))
+        dout,
+        q,
+        k,
+        v,
+        out,
+        lse,
+        cu,
+        cu,
+        max_length,
+        max_length,
+        0.0,
+        True,
+        rng_state,
+        unused,
+        scale=scale,
+        **_window_args(window),
+    )
     return dq, dk, dv
 
 
@@ -222,8 +248,9 @@ def sink_attention(q, k, v, sinks, cu_seqlens, max_length: int, scale: float, wi
     q: (tokens, heads, head_dim); k, v: (tokens, kv_heads, head_dim); sinks: (heads,);
     cu_seqlens: int32 starts of each conversation then the total; window: the sliding window or None.
     """
-    return _SinkAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), sinks, cu_seqlens,
-                                int(max_length), float(scale), window)
+    return _SinkAttention.apply(
+        q.contiguous(), k.contiguous(), v.contiguous(), sinks, cu_seqlens, int(max_length), float(scale), window
+    )
 
 
 # -- experts ---------------------------------------------------------------------------------------
@@ -257,8 +284,10 @@ def _linear(module, x):
             continue
         a, b = lora_a[name], module.lora_B[name]
         low = F.linear(module.lora_dropout[name](x), a.weight.to(x.dtype))
-        result = result + F.linear(low, b.weight.to(x.dtype), None if b.bias is None else b.bias.to(x.dtype)) \
-            * module.scaling[name]
+        result = (
+            result
+            + F.linear(low, b.weight.to(x.dtype), None if b.bias is None else b.bias.to(x.dtype)) * module.scaling[name]
+        )
     return result
 
 
@@ -305,8 +334,9 @@ def final_hidden(model, batch: PackedBatch, *, gradient_checkpointing: bool = Fa
     hidden = hidden[0]
     for layer in body.layers:
         if gradient_checkpointing and torch.is_grad_enabled():
-            hidden = checkpoint(_layer, layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length,
-                                use_reentrant=False)
+            hidden = checkpoint(
+                _layer, layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length, use_reentrant=False
+            )
         else:
             hidden = _layer(layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length)
     return fused(_rms_norm, hidden)(hidden, body.norm.weight, body.norm.variance_epsilon)
@@ -324,15 +354,15 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=wide(hidden[:0]).dtype, device=hidden.device)
         grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
         for start in range(0, hidden.shape[0], rows):
-            part = hidden[start:start + rows]
-            wanted = targets[start:start + rows]
+            part = hidden[start : start + rows]
+            wanted = targets[start : start + rows]
             logits = wide(part @ weight.t())
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, wanted[:, None])[:, 0]).sum()
             if grad is not None:
                 probs = torch.exp(logits - lse[:, None])
                 probs[torch.arange(len(wanted), device=probs.device), wanted] -= 1.0
-                grad[start:start + rows] = probs.to(weight.dtype) @ weight
+                grad[start : start + rows] = probs.to(weight.dtype) @ weight
             del logits
         ctx.save_for_backward(grad)
         return total
@@ -367,5 +397,3 @@ def loss_sum(model, batch: PackedBatch, *, gradient_checkpointing: bool = False)
 def default_pack_tokens(gradient_checkpointing: bool, experts_lora: bool = False) -> int:
     """The pack size when the config leaves it open (decided in auto.py)."""
     return auto.pack_tokens(None, gradient_checkpointing=gradient_checkpointing, expert_lora=experts_lora)
-
-

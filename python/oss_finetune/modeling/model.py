@@ -192,20 +192,32 @@ def choose_device_and_dtype(device: str = "auto", dtype: str = "auto") -> tuple[
     return chosen_device, chosen_dtype, "; ".join(reasons)
 
 
-def build_embedded_model(name: str = EMBEDDED_TINY, *, dtype: torch.dtype = torch.float32,
-                         device: torch.device | str = "cpu", attn_implementation: str = "eager",
-                         mxfp4_experts: bool = False):
+def build_embedded_model(
+    name: str = EMBEDDED_TINY,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    attn_implementation: str = "eager",
+    mxfp4_experts: bool = False,
+):
     """Build a registered embedded model (see sources.py): the same weights on every machine."""
     try:
         source = sources.source_for(name)
     except LookupError as error:
         raise ModelLoadError(str(error)) from None
-    return source.build(dtype=dtype, device=device, attn_implementation=attn_implementation,
-                        mxfp4_experts=mxfp4_experts)
+    return source.build(
+        dtype=dtype, device=device, attn_implementation=attn_implementation, mxfp4_experts=mxfp4_experts
+    )
 
 
-def build_tiny(*, seed: int = TINY_SEED, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-               attn_implementation: str = "eager", **_: Any):
+def build_tiny(
+    *,
+    seed: int = TINY_SEED,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    attn_implementation: str = "eager",
+    **_: Any,
+):
     """The tiny GPT-OSS from its seed (``embedded:tiny``)."""
     from transformers import GptOssForCausalLM
 
@@ -221,8 +233,16 @@ def build_tiny(*, seed: int = TINY_SEED, dtype: torch.dtype = torch.float32, dev
     return model.to(device=device, dtype=dtype).eval()
 
 
-def build_random(name: str, *, big: bool, seed: int = TINY_SEED, dtype: torch.dtype, device: torch.device | str,
-                 attn_implementation: str, mxfp4_experts: bool = False):
+def build_random(
+    name: str,
+    *,
+    big: bool,
+    seed: int = TINY_SEED,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    attn_implementation: str,
+    mxfp4_experts: bool = False,
+):
     """gpt-oss-20b's (or with ``big`` 120b's) architecture with seeded random weights, on a GPU."""
     from transformers import GptOssForCausalLM
 
@@ -340,16 +360,22 @@ def load_model(model_config: ConfigBase | dict | None = None, *, tokenizer: Any 
                 "load_in_4bit applies to hub or local checkpoints; the embedded model is small enough "
                 "to load in full precision. Set load_in_4bit to false."
             )
-        model = build_embedded_model(name, dtype=dtype, device=device, attn_implementation=attn,
-                                     mxfp4_experts=bool(settings.get("mxfp4_experts")))
+        model = build_embedded_model(
+            name,
+            dtype=dtype,
+            device=device,
+            attn_implementation=attn,
+            mxfp4_experts=bool(settings.get("mxfp4_experts")),
+        )
         tok = tokenizer if tokenizer is not None else _load_tokenizer(None)
         description = _describe(name, model, device, dtype, why, parameters=True)
         quantization = None
         if settings.get("mxfp4_experts"):
             description += _keep_experts_in_mxfp4(model)
             quantization = "mxfp4-experts"
-        return LoadedModel(model, tok, device, dtype, name, description, embedded=True, config=settings,
-                           quantization=quantization)
+        return LoadedModel(
+            model, tok, device, dtype, name, description, embedded=True, config=settings, quantization=quantization
+        )
 
     if _looks_like_a_path(name) and not Path(name).expanduser().is_dir():
         raise ModelLoadError(f"the model folder {name} does not exist (a hub id has the form owner/name)")
@@ -408,9 +434,10 @@ def load_model(model_config: ConfigBase | dict | None = None, *, tokenizer: Any 
     description = _describe(name, model, device, model.dtype, why)
     if settings.get("mxfp4_experts"):
         description += _keep_experts_in_mxfp4(model, device if staged else None)
-        quantization = "mxfp4-experts" if quantization in (None, "mxfp4->dequantized") else f"{quantization}+mxfp4-experts"
-    return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization,
-                       config=settings)
+        quantization = (
+            "mxfp4-experts" if quantization in (None, "mxfp4->dequantized") else f"{quantization}+mxfp4-experts"
+        )
+    return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization, config=settings)
 
 
 # What _checkpoint_folder fetches from the hub: the top-level transformers files only. OpenAI's repos
@@ -430,8 +457,9 @@ def _checkpoint_folder(name: str) -> Path:
         raise ModelLoadError(f"could not fetch {name!r} from the Hugging Face hub: {error}") from error
 
 
-def _load_mxfp4_as_released(name: str, settings: dict, device: torch.device, dtype: torch.dtype, attn: str,
-                            why: str, tokenizer: Any) -> LoadedModel:
+def _load_mxfp4_as_released(
+    name: str, settings: dict, device: torch.device, dtype: torch.dtype, attn: str, why: str, tokenizer: Any
+) -> LoadedModel:
     """An MXFP4 checkpoint with mxfp4_experts: its experts are read as they are stored, never in bf16."""
     from .mxfp4 import expert_bytes, load_checkpoint
 
@@ -442,8 +470,10 @@ def _load_mxfp4_as_released(name: str, settings: dict, device: torch.device, dty
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"could not load {name!r} as a GPT-OSS MXFP4 checkpoint: {error}") from error
     tok = tokenizer if tokenizer is not None else _load_tokenizer(name)
-    description = (_describe(name, model, device, dtype, why) + f"; experts kept in MXFP4 as released, "
-                   f"{expert_bytes(model) / 2**30:.1f} GiB (read directly, never in bf16; LoRA on the attention)")
+    description = (
+        _describe(name, model, device, dtype, why) + f"; experts kept in MXFP4 as released, "
+        f"{expert_bytes(model) / 2**30:.1f} GiB (read directly, never in bf16; LoRA on the attention)"
+    )
     return LoadedModel(model, tok, device, dtype, name, description, quantization="mxfp4-experts", config=settings)
 
 
@@ -456,16 +486,20 @@ def _keep_experts_in_mxfp4(model, device: torch.device | None = None) -> str:
         model.to(device)
     packed = expert_bytes(model)
     bf16 = packed * 16 / (4 + 8 / BLOCK)  # 4.25 bits a weight against 16
-    return (f"; experts kept in MXFP4, {packed / 2**30:.1f} GiB instead of {bf16 / 2**30:.1f} "
-            f"(dequantized a layer at a time; LoRA on the attention)")
+    return (
+        f"; experts kept in MXFP4, {packed / 2**30:.1f} GiB instead of {bf16 / 2**30:.1f} "
+        f"(dequantized a layer at a time; LoRA on the attention)"
+    )
 
 
 def _describe(name: str, model, device: torch.device, dtype: torch.dtype, why: str, *, parameters: bool = False) -> str:
     """The line `load` prints: the model's shape, where it is and why."""
     config = model.config
     counted = f"{_count(model):,} parameters, " if parameters else ""
-    return (f"{name}: {type(model).__name__}, {config.num_hidden_layers} layers, {config.num_local_experts} experts, "
-            f"vocab {config.vocab_size:,}, {counted}on {device} in {_dtype_name(dtype)} ({why})")
+    return (
+        f"{name}: {type(model).__name__}, {config.num_hidden_layers} layers, {config.num_local_experts} experts, "
+        f"vocab {config.vocab_size:,}, {counted}on {device} in {_dtype_name(dtype)} ({why})"
+    )
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -508,8 +542,10 @@ def apply_lora(model, lora_config: ConfigBase | dict | None = None, *, seed: int
 
     config = lora_config_for(lora_config)
     if config.target_parameters and any(isinstance(m, Mxfp4Experts) for m in model.modules()):
-        raise ValueError("lora.target_experts: the experts of this model are kept in MXFP4 (model.mxfp4_experts) "
-                         "and take no adapter; set target_experts to false, or load without mxfp4_experts")
+        raise ValueError(
+            "lora.target_experts: the experts of this model are kept in MXFP4 (model.mxfp4_experts) "
+            "and take no adapter; set target_experts to false, or load without mxfp4_experts"
+        )
     if seed is None:
         peft_model = get_peft_model(model, config)
     else:

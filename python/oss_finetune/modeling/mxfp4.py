@@ -45,7 +45,7 @@ def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     blocks = weight.float().reshape(*lead, width // BLOCK, BLOCK)
     largest = blocks.abs().amax(-1, keepdim=True)
     # The smallest power of two that brings the block's largest magnitude within 6, E2M1's largest.
-    exponent = torch.ceil(torch.log2((largest / 6.0).clamp_min(2.0 ** -126))).clamp(-127, 127)
+    exponent = torch.ceil(torch.log2((largest / 6.0).clamp_min(2.0**-126))).clamp(-127, 127)
     scaled = blocks / torch.exp2(exponent)
     index = torch.bucketize(scaled.abs().contiguous(), _MIDPOINTS.to(weight.device))
     codes = (index + 8 * (scaled < 0)).to(torch.uint8).reshape(*lead, width)
@@ -128,14 +128,18 @@ class Mxfp4Experts(torch.nn.Module):
         self = cls.__new__(cls)
         torch.nn.Module.__init__(self)
         self._take_shape(experts, dtype)
-        shapes = {"gate_up_proj": (2 * self.intermediate_size, self.hidden_size),
-                  "down_proj": (self.hidden_size, self.intermediate_size)}
+        shapes = {
+            "gate_up_proj": (2 * self.intermediate_size, self.hidden_size),
+            "down_proj": (self.hidden_size, self.intermediate_size),
+        }
         for name, (rows, width) in shapes.items():
             blocks, scales = tensors[f"{name}_blocks"], tensors[f"{name}_scales"]
             expected = (self.num_experts, rows, width // BLOCK)
             if tuple(scales.shape) != expected or tuple(blocks.shape[:3]) != expected or blocks.shape[-1] != BLOCK // 2:
-                raise ValueError(f"{name}: MXFP4 blocks {tuple(blocks.shape)} and scales {tuple(scales.shape)} do not "
-                                 f"fit {self.num_experts} experts of {rows} x {width}")
+                raise ValueError(
+                    f"{name}: MXFP4 blocks {tuple(blocks.shape)} and scales {tuple(scales.shape)} do not "
+                    f"fit {self.num_experts} experts of {rows} x {width}"
+                )
             self.register_buffer(f"{name}_blocks", blocks.to(torch.uint8).reshape(self.num_experts, rows, width // 2))
             self.register_buffer(f"{name}_scales", scales.to(torch.uint8))
             bias = tensors[f"{name}_bias"].to(dtype)
@@ -238,11 +242,15 @@ def expert_bytes(model) -> int:
         if isinstance(module, Mxfp4Experts):
             total += sum(b.numel() * b.element_size() for n, b in module.named_buffers(recurse=False))
         elif type(module).__name__ == "GptOssExperts":
-            total += sum(getattr(module, n).numel() * getattr(module, n).element_size() for n in ("gate_up_proj", "down_proj"))
+            total += sum(
+                getattr(module, n).numel() * getattr(module, n).element_size() for n in ("gate_up_proj", "down_proj")
+            )
     return total
 
 
-_EXPERT_TENSORS = tuple(f"{proj}_{part}" for proj in ("gate_up_proj", "down_proj") for part in ("blocks", "scales", "bias"))
+_EXPERT_TENSORS = tuple(
+    f"{proj}_{part}" for proj in ("gate_up_proj", "down_proj") for part in ("blocks", "scales", "bias")
+)
 
 
 def load_checkpoint(folder, *, dtype: torch.dtype, device: torch.device | str, attn_implementation: str = "eager"):

@@ -53,8 +53,12 @@ def _prefixed(prefix: str, error: schema.SchemaError) -> tuple[str, str]:
     return (f"{prefix}.{path}" if path else prefix), error.message
 
 
-def handle(request: Any, session: Session | None = None, send: Callable[[dict], Any] | None = None,
-           started: Callable[[str], Any] | None = None) -> dict:
+def handle(
+    request: Any,
+    session: Session | None = None,
+    send: Callable[[dict], Any] | None = None,
+    started: Callable[[str], Any] | None = None,
+) -> dict:
     """Answer one request; never raises (but KeyboardInterrupt). ``send`` carries the events of a started run,
     and ``started`` is told its run_id at each of them."""
     session = session or get_session()
@@ -80,7 +84,11 @@ def handle(request: Any, session: Session | None = None, send: Callable[[dict], 
         return error_reply(request, error.path or "(root)", error.message)
     except Exception as error:  # noqa: BLE001 - an error reply, never a dead kernel
         log.debug("comm request %s failed", op, exc_info=True)
-        return error_reply(request, "(root)", f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+        return error_reply(
+            request,
+            "(root)",
+            f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}",
+        )
     return {"op": op, "request_id": request["request_id"], "ok": True, "result": result}
 
 
@@ -88,8 +96,13 @@ def handle(request: Any, session: Session | None = None, send: Callable[[dict], 
 CommResult = Union[GetConfigResult, SetConfigResult, StartTrainingResult, StopResult, ListRunsResult, ReadMetricsResult]
 
 
-def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], Any] | None,
-              started: Callable[[str], Any] | None = None) -> CommResult:
+def _dispatch(
+    op: str,
+    request: dict,
+    session: Session,
+    send: Callable[[dict], Any] | None,
+    started: Callable[[str], Any] | None = None,
+) -> CommResult:
     if op == "get_config":
         return GetConfigResult(config=session.get_config(), defaults=session.defaults())
     if op == "set_config":
@@ -114,8 +127,14 @@ def _dispatch(op: str, request: dict, session: Session, send: Callable[[dict], A
             else:
                 path = getattr(error, "path", None) or "(root)"
                 message = str(error).strip() or type(error).__name__
-            send({"op": "training_update", "request_id": request_id, "ok": False,
-                  "error": {"path": path, "message": message}})
+            send(
+                {
+                    "op": "training_update",
+                    "request_id": request_id,
+                    "ok": False,
+                    "error": {"path": path, "message": message},
+                }
+            )
 
         session.start_training(resume_from=request.get("resume_from"), on_update=on_update, on_error=on_error)
         return StartTrainingResult(started=True)
@@ -158,8 +177,9 @@ class Channel:
             return
         run_id = str(payload.get("run_id") or "")
         if run_id and run_id not in self.own_runs:
-            self.send({"op": "training_update", "request_id": followed_request_id(run_id), "ok": True,
-                       "payload": payload})
+            self.send(
+                {"op": "training_update", "request_id": followed_request_id(run_id), "ok": True, "payload": payload}
+            )
 
     def on_msg(self, msg: dict) -> None:
         try:

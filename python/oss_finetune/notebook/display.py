@@ -63,6 +63,7 @@ def visible(token: str) -> str:
 
 # Harmony tokens ---------------------------------------------------------------------------------
 
+
 def _stream_text(stream: dict) -> str:
     return "".join(stream["text"])
 
@@ -73,7 +74,9 @@ def harmony_text(payload: dict) -> str:
         stream = conversation["tokens"]
         trained = sum(1 for t in stream["trained"] if t)
         title = conversation.get("title") or f"conversation {index}"
-        lines.append(f"── {title}: {len(stream['ids'])} tokens, {trained} trained (loss mask: {conversation.get('loss_mask', '?')})")
+        lines.append(
+            f"── {title}: {len(stream['ids'])} tokens, {trained} trained (loss mask: {conversation.get('loss_mask', '?')})"
+        )
         lines.append(_stream_text(stream))
         if "compare" in conversation:
             other = conversation["compare"]
@@ -100,7 +103,9 @@ def _token_spans(stream: dict) -> str:
             title += f" · loss {loss[i]:.3f}"
         spans.append(f'<span title="{_esc(title)}" style="{";".join(style)}">{_esc(visible(stream["text"][i]))}</span>')
     if n > limit:
-        spans.append(f'<div style="color:#777">… {n - limit} more tokens (the JupyterLab extension shows them all)</div>')
+        spans.append(
+            f'<div style="color:#777">… {n - limit} more tokens (the JupyterLab extension shows them all)</div>'
+        )
     return "".join(spans)
 
 
@@ -117,7 +122,7 @@ def harmony_html(payload: dict) -> str:
     for index, conversation in enumerate(payload["conversations"]):
         title = conversation.get("title") or f"conversation {index}"
         streams = [conversation["tokens"]] + ([conversation["compare"]] if "compare" in conversation else [])
-        parts.append(f"<div><b>{_esc(title)}</b></div><div style=\"display:flex;gap:12px\">")
+        parts.append(f'<div><b>{_esc(title)}</b></div><div style="display:flex;gap:12px">')
         for stream in streams:
             label = stream.get("label")
             parts.append('<div style="flex:1;white-space:pre-wrap;line-height:1.6">')
@@ -131,6 +136,7 @@ def harmony_html(payload: dict) -> str:
 
 
 # Training run -----------------------------------------------------------------------------------
+
 
 def _duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
@@ -211,6 +217,7 @@ def training_html(payload: dict) -> str:
 
 # Data set summary -------------------------------------------------------------------------------
 
+
 def _rows(n: int) -> str:
     return f"{n:,} row" + ("" if n == 1 else "s")
 
@@ -221,7 +228,8 @@ def dataset_text(payload: dict) -> str:
     trained = payload["tokens_trained"] / payload["tokens_total"] if payload["tokens_total"] else 0.0
     lengths = payload["token_lengths"]
     lines = [
-        f"{payload['source']}: {_rows(payload['rows'])}" + (f" ({payload.get('format')})" if payload.get("format") else ""),
+        f"{payload['source']}: {_rows(payload['rows'])}"
+        + (f" ({payload.get('format')})" if payload.get("format") else ""),
         f"languages: {langs or '–'}",
         f"tokens: {payload['tokens_total']:,} total, {payload['tokens_trained']:,} trained ({trained:.0%}, loss mask {payload.get('loss_mask', '?')})",
         f"length: min {lengths.get('min')}, mean {_fmt(lengths.get('mean'), '.0f')}, max {lengths.get('max')}; "
@@ -229,7 +237,9 @@ def dataset_text(payload: dict) -> str:
     ]
     skipped = payload.get("skipped_rows") or []
     if skipped:
-        lines.append(f"{len(skipped)} bad {_rows(len(skipped)).split(' ', 1)[1]} skipped, first: row {skipped[0]['row']}: {skipped[0]['error']}")
+        lines.append(
+            f"{len(skipped)} bad {_rows(len(skipped)).split(' ', 1)[1]} skipped, first: row {skipped[0]['row']}: {skipped[0]['error']}"
+        )
     return "\n".join(lines)
 
 
@@ -248,7 +258,8 @@ def _histogram(edges: list[float], counts: list[int], width: int = 320, height: 
 
 def dataset_html(payload: dict) -> str:
     langs = "".join(
-        f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>" for k, v in sorted(payload["languages"].items(), key=lambda kv: -kv[1])
+        f"<tr><td>{_esc(k)}</td><td>{v}</td></tr>"
+        for k, v in sorted(payload["languages"].items(), key=lambda kv: -kv[1])
     )
     text = _esc(dataset_text(payload)).replace("\n", "<br>")
     lengths = payload["token_lengths"]
@@ -261,6 +272,7 @@ def dataset_html(payload: dict) -> str:
 
 # Memory plan ------------------------------------------------------------------------------------
 
+
 def memory_bundle(plan, *, title: str = "memory plan", lead: str | None = None) -> dict:
     """A memory.MemoryPlan as text/plain and its HTML twin; ``lead`` is a line shown above it."""
     text = plan.text(title)
@@ -272,6 +284,7 @@ def memory_bundle(plan, *, title: str = "memory plan", lead: str | None = None) 
 
 
 # Live outputs -----------------------------------------------------------------------------------
+
 
 class LiveOutput:
     """One output that is replaced in place (display_id) each time ``update`` is called."""
@@ -297,4 +310,3 @@ def show(name: str, payload: dict) -> None:
     from IPython.display import display
 
     display(bundle(name, payload), raw=True)
-

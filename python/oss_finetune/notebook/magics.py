@@ -37,6 +37,7 @@ class MagicError(UserError, ValueError):
 
 # -- options generated from the config schema ---------------------------------------------------
 
+
 @dataclass
 class ConfigOption:
     """One command-line option that sets one config field."""
@@ -201,6 +202,7 @@ def schema_paragraph(error: schema.SchemaError, *, style: str = "flag") -> str:
 
 # -- parsing --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Argument:
     """A non-config argument of a subcommand (positional or option)."""
@@ -245,49 +247,94 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     s.name: s
     for s in [
         Subcommand("env", "the environment check: GPU, memory, library versions and what fits"),
-        Subcommand("load", "load the base model (config section model)", "model", [
-            Argument(["name_or_path"], "a hub id, a local folder or embedded:tiny", "positional"),
-            Argument(["--force"], "load even when the memory plan predicts the GPU cannot hold it", "flag"),
-        ]),
-        Subcommand("data", "read and tokenize the data set and show its summary (config section data)", "data", [
-            Argument(["source"], "a hub data set id, a .jsonl/.json/.parquet file or embedded:multilingual",
-                     "positional"),
-        ]),
-        Subcommand("show", "the Harmony token view of data rows, with the loss mask", None, [
-            Argument(["rows"], "row numbers, e.g. 0 3 7 (default 0)", "rest"),
-        ]),
+        Subcommand(
+            "load",
+            "load the base model (config section model)",
+            "model",
+            [
+                Argument(["name_or_path"], "a hub id, a local folder or embedded:tiny", "positional"),
+                Argument(["--force"], "load even when the memory plan predicts the GPU cannot hold it", "flag"),
+            ],
+        ),
+        Subcommand(
+            "data",
+            "read and tokenize the data set and show its summary (config section data)",
+            "data",
+            [
+                Argument(
+                    ["source"], "a hub data set id, a .jsonl/.json/.parquet file or embedded:multilingual", "positional"
+                ),
+            ],
+        ),
+        Subcommand(
+            "show",
+            "the Harmony token view of data rows, with the loss mask",
+            None,
+            [
+                Argument(["rows"], "row numbers, e.g. 0 3 7 (default 0)", "rest"),
+            ],
+        ),
         Subcommand("lora", "put a LoRA adapter on the model (config section lora)", "lora"),
-        Subcommand("train", "train the adapter; one live output shows progress (config section training)",
-                   "training", [
-                       Argument(["--resume"], "continue from a checkpoint folder, a run folder or 'latest'"),
-                       Argument(["--force"], "train even when the memory plan predicts the GPU will run out", "flag"),
-                   ]),
-        Subcommand("chat", "ask the model something, with a reasoning effort and language", None, [
-            Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
-            Argument(["--language"], "the language the model should reason in, e.g. French"),
-            Argument(["--max-new-tokens"], "how many tokens to generate at most", default="64"),
-            Argument(["--no-adapter"], "answer with the base model, adapter off", "flag"),
-            Argument(["--before-after"], "answer twice, base model and with the adapter, side by side", "flag"),
-            Argument(["message"], "what to ask", "rest"),
-        ]),
-        Subcommand("eval", "how often the model reasons in the requested language on held-out questions", None, [
-            Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
-            Argument(["--limit"], "use at most this many held-out questions"),
-            Argument(["--no-adapter"], "measure the base model, adapter off", "flag"),
-            Argument(["source"], "held-out rows (default embedded:multilingual-heldout)", "rest"),
-        ]),
-        Subcommand("compare", "one data row scored token by token before and after the adapter", None, [
-            Argument(["row"], "the row number (default 0)", "rest"),
-        ]),
-        Subcommand("save", "save the adapter (PEFT format) or, with --merged, full merged weights", None, [
-            Argument(["--merged"], "fold the adapter into the base weights and save those", "flag"),
-            Argument(["path"], "where to save (default: the run folder)", "rest"),
-        ]),
+        Subcommand(
+            "train",
+            "train the adapter; one live output shows progress (config section training)",
+            "training",
+            [
+                Argument(["--resume"], "continue from a checkpoint folder, a run folder or 'latest'"),
+                Argument(["--force"], "train even when the memory plan predicts the GPU will run out", "flag"),
+            ],
+        ),
+        Subcommand(
+            "chat",
+            "ask the model something, with a reasoning effort and language",
+            None,
+            [
+                Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
+                Argument(["--language"], "the language the model should reason in, e.g. French"),
+                Argument(["--max-new-tokens"], "how many tokens to generate at most", default="64"),
+                Argument(["--no-adapter"], "answer with the base model, adapter off", "flag"),
+                Argument(["--before-after"], "answer twice, base model and with the adapter, side by side", "flag"),
+                Argument(["message"], "what to ask", "rest"),
+            ],
+        ),
+        Subcommand(
+            "eval",
+            "how often the model reasons in the requested language on held-out questions",
+            None,
+            [
+                Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
+                Argument(["--limit"], "use at most this many held-out questions"),
+                Argument(["--no-adapter"], "measure the base model, adapter off", "flag"),
+                Argument(["source"], "held-out rows (default embedded:multilingual-heldout)", "rest"),
+            ],
+        ),
+        Subcommand(
+            "compare",
+            "one data row scored token by token before and after the adapter",
+            None,
+            [
+                Argument(["row"], "the row number (default 0)", "rest"),
+            ],
+        ),
+        Subcommand(
+            "save",
+            "save the adapter (PEFT format) or, with --merged, full merged weights",
+            None,
+            [
+                Argument(["--merged"], "fold the adapter into the base weights and save those", "flag"),
+                Argument(["path"], "where to save (default: the run folder)", "rest"),
+            ],
+        ),
         Subcommand("status", "what is loaded, the current run and every run on disk"),
         Subcommand("stop", "stop the current run after its current step, with a checkpoint"),
-        Subcommand("help", "this overview, or `help SUBCOMMAND`", None, [
-            Argument(["topic"], "a subcommand", "rest"),
-        ]),
+        Subcommand(
+            "help",
+            "this overview, or `help SUBCOMMAND`",
+            None,
+            [
+                Argument(["topic"], "a subcommand", "rest"),
+            ],
+        ),
     ]
 }
 
@@ -384,7 +431,11 @@ def parse(argv: list[str]) -> Parsed:
                 value = args[i]
                 i += 1
             else:
-                fix = (fix_hint(target) if kind == "config" else f"e.g. {flag} {target.choices[0] if target.choices else '...'}")
+                fix = (
+                    fix_hint(target)
+                    if kind == "config"
+                    else f"e.g. {flag} {target.choices[0] if target.choices else '...'}"
+                )
                 raise MagicError(f"{command.name}: {flag} needs a value — {fix}")
             if kind == "config":
                 if "array" in target.types:
@@ -399,13 +450,17 @@ def parse(argv: list[str]) -> Parsed:
                 if target.choices and value not in target.choices:
                     close = difflib.get_close_matches(value, target.choices, n=1)
                     fix = f"did you mean {close[0]}? " if close else ""
-                    raise MagicError(f"{command.name}: {flag} {value!r} is not one of "
-                                     f"{', '.join(target.choices)} — {fix}e.g. {flag} {target.choices[-1]}")
+                    raise MagicError(
+                        f"{command.name}: {flag} {value!r} is not one of "
+                        f"{', '.join(target.choices)} — {fix}e.g. {flag} {target.choices[-1]}"
+                    )
                 parsed.values[target.name] = value
             continue
         if positional is None:
-            raise MagicError(f"{command.name}: unexpected argument {token!r} — "
-                             f"`%{MAGIC} {command.name}` takes only options; see `%{MAGIC} {command.name} --help`.")
+            raise MagicError(
+                f"{command.name}: unexpected argument {token!r} — "
+                f"`%{MAGIC} {command.name}` takes only options; see `%{MAGIC} {command.name} --help`."
+            )
         if positional.kind == "positional":
             if positional.name in parsed.changes:
                 raise MagicError(f"{command.name}: unexpected argument {token!r} — give one {positional.name} only.")
@@ -434,13 +489,17 @@ def parse_body(body: str, section: str | None) -> dict:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise MagicError(f"the cell is not valid YAML or JSON{where}: {problem} — "
-                         "write one `field: value` per line, indented under its section (e.g. `lora:` then `  r: 16`).") from None
+        raise MagicError(
+            f"the cell is not valid YAML or JSON{where}: {problem} — "
+            "write one `field: value` per line, indented under its section (e.g. `lora:` then `  r: 16`)."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise MagicError(f"the cell must hold a mapping of config sections, not a {type(data).__name__} — "
-                         "e.g. `lora:` then `  r: 16` on the next line.")
+        raise MagicError(
+            f"the cell must hold a mapping of config sections, not a {type(data).__name__} — "
+            "e.g. `lora:` then `  r: 16` on the next line."
+        )
     if section and data and not set(data) <= set(SECTIONS):
         data = {section: data}
     try:
@@ -452,12 +511,16 @@ def parse_body(body: str, section: str | None) -> dict:
 
 # -- help and settings views ----------------------------------------------------------------------
 
+
 def overview() -> str:
     width = max(len(n) for n in SUBCOMMANDS)
     lines = [f"%{MAGIC} SUBCOMMAND [options]   (each subcommand has --help; --verbose shows tracebacks)", ""]
     lines += [f"  {name.ljust(width)}  {c.summary}" for name, c in SUBCOMMANDS.items()]
-    lines += ["", f"%%{MAGIC} [SUBCOMMAND] with a YAML or JSON config as the cell body sets several fields at once.",
-              "Without options, load, lora and train show their settings; add options, or --run, to act."]
+    lines += [
+        "",
+        f"%%{MAGIC} [SUBCOMMAND] with a YAML or JSON config as the cell body sets several fields at once.",
+        "Without options, load, lora and train show their settings; add options, or --run, to act.",
+    ]
     return "\n".join(lines)
 
 
@@ -492,17 +555,21 @@ def settings_bundle(session: Session, section: str, note: str = "") -> dict:
         rows.append((key, json.dumps(value), json.dumps(default), value != default, prop.get("description", "")))
     width = max(len(r[0]) for r in rows)
     text = [f"{section} settings (* = changed from the default){': ' + note if note else ''}"]
-    text += [f"{'*' if changed else ' '} {key.ljust(width)}  {value}" + (f"   (default {default})" if changed else "")
-             for key, value, default, changed, _ in rows]
+    text += [
+        f"{'*' if changed else ' '} {key.ljust(width)}  {value}" + (f"   (default {default})" if changed else "")
+        for key, value, default, changed, _ in rows
+    ]
     esc = html.escape
     cells = "".join(
         f"<tr><td><code>{esc(key)}</code></td><td>{'<b>' if changed else ''}<code>{esc(value)}</code>"
         f"{'</b>' if changed else ''}</td><td><code>{esc(default)}</code></td><td>{esc(desc)}</td></tr>"
         for key, value, default, changed, desc in rows
     )
-    table = (f'<div class="oss-finetune-settings"><div><b>{esc(section)}</b> settings'
-             f'{esc(": " + note) if note else ""}</div><table><tr><th>field</th><th>value</th><th>default</th>'
-             f"<th>what it does</th></tr>{cells}</table></div>")
+    table = (
+        f'<div class="oss-finetune-settings"><div><b>{esc(section)}</b> settings'
+        f"{esc(': ' + note) if note else ''}</div><table><tr><th>field</th><th>value</th><th>default</th>"
+        f"<th>what it does</th></tr>{cells}</table></div>"
+    )
     return {"text/plain": "\n".join(text), "text/html": table}
 
 
@@ -541,6 +608,7 @@ def runs_text(status: dict) -> str:
 
 
 # -- the magics -----------------------------------------------------------------------------------
+
 
 @magics_class
 class FinetuneMagics(Magics):
@@ -591,8 +659,10 @@ class FinetuneMagics(Magics):
             _say(command_help(SUBCOMMANDS[topic]))
         else:
             close = difflib.get_close_matches(topic, list(SUBCOMMANDS), n=1)
-            raise MagicError(f"no help for {topic!r} — " + (f"did you mean {close[0]}?" if close else
-                                                             f"the subcommands are: {', '.join(SUBCOMMANDS)}."))
+            raise MagicError(
+                f"no help for {topic!r} — "
+                + (f"did you mean {close[0]}?" if close else f"the subcommands are: {', '.join(SUBCOMMANDS)}.")
+            )
 
     def _do_env(self, session: Session, parsed: Parsed):
         from . import environment
@@ -650,9 +720,13 @@ class FinetuneMagics(Magics):
         plan, adjusted = session.fit_training_to_memory()
         if plan.fits is False and not force:
             raise MagicError(memory_refusal(plan, "training"))
-        _publish(display.memory_bundle(plan, lead=adjusted or None,
-                                       title="memory plan" + (" (--force: not checked)" if force and
-                                                              plan.fits is False else "")))
+        _publish(
+            display.memory_bundle(
+                plan,
+                lead=adjusted or None,
+                title="memory plan" + (" (--force: not checked)" if force and plan.fits is False else ""),
+            )
+        )
         live = display.LiveOutput("training-run")
         result = session.train(None, resume_from=resume, on_update=live.update, memory_checked=True)
         _say(f"{result.status}: {result.message}")
@@ -660,18 +734,35 @@ class FinetuneMagics(Magics):
     def _do_chat(self, session: Session, parsed: Parsed):
         message = " ".join(parsed.rest).strip()
         if not message:
-            raise MagicError('chat: nothing to ask — write the question after the options, e.g. '
-                             f'`%{MAGIC} chat --effort low --language French What is 2 + 2?`')
-        max_new = _int_arg(parsed.values.get("max_new_tokens", "64"), "--max-new-tokens", "chat --max-new-tokens 64 ...")
+            raise MagicError(
+                "chat: nothing to ask — write the question after the options, e.g. "
+                f"`%{MAGIC} chat --effort low --language French What is 2 + 2?`"
+            )
+        max_new = _int_arg(
+            parsed.values.get("max_new_tokens", "64"), "--max-new-tokens", "chat --max-new-tokens 64 ..."
+        )
         if parsed.values.get("before_after"):
-            both = session.chat_before_after(message, effort=parsed.values.get("effort"),
-                                             language=parsed.values.get("language"), max_new_tokens=max_new)
-            _say("\n\n".join(f"{label}:\n{_reply_text(both[key])}"
-                              for key, label in (("before", "base model"), ("after", "with adapter"))))
+            both = session.chat_before_after(
+                message,
+                effort=parsed.values.get("effort"),
+                language=parsed.values.get("language"),
+                max_new_tokens=max_new,
+            )
+            _say(
+                "\n\n".join(
+                    f"{label}:\n{_reply_text(both[key])}"
+                    for key, label in (("before", "base model"), ("after", "with adapter"))
+                )
+            )
             display.show("harmony-tokens", both["payload"])
             return
-        reply = session.chat(message, effort=parsed.values.get("effort"), language=parsed.values.get("language"),
-                             max_new_tokens=max_new, use_adapter=not parsed.values.get("no_adapter"))
+        reply = session.chat(
+            message,
+            effort=parsed.values.get("effort"),
+            language=parsed.values.get("language"),
+            max_new_tokens=max_new,
+            use_adapter=not parsed.values.get("no_adapter"),
+        )
         _say(_reply_text(reply))
         if reply.get("payload"):
             display.show("harmony-tokens", reply["payload"])
@@ -679,9 +770,12 @@ class FinetuneMagics(Magics):
     def _do_eval(self, session: Session, parsed: Parsed):
         source = " ".join(parsed.rest).strip() or "embedded:multilingual-heldout"
         limit = parsed.values.get("limit")
-        rate = session.evaluate(source, effort=parsed.values.get("effort"),
-                                use_adapter=not parsed.values.get("no_adapter"),
-                                limit=_int_arg(limit, "--limit", "eval --limit 20") if limit else None)
+        rate = session.evaluate(
+            source,
+            effort=parsed.values.get("effort"),
+            use_adapter=not parsed.values.get("no_adapter"),
+            limit=_int_arg(limit, "--limit", "eval --limit 20") if limit else None,
+        )
         _say(rate.summary())
 
     def _do_compare(self, session: Session, parsed: Parsed):
@@ -693,8 +787,10 @@ class FinetuneMagics(Magics):
         merged = bool(parsed.values.get("merged"))
         where = session.save(path, merged=merged)
         if merged:
-            _say(f"merged weights saved to {where} (adapter also saved to {session.saved.get('adapter')}); "
-                 "the model in this kernel is now the merged one")
+            _say(
+                f"merged weights saved to {where} (adapter also saved to {session.saved.get('adapter')}); "
+                "the model in this kernel is now the merged one"
+            )
         else:
             _say(f"adapter saved to {where} (PEFT format: PeftModel.from_pretrained(base_model, path))")
 
@@ -706,8 +802,11 @@ class FinetuneMagics(Magics):
 
     def _do_stop(self, session: Session, parsed: Parsed):
         run_id = session.stop("stopped from %oss_finetune stop")
-        _say(f"stopping {run_id} after its current step; a checkpoint will be written" if run_id
-             else "no run is training")
+        _say(
+            f"stopping {run_id} after its current step; a checkpoint will be written"
+            if run_id
+            else "no run is training"
+        )
 
 
 def _plan_or_none(session: Session, changes: dict | None = None):
@@ -761,6 +860,7 @@ def error_paragraph(error: BaseException) -> str:
 
 
 # -- tab completion -------------------------------------------------------------------------------
+
 
 def completions(text_until_cursor: str) -> list[str]:
     """What may come next after ``text_until_cursor`` (a line starting with %oss_finetune or %%oss_finetune)."""

@@ -134,8 +134,10 @@ def describe_run_folder(run_dir: Path) -> RunInfo | None:
             status = "completed"
         elif checkpoint is not None:
             status = "stopped"
-            message = (f"the kernel went away during training; its last checkpoint is step {step} "
-                       f"(continue with `%oss_finetune train --resume {checkpoint}`)")
+            message = (
+                f"the kernel went away during training; its last checkpoint is step {step} "
+                f"(continue with `%oss_finetune train --resume {checkpoint}`)"
+            )
         else:
             status = "failed"
             message = "the kernel went away during training, before the first checkpoint"
@@ -256,8 +258,11 @@ class Session:
             conversation = self._row_view(row)
             conversation["title"] = f"row {row}" + (f" ({conversation['title']})" if conversation.get("title") else "")
             conversations.append(conversation)
-        result = {"version": 1, "title": f"{prepared_source(self)}: {len(rows)} of {len(examples)} rows",
-                  "conversations": conversations}
+        result = {
+            "version": 1,
+            "title": f"{prepared_source(self)}: {len(rows)} of {len(examples)} rows",
+            "conversations": conversations,
+        }
         return schema.validate("harmony-tokens", result)
 
     def _row_view(self, row: int) -> dict:
@@ -269,9 +274,15 @@ class Session:
         rows = getattr(prepared, "rows", None) or []
         if row >= len(rows):
             raise SessionError("the prepared data keeps no conversations to label its tokens")
-        rendered = harmony.render(rows[row].conversation, mode="train", loss_mask=self.settings.data.loss_mask,
-                                  tokenizer=self.loaded.tokenizer)
-        item = rendered.to_payload(title=f"source row {example.row}" + (f", {example.language}" if example.language else ""))
+        rendered = harmony.render(
+            rows[row].conversation,
+            mode="train",
+            loss_mask=self.settings.data.loss_mask,
+            tokenizer=self.loaded.tokenizer,
+        )
+        item = rendered.to_payload(
+            title=f"source row {example.row}" + (f", {example.language}" if example.language else "")
+        )
         tokens = item["tokens"]
         n = len(example.input_ids)
         if tokens["ids"][:n] != list(example.input_ids):
@@ -327,8 +338,9 @@ class Session:
                 "stop it first with `%oss_finetune stop` (or interrupt the kernel)"
             )
 
-    def make_trainer(self, changes: dict | None = None, on_update: Callable[[dict], Any] | None = None,
-                     *, handle_sigint: bool = True):
+    def make_trainer(
+        self, changes: dict | None = None, on_update: Callable[[dict], Any] | None = None, *, handle_sigint: bool = True
+    ):
         """Everything up to the first step: model, data and adapter as configured, and a Trainer subscribed to updates."""
         from ..training.trainer import Trainer
 
@@ -339,8 +351,14 @@ class Session:
         prepared = self.ensure_data()
         model = self.ensure_adapter()
         with self._lock:
-            trainer = Trainer(model, prepared.examples, self.settings.training, run_config=self.get_config(),
-                              pad_token_id=pad_id(self.loaded.tokenizer), handle_sigint=handle_sigint)
+            trainer = Trainer(
+                model,
+                prepared.examples,
+                self.settings.training,
+                run_config=self.get_config(),
+                pad_token_id=pad_id(self.loaded.tokenizer),
+                handle_sigint=handle_sigint,
+            )
             self.trainer = trainer
 
         def publish(*_):
@@ -370,7 +388,8 @@ class Session:
             kwargs["weights_bytes"] = memory.loaded_weight_bytes(loaded.model)
             kwargs["dtype"] = str(loaded.dtype).removeprefix("torch.")
         if self.prepared is not None and self._prepared_key == json.dumps(
-                [config["data"], config["model"]["name_or_path"]], sort_keys=True):
+            [config["data"], config["model"]["name_or_path"]], sort_keys=True
+        ):
             kwargs["lengths"], kwargs["trained_fraction"] = memory.examples_shape(self.prepared.examples)
         return memory.plan_memory(config, **kwargs)
 
@@ -389,8 +408,10 @@ class Session:
             trial = self.memory_plan({"training": {"pack_tokens": size}})
             if trial.fits:
                 self.set_config({"training": {"pack_tokens": size}})
-                return trial, (f"packing at most {size:,} tokens per micro-batch instead of {start:,}, so that the "
-                               f"run fits (the same optimizer steps, in more passes; set pack_tokens to choose)")
+                return trial, (
+                    f"packing at most {size:,} tokens per micro-batch instead of {start:,}, so that the "
+                    f"run fits (the same optimizer steps, in more passes; set pack_tokens to choose)"
+                )
         return plan, ""
 
     def check_memory(self, *, force: bool = False):
@@ -401,8 +422,15 @@ class Session:
             raise SessionError(memory_refusal(plan, "training"), "memory")
         return plan
 
-    def train(self, changes: dict | None = None, *, resume_from: str | None = None,
-              on_update: Callable[[dict], Any] | None = None, force: bool = False, memory_checked: bool = False):
+    def train(
+        self,
+        changes: dict | None = None,
+        *,
+        resume_from: str | None = None,
+        on_update: Callable[[dict], Any] | None = None,
+        force: bool = False,
+        memory_checked: bool = False,
+    ):
         """Train in the calling thread until done, stopped or interrupted; returns train.TrainResult.
 
         ``on_update`` receives a training-run payload on every logged step and status change.
@@ -428,8 +456,9 @@ class Session:
             if int(self.settings.training.gpus or 1) > 1:
                 trainer.team = self._start_team(trainer, checkpoint)
                 if trainer.team is None:  # stopped before it began
-                    result = TrainResult(trainer.status, trainer.step, trainer.max_steps, str(trainer.run_dir),
-                                         None, trainer.message, [])
+                    result = TrainResult(
+                        trainer.status, trainer.step, trainer.max_steps, str(trainer.run_dir), None, trainer.message, []
+                    )
                     self.last_result = result
                     return result
             result = trainer.train(resume_from=checkpoint)
@@ -454,9 +483,16 @@ class Session:
             trainer.set_status("pending", message)
 
         try:
-            return parallel.start_team(self.get_config(), trainer.examples, run_id=trainer.run_id,
-                                       run_dir=trainer.run_dir, device=self.loaded.device, resume_from=checkpoint,
-                                       on_progress=progress, stop_requested=lambda: trainer.stop_requested)
+            return parallel.start_team(
+                self.get_config(),
+                trainer.examples,
+                run_id=trainer.run_id,
+                run_dir=trainer.run_dir,
+                device=self.loaded.device,
+                resume_from=checkpoint,
+                on_progress=progress,
+                stop_requested=lambda: trainer.stop_requested,
+            )
         except parallel.TeamStopped as stopped:
             trainer.withdraw_stop(str(stopped))
             return None
@@ -464,9 +500,15 @@ class Session:
             trainer.set_status("failed", f"data-parallel training did not start: {error}")
             raise TrainingError(f"data-parallel training did not start: {error}") from error
 
-    def start_training(self, changes: dict | None = None, *, resume_from: str | None = None,
-                       on_update: Callable[[dict], Any] | None = None,
-                       on_error: Callable[[BaseException], Any] | None = None, force: bool = False) -> threading.Thread:
+    def start_training(
+        self,
+        changes: dict | None = None,
+        *,
+        resume_from: str | None = None,
+        on_update: Callable[[dict], Any] | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+        force: bool = False,
+    ) -> threading.Thread:
         """Train in a background thread, so that the kernel keeps answering (the comm's start_training)."""
         self._refuse_while_training("start another run")
         if changes:
@@ -508,7 +550,8 @@ class Session:
             if not runs:
                 raise SessionError(
                     f"there is no checkpoint to resume from in {self.settings.training.output_dir}; "
-                    "train without --resume first", "resume"
+                    "train without --resume first",
+                    "resume",
                 )
             return cast(str, runs[-1].checkpoint)  # runs holds only runs with a checkpoint
         path = Path(resume_from)
@@ -573,8 +616,9 @@ class Session:
         for info in reversed(self.list_runs()):
             state = _read_json(Path(info.run_dir) / STATE_FILE)
             if isinstance(state, dict):
-                state = dict(state, status=info.status, step=info.step, message=info.message,
-                             checkpoint=info.checkpoint)
+                state = dict(
+                    state, status=info.status, step=info.step, message=info.message, checkpoint=info.checkpoint
+                )
                 try:
                     return schema.validate("training-run", state)
                 except schema.SchemaError:
@@ -595,8 +639,16 @@ class Session:
         }
 
     # -- generation ----------------------------------------------------------------------------
-    def chat(self, message: str, *, effort: str | None = None, language: str | None = None,
-             max_new_tokens: int = 64, use_adapter: bool = True, temperature: float = 0.0) -> dict:
+    def chat(
+        self,
+        message: str,
+        *,
+        effort: str | None = None,
+        language: str | None = None,
+        max_new_tokens: int = 64,
+        use_adapter: bool = True,
+        temperature: float = 0.0,
+    ) -> dict:
         """Answer ``message``; returns {'analysis', 'final', 'payload' (harmony-tokens), 'error'}."""
         from ..core import harmony
         from ..training.trainer import generate
@@ -608,15 +660,28 @@ class Session:
         model = self.model if self.model is not None else self.loaded.model
         tokenizer = self.loaded.tokenizer
         conversation = chat_conversation(message, effort, language)
-        prompt = harmony.render(conversation, mode="prompt", loss_mask=self.settings.data.loss_mask,
-                                tokenizer=tokenizer)
-        new_ids = generate(model, tokenizer, list(prompt.ids), max_new_tokens,
-                           temperature=temperature, use_adapter=use_adapter, seed=self.settings.training.seed)
-        return harmony_reply(tokenizer, prompt, new_ids, title=f"chat ({effort} effort"
-                             + (f", reasoning in {language}" if language else "") + ")")
+        prompt = harmony.render(
+            conversation, mode="prompt", loss_mask=self.settings.data.loss_mask, tokenizer=tokenizer
+        )
+        new_ids = generate(
+            model,
+            tokenizer,
+            list(prompt.ids),
+            max_new_tokens,
+            temperature=temperature,
+            use_adapter=use_adapter,
+            seed=self.settings.training.seed,
+        )
+        return harmony_reply(
+            tokenizer,
+            prompt,
+            new_ids,
+            title=f"chat ({effort} effort" + (f", reasoning in {language}" if language else "") + ")",
+        )
 
-    def chat_before_after(self, message: str, *, effort: str | None = None, language: str | None = None,
-                          max_new_tokens: int = 64) -> dict:
+    def chat_before_after(
+        self, message: str, *, effort: str | None = None, language: str | None = None, max_new_tokens: int = 64
+    ) -> dict:
         """The same question answered by the base model and with the adapter, as one side-by-side payload.
 
         Returns {'before': reply, 'after': reply, 'payload'}: each reply as from ``chat``; the payload's
@@ -639,9 +704,16 @@ class Session:
         payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
         return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
 
-    def evaluate(self, source: str = "embedded:multilingual-heldout", *, effort: str | None = None,
-                 use_adapter: bool = True, limit: int | None = None, max_new_tokens: int = 160,
-                 label: str | None = None):
+    def evaluate(
+        self,
+        source: str = "embedded:multilingual-heldout",
+        *,
+        effort: str | None = None,
+        use_adapter: bool = True,
+        limit: int | None = None,
+        max_new_tokens: int = 160,
+        label: str | None = None,
+    ):
         """How often the model reasons in the requested language on held-out questions (language.LanguageRate).
 
         The result is kept under ``label`` (default "with adapter" or "base model") for the summary.
@@ -656,8 +728,9 @@ class Session:
         model = self.model if self.model is not None else self.loaded.model
         use_adapter = use_adapter and self.has_adapter()
         rows = read_rows(source, limit=limit)
-        rate = reasoning_language_rate(model, self.loaded.tokenizer, rows, effort,
-                                       max_new_tokens=max_new_tokens, use_adapter=use_adapter)
+        rate = reasoning_language_rate(
+            model, self.loaded.tokenizer, rows, effort, max_new_tokens=max_new_tokens, use_adapter=use_adapter
+        )
         self.evaluations[label or ("with adapter" if use_adapter else "base model")] = rate
         return rate
 
@@ -685,8 +758,9 @@ class Session:
             stream["loss"] = scores.losses
         conversation["compare"] = adapted
         mean_before, mean_after = before.mean_loss, after.mean_loss
-        conversation["title"] = (f"row {row}: mean loss on trained tokens {_num(mean_before)} (base) -> "
-                                 f"{_num(mean_after)} (with adapter)")
+        conversation["title"] = (
+            f"row {row}: mean loss on trained tokens {_num(mean_before)} (base) -> {_num(mean_after)} (with adapter)"
+        )
         payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
         return schema.validate("harmony-tokens", payload)
 

@@ -15,10 +15,21 @@ from ..modeling import sources
 # The reference workflow: LoRA r=8 on attention, 60 optimizer steps of 1 x 16 at lr 2e-4.
 REFERENCE_SETTINGS: dict[str, Any] = {
     "data": {"max_seq_length": 2048, "overflow": "truncate", "loss_mask": "assistant", "reasoning_effort": "medium"},
-    "lora": {"r": 8, "alpha": 16, "dropout": 0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
-             "target_experts": False},
-    "training": {"max_steps": 60, "batch_size": 1, "gradient_accumulation_steps": 16, "learning_rate": 2e-4,
-                 "lr_scheduler": "linear", "warmup_steps": 5},
+    "lora": {
+        "r": 8,
+        "alpha": 16,
+        "dropout": 0,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        "target_experts": False,
+    },
+    "training": {
+        "max_steps": 60,
+        "batch_size": 1,
+        "gradient_accumulation_steps": 16,
+        "learning_rate": 2e-4,
+        "lr_scheduler": "linear",
+        "warmup_steps": 5,
+    },
 }
 
 # Notebook parameter -> config path.
@@ -76,9 +87,11 @@ def summary(session) -> str:
         loss = f"loss {first:.3f} -> {last:.3f}" if first is not None and last is not None else "no logged loss"
         lines.append(f"training: {result.status} at step {result.step}/{result.max_steps}, {loss}")
     for label, rate in session.evaluations.items():
-        lines.append(f"reasoning in the requested language ({label}): {rate.in_language:.0%} of "
-                     f"{rate.non_english_requests} non-English held-out questions; well-formed Harmony "
-                     f"{rate.well_formed:.0%} of {rate.requests}")
+        lines.append(
+            f"reasoning in the requested language ({label}): {rate.in_language:.0%} of "
+            f"{rate.non_english_requests} non-English held-out questions; well-formed Harmony "
+            f"{rate.well_formed:.0%} of {rate.requests}"
+        )
     saved = getattr(session, "saved", None) or {}
     for kind, path in saved.items():
         lines.append(f"saved {kind}: {path}")

@@ -137,14 +137,23 @@ class LanguageRate:
     def summary(self) -> str:
         langs = ", ".join(f"{k} {v:.2f}" for k, v in self.per_language.items())
         seen = ", ".join(f"{k} {v}" for k, v in self.identified.items())
-        return (f"effort {self.effort}: in the requested language {self.in_language:.2f} of "
-                f"{self.non_english_requests} non-English requests ({langs}); well-formed {self.well_formed:.2f} "
-                f"of {self.requests}; analyses identified as: {seen}; {self.seconds:.0f} s")
+        return (
+            f"effort {self.effort}: in the requested language {self.in_language:.2f} of "
+            f"{self.non_english_requests} non-English requests ({langs}); well-formed {self.well_formed:.2f} "
+            f"of {self.requests}; analyses identified as: {seen}; {self.seconds:.0f} s"
+        )
 
     def to_dict(self) -> dict:
-        return {"effort": self.effort, "in_language": self.in_language, "well_formed": self.well_formed,
-                "requests": self.requests, "non_english_requests": self.non_english_requests,
-                "per_language": self.per_language, "identified": self.identified, "seconds": self.seconds}
+        return {
+            "effort": self.effort,
+            "in_language": self.in_language,
+            "well_formed": self.well_formed,
+            "requests": self.requests,
+            "non_english_requests": self.non_english_requests,
+            "per_language": self.per_language,
+            "identified": self.identified,
+            "seconds": self.seconds,
+        }
 
 
 def judge(generated: Sequence[int], requested: str, row: int = 0, tokenizer: Any = None) -> Judged:
@@ -162,8 +171,14 @@ def judge(generated: Sequence[int], requested: str, row: int = 0, tokenizer: Any
     finals = [m.content for m in messages if m.channel == "final"]
     analysis = " ".join(analyses) if analyses else None
     error = None
-    well_formed = bool(analyses) and bool(finals) and parsed.complete and bool(ids) and ids[-1] == RETURN \
+    well_formed = (
+        bool(analyses)
+        and bool(finals)
+        and parsed.complete
+        and bool(ids)
+        and ids[-1] == RETURN
         and messages[-1].channel == "final"
+    )
     if not well_formed:
         if not parsed.complete or not ids or ids[-1] != RETURN:
             error = "no <|return|> before the token limit"
@@ -171,33 +186,59 @@ def judge(generated: Sequence[int], requested: str, row: int = 0, tokenizer: Any
             error = "no analysis message"
         else:
             error = "no final message at the end"
-    return Judged(row, requested, well_formed, analysis, finals[-1] if finals else None,
-                  identify_language(analysis) if analysis else None, error, len(ids))
+    return Judged(
+        row,
+        requested,
+        well_formed,
+        analysis,
+        finals[-1] if finals else None,
+        identify_language(analysis) if analysis else None,
+        error,
+        len(ids),
+    )
 
 
-def _greedy_batch(model, prompts: list[list[int]], max_new_tokens: int, pad_id: int,
-                  stop_ids: Sequence[int]) -> list[list[int]]:
+def _greedy_batch(
+    model, prompts: list[list[int]], max_new_tokens: int, pad_id: int, stop_ids: Sequence[int]
+) -> list[list[int]]:
     """Greedy continuations of several prompts at once, left-padded; each cut after its first stop token."""
     device = next(model.parameters()).device
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p):] = 1
-    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                         do_sample=False, temperature=None, top_p=None, top_k=None,
-                         eos_token_id=list(stop_ids), pad_token_id=pad_id)
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    out = model.generate(
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        eos_token_id=list(stop_ids),
+        pad_token_id=pad_id,
+    )
     results = []
     for row in out[:, width:].tolist():
         cut = next((i for i, t in enumerate(row) if t in stop_ids), None)
-        results.append(row[:cut + 1] if cut is not None else row)
+        results.append(row[: cut + 1] if cut is not None else row)
     return results
 
 
-def reasoning_language_rate(model, tokenizer, heldout_rows: Iterable[Any], effort: str = "medium", *,
-                            max_new_tokens: int = 160, date: Any = "2025-06-28", batch_size: int = 16,
-                            non_english_only: bool = False, use_adapter: bool = True) -> LanguageRate:
+def reasoning_language_rate(
+    model,
+    tokenizer,
+    heldout_rows: Iterable[Any],
+    effort: str = "medium",
+    *,
+    max_new_tokens: int = 160,
+    date: Any = "2025-06-28",
+    batch_size: int = 16,
+    non_english_only: bool = False,
+    use_adapter: bool = True,
+) -> LanguageRate:
     """Generate for each held-out row and measure the reasoning language (see the module's docstring).
 
     ``heldout_rows``: raw rows (Multilingual-Thinking columns or messages) or ``data.Row`` objects.
@@ -229,7 +270,7 @@ def reasoning_language_rate(model, tokenizer, heldout_rows: Iterable[Any], effor
     try:
         with torch.no_grad(), adapter_enabled(model, use_adapter):
             for start in range(0, len(items), batch_size):
-                chunk = items[start:start + batch_size]
+                chunk = items[start : start + batch_size]
                 outs = _greedy_batch(model, [p for _, _, p in chunk], max_new_tokens, PAD_TOKEN_ID, (RETURN, CALL))
                 for (index, language, _), generated in zip(chunk, outs):
                     judged.append(judge(generated, language, index, tokenizer))

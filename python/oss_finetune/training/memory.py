@@ -38,6 +38,7 @@ class PlanError(UserError, ValueError):
 
 # -- architecture ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Architecture:
     """The shapes that memory depends on. Counts are exact for transformers' GptOssForCausalLM."""
@@ -59,8 +60,11 @@ class Architecture:
     @classmethod
     def from_config(cls, config: Any, name: str | None = None) -> Architecture:
         """From a transformers GptOssConfig, or the dict of a checkpoint's config.json."""
-        get = (lambda key, default=None: config.get(key, default)) if isinstance(config, dict) \
+        get = (
+            (lambda key, default=None: config.get(key, default))
+            if isinstance(config, dict)
             else (lambda key, default=None: getattr(config, key, default))
+        )
         hidden = int(get("hidden_size"))
         heads = int(get("num_attention_heads"))
         return cls(
@@ -89,8 +93,19 @@ class Architecture:
 
 
 # The published shapes; the test suite checks the 20b one against model.gpt_oss_20b_config().
-GPT_OSS_20B = Architecture("gpt-oss-20b", layers=24, hidden=2880, heads=64, kv_heads=8, head_dim=64, experts=32,
-                           top_k=4, intermediate=2880, vocab=VOCAB_SIZE, sliding_window=128)
+GPT_OSS_20B = Architecture(
+    "gpt-oss-20b",
+    layers=24,
+    hidden=2880,
+    heads=64,
+    kv_heads=8,
+    head_dim=64,
+    experts=32,
+    top_k=4,
+    intermediate=2880,
+    vocab=VOCAB_SIZE,
+    sliding_window=128,
+)
 # gpt-oss-120b differs only in depth and in the number of experts (model card: 36 layers, 128 experts, top-4).
 GPT_OSS_120B = replace(GPT_OSS_20B, name="gpt-oss-120b", layers=36, experts=128)
 
@@ -115,11 +130,14 @@ def architecture_for(model: Any) -> Architecture:
         return replace(GPT_OSS_120B, name=model)
     if "20b" in lowered:
         return replace(GPT_OSS_20B, name=model)
-    raise PlanError(f"cannot tell the architecture of {model!r} without loading it; pass its GptOssConfig "
-                    "(plan_memory(..., architecture=config)) or a local folder with a config.json")
+    raise PlanError(
+        f"cannot tell the architecture of {model!r} without loading it; pass its GptOssConfig "
+        "(plan_memory(..., architecture=config)) or a local folder with a config.json"
+    )
 
 
 # -- parameters ------------------------------------------------------------------------------------
+
 
 def parameter_counts(arch: Architecture) -> dict[str, int]:
     """Parameters by group, whole model. Their sum is ``sum(p.numel() for p in model.parameters())``."""
@@ -168,6 +186,7 @@ def lora_parameters(arch: Architecture, r: int, target_modules: Sequence[str], t
 
 # -- the settings a plan depends on ----------------------------------------------------------------
 
+
 @dataclass
 class GpuInfo:
     """What torch says about one GPU; ``reserved``/``allocated`` are this process's own."""
@@ -189,8 +208,13 @@ def gpu_info(device: Any = None) -> GpuInfo | None:
         return None
     index = torch.cuda.current_device() if device is None else torch.device(device).index or 0
     free, total = torch.cuda.mem_get_info(index)
-    return GpuInfo(torch.cuda.get_device_name(index), int(total), int(free),
-                   int(torch.cuda.memory_reserved(index)), int(torch.cuda.memory_allocated(index)))
+    return GpuInfo(
+        torch.cuda.get_device_name(index),
+        int(total),
+        int(free),
+        int(torch.cuda.memory_reserved(index)),
+        int(torch.cuda.memory_allocated(index)),
+    )
 
 
 def _bitsandbytes_importable() -> bool:
@@ -286,6 +310,7 @@ FAST_LOSS_CHUNK = int(1.5 * 256 * 2**20)
 
 # -- the plan --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Part:
     name: str
@@ -306,8 +331,12 @@ class Suggestion:
     reserved_bytes: int
 
     def to_dict(self) -> dict:
-        return {"words": self.words, "changes": self.changes, "peak_gib": round(self.peak_bytes / GIB, 2),
-                "reserved_gib": round(self.reserved_bytes / GIB, 2)}
+        return {
+            "words": self.words,
+            "changes": self.changes,
+            "peak_gib": round(self.peak_bytes / GIB, 2),
+            "reserved_gib": round(self.reserved_bytes / GIB, 2),
+        }
 
 
 @dataclass
@@ -371,8 +400,7 @@ class MemoryPlan:
     def verdict(self) -> str:
         """One line: the prediction and whether it fits, with the change that makes it fit when not."""
         if self.device != "cuda":
-            return (f"CPU run: no GPU memory to plan (host memory for the step, predicted: "
-                    f"{_gib(self.peak_bytes)})")
+            return f"CPU run: no GPU memory to plan (host memory for the step, predicted: {_gib(self.peak_bytes)})"
         head = f"predicted training peak {_gib(self.peak_bytes)}"
         if self.budget_bytes is None:
             return head + " (the GPU's free memory is unknown)"
@@ -390,19 +418,26 @@ class MemoryPlan:
             head += f" ({_gib(self.reserved_bytes)} with the allocator's cache)"
         line = f"{head} of {of}: will not fit"
         if self.suggestion is not None:
-            line += f"; {self.suggestion.words}: {_gib(self.suggestion.peak_bytes)} predicted of {_gib(self.budget_bytes)}"
+            line += (
+                f"; {self.suggestion.words}: {_gib(self.suggestion.peak_bytes)} predicted of {_gib(self.budget_bytes)}"
+            )
         else:
             line += "; no single change found that fits: use a GPU with more memory"
         return line
 
     def setting_words(self) -> str:
         s = self.settings
-        shape = (f"packed micro-batches of up to {s['micro_batch_tokens']:,} tokens" if self.engine == "fast"
-                 else f"micro-batch {s['batch_size']} x {s['sequence_tokens']:,} tokens")
+        shape = (
+            f"packed micro-batches of up to {s['micro_batch_tokens']:,} tokens"
+            if self.engine == "fast"
+            else f"micro-batch {s['batch_size']} x {s['sequence_tokens']:,} tokens"
+        )
         lora = f"LoRA r={s['lora_r']} on {s['lora_targets']}, {self.trainable_parameters:,} trainable"
         ckpt = "gradient checkpointing" if s["gradient_checkpointing"] else "no gradient checkpointing"
-        return (f"{self.engine} engine, {shape}, {ckpt}, {lora}, {s['optimizer']}, weights {s['weights']}, "
-                f"attention {s['attention']}")
+        return (
+            f"{self.engine} engine, {shape}, {ckpt}, {lora}, {s['optimizer']}, weights {s['weights']}, "
+            f"attention {s['attention']}"
+        )
 
     def text(self, title: str = "memory plan") -> str:
         lines = [f"{title}: {self.verdict()}", f"  for {self.setting_words()}"]
@@ -411,8 +446,10 @@ class MemoryPlan:
             lines.append(f"  {p.name.ljust(width)}  {p.bytes / GIB:7.2f} GiB" + (f"  ({p.note})" if p.note else ""))
         lines.append(f"  {'peak (torch allocated)'.ljust(width)}  {self.peak_bytes / GIB:7.2f} GiB  at {self.phase}")
         if self.device == "cuda":
-            lines.append(f"  {'with the allocator cache'.ljust(width)}  {self.reserved_bytes / GIB:7.2f} GiB  "
-                         f"(+ about {CUDA_CONTEXT / GIB:.1f} GiB CUDA context outside torch)")
+            lines.append(
+                f"  {'with the allocator cache'.ljust(width)}  {self.reserved_bytes / GIB:7.2f} GiB  "
+                f"(+ about {CUDA_CONTEXT / GIB:.1f} GiB CUDA context outside torch)"
+            )
             if self.load_peak_bytes > self.weights_bytes:
                 lines.append(f"  {'while loading'.ljust(width)}  {self.load_peak_bytes / GIB:7.2f} GiB")
         lines += [f"  note: {n}" for n in self.notes]
@@ -423,20 +460,29 @@ class MemoryPlan:
 
     def html(self, title: str = "memory plan") -> str:
         esc = html.escape
-        rows = "".join(f"<tr><td>{esc(p.name)}</td><td style=\"text-align:right\">{p.bytes / GIB:.2f}</td>"
-                       f"<td>{esc(p.note)}</td></tr>" for p in self.parts)
-        rows += (f"<tr><td><b>peak (torch allocated)</b></td><td style=\"text-align:right\"><b>"
-                 f"{self.peak_bytes / GIB:.2f}</b></td><td>at {esc(self.phase)}</td></tr>")
+        rows = "".join(
+            f'<tr><td>{esc(p.name)}</td><td style="text-align:right">{p.bytes / GIB:.2f}</td>'
+            f"<td>{esc(p.note)}</td></tr>"
+            for p in self.parts
+        )
+        rows += (
+            f'<tr><td><b>peak (torch allocated)</b></td><td style="text-align:right"><b>'
+            f"{self.peak_bytes / GIB:.2f}</b></td><td>at {esc(self.phase)}</td></tr>"
+        )
         if self.device == "cuda":
-            rows += (f"<tr><td>with the allocator cache</td><td style=\"text-align:right\">"
-                     f"{self.reserved_bytes / GIB:.2f}</td><td>+ about {CUDA_CONTEXT / GIB:.1f} GiB CUDA context "
-                     "outside torch</td></tr>")
+            rows += (
+                f'<tr><td>with the allocator cache</td><td style="text-align:right">'
+                f"{self.reserved_bytes / GIB:.2f}</td><td>+ about {CUDA_CONTEXT / GIB:.1f} GiB CUDA context "
+                "outside torch</td></tr>"
+            )
         colour = {True: "#009E73", False: "#D55E00", None: "#555"}[self.fits]
-        notes = "".join(f"<div style=\"color:#555\">note: {esc(n)}</div>" for n in self.notes)
-        return (f'<div class="oss-finetune-memory" style="font-family:sans-serif;font-size:13px">'
-                f'<div><b>{esc(title)}</b>: <span style="color:{colour}">{esc(self.verdict())}</span></div>'
-                f'<div style="color:#555">for {esc(self.setting_words())}</div>'
-                f'<table><tr><th>part</th><th>GiB</th><th>why</th></tr>{rows}</table>{notes}</div>')
+        notes = "".join(f'<div style="color:#555">note: {esc(n)}</div>' for n in self.notes)
+        return (
+            f'<div class="oss-finetune-memory" style="font-family:sans-serif;font-size:13px">'
+            f'<div><b>{esc(title)}</b>: <span style="color:{colour}">{esc(self.verdict())}</span></div>'
+            f'<div style="color:#555">for {esc(self.setting_words())}</div>'
+            f"<table><tr><th>part</th><th>GiB</th><th>why</th></tr>{rows}</table>{notes}</div>"
+        )
 
 
 def _g(n: int) -> float:
@@ -448,6 +494,7 @@ def _gib(n: int) -> str:
 
 
 # -- the model of memory ---------------------------------------------------------------------------
+
 
 def _fast_layer_width(arch: Architecture, expert_lora: bool) -> int:
     """Elements per token that engine._layer keeps for its backward (bf16 each)."""
@@ -499,11 +546,20 @@ def _micro_batch(engine: str, s: dict, lengths: Sequence[int] | None, pack_token
     return rows, longest, rows * longest
 
 
-def plan_memory(config: dict | None = None, *, architecture: Any = None, device: str | None = None,
-                gpu: GpuInfo | None = None, lengths: Sequence[int] | None = None,
-                trained_fraction: float | None = None, weights_bytes: int | None = None,
-                dtype: str | None = None, bitsandbytes: bool | None = None, suggest: bool = True,
-                fused: bool | None = None) -> MemoryPlan:
+def plan_memory(
+    config: dict | None = None,
+    *,
+    architecture: Any = None,
+    device: str | None = None,
+    gpu: GpuInfo | None = None,
+    lengths: Sequence[int] | None = None,
+    trained_fraction: float | None = None,
+    weights_bytes: int | None = None,
+    dtype: str | None = None,
+    bitsandbytes: bool | None = None,
+    suggest: bool = True,
+    fused: bool | None = None,
+) -> MemoryPlan:
     """Predict the memory of loading ``config.model`` and one training step with ``config``.
 
     architecture: a GptOssConfig, an Architecture or a model name; default: from model.name_or_path.
@@ -586,8 +642,13 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
         if weights_bytes is not None:
             load_peak = max(weights, 0)
     elif mxfp4_experts:
-        load_peak = int(linear_bytes + expert_bytes + rest * wb + layer_experts * wb
-                        + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_matrix)
+        load_peak = int(
+            linear_bytes
+            + expert_bytes
+            + rest * wb
+            + layer_experts * wb
+            + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_matrix
+        )
         if weights_bytes is not None:
             load_peak = max(weights, 0)  # already loaded: nothing more to load
     else:
@@ -614,8 +675,13 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
         Part("weights", weights, weights_words + ("" if weights_bytes is None else ", as loaded")),
         Part("LoRA adapter", adapter, f"{trainable:,} parameters in float32"),
         Part("gradients", grads, "float32, one per trainable parameter"),
-        Part("optimizer states", states, "AdamW, two float32 moments" if optimizer == "adamw_torch"
-             else "AdamW 8-bit, two 8-bit moments with block scales"),
+        Part(
+            "optimizer states",
+            states,
+            "AdamW, two float32 moments"
+            if optimizer == "adamw_torch"
+            else "AdamW 8-bit, two 8-bit moments with block scales",
+        ),
     ]
     routing = tokens * _routing_bytes(arch, act)
     dequant_bytes = MXFP4_DEQUANT_BYTES_PER_WEIGHT if on_gpu else MXFP4_DEQUANT_BYTES_PER_WEIGHT_UNFUSED
@@ -643,8 +709,11 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
             layer_note = "gradients of the layer being differentiated"
         flowing = 2 * tokens * h * act  # the hidden state and its gradient between layers
         loss_phase = [
-            Part("output layer and loss", 2 * trained * h * act + FAST_LOSS_CHUNK,
-                 f"{trained:,} trained positions; logits in chunks of 256 MiB"),
+            Part(
+                "output layer and loss",
+                2 * trained * h * act + FAST_LOSS_CHUNK,
+                f"{trained:,} trained positions; logits in chunks of 256 MiB",
+            ),
         ]
     else:
         layer_kept = tokens * int(TRANSFORMERS_LAYER * _transformers_layer_bytes(arch, act)) + routing
@@ -669,16 +738,26 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
             stored_acts += 0 if ckpt else n_layers * rebuilt
         flowing = 2 * tokens * h * act
         loss_phase = [
-            Part("output layer and loss", CROSS_ENTROPY_BYTES * trained * arch.vocab + 2 * trained * h * act,
-                 f"float32 logits and cross-entropy over {trained:,} trained positions x {arch.vocab:,}"),
+            Part(
+                "output layer and loss",
+                CROSS_ENTROPY_BYTES * trained * arch.vocab + 2 * trained * h * act,
+                f"float32 logits and cross-entropy over {trained:,} trained positions x {arch.vocab:,}",
+            ),
         ]
 
     stored_part = Part("kept activations", int(stored_acts), stored_note)
-    layer_parts = [Part("layer in backward", int(layer_live), layer_note),
-                   Part("hidden states in flight", int(flowing), "the residual stream and its gradient")]
+    layer_parts = [
+        Part("layer in backward", int(layer_live), layer_note),
+        Part("hidden states in flight", int(flowing), "the residual stream and its gradient"),
+    ]
     if mxfp4_scratch:
-        layer_parts.append(Part("MXFP4 dequantization", int(mxfp4_scratch),
-                                "a quarter of an expert stack unpacked at a time, in forward and backward"))
+        layer_parts.append(
+            Part(
+                "MXFP4 dequantization",
+                int(mxfp4_scratch),
+                "a quarter of an expert stack unpacked at a time, in forward and backward",
+            )
+        )
     backward_phase = parts_common + [stored_part] + layer_parts
     output_phase = parts_common + [stored_part] + loss_phase
     backward_peak = sum(p.bytes for p in backward_phase)
@@ -720,32 +799,71 @@ def plan_memory(config: dict | None = None, *, architecture: Any = None, device:
         notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
     gpus = int(t.get("gpus") or 1)
     if gpus > 1:
-        notes.append(f"this is each GPU's plan: all {gpus} GPUs hold a whole replica, and each packs only its "
-                     "share of a step's conversations")
+        notes.append(
+            f"this is each GPU's plan: all {gpus} GPUs hold a whole replica, and each packs only its "
+            "share of a step's conversations"
+        )
     if four_bit and not mxfp4_experts:
-        notes.append("bitsandbytes quantizes nn.Linear layers only: GPT-OSS' experts (3-D stacks, most of the "
-                     "weights) stay in " + dtype + "; model.mxfp4_experts is what shrinks them")
-    plan = MemoryPlan(device=device, model=str(m["name_or_path"]), engine=engine, settings=settings, parts=parts,
-                      phase=phase, weights_bytes=weights, load_peak_bytes=load_peak, peak_bytes=int(peak),
-                      reserved_bytes=reserved, trainable_parameters=trainable, gpu=gpu if on_gpu else None,
-                      budget_bytes=budget, notes=notes)
+        notes.append(
+            "bitsandbytes quantizes nn.Linear layers only: GPT-OSS' experts (3-D stacks, most of the "
+            "weights) stay in " + dtype + "; model.mxfp4_experts is what shrinks them"
+        )
+    plan = MemoryPlan(
+        device=device,
+        model=str(m["name_or_path"]),
+        engine=engine,
+        settings=settings,
+        parts=parts,
+        phase=phase,
+        weights_bytes=weights,
+        load_peak_bytes=load_peak,
+        peak_bytes=int(peak),
+        reserved_bytes=reserved,
+        trainable_parameters=trainable,
+        gpu=gpu if on_gpu else None,
+        budget_bytes=budget,
+        notes=notes,
+    )
     if suggest and plan.fits is False:
-        plan.suggestion = _suggest(config or {}, s, plan, architecture=architecture, device=device, gpu=gpu,
-                                   lengths=lengths, trained_fraction=trained_fraction, weights_bytes=weights_bytes,
-                                   bitsandbytes=bnb, engine=engine, pack=pack, tokens=tokens)
+        plan.suggestion = _suggest(
+            config or {},
+            s,
+            plan,
+            architecture=architecture,
+            device=device,
+            gpu=gpu,
+            lengths=lengths,
+            trained_fraction=trained_fraction,
+            weights_bytes=weights_bytes,
+            bitsandbytes=bnb,
+            engine=engine,
+            pack=pack,
+            tokens=tokens,
+        )
     return plan
 
 
-def plan(model_config: dict | None = None, lora_config: dict | None = None, training_config: dict | None = None,
-         *, data_config: dict | None = None, free_bytes: int | None = None, **kwargs: Any) -> MemoryPlan:
+def plan(
+    model_config: dict | None = None,
+    lora_config: dict | None = None,
+    training_config: dict | None = None,
+    *,
+    data_config: dict | None = None,
+    free_bytes: int | None = None,
+    **kwargs: Any,
+) -> MemoryPlan:
     """The plan from the config's sections one by one (each filled with its defaults).
 
     free_bytes: the GPU memory this run may use; given, the plan is for a CUDA GPU with that much free
     (so that a verdict and a suggestion can be made without one); not given, torch is asked on CUDA.
     Other keyword arguments go to ``plan_memory``.
     """
-    config = {"model": model_config or {}, "lora": lora_config or {}, "training": training_config or {},
-              "data": data_config or {}}
+    config = {
+        "model": model_config or {},
+        "lora": lora_config or {},
+        "training": training_config or {},
+        "data": data_config or {},
+    }
     if free_bytes is not None:
         kwargs.setdefault("device", "cuda")
         kwargs.setdefault("gpu", GpuInfo("GPU", int(free_bytes), int(free_bytes)))
@@ -767,14 +885,18 @@ def _candidates(s: dict, plan: MemoryPlan, *, bnb: bool, engine: str, pack: int,
         size = min(pack, tokens)
         while size > d["max_seq_length"] and size > 512:
             size //= 2
-            yield (f"pack at most {size:,} tokens per micro-batch (same step, more passes)",
-                   {"training": {"pack_tokens": size}})
+            yield (
+                f"pack at most {size:,} tokens per micro-batch (same step, more passes)",
+                {"training": {"pack_tokens": size}},
+            )
     else:
         batch, accumulation = t["batch_size"], t["gradient_accumulation_steps"]
         while batch > 1:
             batch, accumulation = max(1, batch // 2), accumulation * 2
-            yield (f"micro-batches of {batch} with {accumulation} accumulation steps (same effective batch)",
-                   {"training": {"batch_size": batch, "gradient_accumulation_steps": accumulation}})
+            yield (
+                f"micro-batches of {batch} with {accumulation} accumulation steps (same effective batch)",
+                {"training": {"batch_size": batch, "gradient_accumulation_steps": accumulation}},
+            )
     if t["optimizer"] != "adamw_8bit" and plan.settings["optimizer"] != "adamw_8bit" and bnb and plan.device == "cuda":
         yield "use the 8-bit AdamW (optimizer adamw_8bit)", {"training": {"optimizer": "adamw_8bit"}}
     embedded = sources.is_embedded(m["name_or_path"])
@@ -789,20 +911,39 @@ def _candidates(s: dict, plan: MemoryPlan, *, bnb: bool, engine: str, pack: int,
         yield f"a shorter max_seq_length of {length:,}", {"data": {"max_seq_length": length}}
     if lo["target_experts"]:
         yield "LoRA on the attention only (target_experts false)", {"lora": {"target_experts": False}}
-        yield ("LoRA on the attention only with the experts in MXFP4",
-               {"lora": {"target_experts": False}, "model": {"mxfp4_experts": True}})
+        yield (
+            "LoRA on the attention only with the experts in MXFP4",
+            {"lora": {"target_experts": False}, "model": {"mxfp4_experts": True}},
+        )
 
 
-def _suggest(config: dict, s: dict, plan: MemoryPlan, *, engine: str, pack: int, tokens: int, bitsandbytes: bool,
-             weights_bytes: int | None, lengths, **kwargs) -> Suggestion | None:
+def _suggest(
+    config: dict,
+    s: dict,
+    plan: MemoryPlan,
+    *,
+    engine: str,
+    pack: int,
+    tokens: int,
+    bitsandbytes: bool,
+    weights_bytes: int | None,
+    lengths,
+    **kwargs,
+) -> Suggestion | None:
     base = {k: v for k, v in s.items()}
     cumulative: dict = {}
     options = list(_candidates(s, plan, bnb=bitsandbytes, engine=engine, pack=pack, tokens=tokens))
     for words, changes in options:
         # A change of the model means loading it again: the loaded size no longer holds.
         exact = None if "model" in changes else weights_bytes
-        trial = plan_memory(_merge(base, changes), weights_bytes=exact, bitsandbytes=bitsandbytes, suggest=False,
-                            lengths=_cut(lengths, changes), **kwargs)
+        trial = plan_memory(
+            _merge(base, changes),
+            weights_bytes=exact,
+            bitsandbytes=bitsandbytes,
+            suggest=False,
+            lengths=_cut(lengths, changes),
+            **kwargs,
+        )
         if trial.fits:
             return Suggestion(words, changes, trial.peak_bytes, trial.reserved_bytes)
     # No single change is enough: add them up in the same order and name the first combination that fits.
@@ -818,11 +959,18 @@ def _suggest(config: dict, s: dict, plan: MemoryPlan, *, engine: str, pack: int,
             del words_by_setting[other]
         words_by_setting[keys] = words
         exact = None if "model" in cumulative else weights_bytes
-        trial = plan_memory(_merge(base, cumulative), weights_bytes=exact, bitsandbytes=bitsandbytes, suggest=False,
-                            lengths=_cut(lengths, cumulative), **kwargs)
+        trial = plan_memory(
+            _merge(base, cumulative),
+            weights_bytes=exact,
+            bitsandbytes=bitsandbytes,
+            suggest=False,
+            lengths=_cut(lengths, cumulative),
+            **kwargs,
+        )
         if trial.fits:
-            return Suggestion(" and ".join(words_by_setting.values()), cumulative, trial.peak_bytes,
-                              trial.reserved_bytes)
+            return Suggestion(
+                " and ".join(words_by_setting.values()), cumulative, trial.peak_bytes, trial.reserved_bytes
+            )
     return None
 
 
@@ -834,6 +982,7 @@ def _cut(lengths, changes: dict):
 
 
 # -- from a live session ---------------------------------------------------------------------------
+
 
 def examples_shape(examples: Sequence[Any]) -> tuple[list[int], float | None]:
     """Token lengths of prepared examples and the share of their tokens under the loss mask."""

@@ -16,6 +16,7 @@ kernel at once, where NCCL's watchdog would abort the process that holds the not
 Everything listens on loopback only: the rendezvous store on a socket bound to 127.0.0.1, gloo on the
 loopback device, and a worker joins only with the run's one-time secret.
 """
+
 from __future__ import annotations
 
 import json
@@ -85,7 +86,7 @@ def read_examples(path: Path) -> list[Example]:
     ids, trained = saved["input_ids"].tolist(), saved["trained"].tolist()
     examples, start = [], 0
     for length in saved["lengths"].tolist():
-        examples.append(Example(ids[start:start + length], trained[start:start + length]))
+        examples.append(Example(ids[start : start + length], trained[start : start + length]))
         start += length
     return examples
 
@@ -126,8 +127,9 @@ def _gloo(store, rank: int, world: int):
 class Team:
     """This process's place in a data-parallel run: ``rank`` of ``world``, and the sums between them."""
 
-    def __init__(self, rank: int, world: int, group, store, workers: list | None = None,
-                 job_files: Sequence[Path] = ()):
+    def __init__(
+        self, rank: int, world: int, group, store, workers: list | None = None, job_files: Sequence[Path] = ()
+    ):
         self.rank = rank
         self.world = world
         self._group = group
@@ -205,7 +207,7 @@ class Worker:
         said = FAILED_LINE.format(rank=self.rank)
         lines = tail.splitlines()
         if lines and lines[-1].startswith(said):
-            return f"{head}: {lines[-1][len(said):]} (the whole story is in {self.log_path})"
+            return f"{head}: {lines[-1][len(said) :]} (the whole story is in {self.log_path})"
         return f"{head}; its log is {self.log_path}" + (f", ending:\n{tail}" if tail else "")
 
     def end(self, grace: float = 10.0) -> None:
@@ -218,9 +220,18 @@ class Worker:
                 self.process.wait()
 
 
-def start_team(config: dict, examples: Sequence, *, run_id: str, run_dir: Path, device: torch.device, resume_from: str | None = None,
-               on_progress: Callable[[str], Any] | None = None, stop_requested: Callable[[], bool] | None = None,
-               join_timeout: float = 3600.0) -> Team:
+def start_team(
+    config: dict,
+    examples: Sequence,
+    *,
+    run_id: str,
+    run_dir: Path,
+    device: torch.device,
+    resume_from: str | None = None,
+    on_progress: Callable[[str], Any] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    join_timeout: float = 3600.0,
+) -> Team:
     """Rank 0, in the kernel: start one worker per extra GPU with the run's config, wait until each has
     loaded its replica, and form the team. Raises TeamError with the worker's last log lines when one
     fails on the way."""
@@ -232,8 +243,14 @@ def start_team(config: dict, examples: Sequence, *, run_id: str, run_dir: Path, 
     logs.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(16)
     write_examples(examples, logs / "examples.pt")
-    job = {"config": config, "run_id": run_id, "resume_from": resume_from, "world": gpus, "secret": secret,
-           "examples": str(logs / "examples.pt")}
+    job = {
+        "config": config,
+        "run_id": run_id,
+        "resume_from": resume_from,
+        "world": gpus,
+        "secret": secret,
+        "examples": str(logs / "examples.pt"),
+    }
     job_path = logs / "job.json"
     job_path.write_text(json.dumps(job, indent=2), encoding="utf-8")
     job_path.chmod(0o600)
@@ -243,8 +260,16 @@ def start_team(config: dict, examples: Sequence, *, run_id: str, run_dir: Path, 
     listener.listen(64)
     port = listener.getsockname()[1]
     # The store owns the socket from here on (closing it under the store would abort this process).
-    store = dist.TCPStore("127.0.0.1", port, gpus, True, timedelta(seconds=join_timeout),
-                          wait_for_workers=False, master_listen_fd=listener.detach(), use_libuv=False)
+    store = dist.TCPStore(
+        "127.0.0.1",
+        port,
+        gpus,
+        True,
+        timedelta(seconds=join_timeout),
+        wait_for_workers=False,
+        master_listen_fd=listener.detach(),
+        use_libuv=False,
+    )
 
     workers: list[Worker] = []
     try:
@@ -259,16 +284,30 @@ def start_team(config: dict, examples: Sequence, *, run_id: str, run_dir: Path, 
             log_path = logs / f"rank-{rank}.log"
             with open(log_path, "w", encoding="utf-8") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "oss_finetune.worker", "--rank", str(rank), "--port", str(port),
-                     "--job", str(job_path)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                    [
+                        sys.executable,
+                        "-m",
+                        "oss_finetune.worker",
+                        "--rank",
+                        str(rank),
+                        "--port",
+                        str(port),
+                        "--job",
+                        str(job_path),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
                     start_new_session=True,  # a Ctrl-C in the notebook is for the kernel, not the workers
                 )
             workers.append(Worker(rank, gpu, process, log_path))
         if on_progress is not None:
             places = ", ".join(w.where for w in workers)
-            on_progress(f"starting {len(workers)} worker{'s' if len(workers) > 1 else ''} for data-parallel "
-                        f"training ({places}); each loads the model")
+            on_progress(
+                f"starting {len(workers)} worker{'s' if len(workers) > 1 else ''} for data-parallel "
+                f"training ({places}); each loads the model"
+            )
         deadline = time.monotonic() + join_timeout
         waiting = {w.rank: w for w in workers}
         while waiting:

@@ -332,8 +332,9 @@ class Trainer:
         self.status = status
         if message is not None:
             self.message = message
-        event = RunEvent(status, self.run_id, str(self.run_dir), self.step, self.max_steps, self.message,
-                         self.checkpoint)
+        event = RunEvent(
+            status, self.run_id, str(self.run_dir), self.step, self.max_steps, self.message, self.checkpoint
+        )
         for fn in list(self._status_subscribers):
             fn(event)
 
@@ -403,8 +404,7 @@ class Trainer:
         name = s["lr_scheduler"]
         if name == "constant":
             name = "constant_with_warmup"
-        return get_scheduler(name, optimizer, num_warmup_steps=s["warmup_steps"],
-                             num_training_steps=self.max_steps)
+        return get_scheduler(name, optimizer, num_warmup_steps=s["warmup_steps"], num_training_steps=self.max_steps)
 
     def _masked_loss_sum(self, ids, attention, trained) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy over the trained tokens, with the output layer run only at those positions."""
@@ -432,9 +432,11 @@ class Trainer:
     def pack_tokens(self) -> int:
         from ..modeling import engine
 
-        return auto.pack_tokens(self.settings.get("pack_tokens"),
-                                gradient_checkpointing=self.settings["gradient_checkpointing"],
-                                expert_lora=engine.has_expert_lora(self.model))
+        return auto.pack_tokens(
+            self.settings.get("pack_tokens"),
+            gradient_checkpointing=self.settings["gradient_checkpointing"],
+            expert_lora=engine.has_expert_lora(self.model),
+        )
 
     def _engine_words(self) -> str:
         if self.engine == "fast":
@@ -459,18 +461,23 @@ class Trainer:
             from ..modeling import engine
 
             checkpointing = s["gradient_checkpointing"]
-            return [
-                # The default binds each batch, moved to the device, when its closure is made.
-                ((lambda b=batch.to(device): engine.loss_sum(self.model, b, gradient_checkpointing=checkpointing)[0]),  # noqa: B008
-                 batch.trained, batch.tokens)
-                for batch in engine.pack(samples, self.pack_tokens)
-            ]
+
+            def loss_of(batch: Any) -> Callable[[], torch.Tensor]:
+                moved = batch.to(device)  # each batch is moved once, when its closure is made
+                return lambda: engine.loss_sum(self.model, moved, gradient_checkpointing=checkpointing)[0]
+
+            return [(loss_of(batch), batch.trained, batch.tokens) for batch in engine.pack(samples, self.pack_tokens)]
         size = s["batch_size"]
-        micro = [samples[i:i + size] for i in range(0, len(samples), size)]
+        micro = [samples[i : i + size] for i in range(0, len(samples), size)]
         result = []
         for ids, attention, trained in (self._collate(b, device) for b in micro):
-            result.append(((lambda i=ids, a=attention, t=trained: self._masked_loss_sum(i, a, t)[0]),
-                           int(trained[:, 1:].sum()), int(attention.sum())))
+            result.append(
+                (
+                    (lambda i=ids, a=attention, t=trained: self._masked_loss_sum(i, a, t)[0]),
+                    int(trained[:, 1:].sum()),
+                    int(attention.sum()),
+                )
+            )
         return result
 
     def _one_step(self) -> tuple[float, float | None, int, int, float]:
@@ -503,8 +510,9 @@ class Trainer:
         if self.max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm))
         else:
-            grad_norm = float(torch.linalg.vector_norm(
-                torch.stack([p.grad.detach().norm() for p in params if p.grad is not None])))
+            grad_norm = float(
+                torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params if p.grad is not None]))
+            )
         lr = float(self._optimizer.param_groups[0]["lr"])  # the rate this step used, not the next one's
         self._optimizer.step()
         self._scheduler.step()
@@ -527,14 +535,14 @@ class Trainer:
             tail[3 + team.rank] = torch.cuda.max_memory_allocated(device) / 2**30
         # A parameter no rank touched (an expert no token was routed to) keeps no gradient, as in one
         # process, so that the optimizer skips it instead of decaying it.
-        tail[3 + team.world:] = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
+        tail[3 + team.world :] = torch.tensor([p.grad is not None for p in params], dtype=torch.float64)
         buffer = torch.cat([flat.double(), tail])
         team.sum_(buffer)
         offset = 0
-        used = buffer[flat.numel() + 3 + team.world:]
+        used = buffer[flat.numel() + 3 + team.world :]
         for param, grad, touched in zip(params, grads, used.tolist()):
             n = grad.numel()
-            summed = buffer[offset:offset + n].view_as(grad).to(dtype=grad.dtype, device=grad.device)
+            summed = buffer[offset : offset + n].view_as(grad).to(dtype=grad.dtype, device=grad.device)
             param.grad = summed if touched > 0 else None
             offset += n
         loss_sum, tokens, stop = float(buffer[offset]), int(buffer[offset + 1]), bool(buffer[offset + 2] > 0)
@@ -543,7 +551,7 @@ class Trainer:
             if not team.is_leader:
                 self._stop_reason = "stopped from the notebook"
         if device.type == "cuda":
-            self._team_memory = round(float(buffer[offset + 3:offset + 3 + team.world].max()), 3)
+            self._team_memory = round(float(buffer[offset + 3 : offset + 3 + team.world].max()), 3)
         return loss_sum, tokens
 
     def _share_adapter_from_leader(self) -> None:
@@ -555,7 +563,7 @@ class Trainer:
         with torch.no_grad():
             for param in params:
                 n = param.numel()
-                param.copy_(flat[offset:offset + n].view_as(param))
+                param.copy_(flat[offset : offset + n].view_as(param))
                 offset += n
 
     def _stop_agreed(self) -> bool:
@@ -659,8 +667,11 @@ class Trainer:
         # The history after the checkpoint belongs to the abandoned branch of the run.
         metrics_path = self.run_dir / "metrics.jsonl"
         if metrics_path.exists() and self._writes_files:
-            kept = [line for line in metrics_path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= self.step]
+            kept = [
+                line
+                for line in metrics_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] <= self.step
+            ]
             tmp = metrics_path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             os.replace(tmp, metrics_path)
@@ -799,8 +810,9 @@ class Trainer:
             self.set_status("completed", f"completed {self.step} steps; adapter in {checkpoint}")
         self._stop.clear()
         self._stop_reason = None
-        return TrainResult(self.status, self.step, self.max_steps, str(self.run_dir), self.checkpoint,
-                           self.message, list(self.metrics))
+        return TrainResult(
+            self.status, self.step, self.max_steps, str(self.run_dir), self.checkpoint, self.message, list(self.metrics)
+        )
 
     def _log(self, grad_norm: float | None, tokens: int, seconds: float, device: torch.device, lr: float) -> None:
         loss_total = sum(loss for loss, _ in self._window)
@@ -954,14 +966,17 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), \
-                adapter_enabled(model, use_adapter):
+        with (
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+            torch.no_grad(),
+            adapter_enabled(model, use_adapter),
+        ):
             if seed is not None:
                 torch.manual_seed(seed)
             output = model.generate(input_ids=ids, **kwargs)
     finally:
         model.train(was_training)
-    return output[0, ids.shape[1]:].tolist()
+    return output[0, ids.shape[1] :].tolist()
 
 
 @dataclass
@@ -983,12 +998,23 @@ class TokenScores:
         return sum(values) / len(values) if values else None
 
     def to_dict(self) -> dict:
-        return {"input_ids": self.input_ids, "logprobs": self.logprobs, "losses": self.losses,
-                "trained": self.trained, "mean_loss": self.mean_loss}
+        return {
+            "input_ids": self.input_ids,
+            "logprobs": self.logprobs,
+            "losses": self.losses,
+            "trained": self.trained,
+            "mean_loss": self.mean_loss,
+        }
 
 
-def token_logprobs(model, input_ids: Sequence[int], trained_mask: Sequence[bool] | None = None, *,
-                   use_adapter: bool = True, chunk: int = 1024) -> TokenScores:
+def token_logprobs(
+    model,
+    input_ids: Sequence[int],
+    trained_mask: Sequence[bool] | None = None,
+    *,
+    use_adapter: bool = True,
+    chunk: int = 1024,
+) -> TokenScores:
     """Log-probability of every token of ``input_ids`` under the model, adapter on or off."""
     ids_list = list(input_ids)
     mask = [bool(t) for t in trained_mask] if trained_mask is not None else [True] * len(ids_list)
@@ -1006,9 +1032,9 @@ def token_logprobs(model, input_ids: Sequence[int], trained_mask: Sequence[bool]
             scores = []
             # Chunks keep the 201k-wide log-softmax to chunk x vocab floats at a time.
             for start in range(0, targets.numel(), chunk):
-                logits = inner.lm_head(hidden[start:start + chunk]).float()
+                logits = inner.lm_head(hidden[start : start + chunk]).float()
                 logp = torch.log_softmax(logits, dim=-1)
-                scores.append(logp.gather(1, targets[start:start + chunk, None])[:, 0])
+                scores.append(logp.gather(1, targets[start : start + chunk, None])[:, 0])
             values = torch.cat(scores).tolist() if scores else []
     finally:
         model.train(was_training)
