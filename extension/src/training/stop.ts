@@ -11,7 +11,7 @@ import type { StopHandler } from './dashboard';
 
 export { COMM_TARGET };
 
-/** Finds the kernel behind the notebook holding an output node; the plugin makes it from the notebook tracker. */
+/** Finds the kernel behind the notebook holding an output node; the training renderer's plugin makes it from the notebook tracker. */
 export type KernelFinder = (node: HTMLElement) => Kernel.IKernelConnection | null | undefined;
 
 /**
