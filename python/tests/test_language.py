@@ -129,8 +129,8 @@ def test_judge_rejects_cut_off_and_broken_streams(tokenizer):
 
 def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
     from oss_finetune.modeling.model import PAD_TOKEN_ID, build_embedded_model
+    from oss_finetune.training.generation import generate
     from oss_finetune.training.language import _greedy_batch
-    from oss_finetune.training.trainer import generate
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -566,3 +566,13 @@ def all_parameters(model) -> int:
 def describe_lora(model) -> str:
     trainable, total = trainable_parameters(model), all_parameters(model)
     return f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / max(total, 1):.4f}%)"
+
+
+def unwrap(model):
+    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device

@@ -18,7 +18,6 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,9 +26,17 @@ from ..core.config import SECTIONS as CONFIG_SECTIONS
 from ..core.config import FinetuneConfig, deep_merge
 from ..core.errors import UserError
 from ..core.harmony import EFFORTS  # noqa: F401 - the magics import it from here
+from ..training.runs import (  # noqa: F401 - also the session's surface
+    STATE_FILE,
+    RunInfo,
+    describe_run_folder,
+    latest_checkpoint,
+    read_json,
+    read_metrics_file,
+    write_state,
+)
 
 SECTIONS = tuple(CONFIG_SECTIONS)
-STATE_FILE = "state.json"
 # Run ids become folder names; anything else could walk out of output_dir.
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -46,115 +53,7 @@ class SessionError(UserError, RuntimeError):
         self.message = message
 
 
-@dataclass
-class RunInfo:
-    """One run folder, as ``status`` and the comm's ``list_runs`` describe it."""
-
-    run_id: str
-    run_dir: str
-    status: str
-    step: int
-    max_steps: int | None
-    checkpoint: str | None
-    last_loss: float | None
-    started_at: str | None
-    updated_at: str | None
-    message: str | None
-    adapter: str | None
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
 merge_config = deep_merge  # changes laid over a config: sections merged, lists and scalars replaced
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _checkpoint_step(path: Path) -> int:
-    try:
-        return int(path.name.split("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run; half-written ones (``.tmp-*``) never count."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return None
-    done = [p for p in folder.iterdir() if p.name.startswith("step-") and (p / "trainer_state.json").is_file()]
-    return max(done, key=_checkpoint_step, default=None)
-
-
-def read_metrics_file(run_dir: Path, since_step: int = 0) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a crash mid-write
-        if row.get("step", 0) > since_step:
-            rows.append(row)
-    return rows
-
-
-def describe_run_folder(run_dir: Path) -> RunInfo | None:
-    """What a run folder says about its run, from the session's state.json or, failing that, its checkpoints."""
-    config = _read_json(run_dir / "config.json")
-    if not isinstance(config, dict):
-        return None
-    state = _read_json(run_dir / STATE_FILE)
-    state = state if isinstance(state, dict) else {}
-    metrics = read_metrics_file(run_dir)
-    checkpoint = latest_checkpoint(run_dir)
-    trainer_state = _read_json(checkpoint / "trainer_state.json") if checkpoint else None
-    trainer_state = trainer_state if isinstance(trainer_state, dict) else {}
-    max_steps = state.get("max_steps") or trainer_state.get("max_steps")
-    if max_steps is None:
-        max_steps = ((config.get("config") or {}).get("training") or {}).get("max_steps")
-    step = max([state.get("step") or 0, trainer_state.get("step") or 0] + [m.get("step", 0) for m in metrics])
-    status = state.get("status")
-    message = state.get("message")
-    if status in ("running", "stopping", "pending", None):
-        # A run that was live when its kernel went away ended where its last checkpoint is: that is
-        # the step a resume starts from, whatever metrics.jsonl logged after it.
-        step = trainer_state.get("step") or 0
-        if checkpoint is not None and max_steps is not None and step == max_steps:
-            status = "completed"
-        elif checkpoint is not None:
-            status = "stopped"
-            message = (
-                f"the kernel went away during training; its last checkpoint is step {step} "
-                f"(continue with `%oss_finetune train --resume {checkpoint}`)"
-            )
-        else:
-            status = "failed"
-            message = "the kernel went away during training, before the first checkpoint"
-    adapter = run_dir / "adapter"
-    return RunInfo(
-        run_id=str(config.get("run_id") or run_dir.name),
-        run_dir=str(run_dir),
-        status=status,
-        step=int(step),
-        max_steps=max_steps,
-        checkpoint=str(checkpoint) if checkpoint else None,
-        last_loss=metrics[-1]["loss"] if metrics else None,
-        started_at=state.get("started_at") or trainer_state.get("started_at"),
-        updated_at=state.get("updated_at"),
-        message=message,
-        adapter=str(adapter) if (adapter / "adapter_config.json").is_file() else None,
-    )
 
 
 class Session:
@@ -567,13 +466,7 @@ class Session:
         return str(path)
 
     def _write_state(self, trainer, payload: dict) -> None:
-        # Written beside the trainer's own files so that a restarted kernel can say how the run ended.
-        run_dir = Path(trainer.run_dir)
-        if not run_dir.is_dir():
-            return
-        tmp = run_dir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        tmp.replace(run_dir / STATE_FILE)
+        write_state(Path(trainer.run_dir), payload)
 
     # -- runs ----------------------------------------------------------------------------------
     def output_dir(self) -> Path:
@@ -614,7 +507,7 @@ class Session:
         if self.trainer is not None:
             return self.trainer.snapshot()
         for info in reversed(self.list_runs()):
-            state = _read_json(Path(info.run_dir) / STATE_FILE)
+            state = read_json(Path(info.run_dir) / STATE_FILE)
             if isinstance(state, dict):
                 state = dict(
                     state, status=info.status, step=info.step, message=info.message, checkpoint=info.checkpoint
@@ -651,7 +544,7 @@ class Session:
     ) -> dict:
         """Answer ``message``; returns {'analysis', 'final', 'payload' (harmony-tokens), 'error'}."""
         from ..core import harmony
-        from ..training.trainer import generate
+        from ..training.generation import generate
 
         effort = effort or self.settings.data.reasoning_effort
         if effort not in EFFORTS:
@@ -736,7 +629,7 @@ class Session:
 
     def compare(self, row: int = 0) -> dict:
         """Row ``row`` scored token by token without and with the adapter: a harmony payload with ``compare``."""
-        from ..training.trainer import token_logprobs
+        from ..training.generation import token_logprobs
 
         prepared = self.ensure_data()
         self.ensure_loaded()
@@ -767,7 +660,7 @@ class Session:
     # -- saving --------------------------------------------------------------------------------
     def save(self, path: str | None = None, *, merged: bool = False) -> str:
         """Save the adapter in PEFT format (default: the last run's folder/adapter), or merged full weights."""
-        from ..training.trainer import merge_adapter, save_adapter
+        from ..modeling.adapter import merge_adapter, save_adapter
 
         self._refuse_while_training("save")
         if not self.has_adapter():

@@ -250,8 +250,8 @@ def reasoning_language_rate(
     from ..core.data import Row, to_row
     from ..core.harmony import render
     from ..core.tokenizer import CALL, RETURN
+    from ..modeling.adapter import adapter_enabled
     from ..modeling.model import PAD_TOKEN_ID
-    from .trainer import adapter_enabled
 
     started = time.perf_counter()
     items = []

@@ -9,8 +9,10 @@ Public surface:
 
 - ``Trainer(model, examples, training_config, ...)``, ``trainer.on_step(fn)``, ``trainer.on_status(fn)``,
   ``trainer.train(resume_from=None)``, ``trainer.stop()``, ``trainer.snapshot()``;
-- ``save_adapter``, ``load_adapter``, ``merge_adapter``;
-- ``generate`` and ``token_logprobs`` (with or without the adapter) for before/after views.
+
+Saving, loading and merging the adapter live in ``modeling.adapter``, generation and token scores in
+``training.generation``; their names are also importable from here (``oss_finetune.train``'s old
+surface), for one release.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from ..core.config import ConfigBase, section_dict
 from ..core.data import Example
 from ..core.errors import UserError
 from ..modeling import auto
-from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
+from ..modeling.adapter import adapter_enabled, load_adapter, merge_adapter, save_adapter  # noqa: F401
+from ..modeling.model import PAD_TOKEN_ID, model_device, unwrap
+from .generation import TokenScores, generate, token_logprobs  # noqa: F401
 from .parallel import TeamError
 
 STATUSES = ("pending", "running", "stopping", "stopped", "completed", "failed")
@@ -105,16 +109,6 @@ def _as_example(example: Example | dict) -> Example:
     if isinstance(example, Example):
         return example
     return Example(list(example["input_ids"]), [bool(t) for t in example["trained"]])
-
-
-def _unwrap(model):
-    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
-    get_base = getattr(model, "get_base_model", None)
-    return get_base() if callable(get_base) else model
-
-
-def _model_device(model) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -318,7 +312,7 @@ class Trainer:
         }
 
     def _device_words(self) -> str:
-        device = str(_model_device(self.model))
+        device = str(model_device(self.model))
         if self.team is None:
             return device
         more = self.team.world - 1
@@ -378,7 +372,7 @@ class Trainer:
         groups = [{"params": decay, "weight_decay": s["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
         groups = [g for g in groups if g["params"]]
         name = s["optimizer"]
-        on_cuda = _model_device(self.model).type == "cuda"
+        on_cuda = model_device(self.model).type == "cuda"
         bnb: Any = None
         if name in ("auto", "adamw_8bit") and on_cuda:
             try:
@@ -408,7 +402,7 @@ class Trainer:
 
     def _masked_loss_sum(self, ids, attention, trained) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy over the trained tokens, with the output layer run only at those positions."""
-        inner = _unwrap(self.model)
+        inner = unwrap(self.model)
         hidden = inner.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
         targets_mask = trained[:, 1:]
         selected = hidden[:, :-1][targets_mask]
@@ -441,7 +435,7 @@ class Trainer:
     def _engine_words(self) -> str:
         if self.engine == "fast":
             words = f"fast engine, packed micro-batches of up to {self.pack_tokens:,} tokens"
-            if _model_device(self.model).type == "cuda" and self.step == 0:
+            if model_device(self.model).type == "cuda" and self.step == 0:
                 words += "; the first step also compiles the fused GPU kernels, about a minute"
         else:
             words = "transformers engine, padded micro-batches"
@@ -485,7 +479,7 @@ class Trainer:
 
         Returns the summed loss, the grad norm, the trained and input token counts, and the learning rate.
         """
-        device = _model_device(self.model)
+        device = model_device(self.model)
         samples = self._take(self.cursor, self.samples_per_step)
         batches = self._micro_batches(samples, device)
         # The loss is the mean over every trained token of the whole optimizer step, so each micro-batch's
@@ -650,7 +644,7 @@ class Trainer:
                 f"the checkpoint {path} was trained on {state['num_examples']} examples, this data set has "
                 f"{len(self.examples)}; resume with the same data"
             )
-        weights = load_file(str(path / "adapter_model.safetensors"), device=str(_model_device(self.model)))
+        weights = load_file(str(path / "adapter_model.safetensors"), device=str(model_device(self.model)))
         result = set_peft_model_state_dict(self.model, weights)
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
@@ -726,7 +720,7 @@ class Trainer:
             # Dropout draws from the global stream; a resumed run restores it from the checkpoint instead.
             torch.manual_seed(s["seed"])
             random.seed(s["seed"])
-        device = _model_device(self.model)
+        device = model_device(self.model)
         self.engine = self._choose_engine(device)
         self._optimizer = self._make_optimizer()
         self._scheduler = self._make_scheduler(self._optimizer)
@@ -740,7 +734,7 @@ class Trainer:
             self._boundary_rng = _rng_state()
         self._team_stop = False
 
-        inner = _unwrap(self.model)
+        inner = unwrap(self.model)
         was_training = self.model.training
         previous_cache = getattr(inner.config, "use_cache", None)
         inner.config.use_cache = False
@@ -858,7 +852,7 @@ class Trainer:
             torch.cuda.empty_cache()
 
     def _finish(self, was_training: bool, previous_cache) -> None:
-        inner = _unwrap(self.model)
+        inner = unwrap(self.model)
         if self.settings["gradient_checkpointing"]:
             with contextlib.suppress(Exception):
                 inner.gradient_checkpointing_disable()
@@ -867,175 +861,3 @@ class Trainer:
         self.model.train(was_training)
         self._elapsed_before = self.elapsed_seconds
         self._t0 = None
-
-
-# -- adapters ------------------------------------------------------------------------------------
-def save_adapter(model, path: str | os.PathLike) -> str:
-    """Save the adapter in PEFT format (adapter_config.json + adapter_model.safetensors)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(path), safe_serialization=True)
-    return str(path)
-
-
-def load_adapter(base_model, path: str | os.PathLike, *, trainable: bool = False):
-    """Put a saved adapter on a base model: ``PeftModel.from_pretrained`` under the hood."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(base_model, str(path), is_trainable=trainable)
-
-
-def merge_adapter(model, path: str | os.PathLike | None = None, *, tokenizer=None):
-    """Fold the adapter into the base weights and return the plain transformers model.
-
-    The peft wrapper is consumed (its layers are replaced in place). With ``path``, the merged model
-    is written with save_pretrained (and the tokenizer beside it), loadable with ``load_model``.
-    """
-    merged = model.merge_and_unload()
-    if path is not None:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        merged.save_pretrained(str(path))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(path))
-    return merged
-
-
-@contextlib.contextmanager
-def adapter_enabled(model, enabled: bool = True):
-    """Run with the adapter on (default) or off; a model without an adapter is used as is."""
-    if enabled or not hasattr(model, "disable_adapter"):
-        yield model
-    else:
-        with model.disable_adapter():
-            yield model
-
-
-# -- generation and per-token scores -------------------------------------------------------------
-def generate(
-    model,
-    tokenizer=None,
-    prompt_ids: Sequence[int] = (),
-    max_new_tokens: int = 64,
-    *,
-    temperature: float = 0.0,
-    top_p: float | None = None,
-    seed: int | None = None,
-    use_adapter: bool = True,
-    stop_token_ids: Sequence[int] = (RETURN_TOKEN_ID, CALL_TOKEN_ID),
-    on_token: Callable[[int], Any] | None = None,
-) -> list[int]:
-    """Continue ``prompt_ids``; returns the new token ids (stop token included when reached).
-
-    Greedy unless ``temperature`` > 0. ``seed`` makes sampling repeatable without touching the caller's
-    random stream. ``on_token`` receives each new id as it is produced, for streaming views.
-    """
-    from transformers.generation.streamers import BaseStreamer
-
-    if not prompt_ids:
-        raise ValueError("generate needs at least one prompt token")
-    device = _model_device(model)
-    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
-    pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
-    pad = pad if pad is not None else PAD_TOKEN_ID
-
-    class _Stream(BaseStreamer):
-        def __init__(self):
-            self.prompt_seen = False
-
-        def put(self, value):
-            if not self.prompt_seen:  # generate() first echoes the prompt
-                self.prompt_seen = True
-                return
-            for token in value.reshape(-1).tolist():
-                on_token(int(token))  # type: ignore[misc]  # a _Stream is made only when on_token is set
-
-        def end(self):
-            pass
-
-    kwargs: dict[str, Any] = dict(
-        max_new_tokens=max_new_tokens,
-        eos_token_id=list(stop_token_ids),
-        pad_token_id=pad,
-        attention_mask=torch.ones_like(ids),
-        streamer=_Stream() if on_token is not None else None,
-    )
-    if temperature and temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p if top_p is not None else 1.0, top_k=0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    was_training = model.training
-    model.eval()
-    try:
-        with (
-            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
-            torch.no_grad(),
-            adapter_enabled(model, use_adapter),
-        ):
-            if seed is not None:
-                torch.manual_seed(seed)
-            output = model.generate(input_ids=ids, **kwargs)
-    finally:
-        model.train(was_training)
-    return output[0, ids.shape[1] :].tolist()
-
-
-@dataclass
-class TokenScores:
-    """Per-token scores of one sequence. Entry i scores token i given tokens < i (None for token 0)."""
-
-    input_ids: list[int]
-    logprobs: list[float | None]
-    trained: list[bool]
-
-    @property
-    def losses(self) -> list[float | None]:
-        return [None if lp is None else -lp for lp in self.logprobs]
-
-    @property
-    def mean_loss(self) -> float | None:
-        """Mean loss over the trained tokens, the number a training step reports."""
-        values = [-lp for lp, t in zip(self.logprobs, self.trained) if t and lp is not None]
-        return sum(values) / len(values) if values else None
-
-    def to_dict(self) -> dict:
-        return {
-            "input_ids": self.input_ids,
-            "logprobs": self.logprobs,
-            "losses": self.losses,
-            "trained": self.trained,
-            "mean_loss": self.mean_loss,
-        }
-
-
-def token_logprobs(
-    model,
-    input_ids: Sequence[int],
-    trained_mask: Sequence[bool] | None = None,
-    *,
-    use_adapter: bool = True,
-    chunk: int = 1024,
-) -> TokenScores:
-    """Log-probability of every token of ``input_ids`` under the model, adapter on or off."""
-    ids_list = list(input_ids)
-    mask = [bool(t) for t in trained_mask] if trained_mask is not None else [True] * len(ids_list)
-    if len(mask) != len(ids_list):
-        raise ValueError(f"{len(ids_list)} tokens but {len(mask)} mask entries")
-    device = _model_device(model)
-    ids = torch.tensor([ids_list], dtype=torch.long, device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), adapter_enabled(model, use_adapter):
-            inner = _unwrap(model)
-            hidden = inner.model(input_ids=ids, use_cache=False).last_hidden_state[0, :-1]
-            targets = ids[0, 1:]
-            scores = []
-            # Chunks keep the 201k-wide log-softmax to chunk x vocab floats at a time.
-            for start in range(0, targets.numel(), chunk):
-                logits = inner.lm_head(hidden[start : start + chunk]).float()
-                logp = torch.log_softmax(logits, dim=-1)
-                scores.append(logp.gather(1, targets[start : start + chunk, None])[:, 0])
-            values = torch.cat(scores).tolist() if scores else []
-    finally:
-        model.train(was_training)
-    return TokenScores(ids_list, [None] + values, mask)

@@ -1,0 +1,48 @@
+"""The LoRA adapter after training: save it, load it onto a base, fold it in, or switch it off for a
+moment. ``model.apply_lora`` adds it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def save_adapter(model, path: str | os.PathLike) -> str:
+    """Save the adapter in PEFT format (adapter_config.json + adapter_model.safetensors)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(path), safe_serialization=True)
+    return str(path)
+
+
+def load_adapter(base_model, path: str | os.PathLike, *, trainable: bool = False):
+    """Put a saved adapter on a base model: ``PeftModel.from_pretrained`` under the hood."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model, str(path), is_trainable=trainable)
+
+
+def merge_adapter(model, path: str | os.PathLike | None = None, *, tokenizer=None):
+    """Fold the adapter into the base weights and return the plain transformers model.
+
+    The peft wrapper is consumed (its layers are replaced in place). With ``path``, the merged model
+    is written with save_pretrained (and the tokenizer beside it), loadable with ``load_model``.
+    """
+    merged = model.merge_and_unload()
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        merged.save_pretrained(str(path))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(path))
+    return merged
+
+
+@contextlib.contextmanager
+def adapter_enabled(model, enabled: bool = True):
+    """Run with the adapter on (default) or off; a model without an adapter is used as is."""
+    if enabled or not hasattr(model, "disable_adapter"):
+        yield model
+    else:
+        with model.disable_adapter():
+            yield model
