@@ -1,9 +1,14 @@
 """The session's before/after chat: one question, answered by the base model and with the adapter."""
 
+import dataclasses
+import json
+
 import pytest
 
 from oss_finetune.core import schema
+from oss_finetune.core.schema import schema_dir
 from oss_finetune.notebook.session import Session, SessionError
+from oss_finetune.training.runs import RunInfo
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +49,9 @@ def test_evaluate_measures_held_out_questions_and_keeps_the_result(session):
     # An untrained tiny model does not write complete Harmony in 8 tokens.
     assert rate.well_formed == 0.0
     assert session.evaluations["base model"] is rate
+
+
+def test_a_run_description_has_the_fields_the_comm_schema_gives_it():
+    # list_runs' RunInfo is built in Python and read by the panel as comm-operations' RunInfo.
+    operations = json.loads((schema_dir() / "comm-operations.schema.json").read_text(encoding="utf-8"))
+    assert [f.name for f in dataclasses.fields(RunInfo)] == list(operations["$defs"]["RunInfo"]["properties"])
