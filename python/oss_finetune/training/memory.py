@@ -546,6 +546,240 @@ def _micro_batch(engine: str, s: dict, lengths: Sequence[int] | None, pack_token
     return rows, longest, rows * longest
 
 
+@dataclass(frozen=True)
+class _Choices:
+    """What a plan is made for: the device, and every setting as the run will have it (``auto`` decided)."""
+
+    device: str
+    on_gpu: bool
+    dtype: str
+    weight_bytes: int  # per parameter in the model's dtype; activations take the same
+    stored: str  # how the checkpoint stores its weights (checkpoint_format)
+    four_bit: bool
+    mxfp4_experts: bool
+    engine: str
+    checkpointing: bool
+    expert_lora: bool
+    pack: int
+    optimizer: str
+    bitsandbytes: bool
+
+
+def _choose(s: dict, device: str | None, dtype: str | None, bitsandbytes: bool | None) -> _Choices:
+    m, lo, t = s["model"], s["lora"], s["training"]
+    if device is None:
+        wanted = m["device"]
+        if wanted == "auto":
+            try:
+                import torch
+
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            except ImportError:
+                device = "cpu"
+        else:
+            device = wanted
+    bnb = _bitsandbytes_importable() if bitsandbytes is None else bitsandbytes
+    on_gpu = device == "cuda"
+    if dtype is None:
+        dtype = auto.weight_dtype(m["dtype"], on_gpu=on_gpu)[0]
+    source = sources.find(m["name_or_path"])
+    if source is not None and source.full_size and dtype == "float32":
+        dtype = "bfloat16"  # model.py builds it in bf16 whatever is asked: 84 GB of float32 fits no GPU
+    stored = checkpoint_format(m["name_or_path"])
+    mxfp4_experts = bool(m.get("mxfp4_experts"))
+    checkpointing = bool(t["gradient_checkpointing"])
+    expert_lora = bool(lo["target_experts"]) and not mxfp4_experts
+    return _Choices(
+        device=device,
+        on_gpu=on_gpu,
+        dtype=dtype,
+        weight_bytes=_DTYPE_BYTES[dtype],
+        stored=stored,
+        four_bit=bool(m["load_in_4bit"]) or stored == "bnb-4bit",
+        mxfp4_experts=mxfp4_experts,
+        engine=auto.engine(t["engine"], on_gpu=on_gpu),
+        checkpointing=checkpointing,
+        expert_lora=expert_lora,
+        pack=auto.pack_tokens(t.get("pack_tokens"), gradient_checkpointing=checkpointing, expert_lora=expert_lora),
+        optimizer=auto.optimizer(t["optimizer"], on_gpu=on_gpu, bitsandbytes=bnb),
+        bitsandbytes=bnb,
+    )
+
+
+def _weights(arch: Architecture, c: _Choices, weights_bytes: int | None) -> tuple[int, str, int]:
+    """The weights' bytes, how they are held (in words) and the peak while they load."""
+    wb = c.weight_bytes
+    counts = parameter_counts(arch)
+    linear = counts["attention"]  # the nn.Linear weights bitsandbytes quantizes (lm_head is kept)
+    experts = counts["expert_weights"]
+    rest = sum(counts.values()) - linear - experts
+    if c.four_bit:
+        linear_bytes = linear * NF4_BYTES_PER_WEIGHT
+        words = "attention NF4 4-bit (bitsandbytes), the rest " + c.dtype
+    else:
+        linear_bytes = linear * wb
+        words = c.dtype
+    if c.mxfp4_experts:
+        expert_bytes = experts * MXFP4_BYTES_PER_WEIGHT
+        words += ", experts MXFP4"
+    else:
+        expert_bytes = experts * wb
+    predicted = int(linear_bytes + expert_bytes + rest * wb)
+    weights = int(weights_bytes) if weights_bytes is not None else predicted
+    if c.stored == "mxfp4" and not c.mxfp4_experts:
+        words += " (MXFP4 checkpoint dequantized on load)"
+    # Loading: with MXFP4 experts the model reaches the GPU a layer at a time (drawn layer by layer,
+    # or staged on the host), each layer's experts quantized before the next: the final weights plus
+    # one layer's bf16 experts and the scratch of quantizing one expert's matrix.
+    largest_stack = arch.experts * arch.hidden * 2 * arch.intermediate
+    largest_matrix = arch.hidden * 2 * arch.intermediate
+    layer_experts = experts // max(arch.layers, 1)
+    if c.mxfp4_experts and c.stored == "mxfp4":
+        # The released blocks and scales are read as stored, one tensor at a time: nothing is expanded.
+        load_peak = weights + int(largest_stack * MXFP4_BYTES_PER_WEIGHT)
+        if weights_bytes is not None:
+            load_peak = max(weights, 0)
+    elif c.mxfp4_experts:
+        load_peak = int(
+            linear_bytes
+            + expert_bytes
+            + rest * wb
+            + layer_experts * wb
+            + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_matrix
+        )
+        if weights_bytes is not None:
+            load_peak = max(weights, 0)  # already loaded: nothing more to load
+    else:
+        load_peak = weights
+    return weights, words, load_peak
+
+
+def _training_state(arch: Architecture, lo: dict, c: _Choices) -> tuple[int, list[Part]]:
+    """The trainable parameters and the adapter, its gradients and the optimizer's states."""
+    trainable = lora_parameters(arch, lo["r"], lo["target_modules"], c.expert_lora)
+    # peft keeps adapters in float32 (autocast_adapter_dtype) over a bf16 model; gradients match them.
+    adapter = trainable * 4
+    grads = trainable * 4
+    if c.optimizer == "adamw_8bit":
+        # Two 8-bit moments plus a float32 absmax per 2,048-element block of each.
+        states = int(trainable * (2 + 2 * 4 / 2048))
+    else:
+        states = trainable * 8
+    return trainable, [
+        Part("LoRA adapter", adapter, f"{trainable:,} parameters in float32"),
+        Part("gradients", grads, "float32, one per trainable parameter"),
+        Part(
+            "optimizer states",
+            states,
+            "AdamW, two float32 moments"
+            if c.optimizer == "adamw_torch"
+            else "AdamW 8-bit, two 8-bit moments with block scales",
+        ),
+    ]
+
+
+def _step(
+    arch: Architecture, s: dict, c: _Choices, tokens: int, rows: int, seq: int, trained: int, fused: bool | None
+) -> tuple[Part, list[Part], list[Part]]:
+    """The activations of the largest micro-batch: what stays for the backward, what lives while one
+    layer is differentiated, and what the output layer and loss take."""
+    h, n_layers, act = arch.hidden, arch.layers, c.weight_bytes
+    eager = c.engine == "transformers" and s["model"]["attn_implementation"] == "eager"
+    routing = tokens * _routing_bytes(arch, act)
+    ckpt = c.checkpointing
+    if c.engine == "fast":
+        if fused is None:
+            from ..modeling.engine import fuses_kernels
+
+            fused = fuses_kernels(c.on_gpu)
+        derived = tokens * _fast_layer_width(arch, c.expert_lora) * act
+        layer_kept = (FAST_KEPT_FUSED if fused else FAST_KEPT_UNFUSED) * derived
+        # The recomputed layer and the gradients made from it, in proportion to what it keeps
+        # (measured fused; unfused it is the same proportion of a larger layer, not measured).
+        backward_share = FAST_LAYER_BACKWARD / FAST_KEPT_FUSED
+        if ckpt:
+            stored_acts: float = n_layers * tokens * h * act
+            stored_note = f"each layer's input, {n_layers} x {tokens:,} tokens x {h} (checkpointing)"
+            layer_live = int(backward_share * layer_kept) + routing
+            layer_note = "one layer recomputed and its backward (flash attention keeps O(seq))"
+        else:
+            stored_acts = n_layers * (layer_kept + routing)
+            stored_note = f"every layer's kept tensors, {n_layers} x {tokens:,} tokens"
+            layer_live = int((backward_share - 1) * layer_kept)
+            layer_note = "gradients of the layer being differentiated"
+        loss_phase = [
+            Part(
+                "output layer and loss",
+                2 * trained * h * act + FAST_LOSS_CHUNK,
+                f"{trained:,} trained positions; logits in chunks of 256 MiB",
+            ),
+        ]
+    else:
+        layer_kept = tokens * int(TRANSFORMERS_LAYER * _transformers_layer_bytes(arch, act)) + routing
+        probs = rows * arch.heads * seq * (seq + 1) * act if eager else 0
+        masks = 2 * rows * seq * seq * act if eager else 0  # the causal and the sliding-window additive masks
+        if ckpt:
+            stored_acts = n_layers * tokens * h * act + masks
+            stored_note = f"each layer's input, {n_layers} x {rows} x {seq:,} x {h} (checkpointing)"
+            layer_live = layer_kept + EAGER_LIVE_COPIES * probs
+            layer_note = "one layer recomputed and its backward"
+        else:
+            stored_acts = n_layers * (layer_kept + EAGER_KEPT_COPIES * probs) + masks
+            stored_note = f"every layer's kept tensors, {n_layers} x {rows} x {seq:,} tokens"
+            layer_live = (EAGER_LIVE_COPIES - EAGER_KEPT_COPIES) * probs
+            layer_note = "the attention scores of the layer being differentiated"
+        if eager:
+            stored_note += f"; eager attention keeps {arch.heads} x {seq:,} x {seq + 1:,} probabilities a layer"
+        if c.expert_lora:
+            # peft rebuilds each expert stack as W + B @ A in the forward and keeps it for the backward.
+            rebuilt = int(PEFT_EXPERT_COPIES * (parameter_counts(arch)["expert_weights"] // n_layers) * act)
+            layer_live += rebuilt if ckpt else 0
+            stored_acts += 0 if ckpt else n_layers * rebuilt
+        loss_phase = [
+            Part(
+                "output layer and loss",
+                CROSS_ENTROPY_BYTES * trained * arch.vocab + 2 * trained * h * act,
+                f"float32 logits and cross-entropy over {trained:,} trained positions x {arch.vocab:,}",
+            ),
+        ]
+    flowing = 2 * tokens * h * act  # the hidden state and its gradient between layers
+    layer_parts = [
+        Part("layer in backward", int(layer_live), layer_note),
+        Part("hidden states in flight", int(flowing), "the residual stream and its gradient"),
+    ]
+    if c.mxfp4_experts:
+        dequant_bytes = MXFP4_DEQUANT_BYTES_PER_WEIGHT if c.on_gpu else MXFP4_DEQUANT_BYTES_PER_WEIGHT_UNFUSED
+        largest_stack = arch.experts * arch.hidden * 2 * arch.intermediate
+        layer_parts.append(
+            Part(
+                "MXFP4 dequantization",
+                int(dequant_bytes * largest_stack),
+                "a quarter of an expert stack unpacked at a time, in forward and backward",
+            )
+        )
+    return Part("kept activations", int(stored_acts), stored_note), layer_parts, loss_phase
+
+
+def _notes(s: dict, c: _Choices) -> list[str]:
+    notes = []
+    if c.stored == "mxfp4" and c.mxfp4_experts:
+        notes.append("the MXFP4 checkpoint's experts are read as released, straight to the device, never in bf16")
+    if s["lora"]["target_experts"] and c.mxfp4_experts:
+        notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
+    gpus = int(s["training"].get("gpus") or 1)
+    if gpus > 1:
+        notes.append(
+            f"this is each GPU's plan: all {gpus} GPUs hold a whole replica, and each packs only its "
+            "share of a step's conversations"
+        )
+    if c.four_bit and not c.mxfp4_experts:
+        notes.append(
+            "bitsandbytes quantizes nn.Linear layers only: GPT-OSS' experts (3-D stacks, most of the "
+            "weights) stay in " + c.dtype + "; model.mxfp4_experts is what shrinks them"
+        )
+    return notes
+
+
 def plan_memory(
     config: dict | None = None,
     *,
@@ -575,189 +809,22 @@ def plan_memory(
     s = _sections(config)
     m, lo, t = s["model"], s["lora"], s["training"]
     arch = architecture_for(architecture if architecture is not None else m["name_or_path"])
-    if device is None:
-        wanted = m["device"]
-        if wanted == "auto":
-            try:
-                import torch
-
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            except ImportError:
-                device = "cpu"
-        else:
-            device = wanted
-    if device == "cuda" and gpu is None:
+    c = _choose(s, device, dtype, bitsandbytes)
+    if c.on_gpu and gpu is None:
         gpu = gpu_info()
-    bnb = _bitsandbytes_importable() if bitsandbytes is None else bitsandbytes
-    on_gpu = device == "cuda"
 
-    if dtype is None:
-        dtype = auto.weight_dtype(m["dtype"], on_gpu=on_gpu)[0]
-    source = sources.find(m["name_or_path"])
-    if source is not None and source.full_size and dtype == "float32":
-        dtype = "bfloat16"  # model.py builds it in bf16 whatever is asked: 84 GB of float32 fits no GPU
-    wb = _DTYPE_BYTES[dtype]
-    act = wb
-    stored = checkpoint_format(m["name_or_path"])
-    four_bit = bool(m["load_in_4bit"]) or stored == "bnb-4bit"
-    mxfp4_experts = bool(m.get("mxfp4_experts"))
-
-    engine = auto.engine(t["engine"], on_gpu=on_gpu)
-    ckpt = bool(t["gradient_checkpointing"])
-    expert_lora = bool(lo["target_experts"]) and not mxfp4_experts
-    pack = auto.pack_tokens(t.get("pack_tokens"), gradient_checkpointing=ckpt, expert_lora=expert_lora)
-    optimizer = auto.optimizer(t["optimizer"], on_gpu=on_gpu, bitsandbytes=bnb)
-    attention = "flash with sinks (O(seq))" if engine == "fast" else m["attn_implementation"]
-    eager = engine == "transformers" and m["attn_implementation"] == "eager"
-
-    # -- weights ---------------------------------------------------------------------------------
-    counts = parameter_counts(arch)
-    linear = counts["attention"]  # the nn.Linear weights bitsandbytes quantizes (lm_head is kept)
-    experts = counts["expert_weights"]
-    rest = sum(counts.values()) - linear - experts
-    if four_bit:
-        linear_bytes = linear * NF4_BYTES_PER_WEIGHT
-        weights_words = "attention NF4 4-bit (bitsandbytes), the rest " + dtype
-    else:
-        linear_bytes = linear * wb
-        weights_words = dtype
-    if mxfp4_experts:
-        expert_bytes = experts * MXFP4_BYTES_PER_WEIGHT
-        weights_words += ", experts MXFP4"
-    else:
-        expert_bytes = experts * wb
-    predicted_weights = int(linear_bytes + expert_bytes + rest * wb)
-    weights = int(weights_bytes) if weights_bytes is not None else predicted_weights
-    if stored == "mxfp4" and not mxfp4_experts:
-        weights_words += " (MXFP4 checkpoint dequantized on load)"
-    # Loading: with MXFP4 experts the model reaches the GPU a layer at a time (drawn layer by layer,
-    # or staged on the host), each layer's experts quantized before the next: the final weights plus
-    # one layer's bf16 experts and the scratch of quantizing one expert's matrix.
-    largest_stack = arch.experts * arch.hidden * 2 * arch.intermediate
-    largest_matrix = arch.hidden * 2 * arch.intermediate
-    layer_experts = experts // max(arch.layers, 1)
-    if mxfp4_experts and stored == "mxfp4":
-        # The released blocks and scales are read as stored, one tensor at a time: nothing is expanded.
-        load_peak = weights + int(largest_stack * MXFP4_BYTES_PER_WEIGHT)
-        if weights_bytes is not None:
-            load_peak = max(weights, 0)
-    elif mxfp4_experts:
-        load_peak = int(
-            linear_bytes
-            + expert_bytes
-            + rest * wb
-            + layer_experts * wb
-            + MXFP4_QUANTIZE_BYTES_PER_WEIGHT * largest_matrix
-        )
-        if weights_bytes is not None:
-            load_peak = max(weights, 0)  # already loaded: nothing more to load
-    else:
-        load_peak = weights
-
-    # -- adapter, gradients, optimizer -----------------------------------------------------------
-    trainable = lora_parameters(arch, lo["r"], lo["target_modules"], expert_lora)
-    # peft keeps adapters in float32 (autocast_adapter_dtype) over a bf16 model; gradients match them.
-    adapter = trainable * 4
-    grads = trainable * 4
-    if optimizer == "adamw_8bit":
-        # Two 8-bit moments plus a float32 absmax per 2,048-element block of each.
-        states = int(trainable * (2 + 2 * 4 / 2048))
-    else:
-        states = trainable * 8
-
-    # -- the largest micro-batch -----------------------------------------------------------------
-    rows, seq, tokens = _micro_batch(engine, s, lengths, pack)
+    weights, weights_words, load_peak = _weights(arch, c, weights_bytes)
+    trainable, state_parts = _training_state(arch, lo, c)
+    rows, seq, tokens = _micro_batch(c.engine, s, lengths, c.pack)
     fraction = 1.0 if trained_fraction is None else max(0.0, min(1.0, trained_fraction))
     trained = int(math.ceil(tokens * fraction))
-    h, n_layers = arch.hidden, arch.layers
+    stored_part, layer_parts, loss_phase = _step(arch, s, c, tokens, rows, seq, trained, fused)
 
+    # The peak is the larger of two moments: the backward through one layer, and the output layer and loss.
     parts_common = [
         Part("weights", weights, weights_words + ("" if weights_bytes is None else ", as loaded")),
-        Part("LoRA adapter", adapter, f"{trainable:,} parameters in float32"),
-        Part("gradients", grads, "float32, one per trainable parameter"),
-        Part(
-            "optimizer states",
-            states,
-            "AdamW, two float32 moments"
-            if optimizer == "adamw_torch"
-            else "AdamW 8-bit, two 8-bit moments with block scales",
-        ),
+        *state_parts,
     ]
-    routing = tokens * _routing_bytes(arch, act)
-    dequant_bytes = MXFP4_DEQUANT_BYTES_PER_WEIGHT if on_gpu else MXFP4_DEQUANT_BYTES_PER_WEIGHT_UNFUSED
-    mxfp4_scratch = dequant_bytes * largest_stack if mxfp4_experts else 0
-
-    if engine == "fast":
-        if fused is None:
-            from ..modeling.engine import fuses_kernels
-
-            fused = fuses_kernels(on_gpu)
-        derived = tokens * _fast_layer_width(arch, expert_lora) * act
-        layer_kept = (FAST_KEPT_FUSED if fused else FAST_KEPT_UNFUSED) * derived
-        # The recomputed layer and the gradients made from it, in proportion to what it keeps
-        # (measured fused; unfused it is the same proportion of a larger layer, not measured).
-        backward_share = FAST_LAYER_BACKWARD / FAST_KEPT_FUSED
-        if ckpt:
-            stored_acts: float = n_layers * tokens * h * act
-            stored_note = f"each layer's input, {n_layers} x {tokens:,} tokens x {h} (checkpointing)"
-            layer_live = int(backward_share * layer_kept) + routing
-            layer_note = "one layer recomputed and its backward (flash attention keeps O(seq))"
-        else:
-            stored_acts = n_layers * (layer_kept + routing)
-            stored_note = f"every layer's kept tensors, {n_layers} x {tokens:,} tokens"
-            layer_live = int((backward_share - 1) * layer_kept)
-            layer_note = "gradients of the layer being differentiated"
-        flowing = 2 * tokens * h * act  # the hidden state and its gradient between layers
-        loss_phase = [
-            Part(
-                "output layer and loss",
-                2 * trained * h * act + FAST_LOSS_CHUNK,
-                f"{trained:,} trained positions; logits in chunks of 256 MiB",
-            ),
-        ]
-    else:
-        layer_kept = tokens * int(TRANSFORMERS_LAYER * _transformers_layer_bytes(arch, act)) + routing
-        probs = rows * arch.heads * seq * (seq + 1) * act if eager else 0
-        masks = 2 * rows * seq * seq * act if eager else 0  # the causal and the sliding-window additive masks
-        if ckpt:
-            stored_acts = n_layers * tokens * h * act + masks
-            stored_note = f"each layer's input, {n_layers} x {rows} x {seq:,} x {h} (checkpointing)"
-            layer_live = layer_kept + EAGER_LIVE_COPIES * probs
-            layer_note = "one layer recomputed and its backward"
-        else:
-            stored_acts = n_layers * (layer_kept + EAGER_KEPT_COPIES * probs) + masks
-            stored_note = f"every layer's kept tensors, {n_layers} x {rows} x {seq:,} tokens"
-            layer_live = (EAGER_LIVE_COPIES - EAGER_KEPT_COPIES) * probs
-            layer_note = "the attention scores of the layer being differentiated"
-        if eager:
-            stored_note += f"; eager attention keeps {arch.heads} x {seq:,} x {seq + 1:,} probabilities a layer"
-        if expert_lora:
-            # peft rebuilds each expert stack as W + B @ A in the forward and keeps it for the backward.
-            rebuilt = int(PEFT_EXPERT_COPIES * (counts["expert_weights"] // n_layers) * act)
-            layer_live += rebuilt if ckpt else 0
-            stored_acts += 0 if ckpt else n_layers * rebuilt
-        flowing = 2 * tokens * h * act
-        loss_phase = [
-            Part(
-                "output layer and loss",
-                CROSS_ENTROPY_BYTES * trained * arch.vocab + 2 * trained * h * act,
-                f"float32 logits and cross-entropy over {trained:,} trained positions x {arch.vocab:,}",
-            ),
-        ]
-
-    stored_part = Part("kept activations", int(stored_acts), stored_note)
-    layer_parts = [
-        Part("layer in backward", int(layer_live), layer_note),
-        Part("hidden states in flight", int(flowing), "the residual stream and its gradient"),
-    ]
-    if mxfp4_scratch:
-        layer_parts.append(
-            Part(
-                "MXFP4 dequantization",
-                int(mxfp4_scratch),
-                "a quarter of an expert stack unpacked at a time, in forward and backward",
-            )
-        )
     backward_phase = parts_common + [stored_part] + layer_parts
     output_phase = parts_common + [stored_part] + loss_phase
     backward_peak = sum(p.bytes for p in backward_phase)
@@ -766,52 +833,35 @@ def plan_memory(
         parts, phase, peak = output_phase, "the output layer and loss", output_peak
     else:
         parts, phase, peak = backward_phase, "the backward through a layer", backward_peak
-    reserved = int(peak + RESERVE_SHARE * (peak - weights) + RESERVE_FIXED) if on_gpu else peak
+    reserved = int(peak + RESERVE_SHARE * (peak - weights) + RESERVE_FIXED) if c.on_gpu else peak
 
     budget = None
-    if on_gpu and gpu is not None:
+    if c.on_gpu and gpu is not None:
         # What this process may still take, plus what it already holds for the model being planned
         # (its weights are part of the prediction) and the allocator's cached free blocks.
         held = weights if weights_bytes is not None else 0
         budget = int(gpu.free_bytes + (gpu.reserved_bytes - gpu.allocated_bytes) + min(held, gpu.allocated_bytes))
 
-    targets = ", ".join(lo["target_modules"]) + (" + experts" if expert_lora else "")
     settings = {
         "weights": weights_words,
-        "dtype": dtype,
+        "dtype": c.dtype,
         "batch_size": t["batch_size"],
         "gradient_accumulation_steps": t["gradient_accumulation_steps"],
         "sequence_tokens": seq,
         "micro_batch_tokens": tokens,
         "trained_tokens": trained,
-        "pack_tokens": pack if engine == "fast" else None,
-        "gradient_checkpointing": ckpt,
+        "pack_tokens": c.pack if c.engine == "fast" else None,
+        "gradient_checkpointing": c.checkpointing,
         "lora_r": lo["r"],
-        "lora_targets": targets,
-        "optimizer": optimizer,
-        "attention": attention,
+        "lora_targets": ", ".join(lo["target_modules"]) + (" + experts" if c.expert_lora else ""),
+        "optimizer": c.optimizer,
+        "attention": "flash with sinks (O(seq))" if c.engine == "fast" else m["attn_implementation"],
         "architecture": asdict(arch),
     }
-    notes = []
-    if stored == "mxfp4" and mxfp4_experts:
-        notes.append("the MXFP4 checkpoint's experts are read as released, straight to the device, never in bf16")
-    if lo["target_experts"] and mxfp4_experts:
-        notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
-    gpus = int(t.get("gpus") or 1)
-    if gpus > 1:
-        notes.append(
-            f"this is each GPU's plan: all {gpus} GPUs hold a whole replica, and each packs only its "
-            "share of a step's conversations"
-        )
-    if four_bit and not mxfp4_experts:
-        notes.append(
-            "bitsandbytes quantizes nn.Linear layers only: GPT-OSS' experts (3-D stacks, most of the "
-            "weights) stay in " + dtype + "; model.mxfp4_experts is what shrinks them"
-        )
     plan = MemoryPlan(
-        device=device,
+        device=c.device,
         model=str(m["name_or_path"]),
-        engine=engine,
+        engine=c.engine,
         settings=settings,
         parts=parts,
         phase=phase,
@@ -820,9 +870,9 @@ def plan_memory(
         peak_bytes=int(peak),
         reserved_bytes=reserved,
         trainable_parameters=trainable,
-        gpu=gpu if on_gpu else None,
+        gpu=gpu if c.on_gpu else None,
         budget_bytes=budget,
-        notes=notes,
+        notes=_notes(s, c),
     )
     if suggest and plan.fits is False:
         plan.suggestion = _suggest(
@@ -830,14 +880,14 @@ def plan_memory(
             s,
             plan,
             architecture=architecture,
-            device=device,
+            device=c.device,
             gpu=gpu,
             lengths=lengths,
             trained_fraction=trained_fraction,
             weights_bytes=weights_bytes,
-            bitsandbytes=bnb,
-            engine=engine,
-            pack=pack,
+            bitsandbytes=c.bitsandbytes,
+            engine=c.engine,
+            pack=c.pack,
             tokens=tokens,
         )
     return plan
