@@ -109,12 +109,33 @@ function decodePointer(pointer: string): (string | number)[] {
     .map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
 }
 
-function toIssue(error: ErrorObject): SchemaIssue {
+function valueAt(instance: unknown, segments: (string | number)[]): unknown {
+  let node = instance;
+  for (const s of segments) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<string | number, unknown>)[s];
+  }
+  return node;
+}
+
+/** The wording both languages use for NaN, Infinity and -Infinity where the schema wants a number. */
+export const NON_FINITE_MESSAGE = 'must be a finite number';
+
+function toIssue(error: ErrorObject, instance: unknown): SchemaIssue {
   const segments = decodePointer(error.instancePath);
   // A missing or unknown field is reported at the field itself, not at the object holding it.
   if (error.keyword === 'required') segments.push(error.params.missingProperty);
   if (error.keyword === 'additionalProperties') segments.push(error.params.additionalProperty);
-  return { segments, path: formatPath(segments), keyword: error.keyword, message: describe(error.keyword, error.params) };
+  let message = describe(error.keyword, error.params);
+  if (error.keyword === 'type') {
+    // ajv refuses NaN and the infinities as numbers, but "must be number" would read as nonsense for
+    // a value that prints as a number; say what is wrong with it instead.
+    const types = ([] as string[]).concat(error.params.type);
+    const value = valueAt(instance, segments);
+    if (typeof value === 'number' && !Number.isFinite(value) && (types.includes('number') || types.includes('integer')))
+      message = NON_FINITE_MESSAGE;
+  }
+  return { segments, path: formatPath(segments), keyword: error.keyword, message };
 }
 
 function compareSegments(a: (string | number)[], b: (string | number)[]): number {
@@ -138,7 +159,7 @@ function compareSegments(a: (string | number)[], b: (string | number)[]): number
 export function schemaIssues(name: SchemaName, instance: unknown): SchemaIssue[] {
   const validate = validatorFor(name);
   if (validate(instance)) return [];
-  const issues = (validate.errors ?? []).map(toIssue);
+  const issues = (validate.errors ?? []).map((e) => toIssue(e, instance));
   const seen = new Set<string>();
   return issues
     .filter((i) => {

@@ -28,7 +28,11 @@ describe('contract fixtures', () => {
   });
 
   it('records an expected first error for every invalid fixture and no stale entries', () => {
-    expect(cases('invalid').map((c) => c.file).sort()).toEqual(Object.keys(expected).sort());
+    expect(
+      cases('invalid')
+        .map((c) => c.file)
+        .sort(),
+    ).toEqual(Object.keys(expected).sort());
   });
 
   it.each(cases('valid'))('$file is valid', ({ schema, file }) => {
@@ -64,5 +68,37 @@ describe('validate()', () => {
         'lora.r: must be integer',
       ]);
     }
+  });
+});
+
+// JSON cannot hold NaN or an infinity, so these cases have no fixture file: they reach the validator
+// from JavaScript (a form field, a computed value) and are checked here only. The Python validator
+// words them identically.
+describe('non-finite numbers', () => {
+  it.each([NaN, Infinity, -Infinity])('%p in a number field: <path>: must be a finite number', (value) => {
+    expect(() => validate('finetune-config', { lora: { alpha: value } })).toThrow('finetune-config: lora.alpha: must be a finite number');
+    expect(schemaIssues('finetune-config', { lora: { alpha: value } }).map(formatIssue)).toEqual(['lora.alpha: must be a finite number']);
+  });
+
+  it('in integer fields, nullable fields and array items alike', () => {
+    expect(schemaIssues('finetune-config', { lora: { r: NaN } }).map(formatIssue)).toEqual(['lora.r: must be a finite number']);
+    const run = {
+      version: 1,
+      run_id: 'r',
+      status: 'running',
+      step: 1,
+      max_steps: 2,
+      elapsed_seconds: Infinity,
+      metrics: [{ step: 1, loss: NaN }],
+    };
+    expect(schemaIssues('training-run', run).map(formatIssue)).toEqual([
+      'elapsed_seconds: must be a finite number',
+      'metrics[0].loss: must be a finite number',
+    ]);
+  });
+
+  it('leaves a non-finite value in a field of another type to the usual rule', () => {
+    const [issue] = schemaIssues('finetune-config', { model: { name_or_path: NaN } });
+    expect(formatIssue(issue)).toBe('model.name_or_path: must be string');
   });
 });
