@@ -27,7 +27,7 @@ from typing import Any, Literal, overload
 
 from .config import ConfigBase, DataConfig
 from .errors import UserError
-from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, Rendered, render_many
+from .harmony import EFFORTS, Conversation, HarmonyRenderError, Message, Rendered, header_problem, render_many
 
 FORMATS = ("multilingual-thinking", "messages", "sharegpt")
 SAMPLE_DIR = Path(__file__).with_name("sample_data")
@@ -44,6 +44,10 @@ _LANGUAGE_LINE = re.compile(r"^\s*reasoning language:\s*(?P<lang>[^\n]+?)\s*(?:\
 
 def _as_dict(data_config: ConfigBase | dict[str, Any]) -> dict[str, Any]:
     return data_config.to_dict() if isinstance(data_config, ConfigBase) else dict(data_config)
+
+
+class DataFileError(UserError, ValueError):
+    """A data file that cannot be read as a whole; the message names the file and the place in it."""
 
 
 class BadRowError(UserError, ValueError):
@@ -101,10 +105,16 @@ def read_rows(source: str, split: str = "train", limit: int | None = None) -> li
     suffix = where.suffix.lower()
     if suffix == ".jsonl":
         rows: list[Any] = []
-        with where.open(encoding="utf-8") as f:
-            for line in f:
+        with where.open("rb") as f:
+            for raw in f:
                 if limit is not None and len(rows) >= limit:
                     break
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    # One bad line is that row's problem, named with its number, not the whole file's.
+                    rows.append(_Unreadable(f"not valid UTF-8 (byte {e.start + 1} of the line)"))
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -113,7 +123,15 @@ def read_rows(source: str, split: str = "train", limit: int | None = None) -> li
                     rows.append(_Unreadable(f"not valid JSON ({e.msg} at column {e.colno})"))
         return rows
     if suffix == ".json":
-        data = json.loads(where.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(where.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataFileError(f"{where}: not valid UTF-8 (byte {e.start + 1})") from None
+        except json.JSONDecodeError as e:
+            raise DataFileError(
+                f"{where}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                "a file cut short, or JSON Lines saved as .json?"
+            ) from None
         rows = data if isinstance(data, list) else [data]
         return rows[:limit] if limit is not None else rows
     import pyarrow.parquet as pq
@@ -171,6 +189,23 @@ def _need_str(value: Any, row: int, field: str, optional: bool = False) -> str |
     return value
 
 
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+def _header_str(value: Any, row: int, field: str, *, optional: bool = False, constrain: bool = False) -> str:
+    """A string that goes into a message header (a tool's name, a content type): plain text only."""
+    text = _need_str(value, row, field, optional=optional)
+    if text is None:
+        return ""
+    problem = header_problem(text, constrain=constrain)
+    if problem:
+        raise BadRowError(row, field, problem)
+    return text
+
+
 def _effort(row: dict[str, Any], default: str, index: int) -> str:
     effort = row.get("reasoning_effort") or default
     if effort not in EFFORTS:
@@ -203,16 +238,15 @@ def _tool_call_message(call: Any, index: int, where: str) -> Message:
     if not isinstance(call, dict):
         raise BadRowError(index, where, "must be an object with a function name and arguments")
     fn = call.get("function", call)
-    name = _need_str(fn.get("name") if isinstance(fn, dict) else None, index, f"{where}.function.name")
+    if not isinstance(fn, dict):
+        raise BadRowError(index, f"{where}.function", "must be an object with a name and arguments")
+    name = _header_str(fn.get("name"), index, f"{where}.function.name")
     args = fn.get("arguments", {})
     content = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-    return Message(
-        "assistant",
-        content,
-        channel="commentary",
-        recipient=f"functions.{name}",
-        content_type=fn.get("content_type", "<|constrain|>json"),
+    content_type = _header_str(
+        fn.get("content_type", "<|constrain|>json"), index, f"{where}.function.content_type", constrain=True
     )
+    return Message("assistant", content, channel="commentary", recipient=f"functions.{name}", content_type=content_type)
 
 
 def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "messages") -> Row:
@@ -240,7 +274,7 @@ def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "mes
             if isinstance(content, (dict, list)):
                 content = json.dumps(content, ensure_ascii=False)
             content = _need_str(content, index, f"{where}.content")
-            name = m.get("name")
+            name = _header_str(m.get("name"), index, f"{where}.name", optional=True)
             author = (name if name.startswith("functions.") else f"functions.{name}") if name else last_call
             if not author:
                 raise BadRowError(
@@ -250,6 +284,8 @@ def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "mes
             continue
         thinking = _need_str(m.get("thinking", m.get("reasoning_content")), index, f"{where}.thinking", optional=True)
         calls = m.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise BadRowError(index, f"{where}.tool_calls", f"must be a list of tool calls, not {_kind(calls)}")
         content = _need_str(m.get("content"), index, f"{where}.content", optional=bool(calls))
         if thinking:
             msgs.append(Message("assistant", thinking, channel="analysis"))

@@ -54,6 +54,26 @@ _SPECIAL_SPLIT = re.compile("(" + "|".join(re.escape(t) for t in SPECIAL_TOKENS)
 _TERMINATORS = (END, RETURN, CALL)
 
 
+def special_token_in(text: str) -> str | None:
+    """The first special token written out in ``text`` (``<|start|>``, ...), or None."""
+    found = _SPECIAL_SPLIT.search(text)
+    return found.group(0) if found else None
+
+
+def header_problem(value: str, *, constrain: bool = False) -> str | None:
+    """What is wrong with a header field (a recipient, a tool's name, a content type), or None.
+
+    Header text becomes part of the message's header tokens, so special-token text there would turn
+    into real structure (a new message, a channel); a content type may start with <|constrain|> only."""
+    text = value[len("<|constrain|>") :] if constrain and value.startswith("<|constrain|>") else value
+    token = special_token_in(text)
+    if token:
+        return f"contains the special token {token}; header fields are plain names"
+    if not text.strip() or any(c.isspace() for c in text):
+        return "must be one word without spaces"
+    return None
+
+
 class HarmonyRenderError(UserError, ValueError):
     """A conversation that cannot be written in Harmony (says which message and why)."""
 
@@ -106,6 +126,15 @@ class Message:
             self.recipient = self.recipient or "assistant"
         if self.channel is not None and self.channel not in CHANNELS:
             raise HarmonyRenderError(f"channel must be one of {', '.join(CHANNELS)}, got {self.channel!r}")
+        for field_name in ("recipient", "content_type", "name"):
+            value = getattr(self, field_name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise HarmonyRenderError(f"{field_name} must be a string, got {type(value).__name__}")
+            problem = header_problem(value, constrain=field_name == "content_type")
+            if problem:
+                raise HarmonyRenderError(f"{field_name} {value!r} {problem}")
 
 
 @dataclass

@@ -9,6 +9,7 @@ sees does not depend on which side checked.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -154,9 +155,23 @@ def _segment_key(segments: tuple[Segment, ...]) -> tuple[tuple[int, int | str, s
     return tuple((0, s, "") if isinstance(s, int) else (1, 0, s) for s in segments)
 
 
+def _non_finite(value: Any, at: tuple[Segment, ...]) -> list[tuple[Segment, ...]]:
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [at]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in _non_finite(item, (*at, key))]
+    if isinstance(value, (list, tuple)):
+        return [found for i, item in enumerate(value) for found in _non_finite(item, (*at, i))]
+    return []
+
+
 def schema_issues(name: str, instance: Any) -> list[SchemaIssue]:
     """Every broken rule of ``instance`` against schema ``name``, in the order shared with TypeScript."""
     found: dict[tuple[tuple[Segment, ...], str, str], SchemaIssue] = {}
+    # JSON has no NaN or infinity, and a range check (nan >= 0 is false, so is nan < 0) lets them through.
+    for segments in _non_finite(instance, ()):
+        issue = SchemaIssue(segments, "finite", "must be a finite number")
+        found[(issue.segments, issue.keyword, issue.message)] = issue
     for error in _validator(name).iter_errors(instance):
         for issue in _issues_of(error):
             found.setdefault((issue.segments, issue.keyword, issue.message), issue)

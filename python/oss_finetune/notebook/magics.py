@@ -477,6 +477,35 @@ def parse(argv: list[str]) -> Parsed:
     return parsed
 
 
+# A config is a few sections deep; a deeper body is a mistake or an attack on the parser's recursion.
+MAX_YAML_DEPTH = 32
+
+
+def _check_yaml_shape(body: str) -> None:
+    """Refuse YAML aliases and deep nesting before anything is built. A config never needs `*alias`,
+    and a few hundred bytes of nested aliases expand to gigabytes (a "billion laughs")."""
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(body, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            mark = event.start_mark
+            raise MagicError(
+                f"the cell uses a YAML alias (*{event.anchor}) at line {mark.line + 1}, column {mark.column + 1}; "
+                "aliases are not allowed in a config cell — write the value out"
+            )
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                mark = event.start_mark
+                raise MagicError(
+                    f"the cell nests more than {MAX_YAML_DEPTH} levels deep (line {mark.line + 1}); "
+                    "a config has a section and its fields"
+                )
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_body(body: str, section: str | None) -> dict:
     """A cell's YAML or JSON as a partial config; a bare section's fields when the line names its subcommand."""
     import yaml
@@ -484,6 +513,7 @@ def parse_body(body: str, section: str | None) -> dict:
     if not body.strip():
         return {}
     try:
+        _check_yaml_shape(body)
         data = yaml.safe_load(body)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import gc
 import json
 import math
 import os
+import pickle
 import random
 import secrets
 import shutil
@@ -140,7 +142,9 @@ def _rng_state() -> dict:
     with contextlib.suppress(ImportError):
         import numpy as np
 
-        state["numpy"] = np.random.get_state()
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        # Plain numbers rather than an ndarray, so that the file loads with torch.load(weights_only=True).
+        state["numpy"] = (name, [int(k) for k in keys], int(position), int(has_gauss), float(cached))
     return state
 
 
@@ -154,6 +158,32 @@ def _set_rng_state(state: dict) -> None:
             import numpy as np
 
             np.random.set_state(state["numpy"])
+
+
+def _load_state(path: Path) -> Any:
+    """A checkpoint's optimizer, scheduler or RNG state: tensors and plain data only. torch.load with
+    weights_only never runs code from the file, so a checkpoint folder someone shares cannot either."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise TrainingError(
+            f"{path} is refused: it holds objects other than tensors and plain data, which loading would have "
+            f"to run as code ({first}). Resume only from checkpoints this package wrote."
+        ) from None
+
+
+def _metric_lines(path: Path) -> list[str]:
+    """The whole lines of metrics.jsonl; a line cut short by a crash mid-write is left out."""
+    lines = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            lines.append(line)
+    return lines
 
 
 def _is_cuda_failure(error: BaseException) -> bool:
@@ -508,6 +538,15 @@ class Trainer:
                 torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in params if p.grad is not None]))
             )
         lr = float(self._optimizer.param_groups[0]["lr"])  # the rate this step used, not the next one's
+        if not (math.isfinite(loss_sum) and math.isfinite(grad_norm)):
+            # Stepping would write NaN into the adapter: the run stops with it as the last step left it.
+            self._optimizer.zero_grad(set_to_none=True)
+            what = f"loss {loss_sum}" if not math.isfinite(loss_sum) else f"gradient norm {grad_norm}"
+            raise TrainingError(
+                f"training stopped at step {self.step + 1}: the {what} is not a finite number (learning rate {lr:g}); "
+                "the adapter is as step "
+                f"{self.step} left it. Lower the learning rate, or look for a broken row in the data"
+            )
         self._optimizer.step()
         self._scheduler.step()
         self._optimizer.zero_grad(set_to_none=True)
@@ -628,11 +667,30 @@ class Trainer:
                 shutil.rmtree(stale, ignore_errors=True)
             os.replace(tmp, final)
             _fsync_dir(checkpoints)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(tmp, ignore_errors=True)
+            full = self._full_disk(error, checkpoints)
+            if full:
+                raise TrainingError(full) from error
             raise
         self.checkpoint = str(final)
         return self.checkpoint
+
+    def _full_disk(self, error: BaseException, folder: Path) -> str | None:
+        """The words for a checkpoint that did not fit on its disk, or None for any other failure. torch
+        reports a full disk from its archive writer as "unexpected pos", which names neither cause nor place."""
+        needed = 3 * sum(p.numel() * 4 for _, p in self._trainable())  # the adapter and AdamW's two moments
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return None
+        no_space = isinstance(error, OSError) and error.errno == errno.ENOSPC
+        if not (no_space or (isinstance(error, RuntimeError) and free < needed)):
+            return None
+        return (
+            f"no space left on device at {folder}: a checkpoint needs about {needed:,} bytes and {free:,} are free; "
+            "free some space (old runs under output_dir) and resume with `--resume latest`"
+        )
 
     def _load_checkpoint(self, path: Path) -> None:
         from peft import set_peft_model_state_dict
@@ -649,9 +707,9 @@ class Trainer:
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
             raise TrainingError(f"the checkpoint's adapter does not fit this model: unexpected {unexpected[:3]}")
-        self._optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
-        self._scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-        self._boundary_rng = torch.load(path / "rng_state.pt", weights_only=False)
+        self._optimizer.load_state_dict(_load_state(path / "optimizer.pt"))
+        self._scheduler.load_state_dict(_load_state(path / "scheduler.pt"))
+        self._boundary_rng = _load_state(path / "rng_state.pt")
         _set_rng_state(self._boundary_rng)
         self.step = state["step"]
         self.cursor = state["cursor"]
@@ -661,11 +719,7 @@ class Trainer:
         # The history after the checkpoint belongs to the abandoned branch of the run.
         metrics_path = self.run_dir / "metrics.jsonl"
         if metrics_path.exists() and self._writes_files:
-            kept = [
-                line
-                for line in metrics_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] <= self.step
-            ]
+            kept = [line for line in _metric_lines(metrics_path) if json.loads(line)["step"] <= self.step]
             tmp = metrics_path.with_suffix(".jsonl.tmp")
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             os.replace(tmp, metrics_path)
@@ -703,24 +757,13 @@ class Trainer:
         self.run_dir = path.parent.parent
         self.run_id = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))["run_id"]
 
-    def train(self, resume_from: str | os.PathLike | None = None) -> TrainResult:
-        """Run to max_steps, or until stop() / an interrupt; returns how it ended.
-
-        ``resume_from`` is a checkpoints/step-N folder; the run continues in that run's folder.
-        Raises TrainingError (status 'failed') when the GPU runs out of memory or CUDA fails.
-        """
+    def _prepare(self, resume_from: str | os.PathLike | None, device: torch.device) -> None:
+        """Everything before the first step: seeds, engine, optimizer, scheduler, run files, checkpoint."""
         s = self.settings
-        if resume_from is not None:
-            self.continue_run_of(resume_from)
-        # A stop asked for before the loop starts (a quick Stop button) is honoured, not cleared:
-        # the flag is reset when a run ends instead.
-        self.message = None
-
         if resume_from is None:
             # Dropout draws from the global stream; a resumed run restores it from the checkpoint instead.
             torch.manual_seed(s["seed"])
             random.seed(s["seed"])
-        device = model_device(self.model)
         self.engine = self._choose_engine(device)
         self._optimizer = self._make_optimizer()
         self._scheduler = self._make_scheduler(self._optimizer)
@@ -732,6 +775,31 @@ class Trainer:
             # and two short runs can start within one second.
             self.started_at = _now("milliseconds")
             self._boundary_rng = _rng_state()
+
+    def train(self, resume_from: str | os.PathLike | None = None) -> TrainResult:
+        """Run to max_steps, or until stop() / an interrupt; returns how it ended.
+
+        ``resume_from`` is a checkpoints/step-N folder; the run continues in that run's folder.
+        Raises TrainingError (status 'failed') when the GPU runs out of memory or CUDA fails.
+        """
+        s = self.settings
+        # A stop asked for before the loop starts (a quick Stop button) is honoured, not cleared:
+        # the flag is reset when a run ends instead.
+        self.message = None
+
+        device = model_device(self.model)
+        try:
+            if resume_from is not None:
+                self.continue_run_of(resume_from)
+            self._prepare(resume_from, device)
+        except Exception as error:
+            # Nothing has trained yet: the run ends here, so that the session is free at once.
+            message = f"training did not start: {error}"
+            self._stop.clear()
+            self.set_status("failed", message)
+            if isinstance(error, TrainingError):
+                raise
+            raise TrainingError(message) from error
         self._team_stop = False
 
         inner = unwrap(self.model)
@@ -773,8 +841,12 @@ class Trainer:
                     self._optimizer.zero_grad(set_to_none=True)
         except BaseException as error:
             self._optimizer.zero_grad(set_to_none=True)
-            if isinstance(error, TeamError):
-                message = f"training failed at step {self.step + 1}: {error}"
+            if isinstance(error, (TeamError, TrainingError)):
+                message = (
+                    str(error)
+                    if isinstance(error, TrainingError)
+                    else f"training failed at step {self.step + 1}: {error}"
+                )
                 self._finish(was_training, previous_cache)
                 self._stop.clear()
                 self.set_status("failed", message)
