@@ -94,6 +94,8 @@ export async function newConnectionInfo(ip = '127.0.0.1'): Promise<ConnectionInf
 export interface KernelManagerOptions {
   cwd?: string;
   env?: Record<string, string>;
+  /** Appended to the kernelspec's argv, as jupyter_client's extra_arguments are. */
+  extraArguments?: string[];
   /** Loopback unless you mean to expose the kernel's unauthenticated-by-network ports. */
   ip?: string;
   startTimeoutMs?: number;
@@ -187,9 +189,12 @@ export class KernelManager extends EventEmitter {
   }
 
   private spawnProcess(): void {
-    const argv = this.spec.argv.map((a) =>
-      a.replace(/\{connection_file\}/g, this.connectionFile as string).replace(/\{resource_dir\}/g, this.spec.resourceDir),
-    );
+    const argv = [
+      ...this.spec.argv.map((a) =>
+        a.replace(/\{connection_file\}/g, this.connectionFile as string).replace(/\{resource_dir\}/g, this.spec.resourceDir),
+      ),
+      ...(this.options.extraArguments ?? []),
+    ];
     const env = { ...process.env, ...(this.spec.env ?? {}), ...(this.options.env ?? {}) };
     // A process group of its own: Ctrl-C in our terminal must not interrupt the kernel behind our back,
     // and signals we send reach the kernel's children too.

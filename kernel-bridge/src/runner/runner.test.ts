@@ -3,11 +3,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { findPython, makeKernelSpec, TempKernelSpec } from '../test-helpers';
-import { applyCarriageReturns, coalesceStreams, EXIT_CODES, runNotebook, RunEvent } from './runner';
+import { applyCarriageReturns, coalesceStreams, EXIT_CODES, runNotebook, RunEvent, runnerKernelArguments } from './runner';
 import { injectParameters, Notebook, parseNotebook, parseParam, pythonLiteral, serializeNotebook, splitLines } from './notebook';
 
 const fixtures = join(__dirname, 'fixtures');
-const compared = ['streams', 'display', 'rich', 'errors', 'long'];
+const compared = ['streams', 'display', 'rich', 'errors', 'long', 'history'];
 let tmp: TempKernelSpec;
 let work: string;
 let refDir: string;
@@ -63,6 +63,21 @@ describe('runNotebook equals nbclient', () => {
 });
 
 describe('runNotebook behaviour', () => {
+  it("keeps IPython's history in memory, as nbclient does (Check History in Memory)", async () => {
+    const result = await runNotebook(load('history'), { spec: tmp.spec, cwd: work });
+    expect(result.status).toBe('ok');
+    expect(result.notebook.cells[1].outputs).toEqual([{ output_type: 'stream', name: 'stdout', text: ':memory:\n' }]);
+  });
+
+  it('gives the history option to IPython kernels only, and not twice', () => {
+    const flag = '--HistoryManager.hist_file=:memory:';
+    expect(runnerKernelArguments(tmp.spec)).toEqual([flag]);
+    expect(runnerKernelArguments({ ...tmp.spec, name: 'python3', argv: ['/opt/py/bin/python', '-m', 'some_wrapper'] })).toEqual([flag]);
+    expect(runnerKernelArguments({ ...tmp.spec, name: 'julia-1.10', argv: ['julia', '-i', '{connection_file}'] })).toEqual([]);
+    expect(runnerKernelArguments({ ...tmp.spec, argv: [...tmp.spec.argv, '--HistoryManager.hist_file=/tmp/h.sqlite'] })).toEqual([]);
+    expect(runnerKernelArguments(tmp.spec, null)).toEqual([]);
+  });
+
   it('stops at the first error, naming the cell, with the traceback', async () => {
     const result = await runNotebook(load('errors'), { spec: tmp.spec, cwd: work });
     expect(result.status).toBe('error');

@@ -30,6 +30,23 @@ export interface RunOptions {
   /** How long an interrupted cell may take to stop before the kernel is killed. */
   interruptGraceMs?: number;
   env?: Record<string, string>;
+  /**
+   * IPython's history database for the kernel, as nbclient's `ipython_hist_file`: `:memory:` (the
+   * default) keeps notebooks run side by side off one shared SQLite file and headless runs out of the
+   * user's history; null leaves the kernel's own setting.
+   */
+  ipythonHistFile?: string | null;
+}
+
+/**
+ * The arguments the runner adds to a kernel's command line. The history option is IPython's, so it
+ * goes only to kernels that are IPython (an ipykernel argv, or a name jupyter_client treats as one)
+ * and only when the kernelspec does not set it already.
+ */
+export function runnerKernelArguments(spec: KernelSpec, ipythonHistFile: string | null = ':memory:'): string[] {
+  const isIPython = spec.argv.some((a) => /\bipykernel/.test(a)) || ['python', 'python2', 'python3'].includes(spec.name);
+  const setAlready = spec.argv.some((a) => a.startsWith('--HistoryManager.hist_file'));
+  return isIPython && ipythonHistFile && !setAlready ? [`--HistoryManager.hist_file=${ipythonHistFile}`] : [];
 }
 
 export interface CellFailure {
@@ -122,7 +139,11 @@ export async function runNotebook(input: Notebook, options: RunOptions): Promise
   const nb: Notebook = injectParameters(JSON.parse(JSON.stringify(input)), options.params ?? {});
   const runnable = (c: NbCell) => c.cell_type === 'code' && sourceText(c.source).trim() !== '' && !hasTag(c, 'skip-execution');
   const total = nb.cells.filter(runnable).length;
-  const manager = new KernelManager(options.spec, { cwd: options.cwd, env: options.env });
+  const manager = new KernelManager(options.spec, {
+    cwd: options.cwd,
+    env: options.env,
+    extraArguments: runnerKernelArguments(options.spec, options.ipythonHistFile === undefined ? ':memory:' : options.ipythonHistFile),
+  });
   // Output objects by display_id, across cells, so a later update rewrites them in place.
   const displays = new Map<string, Set<NbOutput>>();
   let ordinal = 0;
