@@ -1,9 +1,10 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { kernelSpecDirs, main, parseArgs } from './cli';
+import { kernelSpecDirs, main, parseArgs, progressPrinter } from './cli';
 import { EXIT_CODES } from './runner';
 import { findPython } from './test-helpers';
+import { isControl } from './text';
 
 let work: string;
 let stderr: string[];
@@ -79,5 +80,34 @@ describe('oss-finetune CLI', () => {
     const dirs = kernelSpecDirs({ JUPYTER_PATH: '/a', HOME: '/h', XDG_DATA_HOME: '/x' });
     expect(dirs[0]).toBe(join('/a', 'kernels'));
     expect(dirs[1]).toBe(join('/x', 'jupyter', 'kernels'));
+  });
+});
+
+describe('the progress display', () => {
+  const hostile = 'step 3 \x1b]0;owned\x07\x1b[2J\u202eevil\u2066 \x9b\x7f\r end';
+  const printed = (isTTY: boolean) => {
+    const written: string[] = [];
+    const print = progressPrinter({ isTTY, columns: 200, write: (chunk: string) => written.push(chunk) > 0 });
+    print({ type: 'start', total: 1, kernel: 'python3\x1b[2J' });
+    print({ type: 'cell-start', index: 0, ordinal: 1, total: 1, source: `print("\x1b]0;t\x07")` });
+    for (const output_type of ['display_data', 'update_display_data'] as const)
+      print({
+        type: 'output',
+        index: 0,
+        output: { output_type, data: { 'text/plain': `${hostile}\nsecond line` }, metadata: {}, transient: {} },
+      });
+    print({ type: 'cell-end', index: 0, ordinal: 1, total: 1, elapsedMs: 5, ok: true });
+    return written.join('');
+  };
+  // Control characters other than line ends, once the printer's own line redraw (carriage return,
+  // erase line) is taken out.
+  const controls = (text: string) => [...text.split('\r\x1b[2K').join('')].filter((ch) => ch !== '\n' && isControl(ch.charCodeAt(0)));
+
+  it.each([true, false])('shows control characters and bidi overrides from the notebook escaped (tty: %p)', (isTTY) => {
+    const text = printed(isTTY);
+    expect(controls(text)).toEqual([]);
+    expect(text).toContain('step 3 \\x1b]0;owned\\x07\\x1b[2J\\u202eevil\\u2066 \\x9b\\x7f\\r end');
+    expect(text).toContain('kernel python3\\x1b[2J: 1 code cell(s)');
+    expect(text).not.toContain('second line');
   });
 });

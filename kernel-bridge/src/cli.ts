@@ -11,6 +11,7 @@ import { findKernelSpecs, KernelSpec } from './launcher';
 import { EXIT_CODES, runNotebook, RunEvent } from './runner';
 import { parseNotebook, parseParam, ParamValue, serializeNotebook } from './runner/notebook';
 import { KernelServer } from './server';
+import { escapeControls } from './text';
 
 const USAGE = `usage:
   oss-finetune run NOTEBOOK [-o OUT] [--param K=V ...] [--timeout S] [--allow-errors] [--kernel NAME] [--python PATH]
@@ -153,7 +154,7 @@ function firstLine(o: Output): string | undefined {
   return undefined;
 }
 
-function progressPrinter(stream: NodeJS.WriteStream): (e: RunEvent) => void {
+export function progressPrinter(stream: Pick<NodeJS.WriteStream, 'isTTY' | 'columns' | 'write'>): (e: RunEvent) => void {
   const tty = stream.isTTY;
   let live = false;
   let started = Date.now();
@@ -162,15 +163,17 @@ function progressPrinter(stream: NodeJS.WriteStream): (e: RunEvent) => void {
     live = false;
   };
   return (e) => {
-    if (e.type === 'start') stream.write(`kernel ${e.kernel}: ${e.total} code cell(s)\n`);
+    if (e.type === 'start') stream.write(`kernel ${escapeControls(e.kernel)}: ${e.total} code cell(s)\n`);
     else if (e.type === 'cell-start') {
       started = Date.now();
       const preview = e.source.split('\n').find((l) => l.trim()) ?? '';
-      stream.write(`[${e.ordinal}/${e.total}] cell ${e.index + 1}: ${preview.slice(0, 60)}\n`);
+      stream.write(`[${e.ordinal}/${e.total}] cell ${e.index + 1}: ${escapeControls(preview).slice(0, 60)}\n`);
     } else if (e.type === 'output') {
       // The live line: a display updated in place (e.g. training progress) rewrites one terminal line.
-      const line = firstLine(e.output);
-      if (line === undefined) return;
+      // The notebook's text is shown escaped: raw, a control character in it would drive the terminal.
+      const first = firstLine(e.output);
+      if (first === undefined) return;
+      const line = escapeControls(first);
       const elapsed = ((Date.now() - started) / 1000).toFixed(1);
       if (tty) {
         stream.write(`\r\x1b[2K    ${elapsed}s ${line.slice(0, (stream.columns ?? 100) - 12)}`);
@@ -203,9 +206,12 @@ async function run(args: Args): Promise<number> {
     onEvent: progressPrinter(process.stderr),
   });
   writeFileSync(out, serializeNotebook(result.notebook));
-  if (result.failure && result.failure.traceback.length) process.stderr.write(`\n${result.failure.traceback.join('\n')}\n`);
+  // Tracebacks keep their colours and line breaks; anything else in them (the error's own text can be
+  // anything) is escaped, as in the progress lines.
+  if (result.failure && result.failure.traceback.length)
+    process.stderr.write(`\n${escapeControls(result.failure.traceback.join('\n'), { keep: '\n', colours: true })}\n`);
   process.stderr.write(
-    `\n${result.status === 'ok' ? 'ok' : 'stopped'}: ${result.message} (${(result.elapsedMs / 1000).toFixed(1)}s); wrote ${out}\n`,
+    `\n${result.status === 'ok' ? 'ok' : 'stopped'}: ${escapeControls(result.message)} (${(result.elapsedMs / 1000).toFixed(1)}s); wrote ${out}\n`,
   );
   return result.exitCode;
 }
