@@ -1,5 +1,7 @@
 import { SchemaName, formatIssue, schemaIssues } from '@oss-finetune/schema';
 
+import { escapeControls, WHITESPACE } from './text';
+
 export type Checked<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
 /**
@@ -29,7 +31,8 @@ export function renderProblems(host: HTMLElement, what: string, problems: string
   const list = document.createElement('ul');
   for (const problem of problems.slice(0, 10)) {
     const item = document.createElement('li');
-    item.textContent = problem;
+    // A field name in a problem is the kernel's; its control characters show escaped.
+    item.textContent = escapeControls(problem, WHITESPACE);
     list.appendChild(item);
   }
   if (problems.length > 10) {

@@ -106,6 +106,38 @@ describe('TrainingRenderer', () => {
     expect(r.node.querySelector<HTMLButtonElement>('.ossft-stop')!.disabled).toBe(false);
   });
 
+  it('shows control characters and bidi overrides in what the kernel sends escaped, not acting on the text', async () => {
+    // A right-to-left override would show "run-1-lave" as "evil-1-nur" and a BEL or ESC is invisible.
+    const payload = {
+      ...running(3, 'failed'),
+      run_id: 'run-1-\u202elave',
+      device: 'cuda:0\x1b[2J',
+      message: 'stopped: \u2067loss\u2069 is nan\x07\nsee the log',
+      checkpoint: 'runs/\u202dx\u202c',
+    };
+    const { r } = renderer(
+      jest.fn(async () => {
+        throw new Error('kernel said \u202eno\x9b');
+      }),
+    );
+    await r.renderModel(mimeModel(TRAINING_MIME, payload));
+    expect(text(r.node, '.ossft-run-id')).toBe('Run run-1-\\u202elave · cuda:0\\x1b[2J');
+    // Line breaks and tabs are only white space in the page, and stay.
+    expect(text(r.node, '.ossft-run-message')).toBe(
+      'stopped: \\u2067loss\\u2069 is nan\\x07\nsee the log — checkpoint: runs/\\u202dx\\u202c',
+    );
+    await r.renderModel(mimeModel(TRAINING_MIME, { ...payload, status: 'running' }));
+    r.node.querySelector<HTMLButtonElement>('.ossft-stop')!.click();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(text(r.node, '.ossft-stop-note')).toBe('Could not ask the kernel to stop: kernel said \\u202eno\\x9b');
+  });
+
+  it('escapes them in the schema problems it lists too', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, { ...running(1), 'x\u202e': 1 }));
+    expect(text(r.node, '.ossft-invalid li')).toBe('x\\u202e: is not an allowed field');
+  });
+
   it('renders the contract fixtures', async () => {
     for (const name of ['running', 'stopped']) {
       const { r } = renderer();

@@ -2,6 +2,7 @@ import type { StepMetrics, TrainingRunPayload } from '@oss-finetune/schema';
 
 import { el } from '../common/dom';
 import { formatDuration, formatNumber } from '../common/payload';
+import { escapeControls, WHITESPACE } from '../common/text';
 import { ChartBackend, Series } from './charts';
 
 export type StopHandler = (runId: string, node: HTMLElement) => Promise<void>;
@@ -101,8 +102,10 @@ export class TrainingDashboard {
   update(payload: TrainingRunPayload): void {
     if (this.payload && this.payload.run_id !== payload.run_id) this.stopRequestedFor = null;
     this.payload = payload;
-    this.runLabel.textContent = `Run ${payload.run_id}${payload.device ? ` · ${payload.device}` : ''}`;
-    this.statusBadge.textContent = payload.status;
+    // The kernel's words are shown with control characters escaped: a bidi override in them would
+    // reorder what is shown (a run id reading backwards) and other controls are invisible.
+    this.runLabel.textContent = escapeControls(`Run ${payload.run_id}${payload.device ? ` · ${payload.device}` : ''}`);
+    this.statusBadge.textContent = escapeControls(payload.status);
     this.statusBadge.className = `ossft-run-status ossft-status-${payload.status}`;
 
     const fraction = Math.max(0, Math.min(1, payload.step / payload.max_steps));
@@ -116,7 +119,7 @@ export class TrainingDashboard {
     this.timing.textContent = timing.join(' · ');
 
     const lines = [payload.message, payload.checkpoint ? `checkpoint: ${payload.checkpoint}` : null].filter(Boolean);
-    this.message.textContent = lines.join(' — ');
+    this.message.textContent = escapeControls(lines.join(' — '), WHITESPACE);
     this.message.hidden = lines.length === 0;
 
     const active = ACTIVE.has(payload.status);
@@ -162,7 +165,7 @@ export class TrainingDashboard {
       this.stopRequestedFor = null;
       this.stopButton.disabled = !ACTIVE.has(this.payload?.status ?? '');
       this.stopButton.textContent = 'Stop';
-      this.stopNote.textContent = `Could not ask the kernel to stop: ${err instanceof Error ? err.message : String(err)}`;
+      this.stopNote.textContent = `Could not ask the kernel to stop: ${escapeControls(err instanceof Error ? err.message : String(err), WHITESPACE)}`;
     }
   }
 }
