@@ -1,7 +1,9 @@
 /**
  * Shared set-up for tests that drive a real ipykernel.
  */
+import { randomBytes } from 'crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { connect } from 'net';
 import { tmpdir } from 'os';
 import { join, resolve } from 'path';
 import { KernelSpec, loadKernelSpec } from './launcher';
@@ -75,3 +77,38 @@ export async function until(predicate: () => boolean, what: string, timeoutMs = 
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/**
+ * Sends `head` (request line and headers, no blank line) on a raw socket and resolves with the
+ * status code of the answer: what a browser's `new WebSocket(...)` or a hand-made request can send,
+ * without a client library normalising the path first.
+ */
+export function rawRequest(url: string, head: string): Promise<number> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(data);
+      if (m) {
+        resolve(Number(m[1]));
+        socket.destroy();
+      }
+    });
+    socket.on('error', reject);
+    socket.on('close', () => reject(new Error(`no status line in ${JSON.stringify(data)}`)));
+    socket.write(`${head}\r\n\r\n`);
+  });
+}
+
+/** The head of a WebSocket upgrade request for `target` (a raw request target) with that Host header. */
+export const upgradeHead = (target: string, host: string): string =>
+  [
+    `GET ${target} HTTP/1.1`,
+    `Host: ${host}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    'Sec-WebSocket-Version: 13',
+    `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+  ].join('\r\n');

@@ -1,7 +1,9 @@
 import { KernelManager as LabKernelManager, KernelMessage, ServerConnection } from '@jupyterlab/services';
 import WebSocket from 'ws';
-import { makeKernelSpec, TempKernelSpec, until } from '../test-helpers';
-import { KernelServer } from './server';
+import { makeKernelSpec, rawRequest, TempKernelSpec, until, upgradeHead } from '../test-helpers';
+import { request as httpRequest } from 'http';
+import { networkInterfaces } from 'os';
+import { KernelServer, MAX_CLIENT_MESSAGE_BYTES } from './server';
 import { decodeJson, decodeV1, encodeJson, encodeV1, V1_PROTOCOL, WsMessage } from './ws-protocol';
 import { randomUUID } from 'crypto';
 
@@ -21,6 +23,20 @@ afterAll(async () => {
 });
 
 type Json = any;
+
+/** A REST request with a Host header of our choosing (fetch would not send one). */
+function withHost(url: string, host: string | undefined, token = server.token): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { Authorization: `token ${token}` };
+    const req = httpRequest(url, { headers, setHost: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    if (host !== undefined) req.setHeader('Host', host);
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 async function json(res: Promise<Response>): Promise<Json> {
   return (await res).json();
@@ -198,6 +214,127 @@ describe('KernelServer channels', () => {
     });
     const status = await new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0)));
     expect(status).toBe(403);
+  });
+});
+
+describe('KernelServer request hygiene', () => {
+  let kernelId: string;
+  let hostPort: string;
+  beforeAll(async () => {
+    kernelId = (await json(api('api/kernels', { method: 'POST', body: '{}' }))).id;
+    hostPort = new URL(base).host;
+  });
+  afterAll(async () => {
+    await api(`api/kernels/${kernelId}`, { method: 'DELETE' });
+  });
+
+  async function stillAnswers(c: Awaited<ReturnType<typeof rawClient>>) {
+    const req = wsMessage('shell', 'kernel_info_request', {});
+    c.send(req);
+    await until(
+      () => c.got.some((m) => m.parent_header.msg_id === req.header.msg_id && m.header.msg_type === 'kernel_info_reply'),
+      'kernel_info_reply on the existing connection',
+    );
+  }
+
+  it('answers 400 to a WebSocket upgrade to a malformed path, and the server and its kernels go on', async () => {
+    const c = await rawClient(kernelId, 'json');
+    try {
+      for (const target of [
+        '//[',
+        '/%E0%A4%A',
+        `/api/kernels/%E0%A4%A/channels?token=${server.token}`,
+        `/api/kernels/%/channels?token=${server.token}`,
+        `/api/kernels/${kernelId}/%ff?token=${server.token}`,
+        `//[::1/api/kernels/${kernelId}/channels?token=${server.token}`,
+        `http://127.0.0.1/api/kernels/${kernelId}/channels?token=${server.token}`,
+      ])
+        expect([target, await rawRequest(base, upgradeHead(target, hostPort))]).toEqual([target, 400]);
+      await stillAnswers(c);
+      expect((await json(api(`api/kernels/${kernelId}`))).connections).toBe(1);
+      const again = await rawClient(kernelId, 'v1');
+      again.ws.close();
+    } finally {
+      c.ws.close();
+    }
+  });
+
+  it('answers 400 to a REST request with a malformed path', async () => {
+    for (const target of ['//[', '/api/kernels/%E0%A4%A', '/api/kernels/%zz/interrupt'])
+      expect([
+        target,
+        await rawRequest(base, `GET ${target} HTTP/1.1\r\nHost: ${hostPort}\r\nAuthorization: token ${server.token}`),
+      ]).toEqual([target, 400]);
+    expect((await api('api/kernels')).status).toBe(200);
+  });
+
+  it('accepts loopback names in Host and refuses others (DNS rebinding), on REST and on the WebSocket', async () => {
+    const port = new URL(base).port;
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, 'localhost', `127.1.2.3:${port}`, `[::1]:${port}`])
+      expect([host, await withHost(`${base}api/kernels`, host)]).toEqual([host, 200]);
+    for (const host of [
+      `evil.example:${port}`,
+      `127.0.0.1.evil.example:${port}`,
+      `localhost.evil.example`,
+      `10.0.0.1:${port}`,
+      `[::2]:${port}`,
+    ])
+      expect([host, await withHost(`${base}api/kernels`, host)]).toEqual([host, 403]);
+    expect(await withHost(`${base}api/kernels`, undefined)).toBe(400);
+    const target = `/api/kernels/${kernelId}/channels?token=${server.token}`;
+    expect(await rawRequest(base, upgradeHead(target, `evil.example:${port}`))).toBe(403);
+    expect(await rawRequest(base, upgradeHead(target, `localhost:${port}`))).toBe(101);
+  });
+
+  it('accepts the names it is told to, or any with *', async () => {
+    for (const [allowedHosts, host, status] of [
+      [['lab.example.org'], 'lab.example.org:443', 200],
+      [['lab.example.org'], 'LAB.example.org', 200],
+      [['lab.example.org:8443', 'fe80::1'], 'lab.example.org', 200],
+      [['lab.example.org:8443', 'fe80::1'], '[fe80::1]:8443', 200],
+      [['lab.example.org'], 'other.example.org', 403],
+      [['lab.example.org'], 'localhost', 200],
+      [['*'], 'anything.example', 200],
+    ] as const) {
+      const srv = new KernelServer({ kernelspecs: { python3: tmp.spec }, allowedHosts: [...allowedHosts] });
+      const url = await srv.listen();
+      try {
+        expect([allowedHosts, host, await withHost(`${url}api/kernels`, host, srv.token)]).toEqual([allowedHosts, host, status]);
+      } finally {
+        await srv.close();
+      }
+    }
+  });
+
+  it('listening on every interface, accepts the addresses of this machine', async () => {
+    const srv = new KernelServer({ kernelspecs: { python3: tmp.spec }, host: '0.0.0.0' });
+    await srv.listen();
+    const port = new URL(srv.url).port;
+    const url = `http://127.0.0.1:${port}/api/kernels`;
+    try {
+      const addresses = Object.values(networkInterfaces())
+        .flatMap((list) => list ?? [])
+        .filter((i) => i.family === 'IPv4')
+        .map((i) => i.address);
+      for (const address of addresses) expect([address, await withHost(url, `${address}:${port}`, srv.token)]).toEqual([address, 200]);
+      expect(await withHost(url, `evil.example:${port}`, srv.token)).toBe(403);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it(`closes a connection whose client sends a message over ${MAX_CLIENT_MESSAGE_BYTES} bytes (1009), and the kernel goes on`, async () => {
+    expect(MAX_CLIENT_MESSAGE_BYTES).toBe(64 * 1024 * 1024);
+    const big = await rawClient(kernelId, 'json');
+    const closed = new Promise<number>((resolve) => big.ws.on('close', (code) => resolve(code)));
+    big.ws.send(Buffer.alloc(MAX_CLIENT_MESSAGE_BYTES + 1, 0x20));
+    expect(await closed).toBe(1009);
+    const c = await rawClient(kernelId, 'json');
+    try {
+      await stillAnswers(c);
+    } finally {
+      c.ws.close();
+    }
   });
 });
 

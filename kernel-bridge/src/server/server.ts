@@ -4,7 +4,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'http';
-import { AddressInfo, Socket } from 'net';
+import { AddressInfo, isIPv6, Socket } from 'net';
+import { networkInterfaces } from 'os';
 import WebSocket, { WebSocketServer } from 'ws';
 import { KernelManager, KernelManagerOptions, KernelSpec } from '../launcher';
 import { ChannelSet, JupyterMessage, Session } from '../wire';
@@ -21,6 +22,13 @@ export interface KernelServerOptions {
   token?: string;
   /** Origins allowed besides the server's own host; `*` allows any. Requests without Origin are not browsers and pass. */
   allowedOrigins?: string[];
+  /**
+   * Host header names accepted besides loopback names (localhost, 127.0.0.0/8, ::1) and the address
+   * the server listens on (every local interface address when that is 0.0.0.0 or ::); `*` accepts
+   * any. A request naming another host is refused with 403: a page whose DNS name was rebound to this
+   * machine sends its own name, and without this check would reach the kernels as a same-origin page.
+   */
+  allowedHosts?: string[];
   /** Offer the binary v1 WebSocket subprotocol (default true); false forces the legacy JSON encoding. */
   v1Protocol?: boolean;
   manager?: KernelManagerOptions;
@@ -36,6 +44,70 @@ class HttpError extends Error {
 }
 
 const CHANNELS = new Set(['shell', 'control', 'stdin']);
+
+/**
+ * The largest WebSocket message a client may send: 64 MiB. ws holds a whole message in memory before
+ * handing it on, so this bounds what one connection can make the server allocate (at the former
+ * 1 GiB, a few connections could exhaust the process and take every kernel with it). Client messages
+ * are requests to the kernel (code, comm messages, stdin replies, widget state and its buffers) and
+ * come nowhere near it; outputs flow the other way and are not limited by it.
+ */
+export const MAX_CLIENT_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** A request target in origin form, its path split into percent-decoded segments. */
+export interface RequestTarget {
+  /** Decoded path segments, trailing empty ones dropped: `/api/kernels/` is ['api', 'kernels']. */
+  segments: string[];
+  query: URLSearchParams;
+}
+
+// RFC 3986 path characters: unreserved, sub-delims, ':' and '@', percent escapes; segments after '/'.
+const PATH = /^(?:\/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*)+$/;
+
+/**
+ * Parses `req.url`. Anything but `/path?query` with a well-formed path (a bracket, a broken or
+ * non-UTF-8 percent escape, an absolute URL) is a 400, thrown as an HttpError for the caller to send.
+ */
+export function parseTarget(raw: string | undefined): RequestTarget {
+  const target = raw ?? '';
+  const q = target.indexOf('?');
+  const path = q < 0 ? target : target.slice(0, q);
+  if (!PATH.test(path)) throw new HttpError(400, 'malformed request path');
+  let segments: string[];
+  try {
+    segments = path.slice(1).split('/').map(decodeURIComponent);
+  } catch {
+    throw new HttpError(400, 'malformed percent-encoding in the request path');
+  }
+  while (segments.length > 0 && segments[segments.length - 1] === '') segments.pop();
+  return { segments, query: new URLSearchParams(q < 0 ? '' : target.slice(q + 1)) };
+}
+
+/**
+ * The host name of a Host header (or an allowedHosts entry) as a browser writes it: lower case, IPv4
+ * as four decimals, IPv6 in brackets and shortest form, no trailing dot; undefined if it is not one.
+ */
+export function canonicalHost(value: string): string | undefined {
+  // Only host and port characters: '@', '/' and the like would make URL read a different host.
+  if (!/^[A-Za-z0-9.\-_:[\]]+$/.test(value)) return undefined;
+  try {
+    return new URL(`http://${value}`).hostname.replace(/\.$/, '');
+  } catch {
+    return undefined;
+  }
+}
+
+function isLoopbackHost(host: string): boolean {
+  return (
+    host === 'localhost' ||
+    /^127\.\d+\.\d+\.\d+$/.test(host) ||
+    host === '[::1]' ||
+    // ::ffff:127.x.y.z, an IPv4 loopback address in IPv6 form
+    /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/.test(host)
+  );
+}
+
+const WILDCARD_BINDS = new Set(['0.0.0.0', '[::]']);
 
 /** One browser (or other) WebSocket on one kernel, with ZeroMQ sockets of its own, as Jupyter Server does. */
 class Connection {
@@ -209,7 +281,9 @@ export class KernelServer {
   constructor(private readonly options: KernelServerOptions) {
     if (options.token === '') throw new Error('an empty token would let anyone run code; leave it out for a random one');
     this.token = options.token ?? randomBytes(24).toString('hex');
-    this.http = createServer((req, res) => void this.handle(req, res));
+    this.http = createServer((req, res) => {
+      this.handle(req, res).catch(() => res.destroy());
+    });
     this.http.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -217,11 +291,20 @@ export class KernelServer {
     const offerV1 = options.v1Protocol ?? true;
     this.wss = new WebSocketServer({
       noServer: true,
-      // Large stream outputs are normal for training logs; keep ws's default limit generous.
-      maxPayload: 1 << 30,
+      maxPayload: MAX_CLIENT_MESSAGE_BYTES,
       handleProtocols: (protocols) => (offerV1 && protocols.has(V1_PROTOCOL) ? V1_PROTOCOL : false),
     });
-    this.http.on('upgrade', (req, socket, head) => this.upgrade(req, socket as Socket, head));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      // Whatever a client sends, an upgrade request must never throw out of this listener: an
+      // exception here is uncaught and would end the process with every kernel in it.
+      socket.on('error', () => socket.destroy());
+      try {
+        this.upgrade(req, socket, head);
+      } catch (e) {
+        const status = e instanceof HttpError ? e.status : 500;
+        refuseUpgrade(socket, status);
+      }
+    });
   }
 
   async listen(): Promise<string> {
@@ -230,7 +313,35 @@ export class KernelServer {
       this.http.listen(this.options.port ?? 0, this.options.host ?? '127.0.0.1', () => resolve());
     });
     this.address = this.http.address() as AddressInfo;
+    this.acceptedHosts = this.hostsToAccept();
     return this.url;
+  }
+
+  private acceptedHosts = new Set<string>();
+
+  private hostsToAccept(): Set<string> {
+    const hosts = new Set<string>();
+    const add = (h: string | undefined) => {
+      const c = h === undefined ? undefined : canonicalHost(isIPv6(h) ? `[${h}]` : h);
+      if (c) hosts.add(c);
+    };
+    for (const h of this.options.allowedHosts ?? []) if (h !== '*') add(h);
+    add(this.options.host ?? '127.0.0.1');
+    if ([...hosts].some((h) => WILDCARD_BINDS.has(h)) || this.options.host === '') {
+      // Listening everywhere: the addresses of this machine's interfaces are the names it is reached by.
+      for (const list of Object.values(networkInterfaces())) for (const i of list ?? []) add(i.address.split('%')[0]);
+    }
+    return hosts;
+  }
+
+  /** undefined when the Host header names this server; otherwise the refusal to send. */
+  private hostRefusal(req: IncomingMessage): HttpError | undefined {
+    const header = req.headers.host;
+    if (!header) return new HttpError(400, 'a Host header is required');
+    if (this.options.allowedHosts?.includes('*')) return undefined;
+    const host = canonicalHost(header);
+    if (host && (isLoopbackHost(host) || this.acceptedHosts.has(host))) return undefined;
+    return new HttpError(403, `host ${host ?? JSON.stringify(header)} is not allowed (allowedHosts adds names)`);
   }
 
   /** Base URL, e.g. http://127.0.0.1:8888/ */
@@ -254,10 +365,10 @@ export class KernelServer {
     });
   }
 
-  private authorized(req: IncomingMessage, url: URL): boolean {
+  private authorized(req: IncomingMessage, target: RequestTarget): boolean {
     const auth = req.headers.authorization ?? '';
     const m = /^(?:token|bearer)\s+(.+)$/i.exec(auth.trim());
-    const presented = m ? m[1] : url.searchParams.get('token');
+    const presented = m ? m[1] : target.query.get('token');
     return presented !== null && sameDigest(presented, this.token);
   }
 
@@ -274,16 +385,16 @@ export class KernelServer {
   }
 
   private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const refuse = (status: number, text: string) => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    };
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const m = /^\/api\/kernels\/([^/]+)\/channels\/?$/.exec(url.pathname);
-    if (!m) return refuse(404, 'Not Found');
-    if (!this.authorized(req, url)) return refuse(401, 'Unauthorized');
-    if (!this.originAllowed(req)) return refuse(403, 'Forbidden');
-    const kernel = this.kernels.get(decodeURIComponent(m[1]));
-    if (!kernel || !kernel.manager.alive) return refuse(404, 'Not Found');
+    const refuse = (status: number) => refuseUpgrade(socket, status);
+    const target = parseTarget(req.url);
+    const refusal = this.hostRefusal(req);
+    if (refusal) return refuse(refusal.status);
+    const [api, kernels, id, channels, ...rest] = target.segments;
+    if (api !== 'api' || kernels !== 'kernels' || !id || channels !== 'channels' || rest.length) return refuse(404);
+    if (!this.authorized(req, target)) return refuse(401);
+    if (!this.originAllowed(req)) return refuse(403);
+    const kernel = this.kernels.get(id);
+    if (!kernel || !kernel.manager.alive) return refuse(404);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const protocol: WsProtocol = ws.protocol === V1_PROTOCOL ? 'v1' : 'json';
       let conn: Connection;
@@ -300,10 +411,12 @@ export class KernelServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
+      const target = parseTarget(req.url);
+      const refusal = this.hostRefusal(req);
+      if (refusal) throw refusal;
       if (!this.originAllowed(req)) throw new HttpError(403, 'origin not allowed');
-      if (!this.authorized(req, url)) throw new HttpError(401, 'a valid token is required');
-      const { status, body, headers } = await this.route(req, url);
+      if (!this.authorized(req, target)) throw new HttpError(401, 'a valid token is required');
+      const { status, body, headers } = await this.route(req, target);
       res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...(headers ?? {}) });
       res.end(body === undefined ? undefined : JSON.stringify(body));
     } catch (e) {
@@ -314,12 +427,17 @@ export class KernelServer {
     }
   }
 
-  private async route(req: IncomingMessage, url: URL): Promise<{ status: number; body?: unknown; headers?: Record<string, string> }> {
-    const path = url.pathname.replace(/\/+$/, '');
+  private async route(
+    req: IncomingMessage,
+    target: RequestTarget,
+  ): Promise<{ status: number; body?: unknown; headers?: Record<string, string> }> {
     const method = req.method ?? 'GET';
-    if (path === '/api' && method === 'GET') return { status: 200, body: { version: '2.0.0' } };
-    if (path === '/api/kernelspecs' && method === 'GET') return { status: 200, body: this.kernelspecsModel() };
-    if (path === '/api/kernels') {
+    const [api, collection, id, action, ...rest] = target.segments;
+    const n = target.segments.length;
+    if (api !== 'api') throw new HttpError(404, 'not found');
+    if (n === 1 && method === 'GET') return { status: 200, body: { version: '2.0.0' } };
+    if (n === 2 && collection === 'kernelspecs' && method === 'GET') return { status: 200, body: this.kernelspecsModel() };
+    if (n === 2 && collection === 'kernels') {
       if (method === 'GET') return { status: 200, body: [...this.kernels.values()].map((k) => k.model()) };
       if (method === 'POST') {
         const body = await readJson(req);
@@ -331,11 +449,10 @@ export class KernelServer {
       }
       throw new HttpError(405, 'method not allowed');
     }
-    const m = /^\/api\/kernels\/([^/]+)(?:\/(interrupt|restart|channels))?$/.exec(path);
-    if (!m) throw new HttpError(404, 'not found');
-    const kernel = this.kernels.get(decodeURIComponent(m[1]));
-    if (!kernel) throw new HttpError(404, `no such kernel ${m[1]}`);
-    const action = m[2];
+    if (collection !== 'kernels' || !id || rest.length || (action !== undefined && !['interrupt', 'restart', 'channels'].includes(action)))
+      throw new HttpError(404, 'not found');
+    const kernel = this.kernels.get(id);
+    if (!kernel) throw new HttpError(404, `no such kernel ${id}`);
     if (!action) {
       if (method === 'GET') return { status: 200, body: kernel.model() };
       if (method === 'DELETE') {
@@ -415,4 +532,18 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
   return body as Record<string, unknown>;
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  500: 'Internal Server Error',
+};
+
+/** Answers an upgrade request that will not become a WebSocket, and closes its socket. */
+function refuseUpgrade(socket: Socket, status: number): void {
+  if (socket.destroyed) return;
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }
