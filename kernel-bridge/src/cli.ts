@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * oss-finetune run NOTEBOOK [-o OUT] [--param K=V ...] [--timeout S] [--allow-errors] [--kernel NAME] [--python PATH]
- * oss-finetune serve [--host H] [--port N] [--token T] [--kernel NAME] [--python PATH]
+ * oss-finetune serve [--host H] [--port N] [--token T | --token-file F] [--allow-host NAME ...] [--kernel NAME] [--python PATH]
  */
 import { existsSync, readFileSync, writeFileSync } from 'fs';
 import { homedir } from 'os';
@@ -15,11 +15,19 @@ import { escapeControls } from './text';
 
 const USAGE = `usage:
   oss-finetune run NOTEBOOK [-o OUT] [--param K=V ...] [--timeout S] [--allow-errors] [--kernel NAME] [--python PATH]
-  oss-finetune serve [--host H] [--port N] [--token T] [--kernel NAME] [--python PATH]
+  oss-finetune serve [--host H] [--port N] [--token T | --token-file F] [--allow-host NAME ...] [--kernel NAME] [--python PATH]
 
 run executes NOTEBOOK top to bottom on a fresh kernel and writes it with its outputs to OUT
 (default: NOTEBOOK with .out.ipynb). Exit codes: 0 success, 1 cell error, 2 usage, 3 timeout, 4 kernel died.
---python PATH runs an ipykernel from that Python instead of an installed kernelspec.`;
+--python PATH runs an ipykernel from that Python instead of an installed kernelspec.
+
+serve runs a Jupyter-compatible kernel server on 127.0.0.1:8888 (--host, --port) that requires a token.
+The token is the first of: --token T or --token-file F (the file's content, white space around it
+trimmed; give one of the two), then the environment's OSS_FINETUNE_TOKEN, then the file named by
+OSS_FINETUNE_TOKEN_FILE, else a random one, printed with the URL. The command line wins over the
+environment. Prefer the environment or a file: other users of the machine can read --token from the
+process list. A request must name the server in its Host header: localhost, a loopback address, the
+--host address, or a NAME given with --allow-host (repeatable; * accepts any).`;
 
 class UsageError extends Error {}
 
@@ -35,11 +43,19 @@ interface Args {
   host?: string;
   port?: number;
   token?: string;
+  tokenFile?: string;
+  allowHosts: string[];
 }
 
 export function parseArgs(argv: string[]): Args {
   const first = argv[0] ?? '';
-  const args: Args = { command: first === '-h' || first === '--help' ? 'help' : first, positional: [], params: {}, allowErrors: false };
+  const args: Args = {
+    command: first === '-h' || first === '--help' ? 'help' : first,
+    positional: [],
+    params: {},
+    allowErrors: false,
+    allowHosts: [],
+  };
   const value = (i: number, flag: string) => {
     if (i >= argv.length) throw new UsageError(`${flag} needs a value`);
     return argv[i];
@@ -86,6 +102,12 @@ export function parseArgs(argv: string[]): Args {
       }
       case '--token':
         args.token = next();
+        break;
+      case '--token-file':
+        args.tokenFile = next();
+        break;
+      case '--allow-host':
+        args.allowHosts.push(next());
         break;
       case '-h':
       case '--help':
@@ -216,17 +238,62 @@ async function run(args: Args): Promise<number> {
   return result.exitCode;
 }
 
+/** Where serve's token came from; `generated` when none was given and the server made a random one. */
+export type TokenSource = '--token' | '--token-file' | 'OSS_FINETUNE_TOKEN' | 'OSS_FINETUNE_TOKEN_FILE' | 'generated';
+
+function readTokenFile(path: string, via: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read the token file ${path} (${via}): ${(e as Error).message}`);
+  }
+  const token = text.trim();
+  if (!token) throw new UsageError(`the token file ${path} (${via}) is empty`);
+  return token;
+}
+
+/**
+ * serve's token, as Jupyter picks one (its JUPYTER_TOKEN and JUPYTER_TOKEN_FILE): the command line
+ * (--token or --token-file) first, then OSS_FINETUNE_TOKEN, then the file OSS_FINETUNE_TOKEN_FILE
+ * names; none of them leaves it to the server to make a random one. A source that is given but empty
+ * is an error rather than an open server or a silent fallback.
+ */
+export function resolveToken(
+  args: Pick<Args, 'token' | 'tokenFile'>,
+  env: NodeJS.ProcessEnv = process.env,
+): { token?: string; source: TokenSource } {
+  if (args.token !== undefined && args.tokenFile !== undefined) throw new UsageError('give --token or --token-file, not both');
+  if (args.token !== undefined) {
+    if (!args.token) throw new UsageError('--token is empty; leave it out for a random token');
+    return { token: args.token, source: '--token' };
+  }
+  if (args.tokenFile !== undefined) return { token: readTokenFile(args.tokenFile, '--token-file'), source: '--token-file' };
+  if (env.OSS_FINETUNE_TOKEN !== undefined) {
+    if (!env.OSS_FINETUNE_TOKEN) throw new UsageError('OSS_FINETUNE_TOKEN is set but empty; unset it for a random token');
+    return { token: env.OSS_FINETUNE_TOKEN, source: 'OSS_FINETUNE_TOKEN' };
+  }
+  if (env.OSS_FINETUNE_TOKEN_FILE !== undefined)
+    return { token: readTokenFile(env.OSS_FINETUNE_TOKEN_FILE, 'OSS_FINETUNE_TOKEN_FILE'), source: 'OSS_FINETUNE_TOKEN_FILE' };
+  return { source: 'generated' };
+}
+
 async function serve(args: Args): Promise<number> {
+  const { token, source } = resolveToken(args);
   const { specs, chosen } = resolveKernelSpecs(args);
   const server = new KernelServer({
     kernelspecs: specs,
     defaultKernelName: chosen,
     host: args.host,
     port: args.port ?? 8888,
-    token: args.token,
+    token,
+    allowedHosts: args.allowHosts,
   });
   const url = await server.listen();
-  process.stdout.write(`serving kernels (${Object.keys(specs).join(', ')}) at ${url}?token=${server.token}\n`);
+  // A token the person chose is theirs to know; printing it would put it in logs and scrollback. Only
+  // a random one is shown, as Jupyter does.
+  const shown = source === 'generated' ? server.token : `... (the token from ${source})`;
+  process.stdout.write(`serving kernels (${Object.keys(specs).join(', ')}) at ${url}?token=${shown}\n`);
   await new Promise<void>((resolveStop) => {
     const stop = () => resolveStop();
     process.once('SIGINT', stop);

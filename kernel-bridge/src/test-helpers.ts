@@ -1,6 +1,7 @@
 /**
  * Shared set-up for tests that drive a real ipykernel.
  */
+import { ChildProcess, spawn } from 'child_process';
 import { randomBytes } from 'crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { connect } from 'net';
@@ -112,3 +113,21 @@ export const upgradeHead = (target: string, host: string): string =>
     'Sec-WebSocket-Version: 13',
     `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
   ].join('\r\n');
+
+/**
+ * Runs `oss-finetune ARGS` in a child process from the TypeScript sources (each file transpiled as it
+ * is loaded), so a test sees what the installed command does, exit included, without a build.
+ */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  const program = `
+const ts = require(${JSON.stringify(require.resolve('typescript'))});
+const fs = require('fs');
+const compilerOptions = { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true };
+require.extensions['.ts'] = (m, file) =>
+  m._compile(ts.transpileModule(fs.readFileSync(file, 'utf8'), { fileName: file, compilerOptions }).outputText, file);
+require(${JSON.stringify(join(__dirname, 'cli.ts'))}).main(process.argv.slice(1)).then(
+  (code) => process.exit(code),
+  (e) => { process.stderr.write(String(e && e.stack || e) + '\\n'); process.exit(4); },
+);`;
+  return spawn(process.execPath, ['-e', program, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+}
