@@ -25,6 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+import oss_finetune.embedded  # noqa: E402,F401 - registers the embedded models this bench loads by name
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_throughput import CASES, LEARNING_RATE, make_examples  # noqa: E402

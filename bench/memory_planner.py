@@ -38,6 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
+import oss_finetune.embedded  # noqa: E402,F401 - registers the embedded models this bench loads by name
+
 GIB = 2**30
 
 # name -> (lora section, training section, sequence length, sequences per optimizer step)

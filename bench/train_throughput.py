@@ -36,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
+import oss_finetune.embedded  # noqa: E402,F401 - registers the embedded models this bench loads by name
+
 CASES = {
     "attention-1024": {"experts": False, "seq": 1024, "per_step": 16},
     "attention-4096": {"experts": False, "seq": 4096, "per_step": 4},

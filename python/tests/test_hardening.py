@@ -18,7 +18,6 @@ from oss_finetune.core import schema
 from oss_finetune.core.data import BadRowError, DataFileError, read_rows, to_row
 from oss_finetune.core.harmony import HarmonyRenderError, Message
 from oss_finetune.modeling.model import apply_lora, build_embedded_model
-from oss_finetune.notebook.magics import MagicError, parse_body
 from oss_finetune.notebook.session import Session
 from oss_finetune.training.trainer import Trainer, TrainingError, TrainingExample
 
@@ -298,6 +297,8 @@ def test_fields_of_the_wrong_type_are_named(message, field, words):
 
 
 def test_a_yaml_alias_bomb_is_refused_at_once():
+    from oss_finetune.notebook.magics import MagicError, parse_body
+
     levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for previous, name in zip("abcdefgh", "bcdefghi"):
         levels.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
@@ -308,6 +309,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once():
 
 
 def test_a_deeply_nested_body_is_refused_without_recursing():
+    from oss_finetune.notebook.magics import MagicError, parse_body
+
     with pytest.raises(MagicError, match="nests more than 32 levels"):
         parse_body("[" * 5000 + "]" * 5000, None)
     assert parse_body("lora:\n  r: 4\n", None) == {"lora": {"r": 4}}
