@@ -488,18 +488,18 @@ def _check_yaml_shape(body: str) -> None:
 
     depth = 0
     for event in yaml.parse(body, Loader=yaml.SafeLoader):
+        mark = event.start_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "the cell"
         if isinstance(event, yaml.AliasEvent):
-            mark = event.start_mark
             raise MagicError(
-                f"the cell uses a YAML alias (*{event.anchor}) at line {mark.line + 1}, column {mark.column + 1}; "
+                f"the cell uses a YAML alias (*{event.anchor}) at {where}; "
                 "aliases are not allowed in a config cell — write the value out"
             )
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_YAML_DEPTH:
-                mark = event.start_mark
                 raise MagicError(
-                    f"the cell nests more than {MAX_YAML_DEPTH} levels deep (line {mark.line + 1}); "
+                    f"the cell nests more than {MAX_YAML_DEPTH} levels deep ({where}); "
                     "a config has a section and its fields"
                 )
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
