@@ -9,7 +9,8 @@ a prompt of --prompt tokens and --new new tokens:
 - chat: ``training.generation.generate`` at batch 1 on the base model, with LoRA on attention, and
   with LoRA on attention and the experts (the adapter unmerged, as the notebook holds it);
 - eval: ``training.language._greedy_batch`` (left-padded prompts through transformers' generate),
-  attention LoRA, at batch 16 and 64.
+  attention LoRA, at batch 16 and 64;
+- the same cases through ``modeling.decoding.generate_batch`` (our KV cache on the fast engine's pieces).
 
 The figure is new tokens per second of the whole call (prefill included), after one warm-up call.
 The bound it is compared with: batch-1 decoding reads every active parameter once per token.
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print("generation_speed: no CUDA GPU here; this benchmark measures the GPU path only")
         return 0
 
+    from oss_finetune.modeling.decoding import generate_batch
     from oss_finetune.modeling.model import PAD_TOKEN_ID, apply_lora, load_model
     from oss_finetune.training.generation import generate
     from oss_finetune.training.language import _greedy_batch
@@ -79,21 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     def chat(model):
         return lambda: len(generate(model, None, prompt, args.new, stop_token_ids=never))
 
+    def ours(model, prompts):
+        return lambda: sum(len(r) for r in generate_batch(model, prompts, args.new, stop_token_ids=never))
+
+    def theirs(model, prompts):
+        return lambda: sum(len(r) for r in _greedy_batch(model, prompts, args.new, PAD_TOKEN_ID, never))
+
     timed("chat, base model, batch 1", chat(loaded.model), args.new)
+    timed("ours, base model, batch 1", ours(loaded.model, [prompt]), args.new)
     attention = apply_lora(loaded.model, {"r": 8, "alpha": 16}, seed=0)
     timed("chat, LoRA on attention, batch 1", chat(attention), args.new)
+    timed("ours, LoRA on attention, batch 1", ours(attention, [prompt]), args.new)
     for batch in [int(b) for b in args.batches.split(",") if b]:
         prompts = [prompt[i:] + prompt[:i] for i in range(batch)]
-        timed(
-            f"eval, LoRA on attention, batch {batch}",
-            lambda prompts=prompts: sum(
-                len(r) for r in _greedy_batch(attention, prompts, args.new, PAD_TOKEN_ID, never)
-            ),
-            args.new * batch,
-        )
+        timed(f"eval, LoRA on attention, batch {batch}", theirs(attention, prompts), args.new * batch)
+        timed(f"ours, LoRA on attention, batch {batch}", ours(attention, prompts), args.new * batch)
     base = attention.unload()
     experts = apply_lora(base, {"r": 8, "alpha": 16, "target_experts": True}, seed=0)
     timed("chat, LoRA on attention + experts, batch 1", chat(experts), args.new)
+    timed("ours, LoRA on attention + experts, batch 1", ours(experts, [prompt]), args.new)
 
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
