@@ -161,7 +161,11 @@ def generate_batch(
     generator = None
     if temperature and temperature > 0:
         generator = torch.Generator(device=decoder.device)
-        generator.manual_seed(seed if seed is not None else torch.seed())
+        # Its own generator: sampling never moves the caller's random stream.
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
     stops = torch.tensor(list(stop_token_ids) or [-1], device=decoder.device)
     rows = len(prompts)
     out: list[list[int]] = [[] for _ in range(rows)]
