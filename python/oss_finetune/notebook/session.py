@@ -278,7 +278,7 @@ class Session:
         model's architecture, device and weight bytes, and the prepared conversations' lengths."""
         from ..training import memory
 
-        config = merge_config(self.config, changes) if changes else self.get_config()
+        config = deep_merge(self.config, changes) if changes else self.get_config()
         kwargs: dict[str, Any] = {}
         loaded = self.loaded
         if loaded is not None and loaded.config == config["model"]:

@@ -922,7 +922,6 @@ def plan(
 
 # -- what to change when it does not fit ----------------------------------------------------------
 
-_merge = deep_merge
 
 
 def _candidates(s: dict, plan: MemoryPlan, *, bnb: bool, engine: str, pack: int, tokens: int):
@@ -987,7 +986,7 @@ def _suggest(
         # A change of the model means loading it again: the loaded size no longer holds.
         exact = None if "model" in changes else weights_bytes
         trial = plan_memory(
-            _merge(base, changes),
+            deep_merge(base, changes),
             weights_bytes=exact,
             bitsandbytes=bitsandbytes,
             suggest=False,
@@ -1000,7 +999,7 @@ def _suggest(
     # A later value of the same setting (a smaller pack, a shorter length) replaces the earlier one's words.
     words_by_setting: dict[tuple, str] = {}
     for words, changes in options:
-        merged = _merge(cumulative, changes)
+        merged = deep_merge(cumulative, changes)
         if merged == cumulative:
             continue
         cumulative = merged
@@ -1010,7 +1009,7 @@ def _suggest(
         words_by_setting[keys] = words
         exact = None if "model" in cumulative else weights_bytes
         trial = plan_memory(
-            _merge(base, cumulative),
+            deep_merge(base, cumulative),
             weights_bytes=exact,
             bitsandbytes=bitsandbytes,
             suggest=False,
