@@ -923,7 +923,6 @@ def plan(
 # -- what to change when it does not fit ----------------------------------------------------------
 
 
-
 def _candidates(s: dict, plan: MemoryPlan, *, bnb: bool, engine: str, pack: int, tokens: int):
     """(words, partial config) in order of least harm to the run; each one alone."""
     m, d, lo, t = s["model"], s["data"], s["lora"], s["training"]
