@@ -1,20 +1,25 @@
-"""Generation speed on one GPU: the paths chat, before/after and the evaluation take today.
+"""Generation speed on one GPU: ``modeling.decoding`` side by side with transformers' ``generate``.
 
-    python bench/generation_speed.py                 # every case
+    python bench/generation_speed.py                       # gpt-oss-20b architecture, every case
+    python bench/generation_speed.py --arch 120b           # gpt-oss-120b, MXFP4 experts (bf16 does not fit)
     python bench/generation_speed.py --json out.json
 
-The gpt-oss-20b architecture with seeded random bf16 weights (embedded:gpt-oss-20b-random), greedy,
-a prompt of --prompt tokens and --new new tokens:
+Seeded random weights in the real architecture (embedded:gpt-oss-20b-random / -120b-random), greedy,
+a prompt of --prompt tokens and --new new tokens, nothing stopping early. Each case runs through
+transformers' ``generate`` (the model as peft leaves it, right-padded batches left-padded as HF wants)
+and through ``modeling.decoding.generate_batch``, in one process:
 
-- chat: ``training.generation.generate`` at batch 1 on the base model, with LoRA on attention, and
-  with LoRA on attention and the experts (the adapter unmerged, as the notebook holds it);
-- eval: ``training.language._greedy_batch`` (left-padded prompts through transformers' generate),
-  attention LoRA, at batch 16 and 64;
-- the same cases through ``modeling.decoding.generate_batch`` (our KV cache on the fast engine's pieces).
+- base model, LoRA on attention, LoRA on attention and the experts (unmerged), MXFP4 experts;
+- batch 1 (chat) and batch 64 (the evaluation);
+- before/after: one prompt with and without the adapter as one batch of two.
 
-The figure is new tokens per second of the whole call (prefill included), after one warm-up call.
-The bound it is compared with: batch-1 decoding reads every active parameter once per token.
-Without CUDA it says why and exits 0.
+The figure is new tokens per second of the whole call (prefill and CUDA-graph capture included), after
+one short warm-up call. The bound at batch 1: each token reads every active parameter once (attention,
+router, lm_head, and top_k of the experts), at --bandwidth bytes/s (H200: 4.8e12).
+
+Agreement: greedy tokens of both paths for the batch-1 base case, and where they first differ, the gap
+between transformers' two best logits at that step (bf16 rounding flips near-ties; a gap well above
+the bf16 resolution would be a bug). Without CUDA it says why and exits 0.
 """
 
 from __future__ import annotations
@@ -31,11 +36,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 import oss_finetune.embedded  # noqa: E402,F401 - registers the embedded models this bench loads by name
 
 
+def active_bytes(model) -> int:
+    """Bytes one decoded token reads at batch 1: everything but the embedding and the unchosen experts."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = inner.config
+    share = config.num_experts_per_tok / config.num_local_experts
+    total = 0
+    for name, tensor in list(inner.named_parameters()) + list(inner.named_buffers()):
+        if "embed_tokens" in name:
+            continue
+        size = tensor.numel() * tensor.element_size()
+        total += size * share if ".experts." in name and "lora" not in name else size
+    return int(total)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=["20b", "120b"], default="20b")
     parser.add_argument("--prompt", type=int, default=200)
     parser.add_argument("--new", type=int, default=128)
-    parser.add_argument("--batches", default="16,64", help="eval batch sizes")
+    parser.add_argument("--batch", type=int, default=64, help="the evaluation's batch")
+    parser.add_argument("--bandwidth", type=float, default=4.8e12, help="the GPU's memory bandwidth, bytes/s")
+    parser.add_argument("--skip-transformers", action="store_true", help="only our path (faster)")
     parser.add_argument("--json", help="write the figures to this file too")
     args = parser.parse_args(argv)
 
@@ -47,59 +69,105 @@ def main(argv: list[str] | None = None) -> int:
 
     from oss_finetune.modeling.decoding import generate_batch
     from oss_finetune.modeling.model import PAD_TOKEN_ID, apply_lora, load_model
-    from oss_finetune.training.generation import generate
     from oss_finetune.training.language import _greedy_batch
 
-    # Nothing stops a random model early: the stop set is one token it is never shown.
-    never = (PAD_TOKEN_ID,)
-    loaded = load_model({"name_or_path": "embedded:gpt-oss-20b-random"})
-    device = loaded.device
+    never = (PAD_TOKEN_ID,)  # a random model is never shown it, so nothing stops early
+    name = f"embedded:gpt-oss-{args.arch}-random"
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(1000, 190_000, (args.prompt,), generator=generator).tolist()
+    batch_prompts = [prompt[i:] + prompt[:i] for i in range(args.batch)]
     figures: dict = {
-        "device": torch.cuda.get_device_name(device),
+        "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
         "date": datetime.now(timezone.utc).date().isoformat(),
+        "architecture": args.arch,
         "prompt_tokens": args.prompt,
         "new_tokens": args.new,
         "cases": [],
     }
 
-    def timed(label: str, fn, tokens: int) -> None:
-        fn()  # warm-up
-        torch.cuda.synchronize(device)
+    def timed(label: str, fn, bound: float | None = None) -> float:
+        fn(4)  # warm-up: compiles, allocates, fills the caches
+        torch.cuda.synchronize()
         started = time.perf_counter()
-        made = fn()
-        torch.cuda.synchronize(device)
+        made = fn(args.new)
+        torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         rate = made / seconds
-        figures["cases"].append(
-            {"case": label, "seconds": round(seconds, 3), "new_tokens": made, "tokens_per_second": round(rate, 1)}
-        )
-        print(f"{label:40s} {made:6d} new tokens in {seconds:6.2f} s: {rate:8.1f} tokens/s", flush=True)
+        case = {"case": label, "seconds": round(seconds, 3), "new_tokens": made, "tokens_per_second": round(rate, 1)}
+        line = f"{label:58s} {made:6d} tokens in {seconds:6.2f} s: {rate:8.1f} tokens/s"
+        if bound:
+            case["fraction_of_bandwidth_bound"] = round(rate / bound, 3)
+            line += f" ({rate / bound:.0%} of the {bound:.0f} tokens/s bound)"
+        figures["cases"].append(case)
+        print(line, flush=True)
+        return rate
 
-    def chat(model):
-        return lambda: len(generate(model, None, prompt, args.new, stop_token_ids=never))
-
-    def ours(model, prompts):
-        return lambda: sum(len(r) for r in generate_batch(model, prompts, args.new, stop_token_ids=never))
+    def ours(model, prompts, **kw):
+        return lambda n: sum(len(r) for r in generate_batch(model, prompts, n, stop_token_ids=never, **kw))
 
     def theirs(model, prompts):
-        return lambda: sum(len(r) for r in _greedy_batch(model, prompts, args.new, PAD_TOKEN_ID, never))
+        return lambda n: sum(len(r) for r in _greedy_batch(model, prompts, n, PAD_TOKEN_ID, never))
 
-    timed("chat, base model, batch 1", chat(loaded.model), args.new)
-    timed("ours, base model, batch 1", ours(loaded.model, [prompt]), args.new)
-    attention = apply_lora(loaded.model, {"r": 8, "alpha": 16}, seed=0)
-    timed("chat, LoRA on attention, batch 1", chat(attention), args.new)
-    timed("ours, LoRA on attention, batch 1", ours(attention, [prompt]), args.new)
-    for batch in [int(b) for b in args.batches.split(",") if b]:
-        prompts = [prompt[i:] + prompt[:i] for i in range(batch)]
-        timed(f"eval, LoRA on attention, batch {batch}", theirs(attention, prompts), args.new * batch)
-        timed(f"ours, LoRA on attention, batch {batch}", ours(attention, prompts), args.new * batch)
-    base = attention.unload()
-    experts = apply_lora(base, {"r": 8, "alpha": 16, "target_experts": True}, seed=0)
-    timed("chat, LoRA on attention + experts, batch 1", chat(experts), args.new)
-    timed("ours, LoRA on attention + experts, batch 1", ours(experts, [prompt]), args.new)
+    def side_by_side(kind: str, model, compare_batch: bool = True) -> None:
+        bound = args.bandwidth / active_bytes(model)
+        mine = timed(f"ours, {kind}, batch 1", ours(model, [prompt]), bound)
+        if not args.skip_transformers:
+            other = timed(f"transformers, {kind}, batch 1", theirs(model, [prompt]), bound)
+            print(f"    batch 1: {mine / other:.1f} x transformers")
+        mine = timed(f"ours, {kind}, batch {args.batch}", ours(model, batch_prompts))
+        if compare_batch and not args.skip_transformers:
+            other = timed(f"transformers, {kind}, batch {args.batch}", theirs(model, batch_prompts))
+            print(f"    batch {args.batch}: {mine / other:.1f} x transformers")
+
+    def agreement(model) -> None:
+        from oss_finetune.modeling.model import model_device
+
+        mine = generate_batch(model, [prompt], args.new, stop_token_ids=never)[0]
+        ids = torch.tensor([prompt], device=model_device(model))
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=args.new,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=list(never),
+            pad_token_id=PAD_TOKEN_ID,
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        other = out.sequences[0, len(prompt) :].tolist()
+        first = next((i for i, (a, b) in enumerate(zip(mine, other)) if a != b), None)
+        record = {"equal_tokens": first if first is not None else len(mine), "of": len(mine)}
+        if first is not None:
+            top = out.scores[first][0].float().topk(2).values
+            record["logit_gap_at_first_difference"] = round(float(top[0] - top[1]), 4)
+        figures["agreement_with_transformers_bf16"] = record
+        print(f"agreement with transformers (greedy, bf16): {record}", flush=True)
+
+    if args.arch == "20b":
+        loaded = load_model({"name_or_path": name})
+        model = loaded.model
+        agreement(model)
+        side_by_side("base model", model)
+        attention = apply_lora(model, {"r": 8, "alpha": 16}, seed=0)
+        side_by_side("LoRA on attention", attention)
+        timed(
+            "ours, before/after (adapter off and on), batch 2",
+            ours(attention, [prompt, prompt], adapter_rows=[False, True]),
+        )
+        model = attention.unload()
+        experts = apply_lora(model, {"r": 8, "alpha": 16, "target_experts": True}, seed=0)
+        side_by_side("LoRA on attention + experts", experts, compare_batch=False)
+        model = experts.unload()
+        del loaded, attention, experts
+        torch.cuda.empty_cache()
+    loaded = load_model({"name_or_path": name, "mxfp4_experts": True})
+    side_by_side("MXFP4 experts", loaded.model, compare_batch=False)
+    with_lora = apply_lora(loaded.model, {"r": 8, "alpha": 16}, seed=0)
+    side_by_side("MXFP4 experts, LoRA on attention", with_lora, compare_batch=False)
 
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")

@@ -78,3 +78,99 @@ def test_tokens_stream_as_they_come():
 def test_an_empty_prompt_is_refused():
     with pytest.raises(ValueError, match="at least one token"):
         generate_batch(build_embedded_model("embedded:tiny"), [[1, 2], []], 3)
+
+
+def test_adapter_rows_answer_with_and_without_the_adapter_in_one_batch():
+    from oss_finetune.modeling.adapter import adapter_enabled
+
+    model = with_adapter(True)
+    prompt = PROMPTS[0]
+    with adapter_enabled(model, False):
+        base = generate_batch(model, [prompt], 12)[0]
+    adapted = generate_batch(model, [prompt], 12)[0]
+    assert base != adapted  # the adapter changes the answer, so the rows below are a real check
+    assert generate_batch(model, [prompt, prompt], 12, adapter_rows=[False, True]) == [base, adapted]
+
+
+def test_adapter_rows_must_match_the_prompts():
+    with pytest.raises(ValueError, match="adapter_rows has 1 entries for 2 prompts"):
+        generate_batch(build_embedded_model("embedded:tiny"), PROMPTS[:2], 3, adapter_rows=[True])
+
+
+def test_a_sliding_window_layer_keeps_only_its_window():
+    model = build_embedded_model("embedded:tiny")
+    window = model.config.sliding_window
+    decoder = Decoder(model, PROMPTS, 30)
+    capacity = max(len(p) for p in PROMPTS) + 30
+    kinds = model.config.layer_types
+    assert "sliding_attention" in kinds and "full_attention" in kinds
+    for kind, layer in zip(kinds, decoder.cache.layers):
+        assert layer.slots == (window if kind == "sliding_attention" else capacity)
+    # Decoding far past the window still equals transformers' generate (the ring wraps several times).
+    assert generate_batch(model, PROMPTS, 40) == _greedy_batch(model, PROMPTS, 40, PAD_TOKEN_ID, ())
+
+
+def test_mxfp4_experts_decode_row_by_row_as_the_grouped_product_does():
+    from oss_finetune.modeling import experts as experts_module
+    from oss_finetune.modeling.mxfp4 import quantize_experts
+
+    model = build_embedded_model("embedded:tiny")
+    quantize_experts(model)
+    by_row = generate_batch(model, [PROMPTS[1]], 8)  # one row: 4 (token, expert) rows a step, row by row
+    saved = experts_module.ROW_PRODUCT_MAX_ROWS
+    experts_module.ROW_PRODUCT_MAX_ROWS = 0
+    try:
+        grouped = generate_batch(model, [PROMPTS[1]], 8)
+    finally:
+        experts_module.ROW_PRODUCT_MAX_ROWS = saved
+    assert by_row == grouped
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def first_difference(a: list[int], b: list[int]) -> int | None:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+
+
+@cuda
+def test_on_a_gpu_the_decode_step_runs_as_a_cuda_graph_with_the_eager_steps_tokens(monkeypatch):
+    model = with_adapter(True).to("cuda", torch.bfloat16)
+    decoder = Decoder(model, PROMPTS, 4)
+    decoder.prefill()
+    for _ in range(3):
+        decoder.step(torch.zeros(len(PROMPTS), dtype=torch.long, device="cuda"))
+    assert decoder._graph is not None
+    graphed = generate_batch(model, PROMPTS, 24, adapter_rows=[True, False, True])
+    monkeypatch.setenv("OSS_FINETUNE_CUDA_GRAPHS", "0")
+    assert generate_batch(model, PROMPTS, 24, adapter_rows=[True, False, True]) == graphed
+
+
+@cuda
+def test_on_a_gpu_in_bf16_the_tokens_agree_with_transformers_up_to_a_near_tie():
+    """bf16 rounds differently in the two paths, so where two logits are nearly equal either may win.
+    The test decides: at the first token where the paths differ, transformers' two best logits must
+    be within 0.05 + 2% of the best one (bf16 keeps 8 significant bits); a real bug differs by more."""
+    model = with_adapter(True).to("cuda", torch.bfloat16)
+    ours = generate_batch(model, PROMPTS, 24)
+    for prompt, mine in zip(PROMPTS, ours):
+        ids = torch.tensor([prompt], device="cuda")
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=24,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=PAD_TOKEN_ID,
+            eos_token_id=[PAD_TOKEN_ID],
+            output_scores=True,
+            return_dict_in_generate=True,
+        )
+        theirs = out.sequences[0, len(prompt) :].tolist()
+        at = first_difference(mine, theirs)
+        if at is None:
+            continue
+        best, second = out.scores[at][0].float().topk(2).values.tolist()
+        assert best - second <= 0.05 + 0.02 * abs(best), (at, best, second)

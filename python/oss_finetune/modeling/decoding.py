@@ -2,17 +2,24 @@
 grouped experts, and the LoRA adapters applied unmerged (attention and experts), for prompts of
 different lengths at once.
 
-Prompts are right-aligned in a batch (left padding): every row then writes its next token into the
-same cache column, and a row's padding is masked out of its attention. Each row keeps its own
-positions (rope counts from its first real token), so a batched row decodes as it would alone.
-
-The first slice of generation at the speed of the hardware: the cache holds every position for every
-layer (the sliding-window layers mask what is out of their window rather than keeping only it), and
-no step is compiled or captured in a CUDA graph yet.
+How a batch is laid out:
+- The prompts are prefilled packed, with no padding, through the engine's sink attention (flash on a
+  GPU). Their keys and values are then written right-aligned into the cache, so every row writes its
+  next token into the same cache column and a row's empty columns are masked out of its attention.
+  Each row keeps its own positions (rope counts from its first real token), so a batched row decodes
+  as it would alone.
+- A full-attention layer keeps every column; a sliding-window layer keeps only its window, as a ring
+  of ``window`` slots (a column lives in slot column % window).
+- A decode step has the same shapes every time (the column is a tensor, attention runs over the whole
+  cache with a mask), so on CUDA it is captured once as a CUDA graph and replayed: a step is then one
+  launch instead of some 1,500 kernels launched from Python, which is what bounds batch-1 decoding.
+- ``adapter_rows`` applies the adapter per row: the same prompt with and without it is one batch.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,128 +27,232 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .engine import _causal_lm, _linear, _rms_norm, _rotate
+from .engine import _causal_lm, _rms_norm, _rotate, sink_attention
 from .experts import experts_forward
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LayerCache:
+    """One layer's keys and values, (batch, kv heads, slots, head dim). ``ring``: a sliding-window layer
+    whose slots hold the last ``slots`` columns, column c in slot c % slots."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    ring: bool
+
+    @property
+    def slots(self) -> int:
+        return self.keys.shape[2]
 
 
 @dataclass
 class KVCache:
-    """Keys and values of every layer, (batch, kv heads, capacity, head dim), filled up to ``length``."""
-
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    length: int = 0
+    layers: list[LayerCache]
 
     @classmethod
     def empty(cls, model: Any, batch: int, capacity: int, dtype: torch.dtype, device: torch.device) -> KVCache:
         config = model.config
-        shape = (batch, config.num_key_value_heads, capacity, config.head_dim)
-        layers = config.num_hidden_layers
-        return cls(
-            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
-            [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)],
-        )
+        window = getattr(config, "sliding_window", None)
+        types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
+        layers = []
+        for kind in types:
+            ring = kind == "sliding_attention" and bool(window)
+            slots = min(int(window or 0), capacity) if ring else capacity
+            shape = (batch, config.num_key_value_heads, slots, config.head_dim)
+            layers.append(
+                LayerCache(
+                    torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device), ring
+                )
+            )
+        return cls(layers)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(2 * layer.keys.numel() * layer.keys.element_size() for layer in self.layers)
 
 
-def _attend(q, keys, values, sinks, scale: float, allowed: torch.Tensor) -> torch.Tensor:
-    """q (B, H, T, D) over keys/values (B, Hkv, S, D); ``allowed`` (B, T, S). Each head's sink is one more
-    logit in its softmax whose value is nothing: it only takes its share of the probability."""
-    groups = q.shape[1] // keys.shape[1]
-    keys = keys.repeat_interleave(groups, dim=1)
-    values = values.repeat_interleave(groups, dim=1)
-    scores = torch.matmul(q, keys.transpose(-1, -2)) * scale  # B, H, T, S
-    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
-    sink = sinks.reshape(1, -1, 1, 1).to(scores.dtype).expand(*scores.shape[:-1], 1)
-    combined = torch.cat([scores, sink], dim=-1)
-    combined = combined - combined.amax(dim=-1, keepdim=True)
-    probs = torch.softmax(combined, dim=-1, dtype=combined.dtype)[..., :-1]
-    return torch.matmul(probs.to(values.dtype), values)
+def _project(module, x, row_scale):
+    """A linear layer with its peft LoRA (if active) as a low-rank product in the activations' dtype,
+    scaled per token by ``row_scale`` (tokens, 1) when the adapter is on for some rows only."""
+    lora_a = getattr(module, "lora_A", None)
+    if lora_a is None or module.disable_adapters or module.merged or getattr(module, "lora_variant", None):
+        return module(x)
+    result = module.base_layer(x)
+    for name in module.active_adapters:
+        if name not in lora_a:
+            continue
+        b = module.lora_B[name]
+        low = F.linear(F.linear(x, lora_a[name].weight.to(x.dtype)), b.weight.to(x.dtype))
+        if b.bias is not None:
+            low = low + b.bias.to(x.dtype)
+        low = low * module.scaling[name]
+        result = result + (low if row_scale is None else low * row_scale)
+    return result
 
 
-def _layer_step(layer, index: int, hidden, cos, sin, cache: KVCache, start: int, allowed_full, allowed_window):
-    """One layer over new tokens hidden (B, T, hidden) written at cache columns start..start+T."""
-    batch, tokens, _ = hidden.shape
-    attention = layer.self_attn
-    norm = layer.input_layernorm
-    normed = _rms_norm(hidden, norm.weight, norm.variance_epsilon)
-    head_dim = attention.head_dim
-    q = _linear(attention.q_proj, normed).view(batch, tokens, -1, head_dim).transpose(1, 2)
-    k = _linear(attention.k_proj, normed).view(batch, tokens, -1, head_dim).transpose(1, 2)
-    v = _linear(attention.v_proj, normed).view(batch, tokens, -1, head_dim).transpose(1, 2)
-    q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-    end = start + tokens
-    cache.keys[index][:, :, start:end] = k
-    cache.values[index][:, :, start:end] = v
-    allowed = allowed_window if attention.sliding_window else allowed_full
-    attended = _attend(
-        q, cache.keys[index][:, :, :end], cache.values[index][:, :, :end], attention.sinks, attention.scaling, allowed
-    )
-    hidden = hidden + _linear(attention.o_proj, attended.transpose(1, 2).reshape(batch, tokens, -1))
-    norm = layer.post_attention_layernorm
-    normed = _rms_norm(hidden, norm.weight, norm.variance_epsilon).reshape(batch * tokens, -1)
+def _mixture(layer, hidden, row_scale):
     router = layer.mlp.router
-    logits = F.linear(normed, router.weight, router.bias)
+    logits = F.linear(hidden, router.weight, router.bias)
     top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
     top_weights = torch.softmax(top_values, dim=1, dtype=top_values.dtype)
-    moe = experts_forward(layer.mlp.experts, normed, top_indices, top_weights)
-    return hidden + moe.view(batch, tokens, -1)
+    scale = None if row_scale is None else row_scale[:, 0]
+    return experts_forward(layer.mlp.experts, hidden, top_indices, top_weights, fuse=False, lora_row_scale=scale)
+
+
+def _qkv(attention, normed, row_scale):
+    tokens, head_dim = normed.shape[0], attention.head_dim
+    q = _project(attention.q_proj, normed, row_scale).view(tokens, -1, head_dim)
+    k = _project(attention.k_proj, normed, row_scale).view(tokens, -1, head_dim)
+    v = _project(attention.v_proj, normed, row_scale).view(tokens, -1, head_dim)
+    return q, k, v
+
+
+def _attend_cache(q, cache: LayerCache, allowed, sinks, scale: float):
+    """One new token a row, q (batch, heads, dim), over the whole cache with ``allowed`` (batch, slots).
+    Each head's sink is one more logit in its softmax whose value is nothing: it only takes its share."""
+    batch, heads, dim = q.shape
+    kv_heads = cache.keys.shape[1]
+    grouped = q.view(batch, kv_heads, heads // kv_heads, dim)
+    scores = torch.matmul(grouped, cache.keys.transpose(-1, -2)).float() * scale  # B, Hkv, G, S
+    scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
+    sink = sinks.float().view(1, kv_heads, -1, 1).expand(batch, -1, -1, 1)
+    probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
+    return torch.matmul(probs.to(cache.values.dtype), cache.values).reshape(batch, heads * dim)
+
+
+def _capture_graphs(device: torch.device) -> bool:
+    return device.type == "cuda" and os.environ.get("OSS_FINETUNE_CUDA_GRAPHS", "1") != "0"
 
 
 class Decoder:
     """The model's forward over a KV cache: ``prefill`` the prompts, then ``step`` one token a row."""
 
-    def __init__(self, model: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int):
+    def __init__(
+        self,
+        model: Any,
+        prompts: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        *,
+        adapter_rows: Sequence[bool] | None = None,
+        cuda_graphs: bool | None = None,
+    ):
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
+        if adapter_rows is not None and len(adapter_rows) != len(prompts):
+            raise ValueError(f"adapter_rows has {len(adapter_rows)} entries for {len(prompts)} prompts")
         self.inner = _causal_lm(model)
-        body = self.inner.model
-        self.body = body
+        self.body = self.inner.model
         parameter = next(self.inner.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
-        width = max(len(p) for p in prompts)
-        self.width = width
-        self.pad = torch.tensor([width - len(p) for p in prompts], device=self.device)  # padding of each row
-        ids = torch.zeros((len(prompts), width), dtype=torch.long, device=self.device)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long, device=self.device)
-        self.prompt_ids = ids
-        self.cache = KVCache.empty(self.inner, len(prompts), width + max_new_tokens, self.dtype, self.device)
-        window = getattr(self.inner.config, "sliding_window", None)
-        self.window = int(window) if window else None
+        self.prompts = [list(p) for p in prompts]
+        lengths = [len(p) for p in prompts]
+        self.width = max(lengths)
+        self.pad = torch.tensor([self.width - n for n in lengths], device=self.device)  # empty columns of each row
+        self.cache = KVCache.empty(self.inner, len(prompts), self.width + max_new_tokens, self.dtype, self.device)
+        self.row_scale = None
+        if adapter_rows is not None and not all(adapter_rows):
+            self.row_scale = torch.tensor([[float(on)] for on in adapter_rows], dtype=self.dtype, device=self.device)
+        self.column = torch.zeros((), dtype=torch.long, device=self.device)  # where the next token goes
+        self.next_ids = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        self.cuda_graphs = _capture_graphs(self.device) if cuda_graphs is None else cuda_graphs
+        self._graph: Any = None
+        self._graph_logits: torch.Tensor | None = None
+        self._eager_steps = 0
 
-    def _masks(self, start: int, tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which cache columns each new position of each row attends to: causal, never a row's padding,
-        and for the sliding-window layers only the last ``window`` positions."""
-        query = torch.arange(start, start + tokens, device=self.device)[None, :, None]  # 1, T, 1
-        key = torch.arange(start + tokens, device=self.device)[None, None, :]  # 1, 1, S
-        real = key >= self.pad[:, None, None]
-        full = (key <= query) & real
-        windowed = full & (key > query - self.window) if self.window else full
-        return full, windowed
-
-    def _forward(self, ids: torch.Tensor, start: int) -> torch.Tensor:
-        tokens = ids.shape[1]
-        positions = (torch.arange(start, start + tokens, device=self.device)[None, :] - self.pad[:, None]).clamp(min=0)
-        hidden = self.body.embed_tokens(ids)
-        cos, sin = self.body.rotary_emb(hidden, positions)
-        cos, sin = cos[:, None], sin[:, None]  # B, 1, T, D/2 against B, H, T, D
-        full, windowed = self._masks(start, tokens)
-        for index, layer in enumerate(self.body.layers):
-            hidden = _layer_step(layer, index, hidden, cos, sin, self.cache, start, full, windowed)
-        self.cache.length = start + tokens
-        last = hidden[:, -1]
-        normed = _rms_norm(last, self.body.norm.weight, self.body.norm.variance_epsilon)
-        return self.inner.lm_head(normed).float()
+    # -- prefill ---------------------------------------------------------------------------------
+    def _store_prompt(self, layer: LayerCache, k, v, rows, columns, kept) -> None:
+        if layer.ring:
+            rows, columns, k, v = rows[kept], columns[kept] % layer.slots, k[kept], v[kept]
+        layer.keys[rows, :, columns] = k
+        layer.values[rows, :, columns] = v
 
     @torch.no_grad()
     def prefill(self) -> torch.Tensor:
         """The logits (batch, vocab) of the token after each prompt."""
-        return self._forward(self.prompt_ids, 0)
+        device = self.device
+        ids = torch.tensor([t for p in self.prompts for t in p], dtype=torch.long, device=device)
+        lengths = torch.tensor([len(p) for p in self.prompts], device=device)
+        rows = torch.repeat_interleave(torch.arange(len(self.prompts), device=device), lengths)
+        cu = torch.zeros(len(self.prompts) + 1, dtype=torch.int32, device=device)
+        cu[1:] = torch.cumsum(lengths, 0)
+        positions = torch.arange(ids.numel(), device=device) - cu[:-1].long()[rows]
+        columns = self.pad[rows] + positions
+        ring_slots = min((layer.slots for layer in self.cache.layers if layer.ring), default=0)
+        kept = columns >= self.width - ring_slots  # what a window's ring still holds after the prompt
+        row_scale = None if self.row_scale is None else self.row_scale[rows]
+        hidden = self.body.embed_tokens(ids)
+        cos, sin = self.body.rotary_emb(hidden[None], positions[None])
+        cos, sin = cos[0][:, None, :], sin[0][:, None, :]
+        max_length = self.width
+        for layer, cache in zip(self.body.layers, self.cache.layers):
+            attention = layer.self_attn
+            norm = layer.input_layernorm
+            q, k, v = _qkv(attention, _rms_norm(hidden, norm.weight, norm.variance_epsilon), row_scale)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            self._store_prompt(cache, k, v, rows, columns, kept)
+            window = attention.sliding_window if cache.ring else None
+            attended = sink_attention(q, k, v, attention.sinks, cu, max_length, attention.scaling, window)
+            hidden = hidden + _project(attention.o_proj, attended.reshape(hidden.shape[0], -1), row_scale)
+            norm = layer.post_attention_layernorm
+            hidden = hidden + _mixture(layer, _rms_norm(hidden, norm.weight, norm.variance_epsilon), row_scale)
+        self.column.fill_(self.width)
+        return self._logits(hidden[cu[1:].long() - 1])
+
+    def _logits(self, hidden):
+        normed = _rms_norm(hidden, self.body.norm.weight, self.body.norm.variance_epsilon)
+        return self.inner.lm_head(normed).float()
+
+    # -- one step --------------------------------------------------------------------------------
+    def _decode(self) -> torch.Tensor:
+        """Same shapes every call: reads ``next_ids`` and ``column``, writes the cache, moves the column."""
+        column, pad = self.column, self.pad
+        hidden = self.body.embed_tokens(self.next_ids)  # B, hidden
+        cos, sin = self.body.rotary_emb(hidden[:, None], (column - pad)[:, None])  # B, 1, dim/2
+        allowed = {}
+        for cache in self.cache.layers:
+            key = (cache.ring, cache.slots)
+            if key not in allowed:
+                slot = torch.arange(cache.slots, device=self.device)
+                held = column - torch.remainder(column - slot, cache.slots) if cache.ring else slot
+                allowed[key] = (held[None, :] >= pad[:, None]) & (held[None, :] <= column)
+        for layer, cache in zip(self.body.layers, self.cache.layers):
+            attention = layer.self_attn
+            norm = layer.input_layernorm
+            q, k, v = _qkv(attention, _rms_norm(hidden, norm.weight, norm.variance_epsilon), self.row_scale)
+            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+            at = torch.remainder(column, cache.slots).view(1) if cache.ring else column.view(1)
+            cache.keys.index_copy_(2, at, k[:, :, None])
+            cache.values.index_copy_(2, at, v[:, :, None])
+            attended = _attend_cache(q, cache, allowed[(cache.ring, cache.slots)], attention.sinks, attention.scaling)
+            hidden = hidden + _project(attention.o_proj, attended, self.row_scale)
+            norm = layer.post_attention_layernorm
+            hidden = hidden + _mixture(layer, _rms_norm(hidden, norm.weight, norm.variance_epsilon), self.row_scale)
+        self.column.add_(1)
+        return self._logits(hidden)
 
     @torch.no_grad()
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
         """Feed one token a row (batch,); the logits of the token after it."""
-        return self._forward(next_ids[:, None], self.cache.length)
+        self.next_ids.copy_(next_ids)
+        if self._graph is not None:
+            self._graph.replay()
+            return self._graph_logits.clone()  # type: ignore[union-attr]
+        if self.cuda_graphs and self._eager_steps >= 1:  # the eager step before warmed every kernel up
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    logits = self._decode()
+            except RuntimeError as error:
+                self.cuda_graphs = False
+                log.warning("decoding without CUDA graphs: capturing the decode step failed (%s)", error)
+            else:
+                self._graph, self._graph_logits = graph, logits
+                graph.replay()
+                return logits.clone()
+        self._eager_steps += 1
+        return self._decode()
 
 
 def generate_batch(
@@ -154,10 +265,12 @@ def generate_batch(
     top_p: float | None = None,
     seed: int | None = None,
     on_token: Callable[[int, int], Any] | None = None,
+    adapter_rows: Sequence[bool] | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt, each row cut after its first stop token. Greedy unless ``temperature``
-    > 0 (then top-p sampling from a generator seeded by ``seed``). ``on_token(row, id)`` streams them."""
-    decoder = Decoder(model, prompts, max_new_tokens)
+    > 0 (then top-p sampling from a generator seeded by ``seed``). ``on_token(row, id)`` streams them.
+    ``adapter_rows``: per row, whether the LoRA adapter applies (default: as the model stands)."""
+    decoder = Decoder(model, prompts, max_new_tokens, adapter_rows=adapter_rows)
     generator = None
     if temperature and temperature > 0:
         generator = torch.Generator(device=decoder.device)
@@ -169,19 +282,25 @@ def generate_batch(
     stops = torch.tensor(list(stop_token_ids) or [-1], device=decoder.device)
     rows = len(prompts)
     out: list[list[int]] = [[] for _ in range(rows)]
-    done = torch.zeros(rows, dtype=torch.bool, device=decoder.device)
+    finished = [False] * rows
+    if max_new_tokens <= 0:
+        return out
     logits = decoder.prefill()
-    for _ in range(max_new_tokens):
+    for produced in range(max_new_tokens):
         chosen = _choose(logits, temperature, top_p, generator)
-        for row, token in enumerate(chosen.tolist()):
-            if not done[row]:
-                out[row].append(token)
-                if on_token is not None:
-                    on_token(row, token)
-        done |= torch.isin(chosen, stops)
-        if bool(done.all()):
+        stopped = torch.isin(chosen, stops)
+        # Queue the next step before reading the tokens back, so the GPU works while Python streams.
+        if produced + 1 < max_new_tokens:
+            logits = decoder.step(chosen)
+        for row, (token, stop) in enumerate(zip(chosen.tolist(), stopped.tolist())):
+            if finished[row]:
+                continue
+            out[row].append(token)
+            if on_token is not None:
+                on_token(row, token)
+            finished[row] = stop
+        if all(finished):
             break
-        logits = decoder.step(chosen)
     return out
 
 

@@ -71,34 +71,68 @@ def _bias_weight_and_sum(down, bias, expert_ids, weights, inverse, top_k: int):
     return wide(restored.view(-1, top_k, restored.shape[-1])).sum(1).to(down.dtype)
 
 
-def experts_forward(experts, x: torch.Tensor, top_indices: torch.Tensor, top_weights: torch.Tensor) -> torch.Tensor:
-    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice."""
+# Below this many (token, expert) rows, a stack kept in another form computes row by row from just the
+# experts chosen (``row_product``) instead of converting whole stacks: what one decoded token needs.
+ROW_PRODUCT_MAX_ROWS = 16
+
+
+def experts_forward(
+    experts,
+    x: torch.Tensor,
+    top_indices: torch.Tensor,
+    top_weights: torch.Tensor,
+    *,
+    fuse: bool = True,
+    lora_row_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice.
+
+    ``fuse=False`` keeps the elementwise steps uncompiled (for a step captured in a CUDA graph);
+    ``lora_row_scale`` (tokens,) scales the adapter's share per token (0 = the base model for that row).
+    """
     base, lora = _expert_lora(experts)
     own_product = getattr(base, "grouped_product", None)
     if own_product is None and type(base)._apply_gate is not _HF_APPLY_GATE:
         raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
+    tokens, top_k = top_indices.shape
+    flat = top_indices.reshape(-1)
+    by_row = own_product is not None and hasattr(base, "row_product") and flat.numel() <= ROW_PRODUCT_MAX_ROWS
 
     def product(rows, name):
+        if by_row:
+            return base.row_product(rows, name, expert_ids)
         if own_product is not None:
             return own_product(rows, name, offsets)
         return grouped_mm(rows, getattr(base, name), offsets)
 
-    tokens, top_k = top_indices.shape
-    flat = top_indices.reshape(-1)
     expert_ids, order = torch.sort(flat, stable=True)
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(order.numel(), device=order.device)
-    offsets = torch.cumsum(torch.bincount(flat, minlength=base.num_experts), 0).to(torch.int32)
-    hidden = x[order // top_k]
+    # Counted by scatter rather than bincount, whose output size depends on the data (a GPU sync).
+    counts = torch.zeros(base.num_experts, dtype=torch.long, device=flat.device).scatter_add_(
+        0, flat, torch.ones_like(flat)
+    )
+    offsets = torch.cumsum(counts, 0).to(torch.int32)
+    source = order // top_k
+    hidden = x[source]
+    row_scale = None if lora_row_scale is None else lora_row_scale[source][:, None]
+
+    def low_rank(rows, name):
+        extra = _low_rank(rows, offsets, lora[name])
+        return extra if row_scale is None else extra * row_scale
+
+    maybe_fused = (lambda fn: fused(fn, x)) if fuse else (lambda fn: fn)
     gate_up = product(hidden, "gate_up_proj")
     if "gate_up_proj" in lora:
-        gate_up = gate_up + _low_rank(hidden, offsets, lora["gate_up_proj"])
-    gated = fused(_bias_and_gate, x)(gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit))
+        gate_up = gate_up + low_rank(hidden, "gate_up_proj")
+    gated = maybe_fused(_bias_and_gate)(
+        gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit)
+    )
     down = product(gated, "down_proj")
     if "down_proj" in lora:
-        down = down + _low_rank(gated, offsets, lora["down_proj"])
+        down = down + low_rank(gated, "down_proj")
     weights = top_weights.reshape(-1)[order]
-    return fused(_bias_weight_and_sum, x)(down, base.down_proj_bias, expert_ids, weights, inverse, top_k)
+    return maybe_fused(_bias_weight_and_sum)(down, base.down_proj_bias, expert_ids, weights, inverse, top_k)
 
 
 def has_expert_lora(model) -> bool:

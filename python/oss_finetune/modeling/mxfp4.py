@@ -158,6 +158,13 @@ class Mxfp4Experts(torch.nn.Module):
         """Rows sorted by expert times one stack, read from its 4-bit form (experts.experts_forward asks)."""
         return grouped_product(rows, getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales"), offsets)
 
+    def row_product(self, rows: torch.Tensor, name: str, expert_ids: torch.Tensor) -> torch.Tensor:
+        """Each row times its own expert's matrix, dequantizing only the experts the rows chose: the
+        product a few decoded tokens need (the grouped one converts whole stacks)."""
+        blocks, scales = getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales")
+        weight = dequantize(blocks[expert_ids], scales[expert_ids], rows.dtype)  # rows, out, in
+        return torch.bmm(weight, rows[:, :, None])[..., 0]
+
     def weight(self, name: str) -> torch.Tensor:
         """One stack dequantized, (experts, in, out) like GptOssExperts' parameter."""
         return dequantize(getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales"), self.dtype).transpose(1, 2)
