@@ -158,3 +158,16 @@ def test_staging_on_the_host_moves_each_layer_to_the_device_when_quantizing():
     model = build_embedded_model()
     assert mxfp4.quantize_experts(model, device="cpu") == 2
     assert all(b.device.type == "cpu" for b in model.model.layers[0].mlp.experts.buffers())
+
+
+def test_the_graph_capturable_product_equals_the_chunked_one():
+    from oss_finetune.modeling.mxfp4 import _chunked_product, _chunked_product_fixed
+
+    generator = torch.Generator().manual_seed(3)
+    weight = torch.randn(8, 64, 32, generator=generator)  # experts, out, in
+    packed, scales = mxfp4.quantize(weight)
+    counts = torch.tensor([3, 0, 2, 5, 0, 1, 4, 0])  # some experts get no rows
+    offsets = torch.cumsum(counts, 0).to(torch.int32)
+    x = torch.randn(int(counts.sum()), 32, generator=generator)
+    expected = _chunked_product(x, packed, scales, offsets, transpose=True)
+    torch.testing.assert_close(_chunked_product_fixed(x, packed, scales, offsets, transpose=True), expected)

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .engine import _causal_lm, _rms_norm, _rotate, sink_attention
+from .engine import _causal_lm, _rms_norm, _rotate_pair, sink_attention
 from .experts import experts_forward
+from .kernels import fused
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +74,53 @@ class KVCache:
         return sum(2 * layer.keys.numel() * layer.keys.element_size() for layer in self.layers)
 
 
-def _project(module, x, row_scale):
-    """A linear layer with its peft LoRA (if active) as a low-rank product in the activations' dtype,
-    scaled per token by ``row_scale`` (tokens, 1) when the adapter is on for some rows only."""
+def _lora_factors(module, dtype) -> list:
+    """(A, B transposed, scale) of each active peft LoRA on a linear layer, in ``dtype``; [] for none."""
     lora_a = getattr(module, "lora_A", None)
     if lora_a is None or module.disable_adapters or module.merged or getattr(module, "lora_variant", None):
-        return module(x)
-    result = module.base_layer(x)
+        return []
+    factors = []
     for name in module.active_adapters:
         if name not in lora_a:
             continue
         b = module.lora_B[name]
-        low = F.linear(F.linear(x, lora_a[name].weight.to(x.dtype)), b.weight.to(x.dtype))
         if b.bias is not None:
-            low = low + b.bias.to(x.dtype)
-        low = low * module.scaling[name]
-        result = result + (low if row_scale is None else low * row_scale)
-    return result
+            raise NotImplementedError("decoding supports LoRA without a bias on lora_B")
+        factors.append((lora_a[name].weight.to(dtype), b.weight.to(dtype).t(), float(module.scaling[name])))
+    return factors
+
+
+class _Adapters:
+    """The LoRA factors of the attention's linear layers, converted to the activations' dtype once per
+    generation rather than at every step (two conversion kernels per layer and token otherwise)."""
+
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+        self.factors: dict[int, list] = {}
+
+    def project(self, module, x, row_scale):
+        """The layer's output with each LoRA added as x A B (scaled per token by ``row_scale`` (tokens, 1)
+        when the adapter is on for some rows only)."""
+        key = id(module)
+        if key not in self.factors:
+            self.factors[key] = _lora_factors(module, self.dtype)
+        factors = self.factors[key]
+        if not factors:
+            return module(x)
+        result = module.base_layer(x)
+        for a, b_t, scale in factors:
+            low = F.linear(x, a)
+            if row_scale is not None:
+                low = low * row_scale
+            result = torch.addmm(result, low, b_t, alpha=scale)
+        return result
+
+    def qkv(self, attention, normed, row_scale):
+        tokens, head_dim = normed.shape[0], attention.head_dim
+        q = self.project(attention.q_proj, normed, row_scale).view(tokens, -1, head_dim)
+        k = self.project(attention.k_proj, normed, row_scale).view(tokens, -1, head_dim)
+        v = self.project(attention.v_proj, normed, row_scale).view(tokens, -1, head_dim)
+        return q, k, v
 
 
 def _mixture(layer, hidden, row_scale):
@@ -98,28 +129,32 @@ def _mixture(layer, hidden, row_scale):
     top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
     top_weights = torch.softmax(top_values, dim=1, dtype=top_values.dtype)
     scale = None if row_scale is None else row_scale[:, 0]
-    return experts_forward(layer.mlp.experts, hidden, top_indices, top_weights, fuse=False, lora_row_scale=scale)
+    return experts_forward(layer.mlp.experts, hidden, top_indices, top_weights, fuse_routing=True, lora_row_scale=scale)
 
 
-def _qkv(attention, normed, row_scale):
-    tokens, head_dim = normed.shape[0], attention.head_dim
-    q = _project(attention.q_proj, normed, row_scale).view(tokens, -1, head_dim)
-    k = _project(attention.k_proj, normed, row_scale).view(tokens, -1, head_dim)
-    v = _project(attention.v_proj, normed, row_scale).view(tokens, -1, head_dim)
-    return q, k, v
+def _residual_norm(hidden, delta, weight, eps: float):
+    hidden = hidden + delta
+    return hidden, _rms_norm(hidden, weight, eps)
+
+
+def _sink_softmax(scores, allowed, sinks, scale: float):
+    """Softmax over each row's scores and its head's sink logit, the sink's own share dropped: a sink is
+    one more logit whose value is nothing. scores (B, Hkv, G, S), allowed (B, 1, 1, S), sinks (1, Hkv, G, 1)."""
+    wide = (scores.float() * scale).masked_fill(~allowed, float("-inf"))
+    sinks = sinks.float()
+    top = torch.maximum(wide.amax(-1, keepdim=True), sinks)
+    exp = torch.exp(wide - top)
+    return (exp / (exp.sum(-1, keepdim=True) + torch.exp(sinks - top))).to(scores.dtype)
 
 
 def _attend_cache(q, cache: LayerCache, allowed, sinks, scale: float):
-    """One new token a row, q (batch, heads, dim), over the whole cache with ``allowed`` (batch, slots).
-    Each head's sink is one more logit in its softmax whose value is nothing: it only takes its share."""
+    """One new token a row, q (batch, heads, dim), over the whole cache; ``allowed`` (batch, 1, 1, slots)."""
     batch, heads, dim = q.shape
     kv_heads = cache.keys.shape[1]
     grouped = q.view(batch, kv_heads, heads // kv_heads, dim)
-    scores = torch.matmul(grouped, cache.keys.transpose(-1, -2)).float() * scale  # B, Hkv, G, S
-    scores = scores.masked_fill(~allowed[:, None, None, :], float("-inf"))
-    sink = sinks.float().view(1, kv_heads, -1, 1).expand(batch, -1, -1, 1)
-    probs = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
-    return torch.matmul(probs.to(cache.values.dtype), cache.values).reshape(batch, heads * dim)
+    scores = torch.matmul(grouped, cache.keys.transpose(-1, -2))  # B, Hkv, G, S
+    probs = fused(_sink_softmax, scores)(scores, allowed, sinks.view(1, kv_heads, -1, 1), scale)
+    return torch.matmul(probs, cache.values).reshape(batch, heads * dim)
 
 
 def _capture_graphs(device: torch.device) -> bool:
@@ -160,6 +195,7 @@ class Decoder:
         self._graph: Any = None
         self._graph_logits: torch.Tensor | None = None
         self._eager_steps = 0
+        self.adapters = _Adapters(self.dtype)
 
     # -- prefill ---------------------------------------------------------------------------------
     def _store_prompt(self, layer: LayerCache, k, v, rows, columns, kept) -> None:
@@ -184,25 +220,34 @@ class Decoder:
         row_scale = None if self.row_scale is None else self.row_scale[rows]
         hidden = self.body.embed_tokens(ids)
         cos, sin = self.body.rotary_emb(hidden[None], positions[None])
-        cos, sin = cos[0][:, None, :], sin[0][:, None, :]
-        max_length = self.width
-        for layer, cache in zip(self.body.layers, self.cache.layers):
-            attention = layer.self_attn
-            norm = layer.input_layernorm
-            q, k, v = _qkv(attention, _rms_norm(hidden, norm.weight, norm.variance_epsilon), row_scale)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+        def attend(attention, cache, q, k, v):
             self._store_prompt(cache, k, v, rows, columns, kept)
             window = attention.sliding_window if cache.ring else None
-            attended = sink_attention(q, k, v, attention.sinks, cu, max_length, attention.scaling, window)
-            hidden = hidden + _project(attention.o_proj, attended.reshape(hidden.shape[0], -1), row_scale)
-            norm = layer.post_attention_layernorm
-            hidden = hidden + _mixture(layer, _rms_norm(hidden, norm.weight, norm.variance_epsilon), row_scale)
-        self.column.fill_(self.width)
-        return self._logits(hidden[cu[1:].long() - 1])
+            return sink_attention(q, k, v, attention.sinks, cu, self.width, attention.scaling, window)
 
-    def _logits(self, hidden):
-        normed = _rms_norm(hidden, self.body.norm.weight, self.body.norm.variance_epsilon)
-        return self.inner.lm_head(normed).float()
+        final = self._layers(hidden, cos[0][:, None, :], sin[0][:, None, :], row_scale, attend)
+        self.column.fill_(self.width)
+        return self.inner.lm_head(final[cu[1:].long() - 1]).float()
+
+    def _layers(self, hidden, cos, sin, row_scale, attend):
+        """Every layer over tokens ``hidden`` (tokens, hidden), ``attend`` doing the attention proper;
+        returns the final normed states. Each residual add is fused with the norm after it."""
+        layers = list(self.body.layers)
+        norm = layers[0].input_layernorm
+        normed = fused(_rms_norm, hidden)(hidden, norm.weight, norm.variance_epsilon)
+        for index, (layer, cache) in enumerate(zip(layers, self.cache.layers)):
+            attention = layer.self_attn
+            q, k, v = self.adapters.qkv(attention, normed, row_scale)
+            q, k = fused(_rotate_pair, q)(q, k, cos, sin)
+            attended = attend(attention, cache, q, k, v)
+            out = self.adapters.project(attention.o_proj, attended.reshape(attended.shape[0], -1), row_scale)
+            norm = layer.post_attention_layernorm
+            hidden, normed = fused(_residual_norm, hidden)(hidden, out, norm.weight, norm.variance_epsilon)
+            mixed = _mixture(layer, normed, row_scale)
+            norm = layers[index + 1].input_layernorm if index + 1 < len(layers) else self.body.norm
+            hidden, normed = fused(_residual_norm, hidden)(hidden, mixed, norm.weight, norm.variance_epsilon)
+        return normed
 
     # -- one step --------------------------------------------------------------------------------
     def _decode(self) -> torch.Tensor:
@@ -210,27 +255,25 @@ class Decoder:
         column, pad = self.column, self.pad
         hidden = self.body.embed_tokens(self.next_ids)  # B, hidden
         cos, sin = self.body.rotary_emb(hidden[:, None], (column - pad)[:, None])  # B, 1, dim/2
-        allowed = {}
+        where: dict = {}  # per cache shape: the slot this token goes to, and the slots each row may see
         for cache in self.cache.layers:
             key = (cache.ring, cache.slots)
-            if key not in allowed:
+            if key not in where:
                 slot = torch.arange(cache.slots, device=self.device)
                 held = column - torch.remainder(column - slot, cache.slots) if cache.ring else slot
-                allowed[key] = (held[None, :] >= pad[:, None]) & (held[None, :] <= column)
-        for layer, cache in zip(self.body.layers, self.cache.layers):
-            attention = layer.self_attn
-            norm = layer.input_layernorm
-            q, k, v = _qkv(attention, _rms_norm(hidden, norm.weight, norm.variance_epsilon), self.row_scale)
-            q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
-            at = torch.remainder(column, cache.slots).view(1) if cache.ring else column.view(1)
+                allowed = (held[None, :] >= pad[:, None]) & (held[None, :] <= column)
+                at = torch.remainder(column, cache.slots) if cache.ring else column
+                where[key] = (at.view(1), allowed[:, None, None, :])
+
+        def attend(attention, cache, q, k, v):
+            at, allowed = where[(cache.ring, cache.slots)]
             cache.keys.index_copy_(2, at, k[:, :, None])
             cache.values.index_copy_(2, at, v[:, :, None])
-            attended = _attend_cache(q, cache, allowed[(cache.ring, cache.slots)], attention.sinks, attention.scaling)
-            hidden = hidden + _project(attention.o_proj, attended, self.row_scale)
-            norm = layer.post_attention_layernorm
-            hidden = hidden + _mixture(layer, _rms_norm(hidden, norm.weight, norm.variance_epsilon), self.row_scale)
+            return _attend_cache(q, cache, allowed, attention.sinks, attention.scaling)
+
+        final = self._layers(hidden, cos, sin, self.row_scale, attend)
         self.column.add_(1)
-        return self._logits(hidden)
+        return self.inner.lm_head(final).float()
 
     @torch.no_grad()
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,17 @@ def _bias_weight_and_sum(down, bias, expert_ids, weights, inverse, top_k: int):
     return wide(restored.view(-1, top_k, restored.shape[-1])).sum(1).to(down.dtype)
 
 
+def _route(flat: torch.Tensor, num_experts: int):
+    """The (token, expert) rows sorted by expert: expert of each sorted row, the order, its inverse, and
+    where each expert's rows end."""
+    expert_ids, order = torch.sort(flat, stable=True)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(order.numel(), device=order.device)
+    # Counted by scatter rather than bincount, whose output size depends on the data (a GPU sync).
+    counts = torch.zeros(num_experts, dtype=torch.long, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
+    return expert_ids, order, inverse, torch.cumsum(counts, 0).to(torch.int32)
+
+
 # Below this many (token, expert) rows, a stack kept in another form computes row by row from just the
 # experts chosen (``row_product``) instead of converting whole stacks: what one decoded token needs.
 ROW_PRODUCT_MAX_ROWS = 16
@@ -83,11 +94,13 @@ def experts_forward(
     top_weights: torch.Tensor,
     *,
     fuse: bool = True,
+    fuse_routing: bool = False,
     lora_row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice.
 
-    ``fuse=False`` keeps the elementwise steps uncompiled (for a step captured in a CUDA graph);
+    ``fuse=False`` keeps the elementwise steps uncompiled; ``fuse_routing`` compiles the sorting of rows
+    by expert too (a dozen small kernels, which is what a decoded token's time goes to);
     ``lora_row_scale`` (tokens,) scales the adapter's share per token (0 = the base model for that row).
     """
     base, lora = _expert_lora(experts)
@@ -105,14 +118,8 @@ def experts_forward(
             return own_product(rows, name, offsets)
         return grouped_mm(rows, getattr(base, name), offsets)
 
-    expert_ids, order = torch.sort(flat, stable=True)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(order.numel(), device=order.device)
-    # Counted by scatter rather than bincount, whose output size depends on the data (a GPU sync).
-    counts = torch.zeros(base.num_experts, dtype=torch.long, device=flat.device).scatter_add_(
-        0, flat, torch.ones_like(flat)
-    )
-    offsets = torch.cumsum(counts, 0).to(torch.int32)
+    route = fused(_route, x) if fuse_routing else _route
+    expert_ids, order, inverse, offsets = route(flat, base.num_experts)
     source = order // top_k
     hidden = x[source]
     row_scale = None if lora_row_scale is None else lora_row_scale[source][:, None]

@@ -53,9 +53,20 @@ def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return packed, (exponent[..., 0] + 127).to(torch.uint8)
 
 
+_VALUES_ON: dict = {}
+
+
+def _values(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Copied to the device once: a copy from the host per call could not be captured in a CUDA graph.
+    key = (device, dtype)
+    if key not in _VALUES_ON:
+        _VALUES_ON[key] = _VALUES.to(device=device, dtype=dtype)
+    return _VALUES_ON[key]
+
+
 def dequantize(packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The inverse of ``quantize``, in ``dtype``."""
-    values = _VALUES.to(device=packed.device, dtype=dtype)
+    values = _values(packed.device, dtype) if not torch.compiler.is_compiling() else _VALUES.to(packed.device, dtype)
     codes = torch.stack((packed & 0x0F, packed >> 4), dim=-1).reshape(*packed.shape[:-1], -1)
     *lead, width = codes.shape
     blocks = values[codes.long()].reshape(*lead, width // BLOCK, BLOCK)
@@ -69,6 +80,8 @@ EXPERT_CHUNKS = 4
 
 
 def _chunked_product(x, packed, scales, offsets, transpose: bool):
+    if x.is_cuda and torch.cuda.is_current_stream_capturing():
+        return _chunked_product_fixed(x, packed, scales, offsets, transpose)
     experts = packed.shape[0]
     step = max(1, -(-experts // EXPERT_CHUNKS))
     ends = offsets.tolist()
@@ -83,6 +96,29 @@ def _chunked_product(x, packed, scales, offsets, transpose: bool):
         if transpose:
             weight = weight.transpose(1, 2)
         out[start:stop] = grouped_mm(x[start:stop], weight, (offsets[first:last] - start).to(torch.int32))
+    return out
+
+
+def _chunked_product_fixed(x, packed, scales, offsets, transpose: bool):
+    """``_chunked_product`` without reading the offsets back to the host, for a step captured in a CUDA
+    graph: each chunk multiplies every row (rows of other experts land in the chunk's first group or in
+    none) and keeps only its own rows. More arithmetic, the same result, no synchronisation."""
+    experts = packed.shape[0]
+    step = max(1, -(-experts // EXPERT_CHUNKS))
+    width = packed.shape[1] if transpose else 2 * packed.shape[2]
+    out = x.new_zeros(x.shape[0], width)
+    row = torch.arange(x.shape[0], device=x.device)[:, None]
+    for first in range(0, experts, step):
+        last = min(experts, first + step)
+        weight = fused(dequantize, x)(packed[first:last], scales[first:last], x.dtype)
+        if transpose:
+            weight = weight.transpose(1, 2)
+        part = grouped_mm(x, weight, offsets[first:last].contiguous())
+        if part.shape[0] < x.shape[0]:  # the CPU's grouped product stops at the last group's end
+            part = torch.cat([part, part.new_zeros(x.shape[0] - part.shape[0], width)])
+        start = offsets[first - 1] if first else offsets.new_zeros(())
+        mine = (row >= start) & (row < offsets[last - 1])
+        out = torch.where(mine, part, out)
     return out
 
 
@@ -162,7 +198,7 @@ class Mxfp4Experts(torch.nn.Module):
         """Each row times its own expert's matrix, dequantizing only the experts the rows chose: the
         product a few decoded tokens need (the grouped one converts whole stacks)."""
         blocks, scales = getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales")
-        weight = dequantize(blocks[expert_ids], scales[expert_ids], rows.dtype)  # rows, out, in
+        weight = fused(dequantize, rows)(blocks[expert_ids], scales[expert_ids], rows.dtype)  # rows, out, in
         return torch.bmm(weight, rows[:, :, None])[..., 0]
 
     def weight(self, name: str) -> torch.Tensor:
