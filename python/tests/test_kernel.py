@@ -201,7 +201,12 @@ def test_compare_scores_every_token_before_and_after_the_adapter(kernel):
 def test_chat_answers_with_effort_and_language(kernel):
     reply, messages = kernel.execute("%oss_finetune chat --effort low --language French --max-new-tokens 6 Bonjour ?")
     ok(reply, messages)
-    [shown] = [m for m in messages if m["msg_type"] == "display_data" and HARMONY_MIME in m["content"]["data"]]
+    # The answer streams into one output, which the Harmony view then replaces (same display_id).
+    outputs = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+    [shown] = [m for m in outputs if HARMONY_MIME in m["content"]["data"]]
+    stream_id = shown["content"]["transient"]["display_id"]
+    same = [m["msg_type"] for m in outputs if m["content"].get("transient", {}).get("display_id") == stream_id]
+    assert same[0] == "display_data" and same[-1] == shown["msg_type"] == "update_display_data"
     tokens = shown["content"]["data"][HARMONY_MIME]["conversations"][0]["tokens"]
     text = "".join(tokens["text"])
     assert "Reasoning: low" in text and "reasoning language: French" in text

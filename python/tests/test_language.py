@@ -145,3 +145,36 @@ def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
     finally:
         torch.set_num_threads(before)
     assert batched == single
+
+
+def test_the_rate_generates_what_transformers_generate_would_and_reports_progress(tokenizer):
+    from oss_finetune.core.data import read_rows, to_row
+    from oss_finetune.modeling.model import PAD_TOKEN_ID, build_embedded_model
+    from oss_finetune.training.language import DEFAULT_BATCH, _greedy_batch, reasoning_language_rate
+
+    assert DEFAULT_BATCH == 64
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_embedded_model()
+        rows = read_rows("embedded:multilingual-heldout", limit=7)
+        seen: list[tuple[int, int]] = []
+        rate = reasoning_language_rate(
+            model, tokenizer, rows, "low", max_new_tokens=8, batch_size=3, on_progress=lambda d, t: seen.append((d, t))
+        )
+        prompts = []
+        for index, raw in enumerate(rows):
+            row = to_row(raw, index, reasoning_effort="low")
+            row.conversation.reasoning_effort = "low"
+            prompts.append(render(row.conversation, mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids)
+        reference = _greedy_batch(model, prompts, 8, PAD_TOKEN_ID, (200002, 200012))
+    finally:
+        torch.set_num_threads(before)
+    assert [j.generated_tokens for j in rate.judged] == [len(r) for r in reference]
+    assert [judge(r, j.requested, j.row, tokenizer) for r, j in zip(reference, rate.judged)] == rate.judged
+    counts = [d for d, _ in seen]
+    assert counts[0] == 0 and counts[-1] == rate.requests == 7
+    assert all(b > a for a, b in zip(counts, counts[1:])), counts
+    assert {t for _, t in seen} == {7}
+    # Each batch of 3 is reported by the time it is done.
+    assert {3, 6, 7} <= set(counts)

@@ -464,3 +464,56 @@ def test_gpt_oss_120b_random_fits_an_80_gb_gpu_only_with_its_experts_in_mxfp4():
         trained_fraction=0.75,
     )
     assert 55 < mxfp4.weights_bytes / GIB < 70 and mxfp4.fits is True
+
+
+# -- generation's KV cache -------------------------------------------------------------------------
+
+
+def _kv_by_hand(layer_types, batch, tokens, kv_heads, head_dim, window, dtype_bytes):
+    columns = [min(window, tokens) if kind == "sliding_attention" else tokens for kind in layer_types]
+    return sum(2 * batch * kv_heads * c * head_dim * dtype_bytes for c in columns)
+
+
+def test_the_plan_states_the_evaluations_kv_cache():
+    p = plan({"model": RANDOM_20B})
+    kinds = memory.GPT_OSS_20B.attention_kinds
+    assert kinds.count("sliding_attention") == kinds.count("full_attention") == 12
+    # 64 prompts of 200 tokens and 160 new: 12 full layers keep all 360 columns, 12 sliding ones 128.
+    expected = 12 * 2 * 64 * 8 * 360 * 64 * 2 + 12 * 2 * 64 * 8 * 128 * 64 * 2
+    assert expected == _kv_by_hand(kinds, 64, 360, 8, 64, 128, 2)
+    g = p.generation
+    assert (g.batch, g.prompt_tokens, g.new_tokens, g.dtype) == (64, 200, 160, "bfloat16")
+    assert g.kv_cache_bytes == expected
+    line = f"eval generation: batch 64 x (200 prompt + 160 new tokens) keeps a KV cache of {expected / GIB:.2f} GiB"
+    assert line in p.text() and line in p.html()
+    assert p.to_dict()["generation"]["kv_cache_gib"] == round(expected / GIB, 3)
+    # The KV cache is beside the training step, not one of its parts.
+    assert "KV cache" not in [part.name for part in p.parts]
+
+
+def test_short_generations_keep_every_column_in_the_sliding_layers_too():
+    short = memory.generation_memory("openai/gpt-oss-20b", 2, 40, 20)
+    assert short.kv_cache_bytes == 24 * 2 * 2 * 8 * 60 * 64 * 2
+    float32 = memory.generation_memory("openai/gpt-oss-120b", 1, 1000, 0, dtype="float32")
+    assert float32.kv_cache_bytes == 18 * 2 * 8 * 1000 * 64 * 4 + 18 * 2 * 8 * 128 * 64 * 4
+
+
+def test_the_kv_cache_figure_is_what_decoding_allocates():
+    import torch
+
+    from oss_finetune.modeling.decoding import KVCache
+    from oss_finetune.modeling.model import build_embedded_model
+
+    model = build_embedded_model("embedded:tiny")
+    arch = memory.architecture_for(model.config)
+    assert arch.layer_types == tuple(model.config.layer_types)
+    for batch, tokens in ((3, 7), (2, model.config.sliding_window + 9)):
+        held = KVCache.empty(model, batch, tokens, torch.float32, torch.device("cpu")).nbytes
+        assert memory.kv_cache_bytes(arch, batch, tokens, 4) == held
+        figure = memory.generation_memory(model.config, batch, tokens - 2, 2, dtype="float32")
+        assert figure.kv_cache_bytes == held
+
+
+def test_a_plan_for_another_generation_shape():
+    p = plan({"model": RANDOM_20B}, generation=(16, 1000, 500))
+    assert p.generation.kv_cache_bytes == _kv_by_hand(memory.GPT_OSS_20B.attention_kinds, 16, 1500, 8, 64, 128, 2)

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from oss_finetune.core import schema
 from oss_finetune.core.schema import schema_dir
@@ -40,6 +41,57 @@ def test_before_after_puts_both_answers_side_by_side(session):
     described = {m["index"] for m in conversation["messages"]}
     for stream in (conversation["tokens"], conversation["compare"]):
         assert {m for m in stream["message"] if m >= 0} <= described
+
+
+def test_before_after_in_one_batch_equals_two_separate_chats(session, monkeypatch):
+    from oss_finetune.modeling import decoding
+
+    session.lora({"r": 4, "alpha": 8})
+    # A fresh adapter's B is zero and would answer as the base does; these weights make the two differ.
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, parameter in session.model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    calls = []
+    real = decoding.generate_batch
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("adapter_rows"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decoding, "generate_batch", counted)
+    streamed: list[tuple[int, int]] = []
+    ask = dict(effort="low", language="German", max_new_tokens=10)
+    both = session.chat_before_after("Wie viel ist 3 mal 7?", on_token=lambda row, t: streamed.append((row, t)), **ask)
+    assert calls == [[False, True]], "both answers come from one batch"
+    before = session.chat("Wie viel ist 3 mal 7?", use_adapter=False, **ask)
+    after = session.chat("Wie viel ist 3 mal 7?", use_adapter=True, **ask)
+    assert both["before"]["token_ids"] == before["token_ids"]
+    assert both["after"]["token_ids"] == after["token_ids"]
+    assert before["token_ids"] != after["token_ids"], "the adapter changes the answer"
+    assert [t for row, t in streamed if row == 0] == before["token_ids"]
+    assert [t for row, t in streamed if row == 1] == after["token_ids"]
+    conversation = both["payload"]["conversations"][0]
+    prompt_length = len(conversation["tokens"]["ids"]) - len(before["token_ids"])
+    assert conversation["tokens"]["ids"][prompt_length:] == before["token_ids"]
+    assert conversation["compare"]["ids"][prompt_length:] == after["token_ids"]
+
+
+def test_chat_streams_each_token_it_returns(session):
+    streamed: list[int] = []
+    reply = session.chat("Hello?", effort="low", max_new_tokens=6, on_token=streamed.append)
+    assert streamed == reply["token_ids"] and len(streamed) >= 1
+
+
+def test_evaluate_reports_progress_as_questions_finish(session):
+    seen = []
+    rate = session.evaluate(limit=6, max_new_tokens=6, batch_size=4, on_progress=lambda d, t: seen.append((d, t)))
+    assert rate.requests == 6
+    assert seen[0] == (0, 6) and seen[-1] == (6, 6)
+    assert all(t == 6 for _, t in seen)
+    assert [d for d, _ in seen] == sorted({d for d, _ in seen}), "counts only increase"
+    assert (4, 6) in seen, "the first batch of 4 is reported when it is done"
 
 
 def test_evaluate_measures_held_out_questions_and_keeps_the_result(session):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import html
 import math
+import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import schema
@@ -303,6 +305,137 @@ class LiveOutput:
         else:
             display(data, raw=True, display_id=self.display_id)
             self._shown = True
+
+
+# Redrawing an output costs a message to the browser and a re-render there: a few a second read as
+# live, one per token (hundreds a second on a GPU) would flood both.
+REDRAW_SECONDS = 0.2
+
+
+class TokenStream:
+    """Generated text shown as it comes: one output, redrawn in place at most every ``REDRAW_SECONDS``,
+    one column per row (``labels``). ``finish`` replaces it with the final view.
+
+    ``decode(ids)`` turns a row's ids into text; a row is decoded whole at each redraw, so that a
+    character split over two tokens is never shown half."""
+
+    def __init__(
+        self,
+        title: str,
+        decode: Callable[[list[int]], str],
+        labels: Sequence[str] = ("",),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.title = title
+        self.decode = decode
+        self.labels = list(labels)
+        self.ids: list[list[int]] = [[] for _ in self.labels]
+        self.clock = clock
+        self.display_id = f"oss-finetune-{uuid.uuid4().hex}"
+        self._drawn_at: float | None = None
+        self._drawn_count = -1
+
+    def start(self) -> None:
+        from IPython.display import display
+
+        display(self.bundle(), raw=True, display_id=self.display_id)
+        self._drawn_at, self._drawn_count = self.clock(), self.count
+
+    @property
+    def count(self) -> int:
+        return sum(len(ids) for ids in self.ids)
+
+    def add(self, row: int, token: int) -> None:
+        """One new token of ``row``; redraws when the last redraw is ``REDRAW_SECONDS`` old."""
+        self.ids[row].append(int(token))
+        now = self.clock()
+        if self._drawn_at is None:
+            self.start()
+        elif now - self._drawn_at >= REDRAW_SECONDS:
+            self.redraw(now)
+
+    def redraw(self, now: float | None = None) -> None:
+        from IPython.display import update_display
+
+        if self.count == self._drawn_count:
+            return
+        update_display(self.bundle(), raw=True, display_id=self.display_id)
+        self._drawn_at, self._drawn_count = self.clock() if now is None else now, self.count
+
+    def finish(self, data: dict) -> None:
+        """Replace the stream with ``data`` (a MIME bundle), in the same output."""
+        from IPython.display import display, update_display
+
+        if self._drawn_at is None:
+            display(data, raw=True, display_id=self.display_id)
+        else:
+            update_display(data, raw=True, display_id=self.display_id)
+        self._drawn_at, self._drawn_count = self.clock(), self.count
+
+    def texts(self) -> list[str]:
+        return [self.decode(ids) if ids else "" for ids in self.ids]
+
+    def bundle(self) -> dict:
+        count = self.count
+        head = f"{self.title}: generating, {count} token{'' if count == 1 else 's'} so far"
+        texts = self.texts()
+        plain = [head]
+        columns = []
+        for label, text in zip(self.labels, texts):
+            if label:
+                plain.append(f"── {label}")
+            plain.append(text)
+            name = f"<div><i>{_esc(label)}</i></div>" if label else ""
+            columns.append(
+                f'<div style="flex:1;min-width:0">{name}'
+                f'<pre style="white-space:pre-wrap;margin:0">{_esc(text)}</pre></div>'
+            )
+        markup = (
+            '<div class="oss-finetune-stream" style="font-family:monospace;font-size:12px">'
+            f'<div style="color:#555">{_esc(head)}</div>'
+            f'<div style="display:flex;gap:12px">{"".join(columns)}</div></div>'
+        )
+        return {"text/plain": "\n".join(plain), "text/html": markup}
+
+
+class ProgressLine:
+    """One line of progress, "what: done/total noun, elapsed, ETA", updated in place at most every
+    ``REDRAW_SECONDS`` (the first and the last count always); ``finish`` replaces it with a summary."""
+
+    def __init__(self, what: str, noun: str = "prompts", *, clock: Callable[[], float] = time.monotonic):
+        self.what = what
+        self.noun = noun
+        self.clock = clock
+        self.started = clock()
+        self.display_id = f"oss-finetune-{uuid.uuid4().hex}"
+        self._drawn_at: float | None = None
+
+    def text(self, done: int, total: int, now: float | None = None) -> str:
+        elapsed = (self.clock() if now is None else now) - self.started
+        eta = elapsed / done * (total - done) if done else None
+        line = f"{self.what}: {done}/{total} {self.noun}, elapsed {_duration(elapsed)}"
+        return line + (f", ETA {_duration(eta)}" if done < total else "")
+
+    def update(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self._drawn_at is not None and done < total and now - self._drawn_at < REDRAW_SECONDS:
+            return
+        self._publish(self.text(done, total, now))
+        self._drawn_at = now
+
+    def finish(self, line: str) -> None:
+        self._publish(line)
+        self._drawn_at = self.clock()
+
+    def _publish(self, line: str) -> None:
+        from IPython.display import display, update_display
+
+        data = {"text/plain": line, "text/html": f'<pre class="oss-finetune-text">{_esc(line)}</pre>'}
+        if self._drawn_at is None:
+            display(data, raw=True, display_id=self.display_id)
+        else:
+            update_display(data, raw=True, display_id=self.display_id)
 
 
 def show(name: str, payload: dict) -> None:

@@ -771,42 +771,70 @@ class FinetuneMagics(Magics):
         max_new = _int_arg(
             parsed.values.get("max_new_tokens", "64"), "--max-new-tokens", "chat --max-new-tokens 64 ..."
         )
+        _ensure_model(session, "chat")
+        tokenizer = session.loaded.tokenizer
+
+        def decode(ids: list[int]) -> str:
+            return tokenizer.decode(ids)
+
         if parsed.values.get("before_after"):
+            # Shown from the first token on; the final view takes its place.
+            stream = display.TokenStream("chat", decode, ("base model", "with adapter"))
             both = session.chat_before_after(
                 message,
                 effort=parsed.values.get("effort"),
                 language=parsed.values.get("language"),
                 max_new_tokens=max_new,
+                on_token=stream.add,
             )
+            stream.finish(display.bundle("harmony-tokens", both["payload"]))
             _say(
                 "\n\n".join(
                     f"{label}:\n{_reply_text(both[key])}"
                     for key, label in (("before", "base model"), ("after", "with adapter"))
                 )
             )
-            display.show("harmony-tokens", both["payload"])
             return
+        stream = display.TokenStream("chat", decode)
         reply = session.chat(
             message,
             effort=parsed.values.get("effort"),
             language=parsed.values.get("language"),
             max_new_tokens=max_new,
             use_adapter=not parsed.values.get("no_adapter"),
+            on_token=lambda token: stream.add(0, token),
         )
+        stream.finish(display.bundle("harmony-tokens", reply["payload"]))
         _say(_reply_text(reply))
-        if reply.get("payload"):
-            display.show("harmony-tokens", reply["payload"])
 
     def _do_eval(self, session: Session, parsed: Parsed):
         source = " ".join(parsed.rest).strip() or "embedded:multilingual-heldout"
         limit = parsed.values.get("limit")
-        rate = session.evaluate(
-            source,
-            effort=parsed.values.get("effort"),
-            use_adapter=not parsed.values.get("no_adapter"),
-            limit=_int_arg(limit, "--limit", "eval --limit 20") if limit else None,
-        )
-        _say(rate.summary())
+        effort = parsed.values.get("effort")
+        use_adapter = not parsed.values.get("no_adapter")
+        count = _int_arg(limit, "--limit", "eval --limit 20") if limit else None
+        _ensure_model(session, "eval")
+        from ..training.language import DEFAULT_BATCH
+
+        progress: list[display.ProgressLine] = []
+
+        def on_progress(done: int, total: int) -> None:
+            if not progress:
+                adapter = "with the adapter" if use_adapter and session.has_adapter() else "base model"
+                _say(
+                    f"eval: {total} held-out question{'' if total == 1 else 's'} from {source}, effort "
+                    f"{effort or session.settings.data.reasoning_effort}, {adapter}, "
+                    f"{min(DEFAULT_BATCH, max(total, 1))} at a time"
+                )
+                progress.append(display.ProgressLine("eval", "prompts"))
+            progress[0].update(done, total)
+
+        rate = session.evaluate(source, effort=effort, use_adapter=use_adapter, limit=count, on_progress=on_progress)
+        line = f"eval: {rate.summary()}"
+        if progress:
+            progress[0].finish(line)
+        else:
+            _say(line)
 
     def _do_compare(self, session: Session, parsed: Parsed):
         row = _int_arg(parsed.rest[0], "row", "compare 0") if parsed.rest else 0
@@ -837,6 +865,14 @@ class FinetuneMagics(Magics):
             if run_id
             else "no run is training"
         )
+
+
+def _ensure_model(session: Session, what: str) -> None:
+    """Load the configured model when it is not loaded yet, saying so in one line first (it takes a while)."""
+    loaded = session.loaded
+    if loaded is None or loaded.config != session.config["model"]:
+        _say(f"{what}: loading {session.config['model']['name_or_path']} first")
+        session.ensure_loaded()
 
 
 def _plan_or_none(session: Session, changes: dict | None = None):

@@ -532,19 +532,9 @@ class Session:
         }
 
     # -- generation ----------------------------------------------------------------------------
-    def chat(
-        self,
-        message: str,
-        *,
-        effort: str | None = None,
-        language: str | None = None,
-        max_new_tokens: int = 64,
-        use_adapter: bool = True,
-        temperature: float = 0.0,
-    ) -> dict:
-        """Answer ``message``; returns {'analysis', 'final', 'payload' (harmony-tokens), 'error'}."""
+    def _chat_prompt(self, message: str, effort: str | None, language: str | None):
+        """The model to answer with, its tokenizer, the rendered prompt and the view's title."""
         from ..core import harmony
-        from ..training.generation import generate
 
         effort = effort or self.settings.data.reasoning_effort
         if effort not in EFFORTS:
@@ -556,6 +546,25 @@ class Session:
         prompt = harmony.render(
             conversation, mode="prompt", loss_mask=self.settings.data.loss_mask, tokenizer=tokenizer
         )
+        title = f"chat ({effort} effort" + (f", reasoning in {language}" if language else "") + ")"
+        return model, tokenizer, prompt, title
+
+    def chat(
+        self,
+        message: str,
+        *,
+        effort: str | None = None,
+        language: str | None = None,
+        max_new_tokens: int = 64,
+        use_adapter: bool = True,
+        temperature: float = 0.0,
+        on_token: Callable[[int], Any] | None = None,
+    ) -> dict:
+        """Answer ``message``; returns {'analysis', 'final', 'payload' (harmony-tokens), 'error'}.
+        ``on_token(id)`` receives each new token as it comes."""
+        from ..training.generation import generate
+
+        model, tokenizer, prompt, title = self._chat_prompt(message, effort, language)
         new_ids = generate(
             model,
             tokenizer,
@@ -564,27 +573,42 @@ class Session:
             temperature=temperature,
             use_adapter=use_adapter,
             seed=self.settings.training.seed,
+            on_token=on_token,
         )
-        return harmony_reply(
-            tokenizer,
-            prompt,
-            new_ids,
-            title=f"chat ({effort} effort" + (f", reasoning in {language}" if language else "") + ")",
-        )
+        return harmony_reply(tokenizer, prompt, new_ids, title=title)
 
     def chat_before_after(
-        self, message: str, *, effort: str | None = None, language: str | None = None, max_new_tokens: int = 64
+        self,
+        message: str,
+        *,
+        effort: str | None = None,
+        language: str | None = None,
+        max_new_tokens: int = 64,
+        on_token: Callable[[int, int], Any] | None = None,
     ) -> dict:
         """The same question answered by the base model and with the adapter, as one side-by-side payload.
 
-        Returns {'before': reply, 'after': reply, 'payload'}: each reply as from ``chat``; the payload's
-        ``tokens`` stream is the base model's answer and ``compare`` the adapted one's.
+        Both answers come from one batch: row 0 without the adapter, row 1 with it (``on_token(row, id)``
+        streams them). Returns {'before': reply, 'after': reply, 'payload'}: each reply as from ``chat``;
+        the payload's ``tokens`` stream is the base model's answer and ``compare`` the adapted one's.
         """
+        from ..training.generation import generate_many
+
         if not self.has_adapter():
             raise SessionError("there is no adapter to compare with; run `%oss_finetune lora` and train first")
-        before = self.chat(message, effort=effort, language=language, max_new_tokens=max_new_tokens, use_adapter=False)
-        after = self.chat(message, effort=effort, language=language, max_new_tokens=max_new_tokens, use_adapter=True)
-        conversation = before["payload"]["conversations"][0]
+        model, tokenizer, prompt, title = self._chat_prompt(message, effort, language)
+        base_ids, adapted_ids = generate_many(
+            model,
+            [list(prompt.ids)] * 2,
+            max_new_tokens,
+            adapter_rows=[False, True],
+            tokenizer=tokenizer,
+            seed=self.settings.training.seed,
+            on_token=on_token,
+        )
+        before = harmony_reply(tokenizer, prompt, base_ids, title=title)
+        after = harmony_reply(tokenizer, prompt, adapted_ids, title=title)
+        conversation = copy.deepcopy(before["payload"]["conversations"][0])
         adapted = after["payload"]["conversations"][0]
         conversation["tokens"]["label"] = "base model"
         adapted["tokens"]["label"] = "with adapter"
@@ -592,7 +616,6 @@ class Session:
         # The two answers differ in length and messages; the view needs every message either stream uses.
         known = {m["index"] for m in conversation["messages"]}
         conversation["messages"] += [m for m in adapted["messages"] if m["index"] not in known]
-        title = before["payload"]["conversations"][0].get("title") or "chat"
         conversation["title"] = f"{title}: base model | with adapter"
         payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
         return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
@@ -606,13 +629,17 @@ class Session:
         limit: int | None = None,
         max_new_tokens: int = 160,
         label: str | None = None,
+        batch_size: int | None = None,
+        on_progress: Callable[[int, int], Any] | None = None,
     ):
         """How often the model reasons in the requested language on held-out questions (language.LanguageRate).
 
         The result is kept under ``label`` (default "with adapter" or "base model") for the summary.
+        ``batch_size`` prompts generate at once (default language.DEFAULT_BATCH); ``on_progress(done, total)``
+        follows the questions as they finish.
         """
         from ..core.data import read_rows
-        from ..training.language import reasoning_language_rate
+        from ..training.language import DEFAULT_BATCH, reasoning_language_rate
 
         effort = effort or self.settings.data.reasoning_effort
         if effort not in EFFORTS:
@@ -622,7 +649,14 @@ class Session:
         use_adapter = use_adapter and self.has_adapter()
         rows = read_rows(source, limit=limit)
         rate = reasoning_language_rate(
-            model, self.loaded.tokenizer, rows, effort, max_new_tokens=max_new_tokens, use_adapter=use_adapter
+            model,
+            self.loaded.tokenizer,
+            rows,
+            effort,
+            max_new_tokens=max_new_tokens,
+            use_adapter=use_adapter,
+            batch_size=batch_size or DEFAULT_BATCH,
+            on_progress=on_progress,
         )
         self.evaluations[label or ("with adapter" if use_adapter else "base model")] = rate
         return rate

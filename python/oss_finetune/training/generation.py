@@ -1,5 +1,11 @@
 """Generation with or without the adapter, and per-token scores of a sequence: chat, the before/after
-views and the language evaluation sit on these (transformers' ``generate`` underneath)."""
+views and the language evaluation sit on these.
+
+A GPT-OSS model (``engine.supports``) generates through ``modeling.decoding``: a KV cache on the fast
+engine's pieces, the adapter unmerged, several prompts in one batch, and in that batch rows with and
+without the adapter. Any other model goes through transformers' ``generate``, which is also the
+reference the decoding path is tested against (``transformers_generate``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ import torch
 from ..modeling.adapter import adapter_enabled
 from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID, model_device, unwrap
 
+STOP_TOKEN_IDS = (RETURN_TOKEN_ID, CALL_TOKEN_ID)
 
-# -- generation and per-token scores -------------------------------------------------------------
+
+# -- generation ----------------------------------------------------------------------------------
 def generate(
     model,
     tokenizer=None,
@@ -24,7 +32,7 @@ def generate(
     top_p: float | None = None,
     seed: int | None = None,
     use_adapter: bool = True,
-    stop_token_ids: Sequence[int] = (RETURN_TOKEN_ID, CALL_TOKEN_ID),
+    stop_token_ids: Sequence[int] = STOP_TOKEN_IDS,
     on_token: Callable[[int], Any] | None = None,
 ) -> list[int]:
     """Continue ``prompt_ids``; returns the new token ids (stop token included when reached).
@@ -32,25 +40,167 @@ def generate(
     Greedy unless ``temperature`` > 0. ``seed`` makes sampling repeatable without touching the caller's
     random stream. ``on_token`` receives each new id as it is produced, for streaming views.
     """
-    from transformers.generation.streamers import BaseStreamer
-
     if not prompt_ids:
         raise ValueError("generate needs at least one prompt token")
+    [new] = generate_many(
+        model,
+        [list(prompt_ids)],
+        max_new_tokens,
+        tokenizer=tokenizer,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        use_adapter=use_adapter,
+        stop_token_ids=stop_token_ids,
+        on_token=None if on_token is None else (lambda _row, token: on_token(token)),
+    )
+    return new
+
+
+def generate_many(
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    adapter_rows: Sequence[bool] | None = None,
+    use_adapter: bool = True,
+    tokenizer=None,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop_token_ids: Sequence[int] = STOP_TOKEN_IDS,
+    on_token: Callable[[int, int], Any] | None = None,
+) -> list[list[int]]:
+    """Continue several prompts in one batch; returns each row's new ids, cut after its first stop token.
+
+    ``adapter_rows``: per row, whether the LoRA adapter applies to it (the same prompt with and without
+    the adapter then costs one pass); None: ``use_adapter`` for every row. ``on_token(row, id)``
+    streams the tokens as they come. Greedy unless ``temperature`` > 0, with ``seed`` as in ``generate``.
+    """
+    from ..modeling import engine
+
+    prompts = [list(p) for p in prompts]
+    if not prompts:
+        return []
+    if any(not p for p in prompts):
+        raise ValueError("generate needs at least one prompt token in every prompt")
+    if adapter_rows is not None:
+        adapter_rows = [bool(flag) for flag in adapter_rows]
+        if len(adapter_rows) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(adapter_rows)} adapter_rows entries")
+        if not hasattr(model, "peft_config"):
+            adapter_rows = None  # no adapter to switch: every row is the model as it is
+            use_adapter = True
+        elif len(set(adapter_rows)) == 1:
+            # One setting for every row is what the adapter switch already does, without a per-row mask.
+            use_adapter, adapter_rows = adapter_rows[0], None
+        else:
+            use_adapter = True  # switched on for the whole model; the rows say where it applies
+    was_training = model.training
+    model.eval()  # the adapter's dropout is for training only
+    try:
+        if engine.supports(model):
+            from ..modeling.decoding import generate_batch
+
+            options: dict[str, Any] = dict(
+                stop_token_ids=tuple(stop_token_ids),
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                on_token=on_token,
+            )
+            if adapter_rows is not None:
+                options["adapter_rows"] = adapter_rows
+            with adapter_enabled(model, use_adapter):
+                return generate_batch(model, prompts, max_new_tokens, **options)
+        if adapter_rows is None:
+            return transformers_generate(
+                model,
+                prompts,
+                max_new_tokens,
+                tokenizer=tokenizer,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                use_adapter=use_adapter,
+                stop_token_ids=stop_token_ids,
+                on_token=on_token,
+            )
+        # transformers cannot switch the adapter per row: one pass for each setting, rows put back in order.
+        out: list[list[int]] = [[] for _ in prompts]
+        for flag in (False, True):
+            rows = [row for row, wanted in enumerate(adapter_rows) if wanted == flag]
+            if not rows:
+                continue
+            made = transformers_generate(
+                model,
+                [prompts[row] for row in rows],
+                max_new_tokens,
+                tokenizer=tokenizer,
+                temperature=temperature,
+                top_p=top_p,
+                seed=seed,
+                use_adapter=flag,
+                stop_token_ids=stop_token_ids,
+                on_token=_renumbered(on_token, rows),
+            )
+            for row, new in zip(rows, made):
+                out[row] = new
+        return out
+    finally:
+        model.train(was_training)
+
+
+def _renumbered(on_token: Callable[[int, int], Any] | None, rows: list[int]) -> Callable[[int, int], Any] | None:
+    """``on_token`` for a sub-batch: its row i is row ``rows[i]`` of the whole batch."""
+    if on_token is None:
+        return None
+    return lambda i, token: on_token(rows[i], token)
+
+
+def transformers_generate(
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    *,
+    tokenizer=None,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    seed: int | None = None,
+    use_adapter: bool = True,
+    stop_token_ids: Sequence[int] = STOP_TOKEN_IDS,
+    on_token: Callable[[int, int], Any] | None = None,
+) -> list[list[int]]:
+    """Left-padded prompts through transformers' ``generate``: the path for models the decoding path does
+    not walk, and the reference its tokens are compared with. Same arguments and result as ``generate_many``."""
+    from transformers.generation.streamers import BaseStreamer
+
     device = model_device(model)
-    ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=device)
+    width = max(len(p) for p in prompts)
     pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
     pad = pad if pad is not None else PAD_TOKEN_ID
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    stops = set(stop_token_ids)
 
     class _Stream(BaseStreamer):
         def __init__(self):
             self.prompt_seen = False
+            self.done = [False] * len(prompts)
 
         def put(self, value):
             if not self.prompt_seen:  # generate() first echoes the prompt
                 self.prompt_seen = True
                 return
-            for token in value.reshape(-1).tolist():
-                on_token(int(token))  # type: ignore[misc]  # a _Stream is made only when on_token is set
+            # A finished row goes on receiving padding until every row is done; it is not streamed.
+            for row, token in enumerate(value.reshape(-1).tolist()):
+                if self.done[row]:
+                    continue
+                on_token(row, int(token))  # type: ignore[misc]  # a _Stream is made only when on_token is set
+                self.done[row] = int(token) in stops
 
         def end(self):
             pass
@@ -59,7 +209,7 @@ def generate(
         max_new_tokens=max_new_tokens,
         eos_token_id=list(stop_token_ids),
         pad_token_id=pad,
-        attention_mask=torch.ones_like(ids),
+        attention_mask=mask.to(device),
         streamer=_Stream() if on_token is not None else None,
     )
     if temperature and temperature > 0:
@@ -76,10 +226,14 @@ def generate(
         ):
             if seed is not None:
                 torch.manual_seed(seed)
-            output = model.generate(input_ids=ids, **kwargs)
+            output = model.generate(input_ids=ids.to(device), **kwargs)
     finally:
         model.train(was_training)
-    return output[0, ids.shape[1] :].tolist()
+    results = []
+    for row in output[:, width:].tolist():
+        cut = next((i for i, token in enumerate(row) if token in stops), None)
+        results.append(row[: cut + 1] if cut is not None else row)
+    return results
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..core.config import deep_merge, section_dict
 from ..core.errors import UserError
 from ..core.tokenizer import VOCAB_SIZE
 from ..modeling import auto, sources
+from .language import DEFAULT_BATCH, DEFAULT_NEW_TOKENS
 
 GIB = 2**30
 
@@ -56,6 +57,8 @@ class Architecture:
     sliding_window: int | None = 128
     tied_embeddings: bool = False
     attention_bias: bool = True
+    # Per layer, "sliding_attention" or "full_attention"; None: GPT-OSS's alternation, sliding first.
+    layer_types: tuple[str, ...] | None = None
 
     @classmethod
     def from_config(cls, config: Any, name: str | None = None) -> Architecture:
@@ -81,6 +84,7 @@ class Architecture:
             sliding_window=get("sliding_window", None),
             tied_embeddings=bool(get("tie_word_embeddings", False)),
             attention_bias=bool(get("attention_bias", True)),
+            layer_types=tuple(get("layer_types", None) or ()) or None,
         )
 
     @property
@@ -90,6 +94,17 @@ class Architecture:
     @property
     def kv_dim(self) -> int:
         return self.kv_heads * self.head_dim
+
+    @property
+    def attention_kinds(self) -> tuple[str, ...]:
+        """Each layer's attention, as transformers' GptOssConfig fills ``layer_types`` when not given."""
+        if self.layer_types is not None:
+            return self.layer_types
+        return alternating_layer_types(self.layers)
+
+
+def alternating_layer_types(layers: int) -> tuple[str, ...]:
+    return tuple("sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers))
 
 
 # The published shapes; the test suite checks the 20b one against model.gpt_oss_20b_config().
@@ -105,9 +120,12 @@ GPT_OSS_20B = Architecture(
     intermediate=2880,
     vocab=VOCAB_SIZE,
     sliding_window=128,
+    layer_types=alternating_layer_types(24),
 )
 # gpt-oss-120b differs only in depth and in the number of experts (model card: 36 layers, 128 experts, top-4).
-GPT_OSS_120B = replace(GPT_OSS_20B, name="gpt-oss-120b", layers=36, experts=128)
+GPT_OSS_120B = replace(
+    GPT_OSS_20B, name="gpt-oss-120b", layers=36, experts=128, layer_types=alternating_layer_types(36)
+)
 
 
 def architecture_for(model: Any) -> Architecture:
@@ -308,6 +326,71 @@ MXFP4_BYTES_PER_WEIGHT = 0.5 + 1 / 32
 FAST_LOSS_CHUNK = int(1.5 * 256 * 2**20)
 
 
+# -- generation ------------------------------------------------------------------------------------
+
+# A Multilingual-Thinking question rendered as a generation prompt (system, developer, user) is about
+# 200 tokens; the evaluation adds language.DEFAULT_NEW_TOKENS to each, language.DEFAULT_BATCH at once.
+EVAL_PROMPT_TOKENS = 200
+
+
+def kv_cache_bytes(arch: Architecture, batch: int, tokens: int, dtype_bytes: int) -> int:
+    """The KV cache of generating ``tokens`` (prompt + new) for ``batch`` rows, as modeling.decoding holds
+    it: keys and values per layer, every column for a full-attention layer, the last ``sliding_window``
+    for a sliding-window one."""
+    total = 0
+    for kind in arch.attention_kinds:
+        columns = min(arch.sliding_window, tokens) if kind == "sliding_attention" and arch.sliding_window else tokens
+        total += 2 * batch * arch.kv_heads * columns * arch.head_dim * dtype_bytes
+    return total
+
+
+@dataclass(frozen=True)
+class GenerationMemory:
+    """What one batched generation call adds on top of the weights: its KV cache."""
+
+    what: str
+    batch: int
+    prompt_tokens: int
+    new_tokens: int
+    kv_cache_bytes: int
+    dtype: str
+
+    def words(self) -> str:
+        return (
+            f"{self.what}: batch {self.batch} x ({self.prompt_tokens:,} prompt + {self.new_tokens:,} new tokens) "
+            f"keeps a KV cache of {_gib2(self.kv_cache_bytes)} in {self.dtype} on top of the weights"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "what": self.what,
+            "batch": self.batch,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "kv_cache_gib": round(self.kv_cache_bytes / GIB, 3),
+            "dtype": self.dtype,
+        }
+
+
+def generation_memory(
+    architecture: Any,
+    batch: int,
+    prompt_tokens: int,
+    new_tokens: int,
+    dtype: str = "bfloat16",
+    what: str = "generation",
+) -> GenerationMemory:
+    """The KV cache of generating ``new_tokens`` after prompts of up to ``prompt_tokens``, ``batch`` at once,
+    in ``dtype`` (the model's: the cache takes its dtype)."""
+    arch = architecture_for(architecture)
+    size = kv_cache_bytes(arch, batch, prompt_tokens + new_tokens, _DTYPE_BYTES[dtype])
+    return GenerationMemory(what, batch, prompt_tokens, new_tokens, size, dtype)
+
+
+def _gib2(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
 # -- the plan --------------------------------------------------------------------------------------
 
 
@@ -358,6 +441,7 @@ class MemoryPlan:
     budget_bytes: int | None = None
     suggestion: Suggestion | None = None
     notes: list[str] = field(default_factory=list)
+    generation: GenerationMemory | None = None  # the evaluation's KV cache, beside the training peak
 
     @property
     def fits(self) -> bool | None:
@@ -394,6 +478,7 @@ class MemoryPlan:
             "trainable_parameters": self.trainable_parameters,
             "suggestion": self.suggestion.to_dict() if self.suggestion else None,
             "notes": list(self.notes),
+            "generation": self.generation.to_dict() if self.generation else None,
         }
 
     # -- words ---------------------------------------------------------------------------------
@@ -452,6 +537,8 @@ class MemoryPlan:
             )
             if self.load_peak_bytes > self.weights_bytes:
                 lines.append(f"  {'while loading'.ljust(width)}  {self.load_peak_bytes / GIB:7.2f} GiB")
+        if self.generation is not None:
+            lines.append(f"  {self.generation.words()}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -477,6 +564,8 @@ class MemoryPlan:
             )
         colour = {True: "#009E73", False: "#D55E00", None: "#555"}[self.fits]
         notes = "".join(f'<div style="color:#555">note: {esc(n)}</div>' for n in self.notes)
+        if self.generation is not None:
+            notes = f"<div>{esc(self.generation.words())}</div>" + notes
         return (
             f'<div class="oss-finetune-memory" style="font-family:sans-serif;font-size:13px">'
             f'<div><b>{esc(title)}</b>: <span style="color:{colour}">{esc(self.verdict())}</span></div>'
@@ -793,6 +882,7 @@ def plan_memory(
     bitsandbytes: bool | None = None,
     suggest: bool = True,
     fused: bool | None = None,
+    generation: tuple[int, int, int] | None = None,
 ) -> MemoryPlan:
     """Predict the memory of loading ``config.model`` and one training step with ``config``.
 
@@ -805,7 +895,10 @@ def plan_memory(
     dtype: the loaded model's dtype ('bfloat16', 'float32', ...), when it is loaded; default: from model.dtype.
     bitsandbytes: whether bitsandbytes imports (optimizer 'auto' and load_in_4bit); default: looked up.
     fused: whether the fast engine compiles its elementwise steps; default: as engine.fuses_kernels.
+    generation: (batch, prompt tokens, new tokens) of the generation whose KV cache the plan states;
+    default: the evaluation's (language.DEFAULT_BATCH prompts of EVAL_PROMPT_TOKENS, DEFAULT_NEW_TOKENS new).
     """
+
     s = _sections(config)
     m, lo, t = s["model"], s["lora"], s["training"]
     arch = architecture_for(architecture if architecture is not None else m["name_or_path"])
@@ -873,6 +966,15 @@ def plan_memory(
         gpu=gpu if c.on_gpu else None,
         budget_bytes=budget,
         notes=_notes(s, c),
+    )
+    batch, prompt_tokens, new_tokens = generation or (DEFAULT_BATCH, EVAL_PROMPT_TOKENS, DEFAULT_NEW_TOKENS)
+    plan.generation = GenerationMemory(
+        "eval generation",
+        batch,
+        prompt_tokens,
+        new_tokens,
+        kv_cache_bytes(arch, batch, prompt_tokens + new_tokens, c.weight_bytes),
+        c.dtype,
     )
     if suggest and plan.fits is False:
         plan.suggestion = _suggest(
