@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bandwidth", type=float, default=4.8e12, help="the GPU's memory bandwidth, bytes/s")
     parser.add_argument("--skip-transformers", action="store_true", help="only our path (faster)")
     parser.add_argument("--json", help="write the figures to this file too")
+    parser.add_argument(
+        "--profile", action="store_true", help="also: where a batch-1 decode step's time goes, kernel by kernel"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -147,12 +150,57 @@ def main(argv: list[str] | None = None) -> int:
         figures["agreement_with_transformers_bf16"] = record
         print(f"agreement with transformers (greedy, bf16): {record}", flush=True)
 
+    def profile(kind: str, model) -> None:
+        """One eager batch-1 step under the profiler (kernels, their count and GPU time) and the graph's
+        replay time: if the kernels' sum is near the replay time, the step is bound by the kernels."""
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as profiler
+
+        from oss_finetune.modeling.decoding import Decoder
+
+        decoder = Decoder(model, [prompt], 64, cuda_graphs=False)
+        decoder.prefill()
+        token = torch.zeros(1, dtype=torch.long, device="cuda")
+        for _ in range(3):
+            decoder.step(token)
+        torch.cuda.synchronize()
+        with profiler(activities=[ProfilerActivity.CUDA]) as prof:
+            decoder.step(token)
+            torch.cuda.synchronize()
+        events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+        kernels = sum(e.count for e in events)
+        busy = sum(e.self_device_time_total for e in events) / 1000
+        graphed = Decoder(model, [prompt], 64)
+        graphed.prefill()
+        for _ in range(3):
+            graphed.step(token)
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(40):
+            graphed.step(token)
+        torch.cuda.synchronize()
+        replay = (time.perf_counter() - started) / 40 * 1000
+        record = {
+            "case": kind,
+            "kernels_per_step": kernels,
+            "kernel_ms": round(busy, 3),
+            "graph_step_ms": round(replay, 3),
+        }
+        figures.setdefault("profile", []).append(record)
+        print(f"profile, {kind}: {kernels} kernels, {busy:.2f} ms of kernel time, graph step {replay:.2f} ms")
+        for e in sorted(events, key=lambda e: -e.self_device_time_total)[:14]:
+            print(f"    {e.self_device_time_total / 1000:7.3f} ms {e.count:5d} x  {e.key[:110]}")
+
     if args.arch == "20b":
         loaded = load_model({"name_or_path": name})
         model = loaded.model
         agreement(model)
+        if args.profile:
+            profile("base model", model)
         side_by_side("base model", model)
         attention = apply_lora(model, {"r": 8, "alpha": 16}, seed=0)
+        if args.profile:
+            profile("LoRA on attention", attention)
         side_by_side("LoRA on attention", attention)
         timed(
             "ours, before/after (adapter off and on), batch 2",
@@ -165,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         del loaded, attention, experts
         torch.cuda.empty_cache()
     loaded = load_model({"name_or_path": name, "mxfp4_experts": True})
+    if args.profile:
+        profile("MXFP4 experts", loaded.model)
     side_by_side("MXFP4 experts", loaded.model, compare_batch=False)
     with_lora = apply_lora(loaded.model, {"r": 8, "alpha": 16}, seed=0)
     side_by_side("MXFP4 experts, LoRA on attention", with_lora, compare_batch=False)

@@ -97,6 +97,7 @@ class _Adapters:
     def __init__(self, dtype: torch.dtype):
         self.dtype = dtype
         self.factors: dict[int, list] = {}
+        self.joined: dict[int, Any] = {}
 
     def project(self, module, x, row_scale):
         """The layer's output with each LoRA added as x A B (scaled per token by ``row_scale`` (tokens, 1)
@@ -116,11 +117,57 @@ class _Adapters:
         return result
 
     def qkv(self, attention, normed, row_scale):
+        """q, k and v as one product (and their adapters as one more): a decoded token's three small
+        products and six low-rank ones are launches that cost more than their arithmetic."""
         tokens, head_dim = normed.shape[0], attention.head_dim
-        q = self.project(attention.q_proj, normed, row_scale).view(tokens, -1, head_dim)
-        k = self.project(attention.k_proj, normed, row_scale).view(tokens, -1, head_dim)
-        v = self.project(attention.v_proj, normed, row_scale).view(tokens, -1, head_dim)
-        return q, k, v
+        key = id(attention)
+        if key not in self.joined:
+            self.joined[key] = self._join(attention)
+        joined = self.joined[key]
+        if joined is None:
+            q = self.project(attention.q_proj, normed, row_scale)
+            k = self.project(attention.k_proj, normed, row_scale)
+            v = self.project(attention.v_proj, normed, row_scale)
+        else:
+            weight_t, bias, a, b_t, sizes = joined
+            out = torch.addmm(bias, normed, weight_t) if bias is not None else normed @ weight_t
+            if a is not None:
+                low = F.linear(normed, a)
+                out = torch.addmm(out, low if row_scale is None else low * row_scale, b_t)
+            q, k, v = out.split(sizes, dim=-1)
+        return q.view(tokens, -1, head_dim), k.view(tokens, -1, head_dim), v.view(tokens, -1, head_dim)
+
+    def _join(self, attention):
+        """(W^T, bias, A, B^T, sizes) of q, k and v side by side, the adapters' B as one block-diagonal
+        matrix with their scales in it; None where a projection is not a plain linear layer."""
+        projections = [attention.q_proj, attention.k_proj, attention.v_proj]
+        bases = [getattr(m, "base_layer", m) for m in projections]
+        if any(type(base) is not torch.nn.Linear for base in bases):
+            return None
+        factors = [_lora_factors(m, self.dtype) if hasattr(m, "lora_A") else [] for m in projections]
+        if any(len(f) > 1 for f in factors):
+            return None
+        sizes = [base.out_features for base in bases]
+        weight_t = torch.cat([base.weight for base in bases]).to(self.dtype).t().contiguous()
+        biases = [base.bias for base in bases]
+        bias = None
+        if any(b is not None for b in biases):
+            bias = torch.cat(
+                [b if b is not None else base.weight.new_zeros(n) for b, base, n in zip(biases, bases, sizes)]
+            )
+            bias = bias.to(self.dtype)
+        if not any(factors):
+            return weight_t, bias, None, None, sizes
+        a = torch.cat([f[0][0] for f in factors if f])
+        b_t = a.new_zeros(a.shape[0], sum(sizes))
+        row = column = 0
+        for f, n in zip(factors, sizes):
+            if f:
+                _, block, scale = f[0]
+                b_t[row : row + block.shape[0], column : column + n] = block * scale
+                row += block.shape[0]
+            column += n
+        return weight_t, bias, a, b_t, sizes
 
 
 def _mixture(layer, hidden, row_scale):

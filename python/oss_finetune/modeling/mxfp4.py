@@ -22,7 +22,6 @@ from .kernels import fused, grouped_mm
 BLOCK = 32
 # E2M1 codes 0-15: sign bit 8, then the magnitudes in order.
 _MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-_VALUES = torch.tensor(_MAGNITUDES + tuple(-m for m in _MAGNITUDES), dtype=torch.float32)
 _MIDPOINTS = torch.tensor([(a + b) / 2 for a, b in zip(_MAGNITUDES, _MAGNITUDES[1:])], dtype=torch.float32)
 
 
@@ -53,23 +52,20 @@ def _quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return packed, (exponent[..., 0] + 127).to(torch.uint8)
 
 
-_VALUES_ON: dict = {}
-
-
-def _values(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # Copied to the device once: a copy from the host per call could not be captured in a CUDA graph.
-    key = (device, dtype)
-    if key not in _VALUES_ON:
-        _VALUES_ON[key] = _VALUES.to(device=device, dtype=dtype)
-    return _VALUES_ON[key]
+def _code_values(codes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """E2M1 codes to their values by arithmetic rather than a table lookup: a table is a constant
+    tensor that compiled code copies from the host on every call, which a CUDA graph cannot capture."""
+    exponent = (codes >> 1) & 3
+    mantissa = (codes & 1).to(dtype)
+    magnitude = torch.where(exponent == 0, mantissa * 0.5, torch.exp2((exponent - 1).to(dtype)) * (1 + mantissa * 0.5))
+    return torch.where(codes >= 8, -magnitude, magnitude)
 
 
 def dequantize(packed: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """The inverse of ``quantize``, in ``dtype``."""
-    values = _values(packed.device, dtype) if not torch.compiler.is_compiling() else _VALUES.to(packed.device, dtype)
     codes = torch.stack((packed & 0x0F, packed >> 4), dim=-1).reshape(*packed.shape[:-1], -1)
     *lead, width = codes.shape
-    blocks = values[codes.long()].reshape(*lead, width // BLOCK, BLOCK)
+    blocks = _code_values(codes, dtype).reshape(*lead, width // BLOCK, BLOCK)
     factor = torch.exp2(scales.to(torch.float32) - 127).to(dtype)
     return (blocks * factor[..., None]).reshape(*lead, width)
 
