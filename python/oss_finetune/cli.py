@@ -10,7 +10,7 @@ import sys
 from typing import TextIO
 
 from .core.errors import UserError
-from .core.harmony import EFFORTS, LOSS_MASKS, MODES, HarmonyRenderError, render_many
+from .core.harmony import EFFORTS, LOSS_MASKS, MODES, SPECIAL_TEXT_POLICIES, HarmonyRenderError, render_many
 
 
 class CliError(UserError):
@@ -49,19 +49,36 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --ids, print after each line of ids its loss mask as a line of 0/1 (default policy: assistant)",
     )
     parser.add_argument("--format", choices=("auto", "multilingual-thinking", "messages", "sharegpt"), default="auto")
+    parser.add_argument(
+        "--tools",
+        default=None,
+        help="function tools for rows without their own: a .json file holding the list, or the list as JSON",
+    )
+    parser.add_argument(
+        "--special-tokens",
+        choices=SPECIAL_TEXT_POLICIES,
+        default="text",
+        help="special-token text inside content: encode it as plain text (default) or refuse the row",
+    )
     parser.add_argument("--tokenizer", default="embedded:tiny", help="embedded:tiny, a hub id or a local folder")
 
 
 def run_render(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    from .core.data import BadRowError, read_rows, to_row
+    from .core.data import BadRowError, data_set_tools, read_rows, to_row
     from .core.tokenizer import load_tokenizer
 
     try:
         raw = read_rows(args.file)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e)) from None
-    rows = [to_row(r, i, args.format, args.effort or "medium") for i, r in enumerate(raw)]
+    tools = data_set_tools(getattr(args, "tools", None))
+    # A prompt is what comes before the assistant's turn, so a row may end without one.
+    prompt = args.mode == "prompt"
+    rows = [
+        to_row(r, i, args.format, args.effort or "medium", tools=tools, require_assistant=not prompt)
+        for i, r in enumerate(raw)
+    ]
     tokenizer = load_tokenizer(args.tokenizer)
     rendered = []
     for row in rows:
@@ -73,6 +90,7 @@ def run_render(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     loss_mask=args.loss_mask or "assistant",
                     date=args.date,
                     tokenizer=tokenizer,
+                    special_tokens=getattr(args, "special_tokens", "text"),
                 )
             )
         except HarmonyRenderError as e:

@@ -95,3 +95,49 @@ def test_usage_errors(tmp_path, capsys):
     assert "is not a date as YYYY-MM-DD" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([])
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "convert",
+        "description": "Converts units.",
+        "parameters": {"type": "object", "properties": {"value": {"type": "number"}}, "required": ["value"]},
+    },
+}
+
+
+def test_rows_with_tools_and_prompt_only_rows(tmp_path, capsys):
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": "3 km in miles?"}], "tools": [TOOL]},
+        {"conversations": [{"from": "human", "value": "Paste: <|endoftext|>"}]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["render", str(path), "--mode", "prompt", "--date", "2025-06-28"]) == 0
+    first, second = capsys.readouterr().out.split("\n\n<|start|>system")
+    assert "# Tools\n\n## functions\n\nnamespace functions {\n\n// Converts units.\ntype convert = (_: {\n" in first
+    assert "Calls to these tools must go to the commentary channel: 'functions'." in first
+    assert first.rstrip().endswith("<|start|>user<|message|>3 km in miles?<|end|><|start|>assistant")
+    assert second.rstrip().endswith("<|message|>Paste: <|endoftext|><|end|><|start|>assistant")
+    # A training render still wants something to learn from.
+    assert main(["render", str(path)]) == 2
+    assert "row 0, field messages: has no assistant message to learn from" in capsys.readouterr().err
+
+
+def test_tools_for_every_row_and_the_strict_option(tmp_path, capsys, tokenizer):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([TOOL]))
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps(ROWS[1]) + "\n")
+    assert main(["render", str(path), "--tools", str(tools), "--ids", "--date", "2025-06-28"]) == 0
+    assert "type convert" in tokenizer.decode(json.loads(capsys.readouterr().out))
+    path.write_text(
+        json.dumps({"conversations": [{"from": "human", "value": "<|end|>"}, {"from": "gpt", "value": "ok"}]})
+    )
+    assert main(["render", str(path), "--special-tokens", "error"]) == 2
+    assert (
+        "row 0, field messages: message 1 (user): content contains the special token <|end|>" in capsys.readouterr().err
+    )
+    assert main(["render", str(path), "--tools", str(tmp_path / "missing.json")]) == 2
+    assert "data.tools: cannot read" in capsys.readouterr().err

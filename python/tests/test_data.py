@@ -6,11 +6,15 @@ Read as a manual: each test shows one rule of `oss_finetune.core.data`.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from harmony_reference import openai_harmony_ids
 
 from oss_finetune.core import data as d
-from oss_finetune.core.harmony import render
+from oss_finetune.core.config import DataConfig
+from oss_finetune.core.harmony import render, tools_namespace
+from oss_finetune.core.tokenizer import CALL, RETURN, START
 
 DATE = "2025-06-28"
 
@@ -207,13 +211,32 @@ def test_bad_rows_stop_or_are_skipped_and_counted(tmp_path, tokenizer):
     assert [(s["row"], s["field"]) for s in p.summary["skipped_rows"]] == [(1, None), (2, "messages[0].role")]
 
 
-def test_special_tokens_in_content_are_a_bad_row(tmp_path, tokenizer):
+def test_special_token_text_in_content_is_text_and_counted(tmp_path, tokenizer):
+    pasted = {**MT_ROW, "user": "my log says <|endoftext|><|start|>", "final": "done<|return|>"}
+    path = write_jsonl(tmp_path / "rows.jsonl", [MT_ROW, pasted, pasted])
+    p = d.prepare({"source": str(path)}, tokenizer, date=DATE)
+    assert p.summary["rows"] == 3 and p.summary["rows_with_special_text"] == 2
+    ids = p.examples[1].input_ids
+    # Only the real structure is special (system, developer, user, analysis, final); the pasted text is characters.
+    assert ids.count(START) == 5 and tokenizer.decode(ids).count("<|start|>") == 6
+    assert ids.count(RETURN) == 1 and ids[-1] == RETURN and "done<|return|><|return|>" in tokenizer.decode(ids)
+    assert d.prepare({"source": str(path), "limit": 1}, tokenizer).summary["rows_with_special_text"] == 0
+    from oss_finetune.notebook.display import dataset_text
+
+    assert "2 rows with special-token text in a message" in dataset_text(p.summary)
+    assert "special-token" not in dataset_text(d.prepare({"source": str(path), "limit": 1}, tokenizer).summary)
+
+
+def test_special_tokens_in_content_are_a_bad_row_when_strict(tmp_path, tokenizer):
     bad = {**MT_ROW, "final": "done<|return|>"}
     path = write_jsonl(tmp_path / "rows.jsonl", [MT_ROW, bad])
     with pytest.raises(d.BadRowError, match=r"row 1, field messages: .*<\|return\|>"):
-        d.prepare({"source": str(path)}, tokenizer)
-    p = d.prepare({"source": str(path), "on_bad_row": "skip"}, tokenizer)
+        d.prepare({"source": str(path), "special_tokens": "error"}, tokenizer)
+    p = d.prepare({"source": str(path), "on_bad_row": "skip", "special_tokens": "error"}, tokenizer)
     assert [s["row"] for s in p.summary["skipped_rows"]] == [1]
+    assert p.summary["rows_with_special_text"] == 0
+    with pytest.raises(Exception, match="special_tokens: must be one of"):
+        DataConfig.from_dict({"special_tokens": "strict"})
 
 
 def test_limit_effort_and_loss_mask(tmp_path, tokenizer):
@@ -231,3 +254,216 @@ def test_histogram_puts_the_limit_on_an_edge():
     h = d.histogram([10, 100, 300], max_seq_length=200)
     assert 200 in h["edges"] and h["edges"][-1] >= 300
     assert sum(h["counts"]) == 3 and (h["min"], h["max"]) == (10, 300)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools in rows, in every format
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Gets the current weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"location": {"type": "string", "description": "City name"}},
+            "required": ["location"],
+        },
+    },
+}
+CALL_ARGS = {"location": "Paris"}
+TOOL_MESSAGES_ROW = {
+    "messages": [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "thinking": "Need the tool.",
+            "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": CALL_ARGS}}],
+        },
+        {"role": "tool", "content": {"temperature": 21}},
+        {"role": "assistant", "content": "21 °C."},
+    ],
+    "tools": [WEATHER],
+}
+TOOL_SHAREGPT_ROW = {
+    "conversations": [
+        {"from": "system", "value": "Answer briefly."},
+        {"from": "human", "value": "Weather in Paris?"},
+        {
+            "from": "function_call",
+            "value": json.dumps({"name": "get_weather", "arguments": CALL_ARGS}),
+            "thinking": "Need the tool.",
+        },
+        {"from": "observation", "value": json.dumps({"temperature": 21})},
+        {"from": "gpt", "value": "21 °C."},
+    ],
+    "tools": json.dumps([WEATHER]),  # as hub data sets often store them
+}
+
+
+def _rendered_text(row, tokenizer, **kwargs):
+    return render(d.to_row(row, 0, **kwargs).conversation, date=DATE, tokenizer=tokenizer).decoded()
+
+
+@pytest.mark.parametrize("row", [TOOL_MESSAGES_ROW, TOOL_SHAREGPT_ROW], ids=["messages", "sharegpt"])
+def test_rows_carry_their_tools_into_the_developer_message(tokenizer, row):
+    conv = d.to_row(row, 0).conversation
+    ours = render(conv, date=DATE, tokenizer=tokenizer)
+    assert ours.ids == openai_harmony_ids(conv)
+    text = ours.decoded()
+    assert "# Instructions\n\nAnswer briefly.\n\n# Tools\n\n## functions\n\nnamespace functions {" in text
+    assert "Calls to these tools must go to the commentary channel: 'functions'.<|end|>" in text
+    assert (
+        '<|start|>assistant to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"location": "Paris"}<|call|>'
+        in text
+    )
+    assert (
+        '<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>{"temperature": 21}<|end|>' in text
+    )
+
+
+def test_both_formats_give_the_same_tokens(tokenizer):
+    assert _rendered_text(TOOL_MESSAGES_ROW, tokenizer) == _rendered_text(TOOL_SHAREGPT_ROW, tokenizer)
+
+
+def test_multilingual_thinking_rows_carry_tools_too(tokenizer):
+    text = _rendered_text({**MT_ROW, "tools": [WEATHER]}, tokenizer)
+    assert "reasoning language: French\n\nYou are a concise assistant.\n\n# Tools\n\n" in text
+    assert tools_namespace([WEATHER]) in text
+
+
+def test_bare_tools_and_parameters_as_json_text_are_read(tokenizer):
+    bare = {**WEATHER["function"], "parameters": json.dumps(WEATHER["function"]["parameters"])}
+    assert d.to_row({**TOOL_MESSAGES_ROW, "tools": [bare]}, 0).conversation.tools == [WEATHER]
+
+
+def test_data_set_tools_serve_the_rows_without_their_own(tmp_path, tokenizer):
+    other = {"type": "function", "function": {"name": "lookup", "description": "Looks up a word."}}
+    tools_file = tmp_path / "tools.json"
+    tools_file.write_text(json.dumps([WEATHER]))
+    no_tools = {k: v for k, v in TOOL_MESSAGES_ROW.items() if k != "tools"}
+    path = write_jsonl(tmp_path / "rows.jsonl", [no_tools, {**no_tools, "tools": [other]}, {**no_tools, "tools": []}])
+    for given in (str(tools_file), json.dumps([WEATHER])):
+        p = d.prepare({"source": str(path), "tools": given}, tokenizer, date=DATE)
+        assert [r.conversation.tools for r in p.rows] == [[WEATHER], [other], [WEATHER]]
+        first = tokenizer.decode(p.examples[0].input_ids)
+        assert "type get_weather = (_: {" in first and "'functions'." in first
+    # Without them a row keeps only its own (or none).
+    p = d.prepare({"source": str(path)}, tokenizer, date=DATE)
+    assert [r.conversation.tools for r in p.rows] == [None, [other], None]
+    assert "# Tools" not in tokenizer.decode(p.examples[0].input_ids)
+    DataConfig.from_dict({"tools": str(tools_file)})  # the schema takes it
+
+
+@pytest.mark.parametrize(
+    "tools, message",
+    [
+        ({"name": "x"}, "data.tools: must be a list of function tools, not an object"),
+        ([{"type": "code_interpreter"}], "data.tools[0].type: only function tools are supported"),
+        (
+            [{"type": "function", "function": {"description": "no name"}}],
+            "data.tools[0].function.name: must be a string, got missing",
+        ),
+        ([{"name": "two words"}], "data.tools[0].name: must be one word"),
+        ([{"name": "f", "parameters": [1]}], "data.tools[0].parameters: must be a JSON Schema object, not a list"),
+        ("[{", "data.tools: a string that is not JSON"),
+    ],
+)
+def test_bad_data_set_tools_name_the_entry(tmp_path, tokenizer, tools, message):
+    path = write_jsonl(tmp_path / "rows.jsonl", [MESSAGES_ROW])
+    given = tools if isinstance(tools, str) else json.dumps(tools)
+    if not given.lstrip().startswith("["):
+        given = str(tmp_path / "tools.json")
+        (tmp_path / "tools.json").write_text(json.dumps(tools))
+    with pytest.raises(d.DataToolsError, match=re.escape(message)):
+        d.prepare({"source": str(path), "tools": given}, tokenizer)
+
+
+def test_a_missing_tools_file_is_named(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "rows.jsonl", [MESSAGES_ROW])
+    with pytest.raises(d.DataToolsError, match=r"data.tools: cannot read .*nope.json"):
+        d.prepare({"source": str(path), "tools": str(tmp_path / "nope.json")}, tokenizer)
+
+
+@pytest.mark.parametrize(
+    "tools, field, reason",
+    [
+        ("not json", "tools", "a string that is not JSON"),
+        ([{"type": "function", "function": "get_weather"}], "tools[0].function", "must be an object"),
+        ([{"name": "get weather"}], "tools[0].name", "must be one word"),
+        ([{"name": "f<|end|>"}], "tools[0].name", "special token <|end|>"),
+        ([{"name": "f", "description": 3}], "tools[0].description", "must be a string"),
+    ],
+)
+def test_bad_row_tools_name_the_row_and_field(tools, field, reason):
+    with pytest.raises(d.BadRowError) as err:
+        d.to_row({**TOOL_MESSAGES_ROW, "tools": tools}, 7)
+    assert (err.value.row, err.value.field) == (7, field) and reason in err.value.reason
+
+
+def test_sharegpt_function_calls_name_their_problems():
+    bad = {"conversations": [{"from": "human", "value": "hi"}, {"from": "function_call", "value": "get_weather()"}]}
+    with pytest.raises(d.BadRowError, match=r"row 0, field conversations\[1\].value: a string that is not JSON"):
+        d.to_row(bad, 0)
+    bad["conversations"][1]["value"] = json.dumps({"arguments": {}})
+    with pytest.raises(d.BadRowError, match=r"conversations\[1\].tool_calls\[0\].function.name: must be a string"):
+        d.to_row(bad, 0)
+    two = json.dumps([{"name": "a", "arguments": {}}, {"name": "b", "arguments": "{}"}])
+    bad["conversations"][1]["value"] = two
+    msgs = d.to_row(bad, 0).conversation.messages
+    assert [(m.recipient, m.content) for m in msgs[1:]] == [("functions.a", "{}"), ("functions.b", "{}")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Empty answers, prompts, loss policies
+
+
+def test_an_empty_final_answer_is_kept(tokenizer):
+    row = {
+        "messages": [
+            {"role": "user", "content": "Say nothing."},
+            {"role": "assistant", "thinking": "Silence.", "content": ""},
+        ]
+    }
+    msgs = d.to_row(row, 0).conversation.messages
+    assert [(m.channel, m.content) for m in msgs[1:]] == [("analysis", "Silence."), ("final", "")]
+    sharegpt = {"conversations": [{"from": "human", "value": "Say nothing."}, {"from": "gpt", "value": ""}]}
+    assert d.to_row(sharegpt, 0).conversation.messages[-1].content == ""
+    assert _rendered_text(row, tokenizer).endswith("<|channel|>final<|message|><|return|>")
+    # Beside a tool call an empty content is no preamble at all.
+    call = TOOL_MESSAGES_ROW["messages"][2]
+    with_empty = {**TOOL_MESSAGES_ROW, "messages": [*TOOL_MESSAGES_ROW["messages"][:2], {**call, "content": ""}]}
+    msgs = d.to_row(with_empty, 0).conversation.messages
+    assert [(m.channel, m.recipient) for m in msgs] == [
+        (None, None),
+        ("analysis", None),
+        ("commentary", "functions.get_weather"),
+    ]
+
+
+def test_rows_without_an_assistant_turn_are_prompts_only():
+    prompt = {"messages": [{"role": "user", "content": "Capital of Italy?"}], "tools": [WEATHER]}
+    with pytest.raises(d.BadRowError, match="no assistant message to learn from"):
+        d.to_row(prompt, 0)
+    assert d.to_row(prompt, 0, require_assistant=False).conversation.tools == [WEATHER]
+
+
+def test_loss_policies_for_tool_data(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "rows.jsonl", [TOOL_MESSAGES_ROW])
+
+    def trained(mask):
+        p = d.prepare({"source": str(path), "loss_mask": mask}, tokenizer, date=DATE)
+        e = p.examples[0]
+        assert p.summary["loss_mask"] == mask
+        return tokenizer.decode([t for t, m in zip(e.input_ids, e.trained) if m])
+
+    everything = trained("assistant")
+    assert "Need the tool." in everything and "<|call|>" in everything and "21 °C." in everything
+    calls = trained("calls_and_final")
+    assert "Need the tool." not in calls and '{"location": "Paris"}<|call|>' in calls and "21 °C.<|return|>" in calls
+    final = trained("final")
+    # After a tool result the prompt supplies <|start|>assistant, so the answer starts at its channel.
+    assert final == "<|channel|>final<|message|>21 °C.<|return|>"
+    assert CALL in d.prepare({"source": str(path)}, tokenizer, date=DATE).examples[0].input_ids

@@ -11,17 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from harmony_reference import DATE, ENC, as_reference_tuples, oh, openai_harmony_ids, parsed_by_openai_harmony
 
 from oss_finetune.core import harmony as h
 from oss_finetune.core.data import to_row
-from oss_finetune.core.tokenizer import CALL, CHANNEL, END, MESSAGE, RETURN, START, use_offline_encodings
-
-DATE = "2025-06-28"
-
-use_offline_encodings()
-import openai_harmony as oh  # noqa: E402  (needs the offline encodings set first)
-
-ENC = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
+from oss_finetune.core.tokenizer import CALL, CHANNEL, END, MESSAGE, RETURN, START
 
 
 def _trl_template(name: str) -> str:
@@ -55,45 +49,7 @@ WEATHER_TOOL = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Reference renderers
-
-
-def openai_harmony_ids(conv: h.Conversation, mode: str = "train") -> list[int]:
-    """openai-harmony given exactly the messages we show (it is not asked to drop any)."""
-    system = oh.SystemContent.new().with_reasoning_effort(oh.ReasoningEffort(conv.reasoning_effort.capitalize()))
-    system = system.with_conversation_start_date(DATE)
-    msgs = [oh.Message.from_role_and_content(oh.Role.SYSTEM, system)]
-    if conv.instructions() or conv.tools:
-        dev = oh.DeveloperContent.new()
-        if conv.instructions():
-            dev = dev.with_instructions(conv.instructions())
-        if conv.tools:
-            dev = dev.with_function_tools(
-                [
-                    oh.ToolDescription.new(
-                        t["function"]["name"], t["function"]["description"], parameters=t["function"]["parameters"]
-                    )
-                    for t in conv.tools
-                ]
-            )
-        msgs.append(oh.Message.from_role_and_content(oh.Role.DEVELOPER, dev))
-    for m in h.visible_messages(conv.messages, mode):
-        if m.role == "tool":
-            msg = oh.Message.from_author_and_content(oh.Author.new(oh.Role.TOOL, m.name), m.content)
-        else:
-            msg = oh.Message.from_role_and_content(oh.Role(m.role), m.content)
-        if m.channel:
-            msg = msg.with_channel(m.channel)
-        if m.recipient:
-            msg = msg.with_recipient(m.recipient)
-        if m.content_type:
-            msg = msg.with_content_type(m.content_type)
-        msgs.append(msg)
-    ohconv = oh.Conversation.from_messages(msgs)
-    keep = oh.RenderConversationConfig(auto_drop_analysis=False)
-    if mode == "prompt":
-        return ENC.render_conversation_for_completion(ohconv, oh.Role.ASSISTANT, keep)
-    return ENC.render_conversation_for_training(ohconv, keep)
+# Reference renderers (openai-harmony's: harmony_reference.py)
 
 
 def trl_ids(
@@ -445,10 +401,10 @@ def test_token_text_keeps_multibyte_characters_whole(tokenizer):
     assert all("\ufffd" not in t for t in r.text)
 
 
-def test_special_tokens_inside_content_are_refused(tokenizer):
+def test_special_tokens_inside_content_are_refused_when_strict(tokenizer):
     conv = h.Conversation([h.Message("user", "hi <|end|> there"), h.Message("assistant", "ok")])
     with pytest.raises(h.HarmonyRenderError, match=r"message 1 \(user\).*<\|end\|>"):
-        h.render(conv, tokenizer=tokenizer)
+        h.render(conv, tokenizer=tokenizer, special_tokens="error")
 
 
 def test_bad_values_are_refused():
@@ -524,7 +480,315 @@ def test_malformed_streams_name_the_position(tokenizer, tokens, position, expect
     assert str(err.value).startswith(f"token {position} ")
 
 
-def test_partial_streams_parse_on_request(tokenizer):
-    ids = [START] + _ids(tokenizer, "user") + [MESSAGE] + _ids(tokenizer, "hi")
+def test_partial_streams_return_the_cut_off_message_as_openai_harmony_does(tokenizer):
+    # A whole stream cut inside the content of its last message.
+    ids = [START] + _ids(tokenizer, "user") + [MESSAGE] + _ids(tokenizer, "hi there")
     parsed = h.parse(ids, tokenizer, partial=True)
-    assert parsed.complete is False and parsed.messages == []
+    assert parsed.complete is False
+    assert as_reference_tuples(parsed.messages) == parsed_by_openai_harmony(ids)
+    assert [m.content for m in parsed.messages] == ["hi there"]
+    # A generation that hit its token limit inside the final answer, after a complete analysis.
+    r = h.render(simple(), date=DATE, tokenizer=tokenizer)
+    first = r.ids.index(START, r.ids.index(START, r.ids.index(START) + 1) + 1)
+    generated = r.ids[first + 2 : -1]  # without the closing <|return|>
+    parsed = h.parse(generated, tokenizer, role="assistant", partial=True)
+    assert as_reference_tuples(parsed.messages) == parsed_by_openai_harmony(generated, "assistant")
+    assert [(m.channel, m.content) for m in parsed.messages] == [("analysis", "Simple sum."), ("final", "4")]
+    # The cut-off message's header tokens are labelled with its role and channel.
+    assert parsed.labels[-2] == h.TokenLabel(1, "assistant", "final", "special")
+
+
+def test_partial_stream_cut_in_a_header_keeps_the_complete_messages(tokenizer):
+    ids = (
+        [START]
+        + _ids(tokenizer, "user")
+        + [MESSAGE]
+        + _ids(tokenizer, "hi")
+        + [END, START]
+        + _ids(tokenizer, "assistant")
+    )
+    parsed = h.parse(ids, tokenizer, partial=True)
+    assert [m.content for m in parsed.messages] == ["hi"] and parsed.complete is False
+    # Without partial it is an error, as openai-harmony's is.
+    with pytest.raises(h.HarmonyParseError, match="expected <\\|message\\|> to end the header"):
+        h.parse(ids, tokenizer)
+    with pytest.raises(Exception, match="EOS"):
+        ENC.parse_messages_from_completion_tokens(ids, None)
+
+
+def test_finish_partial_leaves_the_parser_able_to_go_on(tokenizer):
+    parser = h.StreamParser(tokenizer, role="assistant")
+    for t in [CHANNEL, *_ids(tokenizer, "final"), MESSAGE, *_ids(tokenizer, "Hel")]:
+        parser.feed(t)
+    assert [m.content for m in parser.finish(partial=True)] == ["Hel"]
+    for t in [*_ids(tokenizer, "lo"), RETURN]:
+        parser.feed(t)
+    assert [m.content for m in parser.finish()] == ["Hello"]
+
+
+@pytest.mark.parametrize("bad", [-1, -(2**40), 200019, 201087, 10**12])
+@pytest.mark.parametrize("where", ["outside", "header", "content"])
+def test_out_of_range_ids_are_positioned_parse_errors(tokenizer, bad, where):
+    before = {
+        "outside": [],
+        "header": [START] + _ids(tokenizer, "user"),
+        "content": [START] + _ids(tokenizer, "user") + [MESSAGE],
+    }[where]
+    with pytest.raises(h.HarmonyParseError) as err:
+        h.parse(before + [bad], tokenizer, partial=True)
+    assert isinstance(err.value, ValueError)
+    assert err.value.position == len(before)
+    assert str(err.value).startswith(f"token {len(before)} (id {bad})")
+    assert "a token id from 0 to 200018" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tools: the schema rendering, case by case, token-exact with openai-harmony
+
+
+def _tool(parameters=..., description: str = "Does it.", name: str = "do_it") -> dict:
+    fn: dict = {"name": name, "description": description}
+    if parameters is not ...:
+        fn["parameters"] = parameters
+    return {"type": "function", "function": fn}
+
+
+def _obj(properties: dict, **extra) -> dict:
+    return {"type": "object", "properties": properties, **extra}
+
+
+TOOL_CASES = {
+    "no parameters": _tool(),
+    "parameters null": _tool(None),
+    "parameters without a type": _tool({}),
+    "empty properties": _tool(_obj({})),
+    "object without properties": _tool({"type": "object"}),
+    "string default, not an enum": _tool(_obj({"unit": {"type": "string", "default": "celsius"}})),
+    "string default of an enum": _tool(_obj({"unit": {"type": "string", "enum": ["c", "f"], "default": "c"}})),
+    "integer enum": _tool(_obj({"level": {"type": "integer", "enum": [1, 2, 3]}}, required=["level"])),
+    "enum without a type": _tool(_obj({"mode": {"enum": ["a", "b"]}})),
+    "mixed string enum": _tool(_obj({"mode": {"type": "string", "enum": ["a", 1, None]}})),
+    "number, boolean and object defaults": _tool(
+        _obj(
+            {
+                "n": {"type": "number", "default": 3},
+                "b": {"type": "boolean", "default": False},
+                "o": {"type": "object", "default": {"k": [1, "x"]}},
+                "z": {"type": "string", "default": None},
+            }
+        )
+    ),
+    "nested objects with descriptions": _tool(
+        _obj(
+            {
+                "address": _obj(
+                    {
+                        "city": {"type": "string", "description": "City name"},
+                        "geo": _obj(
+                            {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                            description="Coordinates",
+                            required=["lat", "lon"],
+                        ),
+                    },
+                    description="Where to deliver",
+                    required=["city"],
+                ),
+                "note": {"type": "string"},
+            },
+            description="The order",
+            required=["address"],
+        )
+    ),
+    "arrays": _tool(
+        _obj(
+            {
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "any": {"type": "array"},
+                "points": {"type": "array", "items": _obj({"x": {"type": "integer"}}, description="A point")},
+            }
+        )
+    ),
+    "type lists and nullable": _tool(
+        _obj(
+            {
+                "id": {"type": ["integer", "string", "null"], "default": -1},
+                "q": {"type": "string", "nullable": True},
+                "r": {"type": ["string", "null"], "nullable": True},
+            }
+        )
+    ),
+    "title and examples": _tool(_obj({"q": {"type": "string", "title": "Query", "examples": ["cats", 3, "dogs"]}})),
+    "oneOf property": _tool(
+        _obj(
+            {
+                "when": {
+                    "description": "When",
+                    "default": "now",
+                    "oneOf": [
+                        {"type": "string", "description": "ISO date"},
+                        {"type": "integer", "description": "Epoch", "default": 0, "nullable": True},
+                        {"type": "string", "enum": ["now"], "default": "now"},
+                    ],
+                },
+                "same": {
+                    "description": "Same",
+                    "oneOf": [{"type": "string", "description": "Same"}, {"type": "number", "description": "Same"}],
+                },
+            }
+        )
+    ),
+    "oneOf parameters": _tool(
+        {"oneOf": [_obj({"a": {"type": "string"}}, description="A"), {"type": "string", "enum": ["x"], "default": "x"}]}
+    ),
+    "multi-line description": _tool(description="First line.\r\nSecond line.\n\nFourth line.\n"),
+    "empty description": _tool(_obj({"a": {"type": "string"}}), description=""),
+    "quotes and newlines in text": _tool(
+        _obj({"s": {"type": "string", "description": 'He said "hi"\nthen left', "default": 'a "b"\nc'}})
+    ),
+}
+
+
+def _tool_conversation(tool: dict) -> h.Conversation:
+    name = tool["function"]["name"]
+    return h.Conversation(
+        [
+            h.Message("user", "Do it."),
+            h.Message("assistant", "{}", recipient=f"functions.{name}", content_type="<|constrain|>json"),
+            h.Message("tool", "done", name=f"functions.{name}"),
+            h.Message("assistant", "Done."),
+        ],
+        developer_instructions="Use the tool.",
+        tools=[tool],
+    )
+
+
+@pytest.mark.parametrize("case", TOOL_CASES)
+def test_tool_schemas_match_openai_harmony(tokenizer, case):
+    conv = _tool_conversation(TOOL_CASES[case])
+    ours = h.render(conv, date=DATE, tokenizer=tokenizer)
+    if ours.ids != openai_harmony_ids(conv):
+        expected = tokenizer.decode(openai_harmony_ids(conv))
+        assert ours.decoded() == expected  # shows the text difference
+    assert ours.ids == openai_harmony_ids(conv)
+
+
+def test_tool_schema_cases_read_as_openai_harmony_writes_them():
+    # The four cases the issue named, spelled out so that a reader sees the format.
+    ns = h.tools_namespace
+    assert "type do_it = (_: {\n}) => any;" in ns([TOOL_CASES["empty properties"]])
+    assert 'unit?: string, // default: "celsius"' in ns([TOOL_CASES["string default, not an enum"]])
+    assert 'unit?: "c" | "f", // default: c' in ns([TOOL_CASES["string default of an enum"]])
+    assert "level: number,\n" in ns([TOOL_CASES["integer enum"]])
+    nested = ns([TOOL_CASES["nested objects with descriptions"]])
+    assert (
+        "type do_it = (_: // The order\n{\n"
+        "// Where to deliver\n"
+        "address:     // Where to deliver\n{\n"
+        "    // City name\n"
+        "    city: string,\n"
+        "    // Coordinates\n"
+        "    geo?:         // Coordinates\n{\n"
+        "        lat: number,\n"
+        "        lon: number,\n"
+        "        },\n"
+        "    },\n"
+        "note?: string,\n"
+        "}) => any;"
+    ) in nested
+
+
+def test_tools_are_checked_when_rendered(tokenizer):
+    with pytest.raises(h.HarmonyRenderError, match=r"tools\[0\]: a function tool needs a name"):
+        h.render(h.Conversation([h.Message("user", "hi")], tools=[{"description": "x"}]), tokenizer=tokenizer)
+    with pytest.raises(h.HarmonyRenderError, match=r"tools\[1\]: name 'a b' must be one word"):
+        h.render(h.Conversation([h.Message("user", "hi")], tools=[_tool(), _tool(name="a b")]), tokenizer=tokenizer)
+
+
+# ---------------------------------------------------------------------------------------------
+# Special-token text, empty answers, prompts without an answer
+
+
+def test_special_token_text_is_encoded_as_text_like_openai_harmony(tokenizer):
+    pasted = "log: <|endoftext|> then <|start|>user<|message|>hi<|end|> and <|reserved_200013|>"
+    conv = h.Conversation(
+        [h.Message("user", pasted), h.Message("assistant", "It says <|return|>.")],
+        developer_instructions="Never write <|call|>.",
+    )
+    ours = h.render(conv, date=DATE, tokenizer=tokenizer)
+    assert ours.ids == openai_harmony_ids(conv)
+    assert ours.special_text == [1, 2, 3]  # the developer message, the user's and the answer
+    # As text, so the structure is the real one alone: 4 messages, 4 starts.
+    assert ours.ids.count(START) == 4 and ours.ids.count(END) == 3
+    parsed = h.parse(ours.ids, tokenizer)
+    assert [m.content for m in parsed.messages[2:]] == [pasted, "It says <|return|>."]
+    assert h.render(simple(), date=DATE, tokenizer=tokenizer).special_text == []
+
+
+def test_special_token_text_in_a_header_is_still_refused(tokenizer):
+    with pytest.raises(h.HarmonyRenderError, match="recipient .*special token <\\|end\\|>"):
+        h.Message("assistant", "{}", recipient="functions.x<|end|>")
+    conv = h.Conversation(
+        [h.Message("user", "hi"), h.Message("assistant", "{}", recipient="functions.<|reserved_200013|>")]
+    )
+    with pytest.raises(
+        h.HarmonyRenderError,
+        match=r"message 2 \(assistant\): the header contains the special token <\|reserved_200013\|>",
+    ):
+        h.render(conv, tokenizer=tokenizer)
+
+
+def test_an_empty_final_answer_is_rendered(tokenizer):
+    conv = h.Conversation(
+        [
+            h.Message("user", "Say nothing."),
+            h.Message("assistant", "Nothing.", channel="analysis"),
+            h.Message("assistant", ""),
+        ]
+    )
+    ours = h.render(conv, date=DATE, tokenizer=tokenizer)
+    assert ours.ids == openai_harmony_ids(conv)
+    assert ours.decoded().endswith("<|start|>assistant<|channel|>final<|message|><|return|>")
+    assert _trained_text(ours).endswith("<|channel|>final<|message|><|return|>")
+    assert h.parse(ours.ids, tokenizer).messages[-1] == h.Message("assistant", "", channel="final")
+
+
+def test_a_prompt_needs_no_assistant_turn(tokenizer):
+    conv = h.Conversation([h.Message("user", "Capital of Italy?")], reasoning_effort="low", tools=[WEATHER_TOOL])
+    ours = h.render(conv, mode="prompt", date=DATE, tokenizer=tokenizer)
+    assert ours.ids == openai_harmony_ids(conv, mode="prompt")
+    assert ours.decoded().endswith("<|start|>user<|message|>Capital of Italy?<|end|><|start|>assistant")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss policies for tool data
+
+
+def test_calls_and_final_policy_trains_the_calls_and_answers_not_the_reasoning(tokenizer):
+    r = h.render(with_tools(), loss_mask="calls_and_final", date=DATE, tokenizer=tokenizer)
+    assert _trained_text(r) == (
+        '<|start|>assistant to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"location": "Paris"}<|call|>'
+        "<|start|>assistant<|channel|>final<|message|>21 °C and clear.<|return|>"
+    )
+    assert r.ids == h.render(with_tools(), date=DATE, tokenizer=tokenizer).ids  # the policy changes the mask only
+
+
+def test_each_policy_on_tool_data(tokenizer):
+    def trained(mask):
+        r = h.render(with_tools(), loss_mask=mask, date=DATE, tokenizer=tokenizer)
+        return {(r.channel[i], r.part[i]) for i, t in enumerate(r.trained) if t and r.part[i] == "content"}
+
+    assert trained("assistant") == {("analysis", "content"), ("commentary", "content"), ("final", "content")}
+    assert trained("calls_and_final") == {("commentary", "content"), ("final", "content")}
+    assert trained("final") == {("final", "content")}
+    # A commentary preamble (no recipient) is written by the model, so it is trained as a call is.
+    conv = h.Conversation(
+        [
+            h.Message("user", "q"),
+            h.Message("assistant", "Let me check.", channel="commentary"),
+            h.Message("assistant", "a"),
+        ]
+    )
+    r = h.render(conv, loss_mask="calls_and_final", date=DATE, tokenizer=tokenizer)
+    assert _trained_text(r) == (
+        "<|channel|>commentary<|message|>Let me check.<|end|><|start|>assistant<|channel|>final<|message|>a<|return|>"
+    )

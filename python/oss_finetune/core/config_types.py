@@ -16,7 +16,7 @@ class ModelConfig(ConfigBase):
     """The base model to load."""
 
     SECTION: ClassVar[str] = "model"
-    name_or_path: str = field(default="embedded:tiny", metadata={"help": "A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: 'embedded:tiny' (the tiny GPT-OSS, seeded random weights), 'embedded:tiny-base' (the same, trained once on English reasoning and cached) 'embedded:gpt-oss-20b-random' (the real 20b architecture with random bf16 weights, on a GPU) or 'embedded:gpt-oss-120b-random' (the same for 120b; with mxfp4_experts only)."})
+    name_or_path: str = field(default="embedded:tiny-base", metadata={"help": "A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: 'embedded:tiny-base' (the default: the tiny GPT-OSS trained once on English reasoning, built on first use and cached), 'embedded:tiny' (the same architecture with seeded random weights, for tests and benches), 'embedded:gpt-oss-20b-random' (the real 20b architecture with random bf16 weights, on a GPU) or 'embedded:gpt-oss-120b-random' (the same for 120b; with mxfp4_experts only)."})
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(default="auto", metadata={"help": "Weight dtype. 'auto' picks bfloat16 on a GPU that supports it, float32 on a CPU."})
     device: Literal["auto", "cpu", "cuda"] = field(default="auto", metadata={"help": "Where the model runs. 'auto' takes the first CUDA GPU when there is one."})
     load_in_4bit: bool = field(default=False, metadata={"help": "Quantize the base weights to 4 bits with bitsandbytes (needs CUDA)."})
@@ -34,10 +34,12 @@ class DataConfig(ConfigBase):
     format: Literal["auto", "multilingual-thinking", "messages", "sharegpt"] = field(default="auto", metadata={"help": "Row format. 'auto' detects Multilingual-Thinking rows, messages lists and ShareGPT."})
     max_seq_length: int = field(default=1024, metadata={"help": "The longest tokenized conversation kept, in tokens."})
     overflow: Literal["truncate", "drop"] = field(default="drop", metadata={"help": "What happens to a row longer than max_seq_length. Either way it is counted in the summary."})
-    loss_mask: Literal["assistant", "final", "all"] = field(default="assistant", metadata={"help": "Which tokens the loss is computed on: 'assistant' (reasoning and answer), 'final' (answer only) or 'all'."})
+    loss_mask: Literal["assistant", "calls_and_final", "final", "all"] = field(default="assistant", metadata={"help": "Which tokens the loss is computed on: 'assistant' (everything the assistant writes: reasoning, tool calls and answers), 'calls_and_final' (the same without the analysis-channel reasoning), 'final' (answers only) or 'all'."})
     reasoning_effort: Literal["low", "medium", "high"] = field(default="medium", metadata={"help": "Written into the system message of rows that do not set their own."})
     on_bad_row: Literal["error", "skip"] = field(default="error", metadata={"help": "'error' stops at the first malformed row, naming it; 'skip' leaves it out and counts it."})
     limit: int | None = field(default=None, metadata={"help": "Read at most this many rows; null reads them all."})
+    tools: str | None = field(default=None, metadata={"help": "Function tools for the rows that carry none of their own: a .json file holding the list, as Hugging Face chat data sets write it ([{\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}]), or that list as JSON text. They become the developer message's # Tools section. null: only the rows' own tools."})
+    special_tokens: Literal["text", "error"] = field(default="text", metadata={"help": "Special-token text inside a message's content (<|end|>, <|endoftext|> in a pasted log): 'text' encodes it as ordinary characters, as openai-harmony does, and the summary counts those rows; 'error' makes such a row a bad row."})
 
 
 @dataclass(frozen=True)

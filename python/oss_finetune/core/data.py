@@ -9,7 +9,12 @@ and detected on their own:
   ``reasoning language: X\\n\\n{developer}``.
 - ``messages``: chat lists of ``{"role", "content", "thinking"}`` (the system turn becomes the
   developer's instructions, ``thinking`` the analysis channel, ``tool_calls`` commentary calls).
-- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}]}``.
+- ``sharegpt``: ``{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}]}``, with
+  ``function_call`` turns (``{"name", "arguments"}`` as JSON) and ``observation`` turns (tool results).
+
+Every format may carry ``tools``: OpenAI function tools as Hugging Face chat data sets store them,
+``[{"type": "function", "function": {"name", "description", "parameters"}}]`` (a list, or that list
+as a JSON string). A row's own tools win; a row without any gets the data set's (``data.tools``).
 
 A malformed row raises `BadRowError` naming the row and the field; with ``on_bad_row="skip"`` it
 is left out and listed in the summary with its reason.
@@ -33,7 +38,16 @@ FORMATS = ("multilingual-thinking", "messages", "sharegpt")
 SAMPLE_DIR = Path(__file__).with_name("sample_data")
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 MESSAGE_ROLES = ("system", "developer", "user", "assistant", "tool")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
+}
 UNSPECIFIED_LANGUAGE = "unspecified"
 
 # The data section's defaults, from the schema (through the generated config classes).
@@ -218,7 +232,57 @@ def _language_of(instructions: str | None) -> str | None:
     return m.group("lang") if m else None
 
 
-def _from_columns(row: dict[str, Any], index: int, effort: str) -> Row:
+def _json_or(value: Any, index: int, field: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise BadRowError(index, field, f"a string that is not JSON ({e.msg} at column {e.colno})") from None
+
+
+def check_tools(value: Any, index: int, field: str = "tools") -> list[dict[str, Any]]:
+    """Function tools in the wrapped form ``{"type": "function", "function": {...}}``, checked.
+
+    Accepts the wrapped or the bare form (``{"name", "description", "parameters"}``), and the list or
+    its parameters as JSON strings: hub data sets often store them so, as one column needs one type.
+    """
+    value = _json_or(value, index, field)
+    if not isinstance(value, list):
+        raise BadRowError(index, field, f"must be a list of function tools, not {_kind(value)}")
+    tools = []
+    for i, tool in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(tool, dict):
+            raise BadRowError(index, where, f"must be an object, not {_kind(tool)}")
+        if tool.get("type", "function") != "function":
+            raise BadRowError(index, f"{where}.type", f"only function tools are supported, got {tool.get('type')!r}")
+        fn, fwhere = (tool["function"], f"{where}.function") if "function" in tool else (tool, where)
+        if not isinstance(fn, dict):
+            raise BadRowError(
+                index, fwhere, f"must be an object with name, description and parameters, not {_kind(fn)}"
+            )
+        out: dict[str, Any] = {"name": _header_str(fn.get("name"), index, f"{fwhere}.name")}
+        description = _need_str(fn.get("description"), index, f"{fwhere}.description", optional=True)
+        if description is not None:
+            out["description"] = description
+        params = _json_or(fn.get("parameters"), index, f"{fwhere}.parameters")
+        if params is not None:
+            if not isinstance(params, dict):
+                raise BadRowError(index, f"{fwhere}.parameters", f"must be a JSON Schema object, not {_kind(params)}")
+            out["parameters"] = params
+        tools.append({"type": "function", "function": out})
+    return tools
+
+
+def _row_tools(row: dict[str, Any], index: int, default: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    own = row.get("tools")
+    if own is None or own == "" or own == []:
+        return default
+    return check_tools(own, index) or default
+
+
+def _from_columns(row: dict[str, Any], index: int, effort: str, tools: list[dict[str, Any]] | None = None) -> Row:
     lang = _need_str(row.get("reasoning_language"), index, "reasoning_language", optional=True)
     developer = _need_str(row.get("developer"), index, "developer", optional=True)
     user = _need_str(row.get("user"), index, "user")
@@ -229,7 +293,11 @@ def _from_columns(row: dict[str, Any], index: int, effort: str) -> Row:
         msgs.append(Message("assistant", analysis, channel="analysis"))
     msgs.append(Message("assistant", final, channel="final"))
     conv = Conversation(
-        msgs, reasoning_effort=effort, developer_instructions=developer or None, reasoning_language=lang
+        msgs,
+        reasoning_effort=effort,
+        developer_instructions=developer or None,
+        reasoning_language=lang,
+        tools=_row_tools(row, index, tools),
     )
     return Row(index, conv, lang, "multilingual-thinking")
 
@@ -249,7 +317,15 @@ def _tool_call_message(call: Any, index: int, where: str) -> Message:
     return Message("assistant", content, channel="commentary", recipient=f"functions.{name}", content_type=content_type)
 
 
-def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "messages") -> Row:
+def _from_messages(
+    row: dict[str, Any],
+    index: int,
+    effort: str,
+    key: str = "messages",
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    require_assistant: bool = True,
+) -> Row:
     raw = row.get(key)
     if not isinstance(raw, list) or not raw:
         raise BadRowError(index, key, "must be a non-empty list of messages")
@@ -289,22 +365,48 @@ def _from_messages(row: dict[str, Any], index: int, effort: str, key: str = "mes
         content = _need_str(m.get("content"), index, f"{where}.content", optional=bool(calls))
         if thinking:
             msgs.append(Message("assistant", thinking, channel="analysis"))
-        if content:
+        if content or (content is not None and not calls):
+            # An empty answer is still an answer: dropping it would teach the model to stop after
+            # its reasoning. Beside tool calls an empty content is only the absence of a preamble.
             msgs.append(Message("assistant", content, channel="commentary" if calls else "final"))
         for j, call in enumerate(calls):
             msg = _tool_call_message(call, index, f"{where}.tool_calls[{j}]")
             last_call = msg.recipient
             msgs.append(msg)
-    if not any(m.role == "assistant" for m in msgs):
+    if require_assistant and not any(m.role == "assistant" for m in msgs):
         raise BadRowError(index, key, "has no assistant message to learn from")
     dev = "\n\n".join(instructions) or None
     lang = _language_of(dev)
-    conv = Conversation(msgs, reasoning_effort=effort, developer_instructions=dev, reasoning_language=lang)
+    conv = Conversation(
+        msgs,
+        reasoning_effort=effort,
+        developer_instructions=dev,
+        reasoning_language=lang,
+        tools=_row_tools(row, index, tools),
+    )
     fmt = "multilingual-thinking" if lang else "messages"
     return Row(index, conv, lang, fmt)
 
 
-def _from_sharegpt(row: dict[str, Any], index: int, effort: str) -> Row:
+def _sharegpt_calls(value: str, index: int, where: str) -> list[Any]:
+    calls = _json_or(value, index, f"{where}.value")
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, list) or not calls:
+        raise BadRowError(
+            index, f"{where}.value", 'a function_call turn holds {"name", "arguments"} as JSON, or a list of them'
+        )
+    return calls
+
+
+def _from_sharegpt(
+    row: dict[str, Any],
+    index: int,
+    effort: str,
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    require_assistant: bool = True,
+) -> Row:
     raw = row.get("conversations")
     if not isinstance(raw, list) or not raw:
         raise BadRowError(index, "conversations", "must be a non-empty list of turns")
@@ -316,20 +418,40 @@ def _from_sharegpt(row: dict[str, Any], index: int, effort: str) -> Row:
         who = turn.get("from")
         if who not in SHAREGPT_ROLES:
             raise BadRowError(index, f"{where}.from", f"must be one of {', '.join(SHAREGPT_ROLES)}")
-        messages.append(
-            {
-                "role": SHAREGPT_ROLES[who],
-                "content": _need_str(turn.get("value"), index, f"{where}.value"),
-                "thinking": turn.get("thinking"),
-            }
-        )
-    out = _from_messages({"conversations": messages}, index, effort, key="conversations")
+        value = _need_str(turn.get("value"), index, f"{where}.value")
+        message: dict[str, Any] = {"role": SHAREGPT_ROLES[who], "content": value, "thinking": turn.get("thinking")}
+        if who == "function_call":
+            message["content"] = None
+            message["tool_calls"] = _sharegpt_calls(value, index, where)
+        elif who in ("observation", "tool") and turn.get("name") is not None:
+            message["name"] = turn["name"]
+        messages.append(message)
+    out = _from_messages(
+        {"conversations": messages, "tools": row.get("tools")},
+        index,
+        effort,
+        key="conversations",
+        tools=tools,
+        require_assistant=require_assistant,
+    )
     out.format = "sharegpt"
     return out
 
 
-def to_row(raw: Any, index: int, format: str = "auto", reasoning_effort: str = "medium") -> Row:
-    """One raw row as a conversation, or `BadRowError`."""
+def to_row(
+    raw: Any,
+    index: int,
+    format: str = "auto",
+    reasoning_effort: str = "medium",
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    require_assistant: bool = True,
+) -> Row:
+    """One raw row as a conversation, or `BadRowError`.
+
+    ``tools`` are the data set's function tools, for rows that have none of their own.
+    ``require_assistant=False`` accepts a row with no assistant turn: a prompt to complete.
+    """
     if isinstance(raw, _Unreadable):
         raise BadRowError(index, None, raw.reason)
     if not isinstance(raw, dict):
@@ -346,22 +468,47 @@ def to_row(raw: Any, index: int, format: str = "auto", reasoning_effort: str = "
     effort = _effort(raw, reasoning_effort, index)
     try:
         if fmt == "sharegpt":
-            return _from_sharegpt(raw, index, effort)
+            return _from_sharegpt(raw, index, effort, tools=tools, require_assistant=require_assistant)
         if fmt == "multilingual-thinking" and "user" in raw and "final" in raw:
-            return _from_columns(raw, index, effort)
-        return _from_messages(raw, index, effort)
+            return _from_columns(raw, index, effort, tools)
+        return _from_messages(raw, index, effort, tools=tools, require_assistant=require_assistant)
     except HarmonyRenderError as e:
         raise BadRowError(index, None, str(e)) from None
+
+
+class DataToolsError(UserError, ValueError):
+    """``data.tools`` that are not function tools; the message names the entry and the field."""
+
+
+def data_set_tools(value: Any) -> list[dict[str, Any]] | None:
+    """The data set's tools (``data.tools``), checked as a row's are, or None.
+
+    ``value`` is a .json file holding the list, the list as JSON text, or (from Python) the list."""
+    if value is None or value == "" or value == [] or value == ():
+        return None
+    if isinstance(value, str) and not value.lstrip().startswith("["):
+        path = Path(value).expanduser()
+        try:
+            value = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise DataToolsError(f"data.tools: cannot read {value} ({e.strerror or e})") from None
+        except UnicodeDecodeError as e:
+            raise DataToolsError(f"data.tools: {value} is not valid UTF-8 (byte {e.start + 1})") from None
+    try:
+        return check_tools(list(value) if isinstance(value, tuple) else value, -1, "data.tools")
+    except BadRowError as e:
+        raise DataToolsError(f"{e.field}: {e.reason}") from None
 
 
 def load_rows(data_config: ConfigBase | dict[str, Any]) -> tuple[list[Row], list[dict[str, Any]], int]:
     """Rows as conversations, the skipped ones (``{"row", "field", "error"}``), and how many were read."""
     cfg = {**DATA_DEFAULTS, **_as_dict(data_config)}
+    tools = data_set_tools(cfg.get("tools"))
     raw_rows = read_rows(cfg["source"], cfg["split"], cfg["limit"])
     rows, skipped = [], []
     for i, raw in enumerate(raw_rows):
         try:
-            rows.append(to_row(raw, i, cfg["format"], cfg["reasoning_effort"]))
+            rows.append(to_row(raw, i, cfg["format"], cfg["reasoning_effort"], tools=tools))
         except BadRowError as e:
             if cfg["on_bad_row"] != "skip":
                 raise
@@ -427,7 +574,9 @@ def prepare(
     """Read, convert, render and tokenize a data set as the ``data`` section of a config says.
 
     Rows longer than ``max_seq_length`` are truncated or dropped (``overflow``), and counted in the
-    summary either way. ``date`` pins the system message's date line (default: today).
+    summary either way. ``date`` pins the system message's date line (default: today). Special-token
+    text inside a message is encoded as plain text and the rows where that happened are counted
+    (``rows_with_special_text``), unless ``special_tokens`` is ``error``: then such a row is a bad row.
     """
     cfg = {**DATA_DEFAULTS, **_as_dict(data_config)}
     rows, skipped, read = load_rows(cfg)
@@ -443,6 +592,7 @@ def prepare(
                     loss_mask=cfg["loss_mask"],
                     date=date,
                     tokenizer=tokenizer,
+                    special_tokens=cfg["special_tokens"],
                 )
             )
         except HarmonyRenderError:
@@ -451,7 +601,12 @@ def prepare(
                 try:
                     rendered.extend(
                         render_many(
-                            [r.conversation], mode="train", loss_mask=cfg["loss_mask"], date=date, tokenizer=tokenizer
+                            [r.conversation],
+                            mode="train",
+                            loss_mask=cfg["loss_mask"],
+                            date=date,
+                            tokenizer=tokenizer,
+                            special_tokens=cfg["special_tokens"],
                         )
                     )
                 except HarmonyRenderError as e:
@@ -460,9 +615,11 @@ def prepare(
                     skipped.append({"row": r.index, "field": "messages", "error": str(e)})
                     rendered.append(None)
     kept_rows, examples, lengths, over = [], [], [], []
+    special_text = 0
     for row, rd in zip(rows, rendered):
         if rd is None:
             continue
+        special_text += bool(rd.special_text)
         n = len(rd.ids)
         lengths.append(n)
         ids, trained, cut = rd.ids, rd.trained, False
@@ -491,6 +648,7 @@ def prepare(
         "loss_mask": cfg["loss_mask"],
         "tokens_total": sum(len(e.input_ids) for e in examples),
         "tokens_trained": sum(sum(e.trained) for e in examples),
+        "rows_with_special_text": special_text,
     }
     if len(formats) == 1:
         summary["format"] = formats.pop()

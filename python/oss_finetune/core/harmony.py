@@ -44,7 +44,10 @@ from .tokenizer import (
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CHANNELS = ("analysis", "commentary", "final")
 EFFORTS = ("low", "medium", "high")
-LOSS_MASKS = ("assistant", "final", "all")
+LOSS_MASKS = ("assistant", "calls_and_final", "final", "all")
+# What literal special-token text in a message's content becomes: ordinary text (as openai-harmony
+# encodes it), or an error.
+SPECIAL_TEXT_POLICIES = ("text", "error")
 MODES = ("train", "prompt")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 KNOWLEDGE_CUTOFF = "2024-06"
@@ -175,13 +178,13 @@ class Conversation:
         return "\n\n".join(parts) if parts else None
 
 
-def system_text(conv: Conversation, date: str | None) -> str:
+def system_text(conv: Conversation, date: str | None, function_tools: bool | None = None) -> str:
     lines = f"{conv.model_identity}\nKnowledge cutoff: {conv.knowledge_cutoff}\n"
     if date:
         lines += f"Current date: {date}\n"
     lines += f"\nReasoning: {conv.reasoning_effort}\n\n"
     lines += "# Valid channels: analysis, commentary, final. Channel must be included for every message."
-    if conv.tools:
+    if conv.tools if function_tools is None else function_tools:
         lines += "\nCalls to these tools must go to the commentary channel: 'functions'."
     return lines
 
@@ -198,62 +201,167 @@ def developer_text(conv: Conversation) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # Function tools as the TypeScript-like namespace the model was trained on
+#
+# The layout follows openai-harmony's rendering of JSON Schema byte for byte (docs/harmony.md lists
+# the quirks kept on purpose): the model saw exactly this text, so a cleaner rendering would be a
+# prompt it never trained on.
 
 
-def _tool_function(tool: dict[str, Any]) -> dict[str, Any]:
-    return tool["function"] if "function" in tool and isinstance(tool["function"], dict) else tool
+def tool_function(tool: Any) -> dict[str, Any]:
+    """The function of a tool given bare (``{"name", ...}``) or wrapped (``{"type": "function", "function": {...}}``)."""
+    if not isinstance(tool, dict):
+        raise HarmonyRenderError(f"a tool must be an object, got {type(tool).__name__}")
+    fn = tool.get("function")
+    return fn if isinstance(fn, dict) else tool
 
 
-def _ts_type(spec: dict[str, Any]) -> str:
+def _lines(text: str) -> list[str]:
+    # Rust's str::lines, as openai-harmony splits descriptions: "\n" or "\r\n" end a line, a bare
+    # "\r" at the very end stays, and a final line ending adds no empty line.
+    pieces = text.split("\n")
+    last = pieces.pop()
+    lines = [p[:-1] if p.endswith("\r") else p for p in pieces]
+    return lines + [last] if last else lines
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_enum(spec: dict[str, Any]) -> bool:
+    values = spec.get("enum")
+    return isinstance(values, list) and bool(values)
+
+
+def _default_comment(spec: dict[str, Any], *, quote_enum: bool) -> str:
+    # A string default is quoted unless the property is an enum, whose values already read as
+    # literals; a oneOf variant's enum default is written as JSON (quote_enum).
+    value = spec["default"]
+    if isinstance(value, str) and not _is_enum(spec):
+        return f'default: "{value}"'
+    if isinstance(value, str) and not quote_enum:
+        return f"default: {value}"
+    return f"default: {_json(value)}"
+
+
+def _nullable(spec: dict[str, Any], text: str) -> str:
+    return f"{text} | null" if spec.get("nullable") is True and "null" not in text else text
+
+
+def _string(spec: dict[str, Any], key: str) -> str | None:
+    value = spec.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _ts_variants(variants: list[Any], indent: str) -> str:
+    out = ""
+    for variant in variants:
+        spec = variant if isinstance(variant, dict) else {}
+        out += f"\n{indent} | " + _nullable(spec, _ts_type(variant, indent + "   "))
+        notes = [d] if (d := _string(spec, "description")) is not None else []
+        if "default" in spec:
+            notes.append(_default_comment(spec, quote_enum=True))
+        if notes:
+            out += " // " + " ".join(notes)
+    return out
+
+
+def _ts_property(key: str, spec: Any, required: set[str], indent: str) -> str:
+    val = spec if isinstance(spec, dict) else {}
+    mark = "" if key in required else "?"
+    out = ""
+    if (title := _string(val, "title")) is not None:
+        out += f"{indent}// {title}\n{indent}//\n"
+    one_of = val.get("oneOf")
+    if "oneOf" not in val and (desc := _string(val, "description")) is not None:
+        out += f"{indent}// {desc}\n"
+    examples = val.get("examples")
+    if isinstance(examples, list) and examples:
+        out += f"{indent}// Examples:\n"
+        out += "".join(f'{indent}// - "{ex}"\n' for ex in examples if isinstance(ex, str))
+    if isinstance(one_of, list):
+        prop_desc = _string(val, "description")
+        first = one_of[0] if one_of and isinstance(one_of[0], dict) else {}
+        desc_above = prop_desc is not None and _string(first, "description") != prop_desc
+        if desc_above:
+            out += f"{indent}// {prop_desc}\n"
+        if "default" in val:
+            out += f"{indent}// {_default_comment(val, quote_enum=False)}\n"
+        out += f"{indent}{key}{mark}:\n"
+        for i, variant in enumerate(one_of):
+            vspec = variant if isinstance(variant, dict) else {}
+            out += f"{indent} | " + _nullable(vspec, _ts_type(variant, indent + "   "))
+            notes = []
+            vdesc = _string(vspec, "description")
+            if not (i == 0 and desc_above) and vdesc is not None and vdesc != prop_desc:
+                notes.append(vdesc)
+            if "default" in vspec:
+                notes.append(_default_comment(vspec, quote_enum=False))
+            if notes:
+                out += " // " + " ".join(notes)
+            out += "\n"
+        return out + f"{indent},\n"
+    out += f"{indent}{key}{mark}: " + _nullable(val, _ts_type(val, indent + "    ")) + ","
+    if "oneOf" not in val and "default" in val:
+        out += " // " + _default_comment(val, quote_enum=False)
+    return out + "\n"
+
+
+def _ts_type(schema: Any, indent: str = "") -> str:
+    """A JSON Schema as the TypeScript-like type gpt-oss reads."""
+    spec = schema if isinstance(schema, dict) else {}
+    if isinstance(spec.get("oneOf"), list):
+        return _ts_variants(spec["oneOf"], indent)
     kind = spec.get("type")
     if isinstance(kind, list):
-        return " | ".join("number" if k == "integer" else str(k) for k in kind)
-    if "enum" in spec:
-        return " | ".join(json.dumps(v) for v in spec["enum"])
+        names = ["number" if k == "integer" else k for k in kind if isinstance(k, str)]
+        if names:
+            return " | ".join(names)
+    if kind == "object":
+        out = f"{indent}// {desc}\n" if (desc := _string(spec, "description")) is not None else ""
+        out += "{\n"
+        props = spec.get("properties")
+        if isinstance(props, dict):
+            req = spec.get("required")
+            required = {r for r in req if isinstance(r, str)} if isinstance(req, list) else set()
+            for key, val in props.items():
+                out += _ts_property(key, val, required, indent)
+        return out + f"{indent}}}"
     if kind == "string":
-        return "string"
+        values = spec.get("enum")
+        literals = [f'"{v}"' for v in values if isinstance(v, str)] if isinstance(values, list) else []
+        return " | ".join(literals) if literals else "string"
     if kind in ("number", "integer"):
         return "number"
     if kind == "boolean":
         return "boolean"
     if kind == "array":
-        return _ts_type(spec["items"]) + "[]" if isinstance(spec.get("items"), dict) else "any[]"
-    if kind == "object" and spec.get("properties"):
-        required = spec.get("required") or []
-        inner = "".join(
-            f"    {name}{'' if name in required else '?'}: {_ts_type(sub)},\n"
-            for name, sub in spec["properties"].items()
-        )
-        return "{\n" + inner + "    }"
+        return _ts_type(spec["items"], indent) + "[]" if "items" in spec else "Array<any>"
     return "any"
 
 
-def _default_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def tools_namespace(tools: Sequence[dict[str, Any]]) -> str:
-    out = "## functions\n\nnamespace functions {\n\n"
-    for tool in tools:
-        fn = _tool_function(tool)
-        if fn.get("description"):
-            out += f"// {fn['description']}\n"
-        params = fn.get("parameters") or {}
-        props = params.get("properties") or {}
-        if not props:
-            out += f"type {fn['name']} = () => any;\n\n"
-            continue
-        required = params.get("required") or []
-        out += f"type {fn['name']} = (_: {{\n"
-        for name, spec in props.items():
-            if spec.get("description"):
-                out += f"// {spec['description']}\n"
-            out += f"{name}{'' if name in required else '?'}: {_ts_type(spec)},"
-            if "default" in spec:
-                out += f" // default: {_default_text(spec['default'])}"
-            out += "\n"
-        out += "}) => any;\n\n"
-    return out + "} // namespace functions"
+def tools_namespace(tools: Sequence[Any]) -> str:
+    """The ``functions`` namespace of the developer message for these function tools."""
+    lines = ["## functions\n", "namespace functions {\n"]
+    for i, tool in enumerate(tools):
+        fn = tool_function(tool)
+        name = fn.get("name")
+        if not isinstance(name, str):
+            raise HarmonyRenderError(f"tools[{i}]: a function tool needs a name (a string)")
+        problem = header_problem(name)
+        if problem:
+            raise HarmonyRenderError(f"tools[{i}]: name {name!r} {problem}")
+        description = fn.get("description")
+        if description is not None and not isinstance(description, str):
+            raise HarmonyRenderError(f"tools[{i}] ({name}): description must be a string")
+        lines += [f"// {line}" for line in _lines(description or "")]
+        params = fn.get("parameters")
+        if params is None:
+            lines.append(f"type {name} = () => any;\n")
+        else:
+            lines.append(f"type {name} = (_: {_ts_type(params)}) => any;\n")
+    lines.append("} // namespace functions")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +376,8 @@ class Rendered:
     ``channel`` is ``"none"`` outside channelled messages. ``part`` is header, content or special.
     ``trained`` is the loss mask. ``text`` decodes each token on first use (a token that ends in
     the middle of a UTF-8 character shows ``""``; the next one carries the character), so that
-    ``"".join(text)`` is the rendered string.
+    ``"".join(text)`` is the rendered string. ``special_text`` lists the messages whose content held
+    special-token text (``<|end|>`` typed out) that was encoded as ordinary text.
     """
 
     ids: list[int]
@@ -282,6 +391,7 @@ class Rendered:
     loss_mask: str
     tokenizer: Any = field(default=None, repr=False)
     _text: list[str] | None = field(default=None, repr=False)
+    special_text: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -343,6 +453,7 @@ class _Encoder:
         # encode_batch_fast skips character offsets, which we never use (tokenizers >= 0.21).
         self.encode_batch = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
         self.cache: dict[str, list[int]] = {}
+        self.ordinary: Any = None
 
     def encode(self, texts: list[str], cacheable: list[bool]) -> list[list[int]]:
         out: list[list[int] | None] = [None] * len(texts)
@@ -363,6 +474,19 @@ class _Encoder:
                 if cacheable[i]:
                     self.cache[texts[i]] = e.ids
         return out  # type: ignore[return-value]
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """``text`` with special-token text read as plain characters, as openai-harmony encodes content."""
+        if self.ordinary is None:
+            # A copy, because the flag is the tokenizer's own state and the shared one must keep
+            # recognising special tokens for everyone else.
+            from tokenizers import Tokenizer
+
+            ordinary = Tokenizer.from_str(self.backend.to_str())
+            ordinary.encode_special_tokens = True
+            self.ordinary = ordinary
+        ids: list[int] = self.ordinary.encode(text, add_special_tokens=False).ids
+        return ids
 
 
 _ENCODERS: dict[int, _Encoder] = {}
@@ -414,6 +538,8 @@ def _covered(loss_mask: str, role: str, channel: str | None) -> bool:
         return True
     if loss_mask == "assistant":
         return role == "assistant"
+    if loss_mask == "calls_and_final":
+        return role == "assistant" and channel != "analysis"
     return role == "assistant" and channel == "final"
 
 
@@ -430,7 +556,9 @@ def _conversation_pieces(
     has_developer = any(m.role == "developer" for m in conv.messages)
     rendered: list[Message] = []
     if not has_system:
-        rendered.append(Message("system", system_text(conv, _date_text(date, conv))))
+        # A developer message given verbatim carries no tools, so the system message promises none.
+        function_tools = bool(conv.tools) and not has_developer
+        rendered.append(Message("system", system_text(conv, _date_text(date, conv), function_tools)))
     dev = None if has_developer else developer_text(conv)
     if dev is not None:
         rendered.append(Message("developer", dev))
@@ -502,12 +630,15 @@ def render_many(
     loss_mask: str = "assistant",
     date: Any = None,
     tokenizer: Any = None,
+    special_tokens: str = "text",
 ) -> list[Rendered]:
     """`render` for many conversations at once: all their text goes to the tokenizer in one batch."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if loss_mask not in LOSS_MASKS:
         raise ValueError(f"loss_mask must be one of {', '.join(LOSS_MASKS)}, got {loss_mask!r}")
+    if special_tokens not in SPECIAL_TEXT_POLICIES:
+        raise ValueError(f"special_tokens must be one of {', '.join(SPECIAL_TEXT_POLICIES)}, got {special_tokens!r}")
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
     encoder = _encoder(tokenizer)
 
@@ -539,18 +670,28 @@ def render_many(
         part: list[str] = []
         trained: list[bool] = []
         lookup = ids_of[c]
+        special_text: list[int] = []
         for p, (value, m_idx, m_role, m_chan, m_part, m_trained) in enumerate(pieces):
             if isinstance(value, int):
                 tok = [value]
             else:
                 tok = lookup[p]
-                if m_part == "content" and tok and max(tok) >= FIRST_SPECIAL_ID:
+                if tok and max(tok) >= FIRST_SPECIAL_ID:
                     bad = next(t for t in tok if t >= FIRST_SPECIAL_ID)
-                    name = SPECIAL_TOKEN_NAMES.get(bad, f"id {bad}")
-                    raise HarmonyRenderError(
-                        f"message {m_idx} ({m_role}): content contains the special token {name}; "
-                        "Harmony special tokens cannot appear inside a message"
-                    )
+                    name = SPECIAL_TOKEN_NAMES.get(bad, tokenizer.convert_ids_to_tokens(bad) or f"id {bad}")
+                    if m_part != "content":
+                        raise HarmonyRenderError(
+                            f"message {m_idx} ({m_role}): the header contains the special token {name}; "
+                            "header fields are plain names"
+                        )
+                    if special_tokens == "error":
+                        raise HarmonyRenderError(
+                            f"message {m_idx} ({m_role}): content contains the special token {name}; "
+                            "with special_tokens='error' such text is refused ('text' encodes it as plain text)"
+                        )
+                    # As text the model reads it as characters and cannot mistake it for structure.
+                    tok = encoder.encode_ordinary(value)
+                    special_text.append(m_idx)
             k = len(tok)
             ids.extend(tok)
             msg.extend([m_idx] * k)
@@ -558,7 +699,9 @@ def render_many(
             chan.extend([m_chan] * k)
             part.extend([m_part] * k)
             trained.extend([m_trained] * k)
-        out.append(Rendered(ids, msg, role, chan, part, trained, all_infos[c], mode, loss_mask, tokenizer))
+        rendered = Rendered(ids, msg, role, chan, part, trained, all_infos[c], mode, loss_mask, tokenizer)
+        rendered.special_text = special_text
+        out.append(rendered)
     return out
 
 
@@ -568,17 +711,24 @@ def render(
     loss_mask: str = "assistant",
     date: Any = None,
     tokenizer: Any = None,
+    special_tokens: str = "text",
 ) -> Rendered:
     """Render one conversation to labelled tokens.
 
     ``mode="train"`` ends the last assistant final answer with ``<|return|>``; ``mode="prompt"``
     leaves out the trailing assistant messages and ends with ``<|start|>assistant`` for generation.
     ``loss_mask``: ``assistant`` trains every token the model writes in assistant messages (reasoning
-    and answer, their channel headers and terminators); ``final`` only those of final-channel messages;
-    ``all`` every token. ``date`` pins the ``Current date:`` line (``YYYY-MM-DD`` or a date; default:
-    the conversation's date, else today; ``NO_DATE`` leaves the line out).
+    and answer, their channel headers and terminators); ``calls_and_final`` the same without the
+    analysis-channel reasoning (tool calls, commentary, final answers); ``final`` only those of
+    final-channel messages; ``all`` every token. ``date`` pins the ``Current date:`` line (``YYYY-MM-DD`` or a date; default:
+    the conversation's date, else today; ``NO_DATE`` leaves the line out). ``special_tokens``: ``text``
+    encodes special-token text written inside a message (``<|end|>`` in a pasted log) as ordinary
+    characters, as openai-harmony does, and lists those messages in ``special_text``; ``error`` raises
+    `HarmonyRenderError` instead.
     """
-    return render_many([conversation], mode=mode, loss_mask=loss_mask, date=date, tokenizer=tokenizer)[0]
+    return render_many(
+        [conversation], mode=mode, loss_mask=loss_mask, date=date, tokenizer=tokenizer, special_tokens=special_tokens
+    )[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,6 +811,8 @@ class StreamParser:
 
     def __init__(self, tokenizer: Any = None, role: str | None = None):
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
+        # The model's embedding has padding rows past the tokenizer's entries; those ids are no token.
+        self.vocab_size = len(self.tokenizer)
         self.messages: list[Message] = []
         self.labels: list[TokenLabel] = []
         self.position = 0
@@ -706,6 +858,8 @@ class StreamParser:
 
     def feed(self, token: int) -> TokenLabel:
         token = int(token)
+        if not 0 <= token < self.vocab_size:
+            raise self._error(token, f"a token id from 0 to {self.vocab_size - 1}")
         index = len(self.messages)
         state = self._state
         if state == "outside":
@@ -775,6 +929,12 @@ class StreamParser:
         self._state = "content"
 
     def _finish_message(self) -> None:
+        self.messages.append(self._message_so_far())
+        self._state = "outside"
+        self._first_label = len(self.labels)
+
+    def _message_so_far(self) -> Message:
+        """The message whose content is being read, as it stands; its header labels are corrected."""
         content = self.tokenizer.decode(self._content_ids)
         if self._role == "tool":
             msg = Message(
@@ -798,15 +958,20 @@ class StreamParser:
         for i in range(self._first_label, len(self.labels)):
             old = self.labels[i]
             self.labels[i] = TokenLabel(index, self._role, self._channel, old.part)
-        self.messages.append(msg)
-        self._state = "outside"
-        self._first_label = len(self.labels)
+        return msg
 
     def finish(self, partial: bool = False) -> list[Message]:
-        """The parsed messages. A stream that stops inside a message is an error unless ``partial``."""
+        """The parsed messages. A stream that stops inside a message is an error unless ``partial``.
+
+        With ``partial``, a message cut off in its content is returned with the content it has so far
+        (openai-harmony's parser does the same at the end of a stream); one cut off in its header has
+        no content yet and is left out. The parser's own state is unchanged, so feeding may go on.
+        """
         if self._state != "outside" and not partial:
             expected = "<|message|> to end the header" if self._state == "header" else "<|end|>, <|return|> or <|call|>"
             raise self._error(None, expected)
+        if self._state == "content":
+            return [*self.messages, self._message_so_far()]
         return list(self.messages)
 
 

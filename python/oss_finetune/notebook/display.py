@@ -237,6 +237,11 @@ def dataset_text(payload: dict) -> str:
         f"length: min {lengths.get('min')}, mean {_fmt(lengths.get('mean'), '.0f')}, max {lengths.get('max')}; "
         f"{_rows(over['rows'])} over max_seq_length {payload['max_seq_length']} ({'truncated' if over['action'] == 'truncate' else 'dropped'})",
     ]
+    special = payload.get("rows_with_special_text") or 0
+    if special:
+        lines.append(
+            f"{_rows(special)} with special-token text in a message (<|end|> typed out), encoded as plain text"
+        )
     skipped = payload.get("skipped_rows") or []
     if skipped:
         lines.append(

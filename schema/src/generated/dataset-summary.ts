@@ -42,7 +42,11 @@ export interface DatasetSummaryPayload {
     action: 'truncate' | 'drop';
     row_indices?: number[];
   };
-  loss_mask?: 'assistant' | 'final' | 'all';
+  loss_mask?: 'assistant' | 'calls_and_final' | 'final' | 'all';
   tokens_total: number;
   tokens_trained: number;
+  /**
+   * Rows whose content held special-token text (<|end|> typed out), encoded as ordinary text (data.special_tokens: text).
+   */
+  rows_with_special_text?: number;
 }

@@ -14,7 +14,7 @@ export interface FinetuneConfig {
  */
 export interface ModelConfig {
   /**
-   * A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: 'embedded:tiny' (the tiny GPT-OSS, seeded random weights), 'embedded:tiny-base' (the same, trained once on English reasoning and cached) 'embedded:gpt-oss-20b-random' (the real 20b architecture with random bf16 weights, on a GPU) or 'embedded:gpt-oss-120b-random' (the same for 120b; with mxfp4_experts only).
+   * A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: 'embedded:tiny-base' (the default: the tiny GPT-OSS trained once on English reasoning, built on first use and cached), 'embedded:tiny' (the same architecture with seeded random weights, for tests and benches), 'embedded:gpt-oss-20b-random' (the real 20b architecture with random bf16 weights, on a GPU) or 'embedded:gpt-oss-120b-random' (the same for 120b; with mxfp4_experts only).
    */
   name_or_path?: string;
   /**
@@ -63,9 +63,9 @@ export interface DataConfig {
    */
   overflow?: 'truncate' | 'drop';
   /**
-   * Which tokens the loss is computed on: 'assistant' (reasoning and answer), 'final' (answer only) or 'all'.
+   * Which tokens the loss is computed on: 'assistant' (everything the assistant writes: reasoning, tool calls and answers), 'calls_and_final' (the same without the analysis-channel reasoning), 'final' (answers only) or 'all'.
    */
-  loss_mask?: 'assistant' | 'final' | 'all';
+  loss_mask?: 'assistant' | 'calls_and_final' | 'final' | 'all';
   /**
    * Written into the system message of rows that do not set their own.
    */
@@ -78,6 +78,14 @@ export interface DataConfig {
    * Read at most this many rows; null reads them all.
    */
   limit?: number | null;
+  /**
+   * Function tools for the rows that carry none of their own: a .json file holding the list, as Hugging Face chat data sets write it ([{"type": "function", "function": {"name", "description", "parameters"}}]), or that list as JSON text. They become the developer message's # Tools section. null: only the rows' own tools.
+   */
+  tools?: string | null;
+  /**
+   * Special-token text inside a message's content (<|end|>, <|endoftext|> in a pasted log): 'text' encodes it as ordinary characters, as openai-harmony does, and the summary counts those rows; 'error' makes such a row a bad row.
+   */
+  special_tokens?: 'text' | 'error';
 }
 /**
  * The LoRA adapter trained on top of the frozen base model.

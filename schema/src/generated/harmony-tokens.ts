@@ -14,7 +14,7 @@ export interface HarmonyTokensPayload {
 }
 export interface HarmonyConversationView {
   title?: string;
-  loss_mask?: 'assistant' | 'final' | 'all';
+  loss_mask?: 'assistant' | 'calls_and_final' | 'final' | 'all';
   messages: HarmonyMessageInfo[];
   tokens: HarmonyTokenStream;
   compare?: HarmonyTokenStream1;
