@@ -517,3 +517,11 @@ def test_the_kv_cache_figure_is_what_decoding_allocates():
 def test_a_plan_for_another_generation_shape():
     p = plan({"model": RANDOM_20B}, generation=(16, 1000, 500))
     assert p.generation.kv_cache_bytes == _kv_by_hand(memory.GPT_OSS_20B.attention_kinds, 16, 1500, 8, 64, 128, 2)
+
+
+def test_a_generation_also_counts_the_q_k_v_weights_it_joins_for_the_call():
+    g = memory.generation_memory("openai/gpt-oss-20b", 1, 200, 128)
+    # 24 layers of (2880 x (64 + 2 x 8) heads x 64) bf16: q, k and v side by side.
+    assert g.joined_qkv_bytes == 24 * 2880 * 80 * 64 * 2
+    assert g.total_bytes == g.kv_cache_bytes + g.joined_qkv_bytes
+    assert "joined" in g.words()

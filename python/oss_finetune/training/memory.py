@@ -344,9 +344,15 @@ def kv_cache_bytes(arch: Architecture, batch: int, tokens: int, dtype_bytes: int
     return total
 
 
+def joined_qkv_bytes(arch: Architecture, dtype_bytes: int) -> int:
+    """Every layer's q, k and v weights in one matrix, the copy modeling.decoding makes per call."""
+    return arch.layers * arch.hidden * (arch.heads + 2 * arch.kv_heads) * arch.head_dim * dtype_bytes
+
+
 @dataclass(frozen=True)
 class GenerationMemory:
-    """What one batched generation call adds on top of the weights: its KV cache."""
+    """What one batched generation call adds on top of the weights: its KV cache, and the copy of each
+    layer's q, k and v weights side by side that modeling.decoding makes for the call."""
 
     what: str
     batch: int
@@ -354,11 +360,17 @@ class GenerationMemory:
     new_tokens: int
     kv_cache_bytes: int
     dtype: str
+    joined_qkv_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.kv_cache_bytes + self.joined_qkv_bytes
 
     def words(self) -> str:
         return (
             f"{self.what}: batch {self.batch} x ({self.prompt_tokens:,} prompt + {self.new_tokens:,} new tokens) "
-            f"keeps a KV cache of {_gib2(self.kv_cache_bytes)} in {self.dtype} on top of the weights"
+            f"keeps a KV cache of {_gib2(self.kv_cache_bytes)} in {self.dtype} on top of the weights, "
+            f"and {_gib2(self.joined_qkv_bytes)} of q, k, v weights joined for the call"
         )
 
     def to_dict(self) -> dict:
@@ -368,6 +380,7 @@ class GenerationMemory:
             "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens,
             "kv_cache_gib": round(self.kv_cache_bytes / GIB, 3),
+            "joined_qkv_gib": round(self.joined_qkv_bytes / GIB, 3),
             "dtype": self.dtype,
         }
 
@@ -384,7 +397,8 @@ def generation_memory(
     in ``dtype`` (the model's: the cache takes its dtype)."""
     arch = architecture_for(architecture)
     size = kv_cache_bytes(arch, batch, prompt_tokens + new_tokens, _DTYPE_BYTES[dtype])
-    return GenerationMemory(what, batch, prompt_tokens, new_tokens, size, dtype)
+    joined = joined_qkv_bytes(arch, _DTYPE_BYTES[dtype])
+    return GenerationMemory(what, batch, prompt_tokens, new_tokens, size, dtype, joined)
 
 
 def _gib2(n: int) -> str:
@@ -975,6 +989,7 @@ def plan_memory(
         new_tokens,
         kv_cache_bytes(arch, batch, prompt_tokens + new_tokens, c.weight_bytes),
         c.dtype,
+        joined_qkv_bytes(arch, c.weight_bytes),
     )
     if suggest and plan.fits is False:
         plan.suggestion = _suggest(
