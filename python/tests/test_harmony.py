@@ -578,6 +578,14 @@ TOOL_CASES = {
             }
         )
     ),
+    "float defaults in serde_json's layout": _tool(
+        _obj(
+            {
+                k: {"type": "number", "default": v}
+                for k, v in {"a": 1e20, "b": 1e-5, "c": 1e-7, "d": 3.0, "e": 2.5e-10}.items()
+            }
+        )
+    ),
     "nested objects with descriptions": _tool(
         _obj(
             {
@@ -679,6 +687,8 @@ def test_tool_schema_cases_read_as_openai_harmony_writes_them():
     assert 'unit?: string, // default: "celsius"' in ns([TOOL_CASES["string default, not an enum"]])
     assert 'unit?: "c" | "f", // default: c' in ns([TOOL_CASES["string default of an enum"]])
     assert "level: number,\n" in ns([TOOL_CASES["integer enum"]])
+    floats = ns([TOOL_CASES["float defaults in serde_json's layout"]])
+    assert "a?: number, // default: 1e20\nb?: number, // default: 0.00001\nc?: number, // default: 1e-7\n" in floats
     nested = ns([TOOL_CASES["nested objects with descriptions"]])
     assert (
         "type do_it = (_: // The order\n{\n"

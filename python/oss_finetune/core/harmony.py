@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import codecs
 import datetime as _dt
+import decimal
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -224,8 +226,34 @@ def _lines(text: str) -> list[str]:
     return lines + [last] if last else lines
 
 
+def _float_text(x: float) -> str:
+    # The shortest digits that read back as x (Python's repr finds them), laid out as serde_json
+    # writes floats (ryu): "1e20" and "0.00001" where Python writes "1e+20" and "1e-05".
+    sign, digits, exponent = decimal.Decimal(repr(x)).as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    k = int(exponent) + (len(digits) - len(text)) if text != "0" else 0
+    n = len(text)
+    kk = n + k
+    minus = "-" if sign else ""
+    if 0 <= k and kk <= 16:
+        return f"{minus}{text}{'0' * k}.0"
+    if 0 < kk <= 16:
+        return f"{minus}{text[:kk]}.{text[kk:]}"
+    if -5 < kk <= 0:
+        return f"{minus}0.{'0' * -kk}{text}"
+    mantissa = text if n == 1 else f"{text[0]}.{text[1:]}"
+    return f"{minus}{mantissa}e{kk - 1}"
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON as serde_json writes it (openai-harmony prints non-string defaults so)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return _float_text(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _is_enum(spec: dict[str, Any]) -> bool:
