@@ -47,8 +47,6 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 CHANNELS = ("analysis", "commentary", "final")
 EFFORTS = ("low", "medium", "high")
 LOSS_MASKS = ("assistant", "calls_and_final", "final", "all")
-# What literal special-token text in a message's content becomes: ordinary text (as openai-harmony
-# encodes it), or an error.
 SPECIAL_TEXT_POLICIES = ("text", "error")
 MODES = ("train", "prompt")
 MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
