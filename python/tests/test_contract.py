@@ -70,7 +70,7 @@ def test_defaults_fill_a_partial_config_without_touching_given_values():
     assert config["lora"]["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
     assert config["training"]["max_steps"] == 60
     assert config["training"]["gradient_accumulation_steps"] == 16
-    assert config["model"]["name_or_path"] == "embedded:tiny"
+    assert config["model"]["name_or_path"] == "embedded:tiny-base"
     assert schema.schema_issues("finetune-config", config) == []
 
 

@@ -56,6 +56,7 @@ def adapted():
 def session(tmp_path):
     s = Session(
         {
+            "model": {"name_or_path": "embedded:tiny"},
             "data": {"limit": 4, "max_seq_length": 256},
             "training": {
                 "max_steps": 1,

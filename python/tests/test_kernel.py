@@ -127,6 +127,9 @@ def test_load_reports_the_model_device_and_dtype(kernel):
     ok(reply, messages)
     assert "loaded embedded:tiny: GptOssForCausalLM" in text_of(messages)
     assert "vocab 201,088" in text_of(messages)
+    # The first cell to import transformers in a kernel without ipywidgets used to get tqdm's red warning.
+    stderr = [m["content"]["text"] for m in messages if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"]
+    assert not any("IProgress" in text for text in stderr), stderr
 
 
 def test_data_shows_the_summary_as_a_rich_output(kernel):
@@ -308,7 +311,7 @@ def test_comm_set_config_validates(widget, kernel):
     reply = widget.request({"op": "set_config", "request_id": "a3", "config": {"training": {"max_steps": 7}}})
     assert reply["ok"] and reply["result"]["config"]["training"]["max_steps"] == 7
     # The magics see what the widget set: one session behind both.
-    _, messages = kernel.execute("%oss_finetune train")
+    _, messages = kernel.execute("%oss_finetune train --show")
     assert "* max_steps" in text_of(messages) and "7" in text_of(messages)
 
 

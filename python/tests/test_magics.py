@@ -53,8 +53,8 @@ def test_help_of_a_settings_command_names_the_schema_fields_and_defaults(shell, 
     assert "--gradient-checkpointing / --no-gradient-checkpointing" in out
 
 
-def test_lora_without_arguments_shows_the_settings_with_their_defaults(shell, capsys):
-    result, out, _ = run(shell, capsys, "%oss_finetune lora")
+def test_show_lists_the_settings_with_their_defaults_and_acts_on_nothing(shell, capsys):
+    result, out, _ = run(shell, capsys, "%oss_finetune lora --show")
     assert result.success
     assert "lora settings" in out and "no adapter on the model yet" in out
     lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
@@ -70,13 +70,13 @@ def test_a_cell_sets_fields_and_the_settings_view_marks_what_changed(shell, caps
     assert result.success
     shown = json.loads(out)
     assert shown["lora"]["r"] == 16 and shown["lora"]["dropout"] == 0  # defaults filled in
-    _, out, _ = run(shell, capsys, "%oss_finetune lora")
+    _, out, _ = run(shell, capsys, "%oss_finetune lora --show")
     assert "* r               16   (default 8)" in out
     assert "  dropout         0" in out
-    _, out, _ = run(shell, capsys, "%oss_finetune train")
+    _, out, _ = run(shell, capsys, "%oss_finetune train --show")
     assert "* max_steps" in out and "(default 60)" in out
-    _, out, _ = run(shell, capsys, "%oss_finetune load")
-    assert "name_or_path" in out and '"embedded:tiny"' in out and "not loaded yet" in out
+    _, out, _ = run(shell, capsys, "%oss_finetune load --show")
+    assert "name_or_path" in out and '"embedded:tiny-base"' in out and "not loaded yet" in out
 
 
 def test_a_cell_accepts_json_too(shell, capsys):
@@ -102,7 +102,12 @@ def test_options_map_onto_config_fields_with_types():
     assert parsed.changes == {"name_or_path": "openai/gpt-oss-20b", "dtype": "bfloat16", "load_in_4bit": True}
     parsed = magics.parse(["chat", "--effort", "low", "--language", "French", "What's", "2", "+", "2?"])
     assert parsed.values == {"effort": "low", "language": "French"} and parsed.rest == ["What's", "2", "+", "2?"]
-    assert magics.parse(["train"]).acts is False and magics.parse(["train", "--run"]).acts is True
+    parsed = magics.parse(["load", "--model", "openai/gpt-oss-20b"])
+    assert parsed.changes == {"name_or_path": "openai/gpt-oss-20b"}
+    assert magics.parse(["load", "--name-or-path", "x/y"]).changes == {"name_or_path": "x/y"}
+    # A bare verb acts; --show only lists; --run, which acting used to need, is still accepted.
+    assert magics.parse(["train"]).show is False and magics.parse(["train", "--show"]).show is True
+    assert magics.parse(["train", "--run"]) == magics.parse(["train"])
 
 
 def test_a_bare_section_in_a_cell_belongs_to_the_subcommand_on_the_line():
@@ -274,3 +279,43 @@ def test_env_shows_the_environment_check(shell, capsys):
     shell.run_line_magic("oss_finetune", "env")
     out = capsys.readouterr().out
     assert "CPUs" in out and "torch " in out
+
+
+def test_status_shows_the_main_settings_without_loading_anything(shell, capsys):
+    session_module.get_session().set_config({"lora": {"r": 16}, "training": {"max_steps": 30}})
+    result, out, _ = run(shell, capsys, "%oss_finetune status")
+    assert result.success
+    assert "  model: embedded:tiny-base\n" in out
+    assert "  lora: r 16, alpha 16, targets q_proj, k_proj, v_proj, o_proj\n" in out
+    assert "  training: 30 steps of 1 x 16, lr 0.0002, runs in " in out
+    assert session_module.get_session().loaded is None
+
+
+def test_a_comment_ends_the_magic_line_but_not_a_word_or_a_quote():
+    assert magics.split_line("load      # the default") == ["load"]
+    assert magics.split_line("chat What is C#? # asked twice") == ["chat", "What", "is", "C#?"]
+    assert magics.split_line('chat "what does # mean" --effort low') == ["chat", "what does # mean", "--effort", "low"]
+    assert magics.split_line("chat what's 2 + 2?  # an apostrophe opens no quote") == ["chat", "what's", "2", "+", "2?"]
+
+
+def readme_quick_start(repo_root) -> list[str]:
+    text = (repo_root / "README.md").read_text(encoding="utf-8")
+    block = text.split("## In a notebook", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    return [line for line in block.strip().splitlines() if line.strip()]
+
+
+def test_the_readme_quick_start_parses_as_written(repo_root, shell):
+    lines = readme_quick_start(repo_root)
+    # IPython hands %load_ext its whole line: a comment there would be read as part of the module's name.
+    assert lines[0] == "%load_ext oss_finetune"
+    verbs = []
+    for line in lines[1:]:
+        assert line.startswith("%oss_finetune "), line
+        parsed = magics.parse(magics.split_line(line.removeprefix("%oss_finetune ")))
+        assert not parsed.show and not parsed.help
+        verbs.append(parsed.command.name)
+    assert verbs[:5] == ["load", "data", "show", "lora", "train"]
+    # What the README promises of the options holds: --model is load's, and r and alpha reach the config.
+    assert magics.parse(["load", "--model", "openai/gpt-oss-20b"]).changes == {"name_or_path": "openai/gpt-oss-20b"}
+    lora_line = next(line for line in lines if line.startswith("%oss_finetune lora"))
+    assert magics.parse(magics.split_line(lora_line.removeprefix("%oss_finetune "))).changes == {"r": 8, "alpha": 16}

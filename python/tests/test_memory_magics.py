@@ -176,10 +176,12 @@ def test_train_packs_fewer_tokens_by_itself_when_that_alone_makes_the_run_fit(sh
     assert result.success, err
     chosen = session.config["training"]["pack_tokens"]
     assert floor <= chosen < default.settings["pack_tokens"]
-    assert out.startswith(
+    # The note leads the plan; only the adapter's line, added on the way, comes before it.
+    lead = (
         f"packing at most {chosen:,} tokens per micro-batch instead of "
         f"{default.settings['pack_tokens']:,}, so that the run fits"
     )
+    assert out.startswith("added LoRA: ") and out.splitlines()[1].startswith(lead)
     assert "completed: completed 1 steps" in out
     assert session.trainer.pack_tokens == chosen
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def loaded():
-    return load_model({})
+    return load_model({"name_or_path": "embedded:tiny"})
 
 
 def test_embedded_default_is_a_real_gpt_oss_with_the_full_vocabulary(loaded):
@@ -123,9 +123,9 @@ def test_a_missing_model_folder_is_named_not_sent_to_the_hub(tmp_path):
 @pytest.mark.skipif(CUDA, reason="checks the message shown without a GPU")
 def test_4bit_and_cuda_without_a_gpu_say_so_clearly():
     with pytest.raises(ModelLoadError, match="needs a CUDA GPU"):
-        load_model({"load_in_4bit": True})
+        load_model({"name_or_path": "embedded:tiny", "load_in_4bit": True})
     with pytest.raises(ModelLoadError, match="no CUDA GPU"):
-        load_model({"device": "cuda"})
+        load_model({"name_or_path": "embedded:tiny", "device": "cuda"})
 
 
 def test_lora_on_gpt_oss_20b_attention_has_the_reference_count():

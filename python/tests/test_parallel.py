@@ -134,6 +134,7 @@ def make_session(tmp_path: Path, gpus: int, **training) -> Session:
     session = Session()
     session.set_config(
         {
+            "model": {"name_or_path": "embedded:tiny"},
             "data": {"limit": 12, "max_seq_length": 192},
             "lora": {"r": 4, "alpha": 8},
             "training": {

@@ -14,7 +14,7 @@ from oss_finetune.training.runs import RunInfo
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    s = Session()
+    s = Session({"model": {"name_or_path": "embedded:tiny"}})
     s.set_config({"training": {"output_dir": str(tmp_path_factory.mktemp("runs"))}})
     s.load({})
     return s

@@ -127,7 +127,9 @@ def every_token(monkeypatch):
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory, one_torch_thread):
-    s = session_module.reset_session({"training": {"output_dir": str(tmp_path_factory.mktemp("runs"))}})
+    s = session_module.reset_session(
+        {"model": {"name_or_path": "embedded:tiny"}, "training": {"output_dir": str(tmp_path_factory.mktemp("runs"))}}
+    )
     yield s
     session_module.reset_session()
 
@@ -140,7 +142,9 @@ def test_chat_streams_its_tokens_then_the_harmony_view_takes_their_place(shell, 
     result = shell.run_cell("%oss_finetune chat --effort low --max-new-tokens 8 What is 2 + 2?")
     assert result.success, result.error_in_exec
     said = [m["data"]["text/plain"] for m in published if m["display_id"] is None]
-    assert said[0] == "chat: loading embedded:tiny first", "the automatic load is said in one line"
+    assert said[0].startswith("loaded embedded:tiny (the tiny GPT-OSS, seeded random weights"), (
+        "the automatic load is said in one line"
+    )
     [display_id] = {m["display_id"] for m in published if m["display_id"]}
     live = stream_of(published, display_id)
     assert not live[0]["update"] and all(m["update"] for m in live[1:])

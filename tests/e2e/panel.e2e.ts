@@ -91,7 +91,8 @@ test('the panel reaches a kernel that loads the extension while the panel is fir
 
 test('the panel follows, live, a run that a magic started in the notebook', async ({ page, lab }) => {
   await writeNotebook(lab, 'panel-follow.ipynb', [
-    '%load_ext oss_finetune',
+    // The random tiny model: the trained default would be built first on a fresh machine.
+    '%load_ext oss_finetune\n%oss_finetune load embedded:tiny',
     '%oss_finetune train --max-steps 3 --batch-size 1 --gradient-accumulation-steps 2 --save-steps 100',
   ]);
   await openNotebook(page, lab, 'panel-follow.ipynb');

@@ -33,6 +33,7 @@ project's own ``Trainer``; only the model it is given is compact.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -43,7 +44,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -495,7 +496,8 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
         full.generation_config.pad_token_id = PAD_TOKEN_ID
         full.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
         model_dir = staging / "model"
-        full.save_pretrained(str(model_dir), safe_serialization=True)
+        with _quiet_progress_bars():
+            full.save_pretrained(str(model_dir), safe_serialization=True)
         seconds = time.perf_counter() - started
         info = {
             "name": EMBEDDED_TINY_BASE,
@@ -531,6 +533,25 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
     return final
 
 
+@contextlib.contextmanager
+def _quiet_progress_bars() -> Iterator[None]:
+    """transformers' bars while a few MiB are read or written locally: over in a blink, and in a notebook
+    without ipywidgets they are red stderr. Whatever was switched on before is switched on again."""
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    transformers_on = transformers_logging.is_progress_bar_enabled()
+    hub_on = not hub_utils.are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if transformers_on:
+            transformers_logging.enable_progress_bar()
+        if not hub_on:
+            hub_utils.disable_progress_bars()
+
+
 def load_base(
     *,
     dtype: torch.dtype = torch.float32,
@@ -545,9 +566,10 @@ def load_base(
     from ..modeling.model import CALL_TOKEN_ID, PAD_TOKEN_ID, RETURN_TOKEN_ID
 
     folder = build_base(recipe, progress=progress)
-    model = GptOssForCausalLM.from_pretrained(
-        str(folder / "model"), dtype=dtype, attn_implementation=attn_implementation
-    )
+    with _quiet_progress_bars():
+        model = GptOssForCausalLM.from_pretrained(
+            str(folder / "model"), dtype=dtype, attn_implementation=attn_implementation
+        )
     model.generation_config.pad_token_id = PAD_TOKEN_ID
     model.generation_config.eos_token_id = [RETURN_TOKEN_ID, CALL_TOKEN_ID]
     return model.to(device).eval()

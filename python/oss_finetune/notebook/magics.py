@@ -1,10 +1,14 @@
 """``%oss_finetune`` and ``%%oss_finetune``: fine-tuning from notebook cells.
 
-``%load_ext oss_finetune`` registers both. The line magic takes a subcommand and options that map
-one-to-one onto the fields of ``schema/finetune-config.schema.json`` (``--max-seq-length`` is
-``data.max_seq_length``); the cell magic's body is a YAML or JSON config, checked against the same
-schema. Both only change and read the kernel's one Session (``session.get_session()``), which the
-comm serves to the widgets too.
+``%load_ext oss_finetune`` registers both (the ``oss-finetune`` kernel does it at start). The line
+magic takes a subcommand and options that map one-to-one onto the fields of
+``schema/finetune-config.schema.json`` (``--max-seq-length`` is ``data.max_seq_length``); the cell
+magic's body is a YAML or JSON config, checked against the same schema. Both only change and read
+the kernel's one Session (``session.get_session()``), which the comm serves to the widgets too.
+
+A verb acts (``load`` loads, ``lora`` adds the adapter, ``train`` trains); ``--show`` lists a
+section's settings instead, and ``status`` the main ones. What a verb needs and is missing (a model,
+the data, the adapter) is done on the way, each said in one line.
 
 A mistake costs one short paragraph that names the field or word at fault and how to fix it, never
 a traceback; ``--verbose`` brings the traceback back for bug reports.
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import difflib
 import html
+import importlib
 import json
 import shlex
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,7 +32,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from ..core import schema
 from ..core.errors import UserError
 from . import display
-from .session import EFFORTS, SECTIONS, Session, get_session, memory_refusal
+from .session import EFFORTS, SECTIONS, Session, get_session, loaded_line, memory_refusal, reporting
 
 MAGIC = "oss_finetune"
 
@@ -65,12 +71,15 @@ class ConfigOption:
 
 # Short spellings people type; the schema's name (dashed) always works too.
 ALIASES = {
+    "model.name_or_path": ["--model"],
     "training.learning_rate": ["--lr"],
     "lora.alpha": ["--lora-alpha"],
     "lora.target_modules": ["--targets"],
     "data.max_seq_length": ["--max-len"],
     "data.reasoning_effort": ["--effort"],
 }
+# Spellings shown first in help and fixes: the words every trainer uses.
+PREFERRED = {"model.name_or_path": "--model", "training.learning_rate": "--lr"}
 # Positional arguments, so that `load openai/gpt-oss-20b` and `data rows.jsonl` read naturally.
 POSITIONAL = {"model": "name_or_path", "data": "source"}
 # A subcommand that acts on one section; the cell magic's body may be just that section.
@@ -82,9 +91,9 @@ def config_options(section: str) -> list[ConfigOption]:
     options = []
     for key, prop in props.items():
         path = f"{section}.{key}"
-        preferred = ALIASES.get(path, [])
-        flags = (["--lr"] if path == "training.learning_rate" else []) + ["--" + key.replace("_", "-")]
-        flags += [f for f in preferred if f not in flags]
+        aliases = ALIASES.get(path, [])
+        flags = ([PREFERRED[path]] if path in PREFERRED else []) + ["--" + key.replace("_", "-")]
+        flags += [f for f in aliases if f not in flags]
         options.append(ConfigOption(section, key, flags, prop))
     return options
 
@@ -231,8 +240,8 @@ class Subcommand:
 
     def all_flags(self) -> list[str]:
         flags = ["--help", "--verbose"]
-        if self.section in ("model", "lora", "training"):
-            flags.append("--run")
+        if self.section:
+            flags.append("--show")
         for option in self.options():
             flags += option.flags
             if "boolean" in option.types:
@@ -252,7 +261,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             "load the base model (config section model)",
             "model",
             [
-                Argument(["name_or_path"], "a hub id, a local folder or embedded:tiny", "positional"),
+                Argument(
+                    ["name_or_path"],
+                    "a hub id, a local folder or an embedded model (the default: embedded:tiny-base); "
+                    "the same as --model",
+                    "positional",
+                ),
                 Argument(["--force"], "load even when the memory plan predicts the GPU cannot hold it", "flag"),
             ],
         ),
@@ -274,7 +288,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                 Argument(["rows"], "row numbers, e.g. 0 3 7 (default 0)", "rest"),
             ],
         ),
-        Subcommand("lora", "put a LoRA adapter on the model (config section lora)", "lora"),
+        Subcommand("lora", "put a LoRA adapter on the model and say where it went (config section lora)", "lora"),
         Subcommand(
             "train",
             "train the adapter; one live output shows progress (config section training)",
@@ -325,7 +339,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                 Argument(["path"], "where to save (default: the run folder)", "rest"),
             ],
         ),
-        Subcommand("status", "what is loaded, the current run and every run on disk"),
+        Subcommand("status", "what is loaded, the main settings, the current run and every run on disk"),
         Subcommand("stop", "stop the current run after its current step, with a checkpoint"),
         Subcommand(
             "help",
@@ -346,16 +360,28 @@ class Parsed:
     values: dict = field(default_factory=dict)  # non-config arguments
     rest: list[str] = field(default_factory=list)
     help: bool = False
-    run: bool = False
+    show: bool = False  # list the section's settings instead of acting
     verbose: bool = False
 
-    @property
-    def acts(self) -> bool:
-        """Settings commands act on any argument; with none, they only show the settings."""
-        return self.run or bool(self.changes) or bool(self.values) or bool(self.rest)
+
+def strip_comment(line: str) -> str:
+    """The line up to a ``#`` that starts a word outside quotes. IPython hands a line magic the rest of its
+    line, comment included, and a quick start written `%oss_finetune load   # the default` would load '#'."""
+    quote = None
+    for i, char in enumerate(line):
+        starts_word = i == 0 or line[i - 1].isspace()
+        if quote:
+            if char == quote:
+                quote = None
+        elif char in "'\"" and starts_word:
+            quote = char
+        elif char == "#" and starts_word:
+            return line[:i]
+    return line
 
 
 def split_line(line: str) -> list[str]:
+    line = strip_comment(line)
     try:
         return shlex.split(line, posix=True)
     except ValueError:
@@ -404,7 +430,10 @@ def parse(argv: list[str]) -> Parsed:
             parsed.help = True
             continue
         if token == "--run" and command.section in ("model", "lora", "training"):
-            parsed.run = True
+            # Acting is what a bare verb does now; notebooks written with --run keep working.
+            continue
+        if token == "--show" and command.section:
+            parsed.show = True
             continue
         if token.startswith("--") and len(token) > 2:
             flag, has_value, inline = token.partition("=")
@@ -549,7 +578,8 @@ def overview() -> str:
     lines += [
         "",
         f"%%{MAGIC} [SUBCOMMAND] with a YAML or JSON config as the cell body sets several fields at once.",
-        "Without options, load, lora and train show their settings; add options, or --run, to act.",
+        "load, data, lora and train act on the current settings; with --show they list that section's settings",
+        "instead (value, default, what each does). status shows what is loaded and the main settings.",
     ]
     return "\n".join(lines)
 
@@ -561,8 +591,9 @@ def command_help(command: Subcommand) -> str:
         extra = f" (one of {', '.join(argument.choices)})" if argument.choices else ""
         lines.append(f"  {label}: {argument.help}{extra}")
     if command.section:
-        if command.section in ("model", "lora", "training"):
-            lines.append("  --run: act with the current settings (without any option the settings are only shown)")
+        lines.append(
+            f"  --show: list the {command.section} settings (value, default, what each does) instead of acting"
+        )
         for option in command.options():
             default = json.dumps(option.prop.get("default"))
             if "boolean" in option.types:
@@ -637,6 +668,26 @@ def runs_text(status: dict) -> str:
     return "\n".join(lines)
 
 
+def settings_summary(session: Session) -> str:
+    """The settings people change most, one line a section."""
+    config = session.config
+    model, data, lora, training = config["model"], config["data"], config["lora"], config["training"]
+    steps = f"{training['max_steps']} steps" if training["max_steps"] is not None else f"{training['epochs']:g} epochs"
+    limit = f", first {data['limit']} rows" if data["limit"] else ""
+    experts = " + the experts" if lora["target_experts"] else ""
+    return "\n".join(
+        [
+            f"settings (`%{MAGIC} load --show`, and data, lora or train --show, list every field):",
+            f"  model: {model['name_or_path']}",
+            f"  data: {data['source']}{limit}, max_seq_length {data['max_seq_length']}, "
+            f"loss mask {data['loss_mask']}, effort {data['reasoning_effort']}",
+            f"  lora: r {lora['r']}, alpha {lora['alpha']:g}, targets {', '.join(lora['target_modules'])}{experts}",
+            f"  training: {steps} of {training['batch_size']} x {training['gradient_accumulation_steps']}, "
+            f"lr {training['learning_rate']:g}, runs in {training['output_dir']}",
+        ]
+    )
+
+
 # -- the magics -----------------------------------------------------------------------------------
 
 
@@ -663,6 +714,8 @@ class FinetuneMagics(Magics):
             raise UsageError(error_paragraph(error)) from None
 
     def _run(self, argv: list[str], cell: str | None):
+        # A kernel that had the magics from its start gets the side panel's channel with its first magic.
+        _register_comm(self.shell)
         parsed = parse(argv)
         session = get_session()
         command = parsed.command
@@ -673,12 +726,16 @@ class FinetuneMagics(Magics):
             if not argv or (command.name == "help" and not parsed.rest):
                 _publish(full_config_bundle(session))
                 return None
-            parsed.run = parsed.run or bool(changes)
         if parsed.help:
             _say(command_help(command))
             return None
+        if parsed.show:
+            _publish(settings_bundle(session, cast(str, command.section), _state_of(session, command.section)))
+            return None
         handler: Callable[[Session, Parsed], Any] = getattr(self, f"_do_{command.name}")
-        return handler(session, parsed)
+        # Each step the session takes on the way (a load, the data, the adapter) says so in one line.
+        with reporting(_say):
+            return handler(session, parsed)
 
     # Each handler shows its result; none returns a value, so the cell has no Out[] echo.
     def _do_help(self, session: Session, parsed: Parsed):
@@ -700,19 +757,17 @@ class FinetuneMagics(Magics):
         environment.show()
 
     def _do_load(self, session: Session, parsed: Parsed):
-        if not parsed.acts:
-            state = session.loaded.description if session.loaded is not None else "not loaded yet"
-            _publish(settings_bundle(session, "model", state))
-            return
         force = bool(parsed.values.get("force"))
         changes = {k: v for k, v in parsed.changes.items()}
+        # A hub that cannot be reached is said at once, before the plan asks it for the architecture.
+        session.check_model_source(changes.get("name_or_path"))
         # Before minutes of download and loading: will the weights fit where they are going?
         before = _plan_or_none(session, {"model": changes} if changes else None)
         if before is not None and before.loads is False and not force:
             raise MagicError(memory_refusal(before, "loading"))
         loaded = session.load(changes)
         plan = _plan_or_none(session)
-        text = f"loaded {loaded.description}"
+        text = loaded_line(loaded)
         if plan is None:
             _say(text)
             return
@@ -727,18 +782,11 @@ class FinetuneMagics(Magics):
         display.show("harmony-tokens", session.show(rows))
 
     def _do_lora(self, session: Session, parsed: Parsed):
-        if not parsed.acts:
-            state = session.describe_adapter() or "no adapter on the model yet"
-            _publish(settings_bundle(session, "lora", state))
-            return
+        replacing = session.has_adapter()
         session.lora(parsed.changes)
-        _say(cast(str, session.describe_adapter()))  # an adapter is on now
+        _say(f"{'replaced the adapter with' if replacing else 'added'} {session.describe_adapter()}")
 
     def _do_train(self, session: Session, parsed: Parsed):
-        if not parsed.acts:
-            running = f"run {session.trainer.run_id} is training" if session.is_training() else ""
-            _publish(settings_bundle(session, "training", running))
-            return
         force = bool(parsed.values.get("force"))
         resume = parsed.values.get("resume")
         if parsed.changes:
@@ -747,6 +795,8 @@ class FinetuneMagics(Magics):
             session.resolve_checkpoint(resume)  # a wrong folder is reported before the model loads
         session.ensure_loaded()
         session.ensure_data()
+        # The adapter goes on before the plan, so the plan counts the targets it really has.
+        session.ensure_adapter()
         plan, adjusted = session.fit_training_to_memory()
         if plan.fits is False and not force:
             raise MagicError(memory_refusal(plan, "training"))
@@ -771,7 +821,7 @@ class FinetuneMagics(Magics):
         max_new = _int_arg(
             parsed.values.get("max_new_tokens", "64"), "--max-new-tokens", "chat --max-new-tokens 64 ..."
         )
-        _ensure_model(session, "chat")
+        session.ensure_loaded()
         tokenizer = session.loaded.tokenizer
 
         def decode(ids: list[int]) -> str:
@@ -813,7 +863,7 @@ class FinetuneMagics(Magics):
         effort = parsed.values.get("effort")
         use_adapter = not parsed.values.get("no_adapter")
         count = _int_arg(limit, "--limit", "eval --limit 20") if limit else None
-        _ensure_model(session, "eval")
+        session.ensure_loaded()
         from ..training.language import DEFAULT_BATCH
 
         progress: list[display.ProgressLine] = []
@@ -853,7 +903,7 @@ class FinetuneMagics(Magics):
             _say(f"adapter saved to {where} (PEFT format: PeftModel.from_pretrained(base_model, path))")
 
     def _do_status(self, session: Session, parsed: Parsed):
-        _say(runs_text(session.status()))
+        _say(runs_text(session.status()) + "\n" + settings_summary(session))
         payload = session.last_run_payload()
         if payload is not None:
             display.show("training-run", payload)
@@ -867,12 +917,17 @@ class FinetuneMagics(Magics):
         )
 
 
-def _ensure_model(session: Session, what: str) -> None:
-    """Load the configured model when it is not loaded yet, saying so in one line first (it takes a while)."""
-    loaded = session.loaded
-    if loaded is None or loaded.config != session.config["model"]:
-        _say(f"{what}: loading {session.config['model']['name_or_path']} first")
-        session.ensure_loaded()
+def _state_of(session: Session, section: str | None) -> str:
+    """The note beside a section's settings: what of it is in effect now."""
+    if section == "model":
+        return session.loaded.description if session.loaded is not None else "not loaded yet"
+    if section == "lora":
+        return session.describe_adapter() or "no adapter on the model yet"
+    if section == "training":
+        return f"run {session.trainer.run_id} is training" if session.is_training() else ""
+    if section == "data":
+        return "prepared" if session.prepared is not None else "not prepared yet"
+    return ""
 
 
 def _plan_or_none(session: Session, changes: dict | None = None):
@@ -989,9 +1044,36 @@ def register_completer(ipython) -> None:
         ipython.set_hook("complete_command", _complete_hook, str_key=key)
 
 
-def load_ipython_extension(ipython) -> None:
+def _import_tqdm_quietly() -> None:
+    """tqdm.auto, on its first import in a kernel without ipywidgets, warns "IProgress not found" in red, in
+    whichever cell first loads transformers. Imported here with that warning filtered, it picks the same
+    console bars and says nothing."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            importlib.import_module("tqdm.auto")
+    except ImportError:
+        pass
+
+
+def register(ipython) -> None:
+    """The magics and their tab completion: what the oss-finetune kernel sets up as it starts."""
+    _import_tqdm_quietly()
     ipython.register_magics(FinetuneMagics)
     register_completer(ipython)
-    from . import comm
 
-    comm.register(ipython)
+
+_comm_registered = False
+
+
+def _register_comm(ipython) -> None:
+    global _comm_registered
+    if not _comm_registered:
+        from . import comm
+
+        _comm_registered = comm.register(ipython)
+
+
+def load_ipython_extension(ipython) -> None:
+    register(ipython)
+    _register_comm(ipython)

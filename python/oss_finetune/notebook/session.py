@@ -13,11 +13,14 @@ reopened notebook, still lists every run with how it ended.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import json
 import re
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -55,6 +58,66 @@ class SessionError(UserError, RuntimeError):
 
 merge_config = deep_merge  # changes laid over a config: sections merged, lists and scalars replaced
 
+# Where the one-line notes of automatic steps go ("loaded ...", "prepared ...", "LoRA: ..."): the magics
+# point it at the cell's output while they run; elsewhere (the comm's training thread, a worker, code
+# calling the session) steps stay quiet.
+_NOTES: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar("oss_finetune_notes", default=None)
+
+
+@contextlib.contextmanager
+def reporting(say: Callable[[str], Any]) -> Iterator[None]:
+    """Send the session's step notes to ``say`` within the block."""
+    token = _NOTES.set(say)
+    try:
+        yield
+    finally:
+        _NOTES.reset(token)
+
+
+def note(text: str) -> None:
+    say = _NOTES.get()
+    if say is not None:
+        say(text)
+
+
+def default_model() -> str:
+    return FinetuneConfig().model.name_or_path
+
+
+def loaded_line(loaded, *, short: bool = False) -> str:
+    """What a load says: the full description, or (``short``, for a load that happened on the way) name and
+    device. The default and the random embedded models say which they are."""
+    from ..embedded import EMBEDDED_RANDOM, EMBEDDED_TINY
+    from ..modeling import sources
+
+    name = loaded.name_or_path
+    if name == default_model():
+        kind = "the trained offline default"
+    elif name in (EMBEDDED_TINY, *EMBEDDED_RANDOM):
+        # Its babble looks like a broken install unless it says what it is.
+        kind = f"{sources.source_for(name).summary}, for tests and benches; {default_model()} is the trained one"
+    else:
+        kind = ""
+    if short:
+        dtype = str(loaded.dtype).removeprefix("torch.")
+        return f"loaded {name}{f' ({kind})' if kind else ''} on {loaded.device} in {dtype}"
+    return f"loaded {loaded.description}{f' — {kind}' if kind else ''}"
+
+
+def data_line(prepared) -> str:
+    summary = prepared.summary
+    over = summary["over_limit"]
+    dropped = (
+        f"; {over['rows']:,} over max_seq_length {summary['max_seq_length']} "
+        f"{'truncated' if over['action'] == 'truncate' else 'left out'}"
+        if over["rows"]
+        else ""
+    )
+    return (
+        f"prepared {summary['source']}: {summary['rows']:,} rows, {summary['tokens_trained']:,} of "
+        f"{summary['tokens_total']:,} tokens trained (loss mask {summary.get('loss_mask', '?')}){dropped}"
+    )
+
 
 class Session:
     """Everything the notebook has loaded and trained so far. Thread-safe where the comm needs it."""
@@ -84,6 +147,14 @@ class Session:
         with self._lock:
             return self.settings.to_dict()
 
+    def _with(self, section: str, changes: dict | None) -> FinetuneConfig:
+        """The config with ``changes`` laid over one section, validated and not yet adopted."""
+        if not changes:
+            return self.settings
+        partial = {section: changes}
+        schema.validate("finetune-config", partial)
+        return self.settings.merged(partial)
+
     def set_config(self, changes: dict | None = None, *, replace: bool = False) -> dict:
         """Merge a partial config (or replace the whole one) after validating it; returns the full config."""
         if changes is None:
@@ -98,24 +169,34 @@ class Session:
 
     # -- model ---------------------------------------------------------------------------------
     def load(self, changes: dict | None = None) -> Any:
-        """Load the model of ``config.model`` (after merging ``changes`` into it)."""
+        """Load the model of ``config.model`` (after merging ``changes`` into it). A load that fails changes
+        nothing: the config keeps the model that is loaded, so the next step does not try the failed one again."""
         from ..modeling.model import load_model
 
-        if changes:
-            self.set_config({"model": changes})
         self._refuse_while_training("load a model")
+        settings = self._with("model", changes)
+        self.check_model_source(settings.model.name_or_path)
+        loaded = load_model(settings.model)
         with self._lock:
-            self.loaded = load_model(self.settings.model)
-            self.model = self.loaded.model
+            if changes:
+                self.settings = self.settings.merged({"model": changes})
+            self.loaded = loaded
+            self.model = loaded.model
             self.adapter_settings = None
             # The tokenizer may have changed, so prepared data is stale.
             self.prepared = None
             self._prepared_key = None
             return self.loaded
 
+    def check_model_source(self, name: str | None = None) -> None:
+        """Fail at once, saying what to do, when a hub model cannot be fetched from this kernel."""
+        from . import hub
+
+        hub.check(name or self.settings.model.name_or_path)
+
     def ensure_loaded(self):
         if self.loaded is None or self.loaded.config != self.config["model"]:
-            self.load()
+            note(loaded_line(self.load(), short=True))
         return self.loaded
 
     # -- data ----------------------------------------------------------------------------------
@@ -123,11 +204,12 @@ class Session:
         """Read and tokenize ``config.data``; returns data.Prepared (examples and a dataset-summary payload)."""
         from ..core import data as data_module
 
-        if changes:
-            self.set_config({"data": changes})
+        settings = self._with("data", changes)
         loaded = self.ensure_loaded()
+        prepared = data_module.prepare(settings.data, loaded.tokenizer)
         with self._lock:
-            prepared = data_module.prepare(self.settings.data, loaded.tokenizer)
+            if changes:
+                self.settings = self.settings.merged({"data": changes})
             self.prepared = prepared
             self._prepared_key = self._data_key()
             return prepared
@@ -137,7 +219,7 @@ class Session:
 
     def ensure_data(self):
         if self.prepared is None or self._prepared_key != self._data_key():
-            self.data()
+            note(data_line(self.data()))
         return self.prepared
 
     def show(self, rows: list[int] | None = None) -> dict:
@@ -194,22 +276,34 @@ class Session:
 
     # -- adapter -------------------------------------------------------------------------------
     def lora(self, changes: dict | None = None):
-        """Put a fresh LoRA adapter of ``config.lora`` on the model (replacing any adapter there)."""
-        from ..modeling.model import apply_lora
+        """Put a fresh LoRA adapter of ``config.lora`` on the model (replacing any adapter there).
 
-        if changes:
-            self.set_config({"lora": changes})
+        The target list is checked against the model first (``lora_targets``): MLP names that gpt-oss
+        does not have become LoRA on its experts, said in one note, and the config says so from then
+        on; a name that matches nothing is refused. A refused adapter changes nothing.
+        """
+        from ..modeling.model import apply_lora
+        from . import lora_targets
+
         self._refuse_while_training("change the adapter")
+        settings = self._with("lora", changes)
         loaded = self.ensure_loaded()
+        resolved = lora_targets.resolve(settings.lora.to_dict(), loaded.model, loaded.name_or_path)
         with self._lock:
             base = loaded.model
             if self.model is not None and hasattr(self.model, "unload"):
                 # unload() takes the old adapter's layers out again, leaving the base weights as loaded.
                 base = self.model.unload()
-            self.model = apply_lora(base, self.settings.lora, seed=self.settings.training.seed)
+            with warnings.catch_warnings():
+                # peft asks transformers' deprecated is_gradient_checkpointing; that warning is for peft.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                self.model = apply_lora(base, resolved.lora, seed=self.settings.training.seed)
             self.loaded.model = base
+            self.settings = self.settings.merged({"lora": resolved.lora})
             self.adapter_settings = copy.deepcopy(self.config["lora"])
-            return self.model
+        if resolved.note:
+            note(resolved.note)
+        return self.model
 
     def has_adapter(self) -> bool:
         return self.model is not None and hasattr(self.model, "peft_config")
@@ -218,12 +312,16 @@ class Session:
         self.ensure_loaded()
         if not self.has_adapter() or self.adapter_settings != self.config["lora"]:
             self.lora()
+            note(f"added {self.describe_adapter()}")
         return self.model
 
     def describe_adapter(self) -> str | None:
-        from ..modeling.model import describe_lora
+        """r, alpha, each target with its parameter count and the trainable total; None without an adapter."""
+        from . import lora_targets
 
-        return describe_lora(self.model) if self.has_adapter() else None
+        if not self.has_adapter():
+            return None
+        return lora_targets.describe(self.model, self.adapter_settings or self.config["lora"])
 
     # -- training ------------------------------------------------------------------------------
     def is_training(self) -> bool:

@@ -186,6 +186,20 @@ def _metric_lines(path: Path) -> list[str]:
     return lines
 
 
+def _checkpointing(model, on: bool) -> None:
+    """Switch activation checkpointing on or off, by the names transformers 5 has for it (the old
+    gradient_checkpointing_* ones warn that they go away in v6), or the old ones where they are all there is."""
+    if on:
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def _is_cuda_failure(error: BaseException) -> bool:
     if isinstance(error, torch.OutOfMemoryError):
         return True
@@ -807,7 +821,7 @@ class Trainer:
         previous_cache = getattr(inner.config, "use_cache", None)
         inner.config.use_cache = False
         if s["gradient_checkpointing"] and self.engine == "transformers":
-            inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _checkpointing(inner, True)
         self.model.train()
         self._first_step = self.step
         self._t0 = time.perf_counter()
@@ -927,7 +941,7 @@ class Trainer:
         inner = unwrap(self.model)
         if self.settings["gradient_checkpointing"]:
             with contextlib.suppress(Exception):
-                inner.gradient_checkpointing_disable()
+                _checkpointing(inner, False)
         if previous_cache is not None:
             inner.config.use_cache = previous_cache
         self.model.train(was_training)
