@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the project needs on a fresh clone, and skips each step that is already done:
 #   npm ci · the Python venv in .venv (python/ with its test extras, pinned by python/constraints.txt)
-#   · the TypeScript and labextension builds · the `oss-finetune` kernelspec · Debian's chromium
+#   · the TypeScript and labextension builds · the `oss-finetune` kernelspec (magics loaded at start)
+#   · Debian's chromium
 #   (only with --browser, for the end-to-end tests).
 # A step is redone when its inputs changed since it last succeeded (stamps in .setup/).
 set -euo pipefail
@@ -93,30 +94,12 @@ else
 fi
 
 # 4. kernelspec ------------------------------------------------------------------------------
-kernel_json=$("$PY" - <<'EOF'
-import json, os, sys
-from jupyter_client.kernelspec import KernelSpecManager
-try:
-    spec = KernelSpecManager().get_kernel_spec("oss-finetune")
-    print(spec.argv[0])
-except Exception:
-    print("")
-EOF
-)
-if [ "$kernel_json" = "$ROOT/.venv/bin/python" ]; then
+# The kernel loads the %oss_finetune magics as it starts, so they survive a kernel restart.
+if "$PY" -m oss_finetune kernel --user --python "$ROOT/.venv/bin/python" --check; then
   say "kernelspec oss-finetune up to date"
 else
-  say "installing kernelspec oss-finetune -> .venv/bin/python"
-  "$PY" -m ipykernel install --user --name oss-finetune --display-name "Python (oss-finetune)" >/dev/null
-  # ipykernel writes sys.executable, which may be the resolved interpreter; point it at the venv.
-  "$PY" - "$ROOT/.venv/bin/python" <<'EOF'
-import json, sys
-from jupyter_client.kernelspec import KernelSpecManager
-path = KernelSpecManager().get_kernel_spec("oss-finetune").resource_dir + "/kernel.json"
-spec = json.load(open(path))
-spec["argv"][0] = sys.argv[1]
-json.dump(spec, open(path, "w"), indent=1)
-EOF
+  say "installing kernelspec oss-finetune -> .venv/bin/python, with %oss_finetune loaded at start"
+  "$PY" -m oss_finetune kernel --user --python "$ROOT/.venv/bin/python" >/dev/null
 fi
 
 # 5. Chromium, for the end-to-end tests --------------------------------------------------------

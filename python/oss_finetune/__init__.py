@@ -12,3 +12,11 @@ def load_ipython_extension(ipython):
     from .notebook.magics import load_ipython_extension as load
 
     load(ipython)
+
+
+def register_magics(ipython):
+    """The %oss_finetune magics alone, as the oss-finetune kernel registers them when it starts; the side
+    panel's channel comes with `%load_ext oss_finetune` or the first magic."""
+    from .notebook.magics import register
+
+    register(ipython)

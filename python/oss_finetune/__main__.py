@@ -6,11 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import cli
+from . import cli, kernelspec
 
 # name -> (help, add_arguments, run)
 SUBCOMMANDS = {
     "render": ("render conversations in Harmony and print text or token ids", cli.add_render_arguments, cli.run_render),
+    "kernel": (
+        "install the oss-finetune Jupyter kernel, which registers the magics as it starts",
+        kernelspec.add_kernel_arguments,
+        kernelspec.run_kernel,
+    ),
 }
 
 

@@ -57,9 +57,8 @@ function ensureKernelspec(): void {
     return;
   }
   log(`installing kernelspec ${KERNEL_NAME} (missing)`);
-  execFileSync(PYTHON, ['-m', 'ipykernel', 'install', '--user', '--name', KERNEL_NAME, '--display-name', 'Python (oss-finetune)'], {
-    stdio: 'inherit',
-  });
+  // The same kernelspec as the set-up script's: the magics are registered as the kernel starts.
+  execFileSync(PYTHON, ['-m', 'oss_finetune', 'kernel', '--user', '--name', KERNEL_NAME], { stdio: 'inherit' });
 }
 
 /** `load` names the content-hashed remoteEntry file, so two builds with equal `load` are the same build. */
