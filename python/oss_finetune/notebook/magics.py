@@ -580,6 +580,7 @@ def overview() -> str:
         f"%%{MAGIC} [SUBCOMMAND] with a YAML or JSON config as the cell body sets several fields at once.",
         "load, data, lora and train act on the current settings; with --show they list that section's settings",
         "instead (value, default, what each does). status shows what is loaded and the main settings.",
+        "A word starting with # ends the line, as a comment in Python does.",
     ]
     return "\n".join(lines)
 
