@@ -137,3 +137,41 @@ def test_a_model_the_decoding_path_does_not_walk_goes_through_transformers(promp
     ours = generate(model, None, prompts[0], 5, on_token=streamed.append)
     assert ours == transformers_generate(model, [prompts[0]], 5)[0]
     assert streamed == ours and len(ours) == 5
+
+
+def test_an_adapter_on_the_output_layer_is_not_applied_to_the_rows_without_it(prompts, monkeypatch):
+    # modeling.decoding switches LoRA per row on the attention and the experts only; LoRA on the output
+    # layer (the tool-calling tutorial's) would reach the "before" rows too, so such a batch runs in two passes.
+    from oss_finetune.training.generation import adapters_switch_per_row
+
+    model = apply_lora(build_embedded_model(), {"r": 4, "alpha": 8, "target_modules": ["q_proj", "lm_head"]}, seed=0)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    assert not adapters_switch_per_row(model)
+    calls = []
+    real = decoding.generate_batch
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("adapter_rows"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decoding, "generate_batch", counted)
+    prompt = prompts[2]
+    streamed: list[tuple[int, int]] = []
+    before, after = generate_many(
+        model, [prompt, prompt], NEW, adapter_rows=[False, True], on_token=lambda row, t: streamed.append((row, t))
+    )
+    assert calls == [None, None]
+    assert before == generate(model, None, prompt, NEW, use_adapter=False)
+    assert after == generate(model, None, prompt, NEW, use_adapter=True)
+    assert before != after
+    assert [t for row, t in streamed if row == 0] == before and [t for row, t in streamed if row == 1] == after
+
+
+def test_adapters_on_attention_and_experts_switch_per_row(adapted, base):
+    from oss_finetune.training.generation import adapters_switch_per_row
+
+    assert adapters_switch_per_row(adapted) and adapters_switch_per_row(base)

@@ -96,59 +96,70 @@ def generate_many(
             use_adapter, adapter_rows = adapter_rows[0], None
         else:
             use_adapter = True  # switched on for the whole model; the rows say where it applies
-    was_training = model.training
-    model.eval()  # the adapter's dropout is for training only
-    try:
-        if engine.supports(model):
+    decoding = engine.supports(model)
+
+    def one_pass(batch: list[list[int]], adapter: bool, rows_on: list[bool] | None, stream) -> list[list[int]]:
+        if decoding:
             from ..modeling.decoding import generate_batch
 
             options: dict[str, Any] = dict(
-                stop_token_ids=tuple(stop_token_ids),
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-                on_token=on_token,
+                stop_token_ids=tuple(stop_token_ids), temperature=temperature, top_p=top_p, seed=seed, on_token=stream
             )
-            if adapter_rows is not None:
-                options["adapter_rows"] = adapter_rows
-            with adapter_enabled(model, use_adapter):
-                return generate_batch(model, prompts, max_new_tokens, **options)
+            if rows_on is not None:
+                options["adapter_rows"] = rows_on
+            with adapter_enabled(model, adapter):
+                return generate_batch(model, batch, max_new_tokens, **options)
+        return transformers_generate(
+            model,
+            batch,
+            max_new_tokens,
+            tokenizer=tokenizer,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            use_adapter=adapter,
+            stop_token_ids=stop_token_ids,
+            on_token=stream,
+        )
+
+    was_training = model.training
+    model.eval()  # the adapter's dropout is for training only
+    try:
         if adapter_rows is None:
-            return transformers_generate(
-                model,
-                prompts,
-                max_new_tokens,
-                tokenizer=tokenizer,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-                use_adapter=use_adapter,
-                stop_token_ids=stop_token_ids,
-                on_token=on_token,
-            )
-        # transformers cannot switch the adapter per row: one pass for each setting, rows put back in order.
+            return one_pass(prompts, use_adapter, None, on_token)
+        if decoding and adapters_switch_per_row(model):
+            return one_pass(prompts, True, adapter_rows, on_token)
+        # The adapter cannot be switched per row here: one pass for each setting, rows put back in order.
         out: list[list[int]] = [[] for _ in prompts]
         for flag in (False, True):
             rows = [row for row, wanted in enumerate(adapter_rows) if wanted == flag]
             if not rows:
                 continue
-            made = transformers_generate(
-                model,
-                [prompts[row] for row in rows],
-                max_new_tokens,
-                tokenizer=tokenizer,
-                temperature=temperature,
-                top_p=top_p,
-                seed=seed,
-                use_adapter=flag,
-                stop_token_ids=stop_token_ids,
-                on_token=_renumbered(on_token, rows),
-            )
+            made = one_pass([prompts[row] for row in rows], flag, None, _renumbered(on_token, rows))
             for row, new in zip(rows, made):
                 out[row] = new
         return out
     finally:
         model.train(was_training)
+
+
+# The LoRA layers modeling.decoding applies row by row; it runs any other (the output layer's, the
+# embedding's) as a plain module, for every row of the batch alike.
+_PER_ROW_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def adapters_switch_per_row(model) -> bool:
+    """Whether modeling.decoding can apply every LoRA layer of ``model`` to some rows of a batch only."""
+    for name, module in unwrap(model).named_modules():
+        if not getattr(module, "lora_A", None):
+            continue
+        parts = name.split(".")
+        if "self_attn" in parts and parts[-1] in _PER_ROW_LAYERS:
+            continue
+        if "experts" in parts:
+            continue
+        return False
+    return True
 
 
 def _renumbered(on_token: Callable[[int, int], Any] | None, rows: list[int]) -> Callable[[int, int], Any] | None:
