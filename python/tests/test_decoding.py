@@ -183,3 +183,39 @@ def test_on_a_gpu_in_bf16_the_tokens_agree_with_transformers_up_to_a_near_tie():
         assert gap <= 0.05 * spread, (
             f"token {at}: ours {mine[at]}, transformers {theirs[at]}, gap {gap:.4f}, spread {spread:.4f}"
         )
+
+
+@cuda
+def test_on_a_gpu_the_next_call_reuses_the_captured_step_until_the_weights_change():
+    from oss_finetune.modeling.decoding import _decoder_for
+
+    model = with_adapter(False).to("cuda", torch.bfloat16)
+    first = generate_batch(model, PROMPTS, 8)
+    kept = _decoder_for(model, PROMPTS, 8, None)
+    assert kept._graph is not None  # the first call's captured step, ready to replay
+    assert generate_batch(model, PROMPTS, 8) == first
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if "lora_B" in n).mul_(0)  # as an optimizer step would
+    assert _decoder_for(model, PROMPTS, 8, None) is not kept
+
+
+def greedy_with(decoder: Decoder, steps: int) -> list[list[int]]:
+    logits, out = decoder.prefill(), []
+    for _ in range(steps):
+        chosen = logits.argmax(-1)
+        out.append(chosen.tolist())
+        logits = decoder.step(chosen)
+    return [list(row) for row in zip(*out)]
+
+
+def test_a_decoder_reset_with_new_prompts_continues_them_as_a_new_one_would():
+    """What lets a GPU keep one captured decode step across calls: new prompts go into the same buffers."""
+    model = with_adapter(False)
+    others = [list(range(500, 510)), list(range(600, 633)), list(range(700, 702))]
+    decoder = Decoder(model, PROMPTS, 6, capacity=64, adapter_rows=[True, False, True])
+    greedy_with(decoder, 6)
+    decoder.reset(others, 6, [False, True, True])
+    fresh = Decoder(model, others, 6, adapter_rows=[False, True, True])
+    assert greedy_with(decoder, 6) == greedy_with(fresh, 6)
+    with pytest.raises(ValueError, match="same batch size"):
+        decoder.reset(others[:2], 6, None)

@@ -219,11 +219,9 @@ class Decoder:
         *,
         adapter_rows: Sequence[bool] | None = None,
         cuda_graphs: bool | None = None,
+        capacity: int | None = None,
     ):
-        if not prompts or any(len(p) == 0 for p in prompts):
-            raise ValueError("every prompt needs at least one token")
-        if adapter_rows is not None and len(adapter_rows) != len(prompts):
-            raise ValueError(f"adapter_rows has {len(adapter_rows)} entries for {len(prompts)} prompts")
+        _check(prompts, adapter_rows)
         self.inner = _causal_lm(model)
         self.body = self.inner.model
         parameter = next(self.inner.parameters())
@@ -232,7 +230,9 @@ class Decoder:
         lengths = [len(p) for p in prompts]
         self.width = max(lengths)
         self.pad = torch.tensor([self.width - n for n in lengths], device=self.device)  # empty columns of each row
-        self.cache = KVCache.empty(self.inner, len(prompts), self.width + max_new_tokens, self.dtype, self.device)
+        capacity = max(capacity or 0, self.width + max_new_tokens)
+        self.capacity = capacity  # columns: prompt plus new tokens
+        self.cache = KVCache.empty(self.inner, len(prompts), capacity, self.dtype, self.device)
         self.row_scale = None
         if adapter_rows is not None and not all(adapter_rows):
             self.row_scale = torch.tensor([[float(on)] for on in adapter_rows], dtype=self.dtype, device=self.device)
@@ -243,6 +243,21 @@ class Decoder:
         self._graph_logits: torch.Tensor | None = None
         self._eager_steps = 0
         self.adapters = _Adapters(self.dtype)
+
+    def reset(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, adapter_rows: Sequence[bool] | None) -> None:
+        """Take new prompts of the same batch size into this decoder's buffers, keeping its cache and its
+        captured step: the graph reads these very tensors, so new values are copied into them."""
+        _check(prompts, adapter_rows)
+        lengths = [len(p) for p in prompts]
+        if len(prompts) != self.next_ids.shape[0] or max(lengths) + max_new_tokens > self.capacity:
+            raise ValueError("reset needs the same batch size and prompts that fit the cache")
+        self.prompts = [list(p) for p in prompts]
+        self.width = max(lengths)
+        self.pad.copy_(torch.tensor([self.width - n for n in lengths]))
+        if (self.row_scale is None) != (adapter_rows is None or all(adapter_rows)):
+            raise ValueError("reset cannot switch between one adapter setting and one per row")
+        if self.row_scale is not None and adapter_rows is not None:
+            self.row_scale.copy_(torch.tensor([[float(on)] for on in adapter_rows]))
 
     # -- prefill ---------------------------------------------------------------------------------
     def _store_prompt(self, layer: LayerCache, k, v, rows, columns, kept) -> None:
@@ -345,6 +360,60 @@ class Decoder:
         return self._decode()
 
 
+def _check(prompts: Sequence[Sequence[int]], adapter_rows: Sequence[bool] | None) -> None:
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    if adapter_rows is not None and len(adapter_rows) != len(prompts):
+        raise ValueError(f"adapter_rows has {len(adapter_rows)} entries for {len(prompts)} prompts")
+
+
+# A kept decoder serves any call whose prompt plus new tokens fit its cache: lengths are rounded up to
+# this, so a chat's turns and an evaluation's batches reuse one captured step.
+CACHE_COLUMNS = 256
+
+
+def _weights_state(inner) -> tuple:
+    """What the captured step baked in: which tensors the weights are and how often they were changed
+    in place (an optimizer step, a loaded adapter), and each LoRA layer's on/off state."""
+    weights = tuple((id(t), t.data_ptr(), t._version) for t in inner.parameters())
+    switches = tuple(
+        (m.disable_adapters, tuple(m.active_adapters), m.merged) for m in inner.modules() if hasattr(m, "lora_A")
+    )
+    return weights, switches
+
+
+def _decoder_for(model, prompts, max_new_tokens, adapter_rows) -> Decoder:
+    """A decoder for this call: on CUDA, the one kept from the previous call when nothing it captured has
+    changed (capturing costs about as much as fifty decoded tokens); otherwise a new one, then kept."""
+    inner = _causal_lm(model)
+    device = next(inner.parameters()).device
+    if not _capture_graphs(device):
+        return Decoder(model, prompts, max_new_tokens, adapter_rows=adapter_rows)
+    width = max((len(p) for p in prompts), default=0)
+    capacity = -(-(width + max_new_tokens) // CACHE_COLUMNS) * CACHE_COLUMNS
+    per_row = adapter_rows is not None and not all(adapter_rows)
+    key = (len(prompts), capacity, per_row, _weights_state(inner))
+    kept = getattr(inner, "_kept_decoder", None)
+    if kept is not None and kept[0] == key:
+        decoder = kept[1]
+        decoder.reset(prompts, max_new_tokens, adapter_rows)
+        return decoder
+    release_decoder(model)
+    decoder = Decoder(model, prompts, max_new_tokens, adapter_rows=adapter_rows, capacity=capacity)
+    inner._kept_decoder = (key, decoder)
+    return decoder
+
+
+def release_decoder(model) -> None:
+    """Free the decoder kept on ``model`` (its KV cache, joined weights and captured step), e.g. before
+    training, whose memory plan does not count it."""
+    inner = _causal_lm(model)
+    if getattr(inner, "_kept_decoder", None) is not None:
+        inner._kept_decoder = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 def generate_batch(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -360,7 +429,7 @@ def generate_batch(
     """New tokens for each prompt, each row cut after its first stop token. Greedy unless ``temperature``
     > 0 (then top-p sampling from a generator seeded by ``seed``). ``on_token(row, id)`` streams them.
     ``adapter_rows``: per row, whether the LoRA adapter applies (default: as the model stands)."""
-    decoder = Decoder(model, prompts, max_new_tokens, adapter_rows=adapter_rows)
+    decoder = _decoder_for(model, prompts, max_new_tokens, adapter_rows)
     generator = None
     if temperature and temperature > 0:
         generator = torch.Generator(device=decoder.device)

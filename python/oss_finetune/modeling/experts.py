@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from . import row_kernels
 from .kernels import fused, grouped_mm, wide
 
 
@@ -109,11 +110,15 @@ def experts_forward(
         raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
     tokens, top_k = top_indices.shape
     flat = top_indices.reshape(-1)
-    by_row = own_product is not None and hasattr(base, "row_product") and flat.numel() <= ROW_PRODUCT_MAX_ROWS
+    few = flat.numel() <= ROW_PRODUCT_MAX_ROWS
+    by_row = own_product is not None and hasattr(base, "row_product") and few
+    dense_by_row = own_product is None and few and row_kernels.available(x)
 
     def product(rows, name):
         if by_row:
             return base.row_product(rows, name, expert_ids)
+        if dense_by_row:
+            return row_kernels.dense_rows(rows, getattr(base, name), expert_ids)
         if own_product is not None:
             return own_product(rows, name, offsets)
         return grouped_mm(rows, getattr(base, name), offsets)

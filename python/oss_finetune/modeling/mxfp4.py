@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from . import row_kernels
 from .experts import experts_forward
 from .kernels import fused, grouped_mm
 
@@ -194,6 +195,8 @@ class Mxfp4Experts(torch.nn.Module):
         """Each row times its own expert's matrix, dequantizing only the experts the rows chose: the
         product a few decoded tokens need (the grouped one converts whole stacks)."""
         blocks, scales = getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales")
+        if row_kernels.available(rows):
+            return row_kernels.mxfp4_rows(rows, blocks, scales, expert_ids)
         weight = fused(dequantize, rows)(blocks[expert_ids], scales[expert_ids], rows.dtype)  # rows, out, in
         return torch.bmm(weight, rows[:, :, None])[..., 0]
 

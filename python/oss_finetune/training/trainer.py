@@ -802,6 +802,10 @@ class Trainer:
         self.message = None
 
         device = model_device(self.model)
+        # A decoder kept from the last chat or eval holds GPU memory the plan gives to training.
+        from ..modeling.decoding import release_decoder
+
+        release_decoder(self.model)
         try:
             if resume_from is not None:
                 self.continue_run_of(resume_from)
