@@ -32,6 +32,8 @@ def test_before_after_puts_both_answers_side_by_side(session):
     conversation = payload["conversations"][0]
     assert conversation["tokens"]["label"] == "base model"
     assert conversation["compare"]["label"] == "with adapter"
+    # Generated text is no training row: the view opens it without the loss mask.
+    assert conversation["origin"] == "generation"
     # Both streams start with the same prompt, which says the effort and the reasoning language.
     prompt_text = "".join(conversation["tokens"]["text"])
     assert "Reasoning: high" in prompt_text and "French" in prompt_text

@@ -715,6 +715,8 @@ class Session:
         known = {m["index"] for m in conversation["messages"]}
         conversation["messages"] += [m for m in adapted["messages"] if m["index"] not in known]
         conversation["title"] = f"{title}: base model | with adapter"
+        # Nothing in a generated answer is a training target; the view then opens with the mask off.
+        conversation["origin"] = "generation"
         payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
         return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
 

@@ -15,6 +15,10 @@ export interface HarmonyTokensPayload {
 export interface HarmonyConversationView {
   title?: string;
   loss_mask?: 'assistant' | 'calls_and_final' | 'final' | 'all';
+  /**
+   * Where the tokens come from. 'data' (the default when absent): a training row, whose trained flags are the loss mask. 'generation': a prompt and a model's answer; nothing in it is a training target, so the view opens with the loss mask off.
+   */
+  origin?: 'data' | 'generation';
   messages: HarmonyMessageInfo[];
   tokens: HarmonyTokenStream;
   compare?: HarmonyTokenStream1;
