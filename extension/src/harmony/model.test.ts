@@ -1,4 +1,4 @@
-import { StreamSource, columns, diffSources, displayText, streamProblems } from './model';
+import { StreamSource, alignSources, columns, diffSources, displayText, streamProblems } from './model';
 import { layoutLines, lineOf, measure } from './layout';
 import { makeStream } from '../testing/fixtures';
 
@@ -72,5 +72,17 @@ describe('diffSources', () => {
     const diff = diffSources(new StreamSource(before), new StreamSource(after), 1);
     const changes = Array.from({ length: diff.length }, (_, k) => diff.change(k));
     expect(changes).toEqual(['same', 'removed', 'removed', 'added', 'added', 'same']);
+  });
+});
+
+describe('alignSources', () => {
+  it('pairs the tokens the diff keeps, across a shared prompt and after the answers part', () => {
+    const before = makeStream(5);
+    before.ids = [1, 2, 3, 4, 5];
+    const after = makeStream(6);
+    after.ids = [1, 2, 9, 9, 4, 5];
+    const { toAfter, toBefore } = alignSources(new StreamSource(before), new StreamSource(after));
+    expect(Array.from(toAfter)).toEqual([0, 1, -1, 4, 5]);
+    expect(Array.from(toBefore)).toEqual([0, 1, -1, -1, 3, 4]);
   });
 });

@@ -121,13 +121,25 @@ export function colourKey(role: Role, channel: HarmonyChannel): string {
   return channel !== 'none' ? channel : role;
 }
 
+/** One step of a diff: a token both streams share, or one only before or only after has. */
+interface DiffEntry {
+  change: Change;
+  /** Position in the before stream, -1 for a token only after has. */
+  before: number;
+  /** Position in the after stream, -1 for a token only before has. */
+  after: number;
+}
+
 /**
  * Diff two streams by token id: common prefix and suffix first (the usual case: one prompt, two
  * answers), then a longest-common-subsequence table for the middle while it stays small, and a plain
  * replace when it does not.
  */
-export function diffSources(before: TokenSource, after: TokenSource, maxCells = 4_000_000): TokenSource {
-  const entries: { from: TokenSource; index: number; change: Change }[] = [];
+function diffEntries(before: TokenSource, after: TokenSource, maxCells: number): DiffEntry[] {
+  const entries: DiffEntry[] = [];
+  const same = (b: number, a: number) => entries.push({ change: 'same', before: b, after: a });
+  const removed = (b: number) => entries.push({ change: 'removed', before: b, after: -1 });
+  const added = (a: number) => entries.push({ change: 'added', before: -1, after: a });
   let start = 0;
   while (start < before.length && start < after.length && before.id(start) === after.id(start)) start++;
   let endB = before.length;
@@ -136,7 +148,7 @@ export function diffSources(before: TokenSource, after: TokenSource, maxCells = 
     endB--;
     endA--;
   }
-  for (let i = 0; i < start; i++) entries.push({ from: after, index: i, change: 'same' });
+  for (let i = 0; i < start; i++) same(i, i);
   const n = endB - start;
   const m = endA - start;
   if (n * m <= maxCells && n > 0 && m > 0) {
@@ -154,23 +166,28 @@ export function diffSources(before: TokenSource, after: TokenSource, maxCells = 
     let j = 0;
     while (i < n && j < m) {
       if (before.id(start + i) === after.id(start + j)) {
-        entries.push({ from: after, index: start + j, change: 'same' });
-        i++;
-        j++;
+        same(start + i++, start + j++);
       } else if (table[(i + 1) * width + j] >= table[i * width + j + 1]) {
-        entries.push({ from: before, index: start + i++, change: 'removed' });
+        removed(start + i++);
       } else {
-        entries.push({ from: after, index: start + j++, change: 'added' });
+        added(start + j++);
       }
     }
-    while (i < n) entries.push({ from: before, index: start + i++, change: 'removed' });
-    while (j < m) entries.push({ from: after, index: start + j++, change: 'added' });
+    while (i < n) removed(start + i++);
+    while (j < m) added(start + j++);
   } else {
-    for (let i = start; i < endB; i++) entries.push({ from: before, index: i, change: 'removed' });
-    for (let j = start; j < endA; j++) entries.push({ from: after, index: j, change: 'added' });
+    for (let i = start; i < endB; i++) removed(i);
+    for (let j = start; j < endA; j++) added(j);
   }
-  for (let j = endA; j < after.length; j++) entries.push({ from: after, index: j, change: 'same' });
+  for (let j = endA; j < after.length; j++) same(endB + j - endA, j);
+  return entries;
+}
 
+/** The before/after diff as one stream: shared tokens once, the others marked added or removed. */
+export function diffSources(before: TokenSource, after: TokenSource, maxCells = 4_000_000): TokenSource {
+  const entries = diffEntries(before, after, maxCells).map((e) =>
+    e.after >= 0 ? { from: after, index: e.after, change: e.change } : { from: before, index: e.before, change: e.change },
+  );
   return {
     length: entries.length,
     hasLoss: before.hasLoss || after.hasLoss,
@@ -184,4 +201,24 @@ export function diffSources(before: TokenSource, after: TokenSource, maxCells = 
     change: (k) => entries[k].change,
     origin: (k) => entries[k].index,
   };
+}
+
+/**
+ * Which token of one stream is the same token in the other (-1 where none is): the pairs the diff
+ * keeps, so a shared prompt lines up and so does text both answers have after they part.
+ */
+export interface Alignment {
+  toAfter: Int32Array;
+  toBefore: Int32Array;
+}
+
+export function alignSources(before: TokenSource, after: TokenSource, maxCells = 4_000_000): Alignment {
+  const toAfter = new Int32Array(before.length).fill(-1);
+  const toBefore = new Int32Array(after.length).fill(-1);
+  for (const e of diffEntries(before, after, maxCells)) {
+    if (e.change !== 'same') continue;
+    toAfter[e.before] = e.after;
+    toBefore[e.after] = e.before;
+  }
+  return { toAfter, toBefore };
 }

@@ -17,6 +17,8 @@ export interface PaneOptions {
   overscan: number;
   /** Called with a token's description when the pointer or the keyboard lands on it (null: left). */
   onInspect?: (description: string | null, pinned: boolean) => void;
+  /** Called with the token under the pointer as it changes (null: the pointer left the tokens). */
+  onHover?: (token: number | null) => void;
 }
 
 // Used when the pane is not laid out yet (hidden output, tests): a typical notebook width and the
@@ -82,6 +84,8 @@ export class TokenPane {
   private readonly spareChips: Chip[] = [];
   /** The chip under the pointer, so a render that gives it another token updates the card. */
   private hovered: Chip | null = null;
+  /** The token drawn highlighted: the one under the pointer, or its counterpart in another pane. */
+  private highlighted: number | null = null;
   private readonly uid = `ossft-pane-${++paneCount}`;
   private resizeObserver: ResizeObserver | null = null;
   private disposed = false;
@@ -116,11 +120,13 @@ export class TokenPane {
     this.window.addEventListener('mouseover', (event) => {
       const chip = this.chipAt(event.target);
       this.hovered = chip;
-      if (chip && this.pinned === null) this.inspect(chip.token, false);
+      if (chip) this.hover(chip);
     });
     this.window.addEventListener('mouseleave', () => {
       this.hovered = null;
       if (this.pinned === null) this.options.onInspect?.(null, false);
+      this.highlight(null);
+      this.options.onHover?.(null);
     });
     this.window.addEventListener('click', (event) => {
       const i = this.tokenAt(event.target);
@@ -148,6 +154,17 @@ export class TokenPane {
 
   get pinnedToken(): number | null {
     return this.pinned;
+  }
+
+  get highlightedToken(): number | null {
+    return this.highlighted;
+  }
+
+  /** Draws token `i` highlighted (null: none), e.g. the counterpart of a token hovered in another pane. */
+  highlight(i: number | null): void {
+    if (i === this.highlighted) return;
+    this.highlighted = i;
+    this.render(true);
   }
 
   setState(next: Partial<PaneState>): void {
@@ -281,7 +298,7 @@ export class TokenPane {
     // The pointer has not moved but the chip under it shows another token now; the browser sends
     // no mouseover for that, since the element under the pointer is the same.
     const hovered = this.hovered;
-    if (hovered && hovered.token !== hoveredToken && hovered.node.isConnected && this.pinned === null) this.inspect(hovered.token, false);
+    if (hovered && hovered.token !== hoveredToken && hovered.node.isConnected) this.hover(hovered);
   }
 
   /** Words for the hover card and for screen readers. */
@@ -365,6 +382,7 @@ export class TokenPane {
     const change = s.change(i);
     if (change !== 'same') cls += ` ossft-${change}`;
     if (i === this.pinned) cls += ' ossft-pinned';
+    if (i === this.highlighted) cls += ' ossft-hover';
     if (k === this.active) cls += ' ossft-active';
     let heat = '';
     if (this.state.showLossHeatmap && this.lossMax > 0) {
@@ -390,6 +408,8 @@ export class TokenPane {
     }
     if (i !== chip.token) {
       node.dataset.i = String(i);
+      // The tooltip of the token the chip showed before would be wrong now; hover writes it again.
+      if (chip.token >= 0) node.removeAttribute('title');
       chip.token = i;
       const shown = displayText(s.text(i));
       if (shown !== chip.shown) {
@@ -411,6 +431,19 @@ export class TokenPane {
       for (const name of ['aria-posinset', 'aria-setsize', 'aria-label', 'aria-selected']) node.removeAttribute(name);
     }
     chip.named = named;
+  }
+
+  /**
+   * The pointer is on `chip`: its token is highlighted (here and, through onHover, its counterpart
+   * elsewhere), and its description shows as a tooltip by the pointer as well as in the card.
+   */
+  private hover(chip: Chip): void {
+    const i = chip.token;
+    chip.node.title = this.describe(i);
+    if (this.pinned === null) this.inspect(i, false);
+    if (i === this.highlighted) return;
+    this.highlight(i);
+    this.options.onHover?.(i);
   }
 
   private inspect(i: number, pinned: boolean): void {

@@ -283,6 +283,58 @@ describe('HarmonyView controls', () => {
   });
 });
 
+describe('HarmonyView before and after', () => {
+  function beforeAfter(origin?: 'data' | 'generation') {
+    const after = makeStream(28, { label: 'with adapter', texts: { 25: 'Coucou' } });
+    after.ids[25] = 99;
+    const payload = makePayload(28, { label: 'base model', compare: after });
+    if (origin) payload.conversations[0].origin = origin;
+    const v = new HarmonyView(payload, { settings: DEFAULT_SETTINGS, maxHeight: 240 });
+    document.body.appendChild(v.node);
+    v.attach();
+    return v;
+  }
+
+  it('opens side by side, base on the left and the adapter on the right', () => {
+    const v = beforeAfter();
+    expect(v.node.querySelector<HTMLSelectElement>('.ossft-compare')!.value).toBe('side-by-side');
+    expect(v.panes.length).toBe(2);
+    const labels = Array.from(v.node.querySelectorAll('.ossft-column-label')).map((n) => n.textContent);
+    expect(labels[0]).toMatch(/^base model/);
+    expect(labels[1]).toMatch(/^with adapter/);
+  });
+
+  it('keeps the loss mask for a training row but opens generated text without it', () => {
+    const row = beforeAfter('data');
+    expect(chips(row.node).some((c) => c.classList.contains('ossft-masked'))).toBe(true);
+    document.body.replaceChildren();
+    const generated = beforeAfter('generation');
+    expect(chips(generated.node).some((c) => c.classList.contains('ossft-masked'))).toBe(false);
+    expect(generated.node.querySelector<HTMLInputElement>('.ossft-mask-toggle input')!.checked).toBe(false);
+    expect(generated.node.querySelector<HTMLElement>('.ossft-legend-masked')!.hidden).toBe(true);
+    // The toggle still shows the mask on request.
+    toggle(generated.node, '.ossft-mask-toggle');
+    expect(chips(generated.node).some((c) => c.classList.contains('ossft-masked'))).toBe(true);
+  });
+
+  it('highlights the hovered token and its counterpart in the other column', () => {
+    const v = beforeAfter('generation');
+    const [left, right] = v.panes;
+    const chipOf = (pane: typeof left, i: number) => pane.node.querySelector<HTMLElement>(`.ossft-chip[data-i="${i}"]`)!;
+    chipOf(left, 9).dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+    expect(chipOf(left, 9).classList).toContain('ossft-hover');
+    expect(chipOf(left, 9).title).toContain('id 3');
+    expect(chipOf(right, 9).classList).toContain('ossft-hover');
+    expect(v.node.querySelectorAll('.ossft-hover').length).toBe(2);
+    // A token only one answer has is highlighted alone.
+    chipOf(right, 25).dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
+    expect(chipOf(right, 25).classList).toContain('ossft-hover');
+    expect(left.highlightedToken).toBeNull();
+    right.node.querySelector('.ossft-window')!.dispatchEvent(new MouseEvent('mouseleave'));
+    expect(v.node.querySelectorAll('.ossft-hover').length).toBe(0);
+  });
+});
+
 describe('HarmonyView safety', () => {
   it('shows HTML in token text as literal text', () => {
     const nasty = ['<script>alert(1)</script>', '<img src=x onerror=alert(1)>', '&amp;', '<b>bold</b>'];
@@ -299,7 +351,16 @@ describe('HarmonyRenderer', () => {
     const renderer = new HarmonyRenderer(new ViewSettingsStore());
     await renderer.renderModel(mimeModel(HARMONY_MIME, contractFixture('harmony-tokens', 'valid', 'before-after')));
     expect(renderer.node.querySelector('.ossft-invalid')).toBeNull();
-    expect(renderer.node.querySelectorAll('.ossft-chip[data-i]').length).toBe(1);
+    // One token in each stream, side by side.
+    expect(renderer.node.querySelectorAll('.ossft-column .ossft-chip[data-i]').length).toBe(2);
+  });
+
+  it('renders the contract fixture of a generated before/after without the loss mask', async () => {
+    const renderer = new HarmonyRenderer(new ViewSettingsStore());
+    await renderer.renderModel(mimeModel(HARMONY_MIME, contractFixture('harmony-tokens', 'valid', 'chat-before-after')));
+    expect(renderer.node.querySelectorAll('.ossft-column').length).toBe(2);
+    expect(renderer.node.querySelectorAll('.ossft-chip[data-i]').length).toBe(25);
+    expect(renderer.node.querySelector('.ossft-pane .ossft-masked')).toBeNull();
   });
 
   it('shows the schema error instead of throwing', async () => {

@@ -2,7 +2,7 @@ import type { HarmonyConversationView, HarmonyTokensPayload } from '@oss-finetun
 
 import { el } from '../common/dom';
 import { PaletteName, ViewSettings } from '../settings';
-import { CHANNELS, StreamSource, TokenSource, diffSources, streamProblems } from './model';
+import { Alignment, CHANNELS, StreamSource, TokenSource, alignSources, diffSources, streamProblems } from './model';
 import { PaneState, TokenPane } from './pane';
 
 export type CompareMode = 'off' | 'side-by-side' | 'diff';
@@ -28,14 +28,18 @@ export class HarmonyView {
   private readonly compareSelect: HTMLSelectElement;
   private readonly conversationSelect: HTMLSelectElement;
   private readonly heatmapBox: HTMLInputElement;
+  private readonly maskBox: HTMLInputElement;
+  private readonly maskedLegend: HTMLElement;
   private readonly status: HTMLSpanElement;
   private conversation = 0;
-  private compare: CompareMode = 'off';
+  // A payload with two streams is there to be compared: both show at once unless the person picks otherwise.
+  private compare: CompareMode = 'side-by-side';
   private state: PaneState;
   private palette: PaletteName;
   private readonly clipboard: Clipboard;
   private readonly maxHeight: number;
   private readonly lineHeight: number;
+  private readonly maskSetting: boolean;
   private disposed = false;
 
   constructor(
@@ -46,9 +50,10 @@ export class HarmonyView {
     this.maxHeight = options.maxHeight ?? 420;
     this.lineHeight = options.settings.lineHeight;
     this.palette = options.settings.palette;
+    this.maskSetting = options.settings.showLossMask;
     this.state = {
       channels: new Set(options.settings.channels),
-      showLossMask: options.settings.showLossMask,
+      showLossMask: this.maskFor(payload.conversations[0]),
       showLossHeatmap: options.settings.showLossHeatmap,
     };
 
@@ -67,7 +72,11 @@ export class HarmonyView {
       this.conversationSelect.appendChild(option);
     });
     this.conversationSelect.addEventListener('change', () => {
+      const before = this.currentConversation;
       this.conversation = Number(this.conversationSelect.value);
+      const after = this.currentConversation;
+      // The mask's default follows what the tokens are; a choice made for the same kind is kept.
+      if ((before?.origin ?? 'data') !== (after?.origin ?? 'data')) this.setMask(this.maskFor(after));
       this.build();
     });
     if (payload.conversations.length > 1) toolbar.appendChild(this.conversationSelect);
@@ -92,9 +101,9 @@ export class HarmonyView {
     }
     toolbar.appendChild(filter);
 
-    toolbar.appendChild(
-      this.checkbox('ossft-mask-toggle', 'loss mask', this.state.showLossMask, (on) => this.setState({ showLossMask: on })),
-    );
+    const mask = this.checkbox('ossft-mask-toggle', 'loss mask', this.state.showLossMask, (on) => this.setMask(on));
+    this.maskBox = mask.querySelector('input')!;
+    toolbar.appendChild(mask);
     const heat = this.checkbox('ossft-heatmap-toggle', 'loss heatmap', this.state.showLossHeatmap, (on) =>
       this.setState({ showLossHeatmap: on }),
     );
@@ -112,6 +121,7 @@ export class HarmonyView {
       option.value = value;
       this.compareSelect.appendChild(option);
     }
+    this.compareSelect.value = this.compare;
     this.compareSelect.addEventListener('change', () => {
       this.compare = this.compareSelect.value as CompareMode;
       this.build();
@@ -132,6 +142,9 @@ export class HarmonyView {
     toolbar.appendChild(this.status);
     this.node.appendChild(toolbar);
 
+    this.maskedLegend = el('span', 'ossft-legend-item ossft-legend-masked');
+    this.maskedLegend.append(el('span', 'ossft-chip ossft-masked ossft-k-user', 'abc'), document.createTextNode('not trained'));
+    this.maskedLegend.hidden = !this.state.showLossMask;
     this.node.appendChild(this.legend());
     this.body = el('div', 'ossft-body');
     this.node.appendChild(this.body);
@@ -187,6 +200,17 @@ export class HarmonyView {
     this.panes.length = 0;
   }
 
+  /** Whether the loss mask shows by default for `conv`: a generated answer has no training targets to mark. */
+  private maskFor(conv: HarmonyConversationView | undefined): boolean {
+    return this.maskSetting && conv?.origin !== 'generation';
+  }
+
+  private setMask(on: boolean): void {
+    this.maskBox.checked = on;
+    this.maskedLegend.hidden = !on;
+    this.setState({ showLossMask: on });
+  }
+
   private setState(next: Partial<PaneState>): void {
     this.state = { ...this.state, ...next };
     for (const pane of this.panes) pane.setState(next);
@@ -216,7 +240,8 @@ export class HarmonyView {
     else columns.push([`${beforeLabel} → ${afterLabel}`, diffSources(tokens, after)]);
     this.heatmapBox.disabled = !columns.some(([, source]) => source.hasLoss);
     this.body.classList.toggle('ossft-columns', columns.length > 1);
-    for (const [label, source] of columns) {
+    const alignment = mode === 'side-by-side' && after ? alignSources(tokens, after) : null;
+    columns.forEach(([label, source], index) => {
       const column = el('div', 'ossft-column');
       column.appendChild(el('div', 'ossft-column-label', `${label} · ${source.length.toLocaleString('en')} tokens`));
       const pane = new TokenPane(
@@ -231,14 +256,24 @@ export class HarmonyView {
               description === null ? 'Hover a token to inspect it; click to pin.' : `${pinned ? '📌 ' : ''}${description}`;
             this.detail.classList.toggle('ossft-detail-pinned', pinned);
           },
+          onHover: alignment ? (token) => this.showCounterpart(alignment, index, token) : undefined,
         },
         this.state,
       );
       column.appendChild(pane.node);
       this.body.appendChild(column);
       this.panes.push(pane);
-    }
+    });
     if (this.node.isConnected) this.attach();
+  }
+
+  /** Highlights, in the other column, the token that pairs with `token` of column `from` (none if it has no pair). */
+  private showCounterpart(alignment: Alignment, from: number, token: number | null): void {
+    const other = this.panes[1 - from];
+    if (!other) return;
+    const map = from === 0 ? alignment.toAfter : alignment.toBefore;
+    const pair = token === null ? -1 : map[token];
+    other.highlight(pair >= 0 ? pair : null);
   }
 
   private async copy(what: 'text' | 'ids'): Promise<void> {
@@ -289,9 +324,7 @@ export class HarmonyView {
     }
     const special = el('span', 'ossft-legend-item');
     special.append(el('span', 'ossft-chip ossft-part-special ossft-k-none', '<|x|>'), document.createTextNode('special token'));
-    const masked = el('span', 'ossft-legend-item');
-    masked.append(el('span', 'ossft-chip ossft-masked ossft-k-user', 'abc'), document.createTextNode('not trained'));
-    legend.append(special, masked);
+    legend.append(special, this.maskedLegend);
     return legend;
   }
 }
