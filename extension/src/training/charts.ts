@@ -3,6 +3,8 @@ export interface Series {
   unit?: string;
   x: number[];
   y: number[];
+  /** Ticks in exponent notation (5e-5): a learning rate in SI prefixes reads "50µ". */
+  exponent?: boolean;
 }
 
 /** Draws a line chart into a host; drawing again into the same host updates it in place. */
@@ -88,6 +90,12 @@ export const svgCharts: ChartBackend = {
   },
 };
 
+/** Step ticks: whole steps only; one per step while there are few. */
+function stepAxis(x: number[]): Record<string, unknown> {
+  const last = x.length ? Math.max(...x) : 1;
+  return { title: { text: 'step' }, tickformat: 'd', ...(last <= 10 ? { dtick: 1 } : {}), automargin: true };
+}
+
 type PlotlyModule = typeof import('plotly.js-dist-min').default;
 let plotly: Promise<PlotlyModule | null> | null = null;
 
@@ -100,6 +108,25 @@ function loadPlotly(): Promise<PlotlyModule | null> {
   return plotly;
 }
 
+// A chart follows its box: the box's height is the stylesheet's, its width the notebook's or the
+// panel's. A chart drawn while its output was hidden (Run All in a background tab, a collapsed side
+// panel) has no size to take, so every later change of the box's size redraws it.
+const observed = new WeakSet<HTMLElement>();
+
+function followSize(host: HTMLElement, Plotly: PlotlyModule): void {
+  if (observed.has(host) || typeof ResizeObserver === 'undefined') return;
+  observed.add(host);
+  let width = -1;
+  let height = -1;
+  new ResizeObserver((entries) => {
+    const box = entries[entries.length - 1].contentRect;
+    if (box.width === 0 || box.height === 0 || (box.width === width && box.height === height)) return;
+    width = box.width;
+    height = box.height;
+    void Promise.resolve(Plotly.Plots.resize(host)).catch(() => undefined);
+  }).observe(host);
+}
+
 /** plotly charts, with the SVG ones standing in until plotly has loaded (and for good if it fails). */
 export const plotlyCharts: ChartBackend = {
   draw(host, series) {
@@ -110,24 +137,60 @@ export const plotlyCharts: ChartBackend = {
         host.replaceChildren();
         host.dataset.plotly = '1';
       }
+      followSize(host, Plotly);
       const colour = getComputedStyle(host).getPropertyValue('--ossft-chart-line').trim() || '#0072B2';
+      // Before the first logged step plotly would invent axes from -1 to 6; a note says why it is empty.
+      const empty = !series.y.some((y) => Number.isFinite(y));
       void Plotly.react(
         host,
-        [{ x: series.x, y: series.y, type: 'scatter', mode: 'lines', line: { color: colour, width: 2 }, name: series.title }],
+        [
+          {
+            x: series.x,
+            y: series.y,
+            type: 'scatter',
+            mode: 'lines+markers',
+            marker: { size: 4 },
+            line: { color: colour, width: 2 },
+            name: series.title,
+          },
+        ],
         {
-          title: { text: series.title + (series.unit ? ` (${series.unit})` : ''), font: { size: 12 } },
-          margin: { l: 48, r: 8, t: 28, b: 28 },
-          height: 180,
-          xaxis: { title: { text: 'step' } },
+          // No plotly title: the dashboard writes one above the chart, where the mode bar cannot cover it.
+          autosize: true,
+          margin: { l: 8, r: 8, t: 26, b: 8 },
+          xaxis: empty ? { ...stepAxis([]), range: [0, 1], showticklabels: false } : stepAxis(series.x),
+          yaxis: {
+            automargin: true,
+            showticklabels: !empty,
+            ...(series.exponent ? { exponentformat: 'e', showexponent: 'all' } : {}),
+          },
+          annotations: empty ? [{ text: 'no step logged yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5 }] : [],
+          showlegend: false,
           paper_bgcolor: 'rgba(0,0,0,0)',
           plot_bgcolor: 'rgba(0,0,0,0)',
         },
-        { displaylogo: false, responsive: true },
+        {
+          displaylogo: false,
+          responsive: false,
+          modeBarButtonsToRemove: [
+            'select2d',
+            'lasso2d',
+            'zoomIn2d',
+            'zoomOut2d',
+            'autoScale2d',
+            'toggleSpikelines',
+            'hoverClosestCartesian',
+            'hoverCompareCartesian',
+          ],
+        },
       );
     });
   },
   resize(host) {
     if (!host.dataset.plotly) return;
-    void loadPlotly().then((Plotly) => Plotly?.Plots.resize(host));
+    void loadPlotly().then((Plotly) => {
+      if (!Plotly || !host.isConnected || host.clientWidth === 0) return;
+      void Promise.resolve(Plotly.Plots.resize(host)).catch(() => undefined);
+    });
   },
 };

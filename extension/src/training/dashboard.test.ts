@@ -3,7 +3,8 @@ import { TRAINING_MIME, TrainingRunPayload, schemaIssues } from '@oss-finetune/s
 
 import { contractFixture, contractFixtures, mimeModel } from '../testing/fixtures';
 import { fakeKernel, refusal, reply } from '../testing/kernel';
-import { svgCharts } from './charts';
+import { Series, svgCharts } from './charts';
+import { TrainingDashboard } from './dashboard';
 import { TrainingRenderer } from './renderer';
 import { FinetuneClients } from '../comm/client';
 import { COMM_TARGET, stopHandler } from './stop';
@@ -91,6 +92,37 @@ describe('TrainingRenderer', () => {
     expect(button.disabled).toBe(true);
     expect(button.textContent).toBe('Stop');
     expect(text(r.node, '.ossft-run-message')).toContain('checkpoint: runs/run-1/checkpoint-6');
+  });
+
+  it('names the checkpoint once when the message already does', async () => {
+    const { r } = renderer();
+    const checkpoint = 'runs/run-1/checkpoints/step-1';
+    await r.renderModel(
+      mimeModel(TRAINING_MIME, {
+        ...running(1, 'completed'),
+        max_steps: 1,
+        message: `completed 1 step; adapter in ${checkpoint}`,
+        checkpoint,
+      }),
+    );
+    expect(text(r.node, '.ossft-run-message')).toBe(`completed 1 step; adapter in ${checkpoint}`);
+  });
+
+  it('asks for exponent ticks on the learning rate, whose SI prefix would read 50µ', async () => {
+    const drawn: Series[] = [];
+    const r = new TrainingRenderer({ draw: (_host, series) => drawn.push(series) }, jest.fn());
+    await r.renderModel(mimeModel(TRAINING_MIME, running(3)));
+    expect(drawn.find((s) => s.title === 'learning rate')!.exponent).toBe(true);
+    expect(drawn.find((s) => s.title === 'loss')!.exponent).toBeFalsy();
+  });
+
+  it('charts only the metrics it is asked for, and leaves Stop out without a handler', () => {
+    const dashboard = new TrainingDashboard(svgCharts, null, { charts: ['loss'] });
+    dashboard.update(running(4));
+    expect(dashboard.node.querySelectorAll('.ossft-chart').length).toBe(1);
+    expect(dashboard.node.querySelector('.ossft-chart-loss .ossft-series')).not.toBeNull();
+    expect(text(dashboard.node, '.ossft-latest-tokens_per_second')).toBe('2403');
+    expect(dashboard.node.querySelector<HTMLButtonElement>('.ossft-stop')!.hidden).toBe(true);
   });
 
   it('says so when the stop request cannot reach a kernel', async () => {

@@ -7,21 +7,37 @@ import { ChartBackend, Series } from './charts';
 
 export type StopHandler = (runId: string, node: HTMLElement) => Promise<void>;
 
+export type MetricKey = keyof StepMetrics;
+
 interface MetricSpec {
-  key: keyof StepMetrics;
+  key: MetricKey;
   title: string;
   unit?: string;
+  exponent?: boolean;
 }
 
 const METRICS: MetricSpec[] = [
   { key: 'loss', title: 'loss' },
-  { key: 'lr', title: 'learning rate' },
+  { key: 'lr', title: 'learning rate', exponent: true },
   { key: 'grad_norm', title: 'grad norm' },
   { key: 'tokens_per_second', title: 'tokens/s' },
   { key: 'gpu_memory_gib', title: 'GPU memory', unit: 'GiB' },
 ];
 
 const ACTIVE = new Set(['pending', 'running']);
+
+export interface DashboardOptions {
+  /** The metrics that get a chart, in order; all of them by default. The latest values show for every metric. */
+  charts?: MetricKey[];
+}
+
+/** The run's message, and the checkpoint where the message does not already name it. */
+function runMessage(payload: TrainingRunPayload): string {
+  const message = payload.message ?? '';
+  const checkpoint = payload.checkpoint;
+  if (!checkpoint || message.includes(checkpoint)) return message;
+  return message ? `${message} — checkpoint: ${checkpoint}` : `checkpoint: ${checkpoint}`;
+}
 
 /**
  * The live view of one training run. It is built once and then updated in place, because the
@@ -37,16 +53,20 @@ export class TrainingDashboard {
   private readonly timing: HTMLSpanElement;
   private readonly message: HTMLDivElement;
   private readonly stopButton: HTMLButtonElement;
+  private readonly charted: MetricSpec[];
   private readonly stopNote: HTMLSpanElement;
   private readonly latest = new Map<string, HTMLElement>();
   private readonly charts = new Map<string, HTMLDivElement>();
   private payload: TrainingRunPayload | null = null;
   private stopRequestedFor: string | null = null;
 
+  /** `stop` is what the Stop button does; null leaves the button out (the side panel has its own). */
   constructor(
     private readonly backend: ChartBackend,
-    private readonly stop: StopHandler,
+    private readonly stop: StopHandler | null,
+    options: DashboardOptions = {},
   ) {
+    this.charted = options.charts ? METRICS.filter((spec) => options.charts!.includes(spec.key)) : METRICS;
     this.node = el('div', 'ossft-training');
     const head = el('div', 'ossft-run-head');
     this.runLabel = el('span', 'ossft-run-id');
@@ -58,6 +78,7 @@ export class TrainingDashboard {
     this.stopButton.addEventListener('click', () => void this.onStop());
     this.stopNote = el('span', 'ossft-stop-note');
     this.stopNote.setAttribute('aria-live', 'polite');
+    this.stopButton.hidden = stop === null;
     head.append(this.runLabel, this.statusBadge, this.stopButton, this.stopNote);
     this.node.appendChild(head);
 
@@ -77,14 +98,17 @@ export class TrainingDashboard {
 
     const latest = el('dl', 'ossft-latest');
     for (const spec of METRICS) {
+      // Each name and value in a group of their own, so the row wraps in pairs in a narrow panel.
+      const pair = el('div', 'ossft-metric');
       const value = el('dd', `ossft-latest-${spec.key}`, '–');
-      latest.append(el('dt', undefined, spec.unit ? `${spec.title} (${spec.unit})` : spec.title), value);
+      pair.append(el('dt', undefined, spec.unit ? `${spec.title} (${spec.unit})` : spec.title), value);
+      latest.appendChild(pair);
       this.latest.set(spec.key, value);
     }
     this.node.appendChild(latest);
 
     const grid = el('div', 'ossft-charts');
-    for (const spec of METRICS) {
+    for (const spec of this.charted) {
       const chart = el('div', `ossft-chart ossft-chart-${spec.key}`);
       chart.appendChild(el('div', 'ossft-chart-title', spec.unit ? `${spec.title} (${spec.unit})` : spec.title));
       const plot = el('div', 'ossft-chart-plot');
@@ -118,9 +142,9 @@ export class TrainingDashboard {
     if (ACTIVE.has(payload.status)) timing.push(`ETA ${formatDuration(payload.eta_seconds)}`);
     this.timing.textContent = timing.join(' · ');
 
-    const lines = [payload.message, payload.checkpoint ? `checkpoint: ${payload.checkpoint}` : null].filter(Boolean);
-    this.message.textContent = escapeControls(lines.join(' — '), WHITESPACE);
-    this.message.hidden = lines.length === 0;
+    const message = runMessage(payload);
+    this.message.textContent = escapeControls(message, WHITESPACE);
+    this.message.hidden = message === '';
 
     const active = ACTIVE.has(payload.status);
     const asked = this.stopRequestedFor === payload.run_id;
@@ -132,9 +156,12 @@ export class TrainingDashboard {
     for (const spec of METRICS) {
       const value = last?.[spec.key] as number | null | undefined;
       this.latest.get(spec.key)!.textContent = formatNumber(value);
+    }
+    for (const spec of this.charted) {
       const series: Series = {
         title: spec.title,
         unit: spec.unit,
+        exponent: spec.exponent,
         x: payload.metrics.map((m) => m.step),
         y: payload.metrics.map((m) => (m[spec.key] as number | null | undefined) ?? NaN),
       };
@@ -160,7 +187,7 @@ export class TrainingDashboard {
     this.stopButton.textContent = 'Stopping…';
     this.stopNote.textContent = 'Asked the kernel to stop after this step and save a checkpoint.';
     try {
-      await this.stop(payload.run_id, this.node);
+      await this.stop?.(payload.run_id, this.node);
     } catch (err) {
       this.stopRequestedFor = null;
       this.stopButton.disabled = !ACTIVE.has(this.payload?.status ?? '');

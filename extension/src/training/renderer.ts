@@ -53,6 +53,11 @@ export class TrainingRenderer extends Widget implements IRenderMime.IRenderer {
   protected onResize(): void {
     this.dashboard?.resize();
   }
+
+  protected onAfterShow(): void {
+    // A notebook in a background tab during Run All draws its outputs at no size.
+    this.dashboard?.resize();
+  }
 }
 
 /**
