@@ -11,6 +11,7 @@ import { appliesTo, finetuneCellHighlighting } from './highlight/cellMagic';
 import { FinetunePanel, PanelTarget } from './panel/panel';
 import { DEFAULT_SETTINGS, ViewSettings, ViewSettingsStore } from './settings';
 import { IFinetuneClients, IViewSettings } from './tokens';
+import { plotlyCharts } from './training/charts';
 
 export const PLUGIN_ID = 'oss-finetune:plugin';
 export const HIGHLIGHT_EXTENSION = 'oss-finetune:cell-magic-yaml';
@@ -77,7 +78,7 @@ const plugin: JupyterFrontEndPlugin<IViewSettings> = {
     else setTimeout(warm, 0);
 
     const settings = new ViewSettingsStore();
-    const panel = new FinetunePanel({ clients });
+    const panel = new FinetunePanel({ clients, charts: plotlyCharts });
     const host = app as unknown as CommandHost;
     addCommands(host, panel, {
       area: () => settings.current.panelArea,

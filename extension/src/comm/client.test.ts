@@ -123,6 +123,26 @@ describe('FinetuneClient', () => {
     expect(k.comms).toHaveLength(2);
   });
 
+  it('waits for a busy kernel instead of giving up on it, and gives up once the kernel is idle and still silent', async () => {
+    let hangs = true;
+    const k = recording(fakeKernel((req) => reply(req, { runs: [] }), { openHangs: () => hangs }));
+    k.kernel.status = 'busy';
+    const client = new FinetuneClient(k.kernel, { timeoutMs: 0, openTimeoutMs: 5 });
+    let outcome: unknown = 'pending';
+    const first = client.request('list_runs').then(
+      (value) => (outcome = value),
+      (error) => (outcome = error),
+    );
+    // Many open timeouts pass while the kernel runs cells: the open is still waited for.
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(outcome).toBe('pending');
+    k.kernel.status = 'idle';
+    await first;
+    expect(outcome).toMatchObject({ reason: 'open-timeout' });
+    hangs = false;
+    await expect(client.request('list_runs')).resolves.toEqual({ runs: [] });
+  });
+
   it('fails at once when the kernel cannot route a message (a deleted subshell) and recovers on a fresh comm', async () => {
     let unroutable = true;
     const k = recording(

@@ -74,7 +74,7 @@ interface Pending {
   comm: Kernel.IComm;
   resolve: (result: RequestResult<RequestOp>) => void;
   reject: (error: Error) => void;
-  timer: ReturnType<typeof setTimeout> | null;
+  cancelTimer: (() => void) | null;
 }
 
 export interface ClientOptions {
@@ -90,6 +90,26 @@ export interface ClientOptions {
 /** The part of a kernel future the client watches: the shell reply to a comm message. */
 interface ReplyWatcher {
   onReply?: (msg: { content?: { status?: string; ename?: string; evalue?: string } }) => void;
+}
+
+/**
+ * A timer for `ms` that, when it runs out while the kernel is busy, waits for as long again instead of
+ * firing: a kernel running cells (Run All, a training cell) answers a comm only between them, and a
+ * late answer is not a lost one. Returns the function that cancels it.
+ */
+function patientTimer(kernel: Kernel.IKernelConnection, ms: number, fire: () => void): () => void {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const arm = () => {
+    timer = setTimeout(() => {
+      if (kernel.status === 'busy' && !kernel.isDisposed) arm();
+      else fire();
+    }, ms);
+  };
+  arm();
+  return () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
 }
 
 let counter = 0;
@@ -126,21 +146,18 @@ export class FinetuneClient {
     const requestId = nextRequestId(op);
     const message = { ...args, op, request_id: requestId } as CommRequest;
     const reply = new Promise<RequestResult<Op>>((resolve, reject) => {
-      const timer =
+      const cancelTimer =
         this.timeoutMs > 0
-          ? setTimeout(() => {
-              // Every op is answered at once by a working comm, so silence means this comm is lost
-              // (or stuck behind a running cell): the next request starts from a fresh one.
+          ? patientTimer(this.kernel, this.timeoutMs, () => {
+              // Every op is answered at once by a working comm, so silence from an idle kernel means
+              // this comm is lost: the next request starts from a fresh one.
               this.discard(
                 comm,
-                new CommUnavailableError(
-                  'no-answer',
-                  `the kernel did not answer ${op} within ${Math.round(this.timeoutMs / 1000)} s; is a cell still running?`,
-                ),
+                new CommUnavailableError('no-answer', `the kernel did not answer ${op} within ${Math.round(this.timeoutMs / 1000)} s`),
               );
-            }, this.timeoutMs)
+            })
           : null;
-      this.pending.set(requestId, { op, comm, resolve: resolve as Pending['resolve'], reject, timer });
+      this.pending.set(requestId, { op, comm, resolve: resolve as Pending['resolve'], reject, cancelTimer });
     });
     try {
       const future = comm.send(message as unknown as Parameters<Kernel.IComm['send']>[0]) as unknown as ReplyWatcher | undefined;
@@ -215,9 +232,9 @@ export class FinetuneClient {
       this.opening = null;
       this.failAll(new CommUnavailableError('closed', 'the kernel closed the oss_finetune connection'));
     };
-    let timer: ReturnType<typeof setTimeout> | null = null;
+    let cancelTimer: (() => void) | null = null;
     const timedOut = new Promise<'timeout'>((resolve) => {
-      if (this.openTimeoutMs > 0) timer = setTimeout(() => resolve('timeout'), this.openTimeoutMs);
+      if (this.openTimeoutMs > 0) cancelTimer = patientTimer(this.kernel, this.openTimeoutMs, () => resolve('timeout'));
     });
     let outcome: unknown;
     try {
@@ -226,14 +243,11 @@ export class FinetuneClient {
       this.discard(comm);
       throw new CommUnavailableError('closed', `could not open the oss_finetune connection: ${(error as Error)?.message ?? error}`);
     } finally {
-      if (timer !== null) clearTimeout(timer);
+      (cancelTimer as (() => void) | null)?.();
     }
     if (outcome === 'timeout') {
       this.discard(comm);
-      throw new CommUnavailableError(
-        'open-timeout',
-        `the kernel did not answer within ${Math.round(this.openTimeoutMs / 1000)} s; is a cell still running?`,
-      );
+      throw new CommUnavailableError('open-timeout', `the kernel did not answer within ${Math.round(this.openTimeoutMs / 1000)} s`);
     }
     // The kernel closes a comm whose target it does not know before it reports the open as done.
     if (closedByKernel || comm.isDisposed) {
@@ -297,7 +311,7 @@ export class FinetuneClient {
     const waiting = this.pending.get(requestId);
     if (!waiting) return undefined;
     this.pending.delete(requestId);
-    if (waiting.timer) clearTimeout(waiting.timer);
+    waiting.cancelTimer?.();
     return waiting;
   }
 

@@ -1,6 +1,6 @@
 import { SCHEMAS } from '@oss-finetune/schema';
 
-import { ConfigForm, fieldSpecs, schemaDefaults } from './form';
+import { ConfigForm, MAIN_FIELDS, fieldSpecs, schemaDefaults, shortHelp } from './form';
 
 function leaves(schema: any, prefix = ''): [string, any][] {
   return Object.entries(schema.properties).flatMap(([key, child]: [string, any]) =>
@@ -28,13 +28,16 @@ const errorOf = (form: ConfigForm, path: string) =>
   form.node.querySelector(`.ossft-field[data-path="${path}"] .ossft-field-error`)!.textContent;
 
 describe('ConfigForm', () => {
-  it('has one field per schema property, with its description as help and its default shown', () => {
+  it('has one field per schema property, with short help, the whole description on hover, and its default shown', () => {
     const form = new ConfigForm();
     const rows = [...form.node.querySelectorAll<HTMLElement>('.ossft-field')];
-    expect(rows.map((r) => r.dataset.path)).toEqual(schemaLeaves.map(([path]) => path));
+    expect(rows.map((r) => r.dataset.path).sort()).toEqual(schemaLeaves.map(([path]) => path).sort());
     for (const [path, schema] of schemaLeaves) {
       const row = form.node.querySelector(`.ossft-field[data-path="${path}"]`)!;
-      expect(row.querySelector('.ossft-help')!.textContent).toBe(schema.description);
+      const help = row.querySelector<HTMLElement>('.ossft-help')!;
+      expect(help.textContent).toBe(shortHelp(schema.description));
+      expect(help.textContent!.length).toBeLessThanOrEqual(90);
+      expect(help.title).toBe(schema.description);
       const input = row.querySelector<HTMLInputElement | HTMLSelectElement>('input, select')!;
       expect(row.querySelector('label')!.htmlFor).toBe(input.id);
       if (schema.enum) {
@@ -52,6 +55,32 @@ describe('ConfigForm', () => {
     }
     expect(form.value).toEqual(schemaDefaults());
     expect(form.issues).toEqual([]);
+  });
+
+  it('puts the settings people change first and folds the rest, in schema order, under More settings', () => {
+    const form = new ConfigForm();
+    const main = [...form.node.querySelectorAll<HTMLElement>('.ossft-main-settings .ossft-field')];
+    expect(main.map((r) => r.dataset.path)).toEqual(MAIN_FIELDS.map(([path]) => path));
+    expect(main.map((r) => r.querySelector('label')!.textContent)).toEqual(MAIN_FIELDS.map(([, label]) => label));
+    expect(form.more.open).toBe(false);
+    expect(form.more.querySelector('summary')!.textContent).toBe('More settings');
+    const folded = [...form.more.querySelectorAll<HTMLElement>('.ossft-field')].map((r) => r.dataset.path);
+    const mainPaths = MAIN_FIELDS.map(([path]) => path);
+    expect(folded).toEqual(schemaLeaves.map(([path]) => path).filter((path) => !mainPaths.includes(path)));
+  });
+
+  it('opens More settings when a folded field breaks a rule', () => {
+    const form = new ConfigForm();
+    edit(form, 'training.batch_size', '0');
+    expect(form.more.open).toBe(true);
+  });
+
+  it('shortens help to its first sentence and about one line', () => {
+    expect(shortHelp('Rank of the low-rank update.')).toBe('Rank of the low-rank update.');
+    expect(shortHelp('Dropout first. Then more words.')).toBe('Dropout first.');
+    const long = shortHelp(`A hub id (openai/gpt-oss-20b), a local folder, or an embedded model that needs no hub: ${'x '.repeat(60)}.`);
+    expect(long.length).toBeLessThanOrEqual(90);
+    expect(long.endsWith('…')).toBe(true);
   });
 
   it('gives number fields the schema limits and groups fields by section', () => {

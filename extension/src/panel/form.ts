@@ -102,6 +102,33 @@ export function setAt(config: ConfigTree, segments: string[], value: unknown): v
   node[segments[segments.length - 1]] = value;
 }
 
+/**
+ * The settings people change, shown first and by these names; every other field is folded under
+ * "More settings". Each still carries its config path as its input's name.
+ */
+export const MAIN_FIELDS: [path: string, label: string][] = [
+  ['model.name_or_path', 'model'],
+  ['data.source', 'data'],
+  ['lora.r', 'LoRA rank r'],
+  ['lora.alpha', 'LoRA alpha'],
+  ['lora.target_modules', 'LoRA targets'],
+  ['training.max_steps', 'steps'],
+  ['training.learning_rate', 'learning rate'],
+];
+
+const SHORT_HELP = 90;
+
+/**
+ * The first sentence of a schema description, cut at a word near SHORT_HELP characters: a narrow
+ * sidebar shows one or two lines; the whole text is the field's tooltip.
+ */
+export function shortHelp(text: string): string {
+  const sentence = /^[\s\S]*?[.!?](?=\s|$)/.exec(text)?.[0] ?? text;
+  if (sentence.length <= SHORT_HELP) return sentence;
+  const cut = sentence.lastIndexOf(' ', SHORT_HELP - 1);
+  return `${sentence.slice(0, cut > 0 ? cut : SHORT_HELP - 1).replace(/[\s,:;(]+$/, '')}…`;
+}
+
 let formCount = 0;
 
 interface Field {
@@ -118,6 +145,8 @@ export interface ConfigFormOptions {
 
 export class ConfigForm {
   readonly node: HTMLFormElement;
+  /** Every field but the main ones, folded until opened (or until one of them breaks a rule). */
+  readonly more: HTMLDetailsElement;
   private readonly fields = new Map<string, Field>();
   private readonly formError: HTMLParagraphElement;
   private readonly id = `ossft-form-${++formCount}`;
@@ -131,11 +160,20 @@ export class ConfigForm {
     this.node = el('form', 'ossft-config-form');
     this.node.noValidate = true;
     this.node.addEventListener('submit', (event) => event.preventDefault());
-    const groups = new Map<string, HTMLElement>();
-    for (const spec of fieldSpecs()) {
-      const parent = this.groupFor(spec, groups);
-      parent.append(this.makeField(spec));
+    const specs = fieldSpecs();
+    const main = el('div', 'ossft-main-settings');
+    for (const [path, label] of MAIN_FIELDS) {
+      const spec = specs.find((s) => s.path === path);
+      if (spec) main.append(this.makeField(spec, label));
     }
+    this.more = el('details', 'ossft-more');
+    this.more.append(el('summary', 'ossft-more-title', 'More settings'));
+    const groups = new Map<string, HTMLElement>();
+    for (const spec of specs) {
+      if (this.fields.has(spec.path)) continue;
+      this.groupFor(spec, groups).append(this.makeField(spec));
+    }
+    this.node.append(main, this.more);
     this.formError = el('p', 'ossft-form-error');
     this.formError.setAttribute('role', 'alert');
     this.node.append(this.formError);
@@ -206,6 +244,8 @@ export class ConfigForm {
       field.error.textContent = message;
       field.row.classList.toggle('ossft-invalid', message !== '');
       field.input.setAttribute('aria-invalid', message ? 'true' : 'false');
+      // A folded field with a problem would block Start with nothing in sight to fix.
+      if (message && this.more.contains(field.row)) this.more.open = true;
     }
     this.formError.textContent = unplaced.join('; ');
     this.shownIssues = issues;
@@ -227,7 +267,7 @@ export class ConfigForm {
   }
 
   private groupFor(spec: FieldSpec, groups: Map<string, HTMLElement>): HTMLElement {
-    let parent: HTMLElement = this.node;
+    let parent: HTMLElement = this.more;
     for (let depth = 1; depth < spec.segments.length; depth++) {
       const key = spec.segments.slice(0, depth).join('.');
       let group = groups.get(key);
@@ -240,7 +280,11 @@ export class ConfigForm {
         group.dataset.path = key;
         const legend = el('legend', 'ossft-group-title', spec.segments[depth - 1]);
         group.append(legend);
-        if (schema?.description) group.append(el('p', 'ossft-group-help', schema.description));
+        if (schema?.description) {
+          const help = el('p', 'ossft-group-help', shortHelp(schema.description));
+          help.title = schema.description;
+          group.append(help);
+        }
         parent.append(group);
         groups.set(key, group);
       }
@@ -249,16 +293,21 @@ export class ConfigForm {
     return parent;
   }
 
-  private makeField(spec: FieldSpec): HTMLDivElement {
+  private makeField(spec: FieldSpec, title?: string): HTMLDivElement {
     const id = `${this.id}-${spec.segments.join('-')}`;
     const row = el('div', `ossft-field ossft-field-${spec.kind}`);
     row.dataset.path = spec.path;
-    const label = el('label', 'ossft-label', spec.segments[spec.segments.length - 1]);
+    const label = el('label', 'ossft-label', title ?? spec.segments[spec.segments.length - 1]);
     label.htmlFor = id;
+    const description = spec.schema.description ?? '';
+    // The whole description, and the config path under a friendlier name, show on hover.
+    label.title = title ? `${spec.path}: ${description}` : description;
     const input = this.makeInput(spec);
     input.id = id;
     input.name = spec.path;
-    const help = el('p', 'ossft-help', spec.schema.description ?? '');
+    input.title = description;
+    const help = el('p', 'ossft-help', shortHelp(description));
+    help.title = description;
     help.id = `${id}-help`;
     const error = el('p', 'ossft-field-error');
     error.id = `${id}-error`;

@@ -136,6 +136,34 @@ describe('FinetunePanel', () => {
     expect(q(panel, '.ossft-run-metrics').textContent).toBe('run-1: 2 logged steps; last step 2, loss 1.500');
   });
 
+  it('shows the live run with its loss chart, drawn by the dashboard of the notebook', async () => {
+    const { k, panel } = await openPanel();
+    const section = q(panel, '.ossft-live-run');
+    expect(section.hidden).toBe(true);
+    const run = { version: 1, run_id: 'run-7', max_steps: 30, metrics: [1, 2, 3].map((step) => ({ step, loss: 2 - step / 10, lr: 1e-4 })) };
+    k.emit({ op: 'training_update', request_id: 'run:run-7', ok: true, payload: { ...run, status: 'running', step: 3 } });
+    await flush();
+    expect(section.hidden).toBe(false);
+    expect(section.querySelector('.ossft-progress')!.getAttribute('aria-valuenow')).toBe('3');
+    expect(section.querySelectorAll('.ossft-chart').length).toBe(1);
+    expect(section.querySelector('.ossft-chart-loss .ossft-series')!.getAttribute('d')!.split('L').length).toBe(3);
+    // The panel's own Stop button is the one to use.
+    expect(section.querySelector<HTMLElement>('.ossft-stop')!.hidden).toBe(true);
+    k.emit({ op: 'training_update', request_id: 'run:run-7', ok: true, payload: { ...run, status: 'completed', step: 30 } });
+    await flush();
+    expect(section.querySelector('.ossft-run-status')!.textContent).toBe('completed');
+  });
+
+  it('says the kernel is busy, not that it failed, while cells run', async () => {
+    const k = configKernel();
+    k.kernel.status = 'busy';
+    const panel = new FinetunePanel({ clients: new FinetuneClients(), syncDelayMs: 0 });
+    const reading = panel.setTarget({ label: 'tutorial.ipynb', kernel: k.kernel });
+    expect(q(panel, '.ossft-sync').textContent).toBe('The kernel is busy running cells; the settings are read when it is free.');
+    await reading;
+    expect(q(panel, '.ossft-sync').textContent).toBe('Settings read from the kernel.');
+  });
+
   it("follows a run it did not start, such as a magic's, and keeps Start off while it trains", async () => {
     const { k, panel } = await openPanel();
     const run = { version: 1, run_id: 'run-7', max_steps: 30, metrics: [{ step: 5, loss: 1.25 }] };

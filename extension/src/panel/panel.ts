@@ -10,6 +10,8 @@ import { Widget } from '@lumino/widgets';
 import { ClientOptions, CommRequestError, CommUnavailableError, FinetuneClient, TrainingUpdate } from '../comm/client';
 import { el } from '../common/dom';
 import type { IFinetuneClients } from '../tokens';
+import { ChartBackend, svgCharts } from '../training/charts';
+import { TrainingDashboard } from '../training/dashboard';
 import { ConfigForm, ConfigTree, FieldSpec, getAt, setAt } from './form';
 
 export const PANEL_ID = 'oss-finetune-panel';
@@ -33,6 +35,8 @@ export interface FinetunePanelOptions {
    * Growing waits keep a kernel that has not loaded the extension from being asked constantly.
    */
   retryDelaysMs?: number[];
+  /** Draws the live run's loss chart; the small SVG charts unless the plugin passes plotly's. */
+  charts?: ChartBackend;
 }
 
 const RETRY_DELAYS_MS = [1_000, 2_000, 4_000, 8_000, 15_000, 30_000];
@@ -81,6 +85,8 @@ export class FinetunePanel extends Widget {
   private readonly targetLine: HTMLParagraphElement;
   private readonly syncLine: HTMLParagraphElement;
   private readonly liveLine: HTMLParagraphElement;
+  /** The run the kernel trains or trained last, drawn by the notebook's own dashboard. */
+  private readonly liveDashboard: TrainingDashboard;
   private readonly startButton: HTMLButtonElement;
   private readonly stopButton: HTMLButtonElement;
   private readonly reloadButton: HTMLButtonElement;
@@ -135,6 +141,12 @@ export class FinetunePanel extends Widget {
     this.syncLine.setAttribute('aria-live', 'polite');
     this.liveLine = el('p', 'ossft-live');
     this.liveLine.setAttribute('aria-live', 'polite');
+    // The panel's Stop button stands for the dashboard's; one loss chart fits a sidebar.
+    this.liveDashboard = new TrainingDashboard(options.charts ?? svgCharts, null, { charts: ['loss'] });
+    const live = el('section', 'ossft-live-run ossft-renderer');
+    live.setAttribute('aria-label', 'Current run');
+    live.append(this.liveLine, this.liveDashboard.node);
+    live.hidden = true;
 
     this.form = new ConfigForm({ onEdit: (config, field, issues) => this.onEdit(config, field, issues) });
 
@@ -149,7 +161,7 @@ export class FinetunePanel extends Widget {
     this.metricsLine.setAttribute('aria-live', 'polite');
     runs.append(runsHead, this.runList, this.metricsLine);
 
-    this.node.append(header, actions, this.syncLine, this.liveLine, this.form.node, runs);
+    this.node.append(header, actions, this.syncLine, live, this.form.node, runs);
     this.node.setAttribute('aria-label', PANEL_TITLE);
     this.render();
   }
@@ -182,6 +194,9 @@ export class FinetunePanel extends Widget {
       this.cancelSync();
       this.edited.clear();
       this.liveRun = null;
+      this.liveLine.textContent = '';
+      this.liveLine.classList.remove('ossft-sr-only');
+      this.showLiveRun();
       this.runs = [];
       this.cancelRetry();
       this.retryCount = 0;
@@ -215,7 +230,12 @@ export class FinetunePanel extends Widget {
   private async read(): Promise<void> {
     const client = this.client;
     if (!client) return;
-    this.say('Reading the settings from the kernel…');
+    // A kernel running cells answers between them; that is a wait, not an error.
+    this.say(
+      client.kernel.status === 'busy'
+        ? 'The kernel is busy running cells; the settings are read when it is free.'
+        : 'Reading the settings from the kernel…',
+    );
     try {
       const { config } = await client.request('get_config');
       if (client !== this.client) return;
@@ -439,14 +459,30 @@ export class FinetunePanel extends Widget {
   private onUpdate(update: TrainingUpdate): void {
     if (update.error) {
       this.liveLine.textContent = `Training failed: ${update.error.path && update.error.path !== '(root)' ? `${update.error.path}: ` : ''}${update.error.message}`;
+      this.liveLine.classList.remove('ossft-sr-only');
       if (this.liveRun) this.liveRun = { ...this.liveRun, status: 'failed' };
     } else if (update.payload) {
       this.liveRun = update.payload;
       const last = update.payload.metrics[update.payload.metrics.length - 1];
       this.liveLine.textContent = describeRun({ ...update.payload, last_loss: last?.loss });
+      // The dashboard shows the same; the line stays for screen readers, which it tells of each step.
+      this.liveLine.classList.add('ossft-sr-only');
       if (!ACTIVE.has(update.payload.status)) void this.refreshRuns();
     }
+    this.showLiveRun();
     this.render();
+  }
+
+  private showLiveRun(): void {
+    const section = this.liveLine.parentElement;
+    if (section) section.hidden = !this.liveRun && !this.liveLine.textContent;
+    if (this.liveRun) this.liveDashboard.update(this.liveRun);
+    this.liveDashboard.node.hidden = !this.liveRun;
+  }
+
+  protected onAfterShow(): void {
+    // Charts drawn while the sidebar was collapsed had no width to take.
+    this.liveDashboard.resize();
   }
 
   private say(text: string): void {
