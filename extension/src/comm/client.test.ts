@@ -1,3 +1,4 @@
+import { Signal } from '@lumino/signaling';
 import { schemaIssues } from '@oss-finetune/schema';
 
 import { fakeKernel, flush, refusal, reply } from '../testing/kernel';
@@ -127,6 +128,7 @@ describe('FinetuneClient', () => {
     let hangs = true;
     const k = recording(fakeKernel((req) => reply(req, { runs: [] }), { openHangs: () => hangs }));
     k.kernel.status = 'busy';
+    k.kernel.statusChanged = new Signal<unknown, string>({});
     const client = new FinetuneClient(k.kernel, { timeoutMs: 0, openTimeoutMs: 5 });
     let outcome: unknown = 'pending';
     const first = client.request('list_runs').then(
@@ -136,7 +138,12 @@ describe('FinetuneClient', () => {
     // Many open timeouts pass while the kernel runs cells: the open is still waited for.
     await new Promise((resolve) => setTimeout(resolve, 40));
     expect(outcome).toBe('pending');
+    // The moment of idle between two cells is no reason to give up either.
     k.kernel.status = 'idle';
+    k.kernel.statusChanged.emit('idle');
+    k.kernel.statusChanged.emit('busy');
+    await new Promise((resolve) => setTimeout(resolve, 4));
+    expect(outcome).toBe('pending');
     await first;
     expect(outcome).toMatchObject({ reason: 'open-timeout' });
     hangs = false;

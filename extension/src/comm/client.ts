@@ -93,23 +93,36 @@ interface ReplyWatcher {
 }
 
 /**
- * A timer for `ms` that, when it runs out while the kernel is busy, waits for as long again instead of
- * firing: a kernel running cells (Run All, a training cell) answers a comm only between them, and a
- * late answer is not a lost one. Returns the function that cancels it.
+ * A timer for `ms` that, when it runs out while the kernel is busy or was busy since it was armed,
+ * waits for as long again instead of firing: a kernel running cells (Run All, a training cell)
+ * answers a comm only after them, and a late answer is not a lost one. It fires once the kernel has
+ * been idle for a whole `ms`. Returns the function that cancels it.
  */
 function patientTimer(kernel: Kernel.IKernelConnection, ms: number, fire: () => void): () => void {
   let timer: ReturnType<typeof setTimeout> | null = null;
+  // Between two cells of a Run All the kernel is idle for a moment; the timer may well wake then.
+  let busySince = false;
+  const onStatus = (_: unknown, status: Kernel.Status) => {
+    if (status === 'busy') busySince = true;
+  };
+  kernel.statusChanged?.connect(onStatus);
+  const stop = () => {
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+    kernel.statusChanged?.disconnect(onStatus);
+  };
   const arm = () => {
+    busySince = false;
     timer = setTimeout(() => {
-      if (kernel.status === 'busy' && !kernel.isDisposed) arm();
-      else fire();
+      if ((kernel.status === 'busy' || busySince) && !kernel.isDisposed) arm();
+      else {
+        stop();
+        fire();
+      }
     }, ms);
   };
   arm();
-  return () => {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-  };
+  return stop;
 }
 
 let counter = 0;
