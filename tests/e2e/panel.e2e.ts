@@ -108,5 +108,18 @@ test('the panel follows, live, a run that a magic started in the notebook', asyn
   await expect(panel.locator('button.ossft-start')).toBeDisabled();
   await expect(live).toContainText('completed · step 3 / 3', { timeout: 120_000 });
   await expect(panel.locator('button.ossft-start')).toBeEnabled();
+  // The run shows as the notebook's dashboard does, with its loss curve drawn at the size of its box.
+  const run = panel.locator('.ossft-live-run');
+  await expect(run.getByRole('status')).toHaveText('completed');
+  await expect(run.getByRole('progressbar')).toHaveAttribute('aria-valuenow', '3');
+  await expect(run.locator('.ossft-chart-loss .js-plotly-plot .scatterlayer .trace')).toHaveCount(1);
+  await expect
+    .poll(() =>
+      run
+        .locator('.ossft-chart-loss .main-svg')
+        .first()
+        .evaluate((svg) => Math.round(svg.getBoundingClientRect().height)),
+    )
+    .toBeGreaterThan(100);
   await expect(panel.locator('.ossft-run-text').last()).toContainText('completed · step 3 / 3');
 });
