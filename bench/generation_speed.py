@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64, help="the evaluation's batch")
     parser.add_argument("--bandwidth", type=float, default=4.8e12, help="the GPU's memory bandwidth, bytes/s")
     parser.add_argument("--skip-transformers", action="store_true", help="only our path (faster)")
+    parser.add_argument(
+        "--transformers-batch-1-only", action="store_true", help="transformers' side at batch 1 only (saves minutes)"
+    )
     parser.add_argument("--json", help="write the figures to this file too")
     parser.add_argument(
         "--profile", action="store_true", help="also: where a batch-1 decode step's time goes, kernel by kernel"
@@ -121,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             other = timed(f"transformers, {kind}, batch 1", theirs(model, [prompt]), bound)
             print(f"    batch 1: {mine / other:.1f} x transformers")
         mine = timed(f"ours, {kind}, batch {args.batch}", ours(model, batch_prompts), warm_up=args.new)
-        if compare_batch and not args.skip_transformers:
+        if compare_batch and not args.skip_transformers and not args.transformers_batch_1_only:
             other = timed(f"transformers, {kind}, batch {args.batch}", theirs(model, batch_prompts))
             print(f"    batch {args.batch}: {mine / other:.1f} x transformers")
 
