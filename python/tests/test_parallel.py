@@ -280,7 +280,7 @@ def test_the_train_magic_takes_gpus_and_says_where_it_trains(shell, capsys, tmp_
     )
     out, err = capsys.readouterr()
     assert result.success, err
-    assert "completed: completed 1 steps" in out
+    assert "completed: completed 1 step;" in out
     assert "cpu + 1 more CPU process, data parallel" in out
     run = session_module.get_session().last_result
     assert "worker 1: completed at step 1" in (Path(run.run_dir) / "workers" / "rank-1.log").read_text()

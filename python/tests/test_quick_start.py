@@ -57,7 +57,7 @@ def test_a_bare_verb_acts(shell, capsys, session):
     session.set_config({"training": ONE_STEP})
     result, out, err = run(shell, capsys, "%oss_finetune train")
     assert result.success, err
-    assert "completed: completed 1 steps" in out and session.last_result.status == "completed"
+    assert "completed: completed 1 step;" in out and session.last_result.status == "completed"
 
 
 def test_show_lists_a_sections_settings_and_loads_nothing(shell, capsys, session):

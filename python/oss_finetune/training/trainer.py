@@ -891,7 +891,8 @@ class Trainer:
         else:
             checkpoint = self.save_checkpoint()
             self._finish(was_training, previous_cache)
-            self.set_status("completed", f"completed {self.step} steps; adapter in {checkpoint}")
+            steps = f"{self.step} step" + ("" if self.step == 1 else "s")
+            self.set_status("completed", f"completed {steps}; adapter in {checkpoint}")
         self._stop.clear()
         self._stop_reason = None
         return TrainResult(
