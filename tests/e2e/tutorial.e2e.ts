@@ -92,15 +92,26 @@ test('the tutorial notebook runs top to bottom and shows every view', async ({ p
   const dashboard = cell(page, trainCell).locator('.ossft-training');
   await expect(dashboard.getByRole('status')).toHaveText('completed');
   await expect(dashboard.getByRole('progressbar')).toHaveAttribute('aria-valuenow', PARAMETERS.MAX_STEPS);
+  // After Run All the charts keep their height (they used to be left at 0 px in a small scroll box).
+  await expect
+    .poll(() =>
+      dashboard
+        .locator('.ossft-chart-loss .main-svg')
+        .first()
+        .evaluate((svg) => Math.round(svg.getBoundingClientRect().height)),
+    )
+    .toBeGreaterThan(100);
 
   for (const index of chatCells) {
     const view = cell(page, index);
     await view.scrollIntoViewIfNeeded();
     await expectOurView(view, 'harmony');
-    // Both streams are in the payload; side by side draws each in its own column.
-    await view.getByRole('combobox', { name: 'Compare before and after' }).selectOption('side-by-side');
+    // Both answers open side by side, the base model's on the left; generated text has no loss mask.
+    await expect(view.getByRole('combobox', { name: 'Compare before and after' })).toHaveValue('side-by-side');
     const columns = view.locator('.ossft-column');
     await expect(columns).toHaveCount(2);
+    await expect(columns.nth(0).locator('.ossft-column-label')).toHaveText(/^base model/);
+    await expect(view.locator('[role=option].ossft-masked')).toHaveCount(0);
     for (let k = 0; k < 2; k++) await expect(columns.nth(k).getByRole('option').first()).toBeVisible();
   }
   expect(await output(page, 'harmony').count()).toBe(1 + chatCells.length);
