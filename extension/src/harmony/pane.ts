@@ -17,6 +17,8 @@ export interface PaneOptions {
   overscan: number;
   /** Called with a token's description when the pointer or the keyboard lands on it (null: left). */
   onInspect?: (description: string | null, pinned: boolean) => void;
+  /** Whether the tokens' trained flags mean anything (a training row) or not (generated text); default true. */
+  hasLossMask?: boolean;
   /** Called with the token under the pointer as it changes (null: the pointer left the tokens). */
   onHover?: (token: number | null) => void;
 }
@@ -311,8 +313,8 @@ export class TokenPane {
       `role ${s.role(i)}`,
       `channel ${s.channel(i)}`,
       `part ${s.part(i)}`,
-      s.trained(i) ? 'trained' : 'not trained (masked)',
     ];
+    if (this.options.hasLossMask !== false) parts.push(s.trained(i) ? 'trained' : 'not trained (masked)');
     const loss = s.loss(i);
     if (loss !== null) parts.push(`loss ${loss.toFixed(3)}`);
     const change = s.change(i);

@@ -324,6 +324,8 @@ describe('HarmonyView before and after', () => {
     chipOf(left, 9).dispatchEvent(new MouseEvent('mouseover', { bubbles: true }));
     expect(chipOf(left, 9).classList).toContain('ossft-hover');
     expect(chipOf(left, 9).title).toContain('id 3');
+    // Nothing generated is trained, so the card does not call it masked.
+    expect(chipOf(left, 9).title).not.toContain('trained');
     expect(chipOf(right, 9).classList).toContain('ossft-hover');
     expect(v.node.querySelectorAll('.ossft-hover').length).toBe(2);
     // A token only one answer has is highlighted alone.

@@ -256,6 +256,7 @@ export class HarmonyView {
               description === null ? 'Hover a token to inspect it; click to pin.' : `${pinned ? '📌 ' : ''}${description}`;
             this.detail.classList.toggle('ossft-detail-pinned', pinned);
           },
+          hasLossMask: conv.origin !== 'generation',
           onHover: alignment ? (token) => this.showCounterpart(alignment, index, token) : undefined,
         },
         this.state,
