@@ -11,6 +11,11 @@ from . import cli, kernelspec
 # name -> (help, add_arguments, run)
 SUBCOMMANDS = {
     "render": ("render conversations in Harmony and print text or token ids", cli.add_render_arguments, cli.run_render),
+    "export": (
+        "write a model (and adapter) for serving: peft, merged, mxfp4, vllm or gguf, read back and compared",
+        cli.add_export_arguments,
+        cli.run_export,
+    ),
     "kernel": (
         "install the oss-finetune Jupyter kernel, which registers the magics as it starts",
         kernelspec.add_kernel_arguments,

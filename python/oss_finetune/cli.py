@@ -116,3 +116,50 @@ def main_guarded(fn, args: argparse.Namespace) -> int:
         return 2
     except BrokenPipeError:  # `... | head` closed the pipe: not an error
         return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "format", choices=("peft", "merged", "mxfp4", "vllm", "gguf"), help="what to write (docs/export.md)"
+    )
+    parser.add_argument("out", help="the folder to write (an earlier export of ours there is replaced)")
+    parser.add_argument(
+        "--model", default=None, help="the base model: embedded:tiny-base (default), a hub id or a local folder"
+    )
+    parser.add_argument(
+        "--adapter",
+        default=None,
+        help="a PEFT adapter folder to put on it (a run's adapter/ or checkpoint); none: the base as is",
+    )
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float16", "float32"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--no-verify", action="store_true", help="write only; the export is then not compared")
+
+
+def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    from . import embedded  # importing it registers the embedded models
+    from .modeling import export as exports
+    from .modeling.adapter import load_adapter
+    from .modeling.model import ModelLoadError, load_model
+
+    model_name = args.model or embedded.EMBEDDED_TINY_BASE
+    if args.format in ("peft", "vllm") and not args.adapter:
+        raise CliError(
+            f"--adapter: {args.format} exports an adapter; name its folder (a run's adapter/ or a checkpoint)"
+        )
+    try:
+        loaded = load_model({"name_or_path": model_name, "dtype": args.dtype, "device": args.device})
+    except ModelLoadError as error:
+        raise CliError(f"--model: {error}") from None
+    model = loaded.model
+    if args.adapter:
+        try:
+            model = load_adapter(model, args.adapter)
+        except (OSError, ValueError) as error:
+            raise CliError(f"--adapter: {args.adapter} is not a PEFT adapter for {model_name}: {error}") from None
+    result = exports.export(
+        model, loaded.tokenizer, args.format, args.out, base_model=model_name, verify=not args.no_verify
+    )
+    out.write(result.line() + "\n")
+    return 0

@@ -11,13 +11,15 @@ rendered half right. python/tests/test_export.py checks it token for token again
 
 from __future__ import annotations
 
+# Newlines come from text and expressions, never right after a block tag, so that the template renders the
+# same with and without trim_blocks (transformers sets it; other engines may not).
 HARMONY_CHAT_TEMPLATE = """\
 {%- if tools -%}{{ raise_exception("this Harmony template renders chats without tools") }}{%- endif -%}
 {%- set effort = reasoning_effort if reasoning_effort is defined and reasoning_effort else "medium" -%}
+{%- set date = "Current date: " + current_date + "\n" if current_date is defined and current_date else "" -%}
 <|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.
 Knowledge cutoff: 2024-06
-{% if current_date is defined and current_date %}Current date: {{ current_date }}
-{% endif %}
+{{ date }}
 Reasoning: {{ effort }}
 
 # Valid channels: analysis, commentary, final. Channel must be included for every message.<|end|>

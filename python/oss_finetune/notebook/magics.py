@@ -336,6 +336,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             None,
             [
                 Argument(["--merged"], "fold the adapter into the base weights and save those", "flag"),
+                Argument(
+                    ["--format"],
+                    "export for serving, read back and compared with this model (docs/export.md)",
+                    choices=["peft", "merged", "mxfp4", "vllm", "gguf"],  # modeling.export.FORMATS, without torch
+                ),
                 Argument(["path"], "where to save (default: the run folder)", "rest"),
             ],
         ),
@@ -894,6 +899,9 @@ class FinetuneMagics(Magics):
     def _do_save(self, session: Session, parsed: Parsed):
         path = " ".join(parsed.rest) or None
         merged = bool(parsed.values.get("merged"))
+        if parsed.values.get("format"):
+            _say(session.export(parsed.values["format"], path).line())
+            return
         where = session.save(path, merged=merged)
         if merged:
             _say(

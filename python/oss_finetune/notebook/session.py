@@ -816,6 +816,35 @@ class Session:
             return str(target)
 
 
+    def export(self, fmt: str, path: str | None = None, *, verify: bool = True):
+        """Write the model in ``fmt`` (modeling.export.FORMATS; default folder: the run folder's ``fmt``) and
+        verify it against the live model; returns the ExportResult. The live model is left as it was."""
+        from ..modeling import export as exports
+
+        self._refuse_while_training("save")
+        if fmt not in exports.FORMATS:
+            raise SessionError(f"export format {fmt!r} is not one of {', '.join(exports.FORMATS)}", "format")
+        if fmt in ("peft", "vllm") and not self.has_adapter():
+            raise SessionError(
+                f"{fmt} exports an adapter and there is none; run `%oss_finetune lora` and `%oss_finetune train` "
+                "first, or export merged / mxfp4 / gguf",
+                "format",
+            )
+        self.ensure_loaded()
+        with self._lock:
+            home = Path(self.trainer.run_dir) if self.trainer is not None else self.output_dir()
+            target = Path(path) if path else home / fmt
+            model = self.model if self.model is not None else self.loaded.model
+            try:
+                result = exports.export(
+                    model, self.loaded.tokenizer, fmt, target, base_model=self.loaded.name_or_path, verify=verify
+                )
+            except exports.ExportError as error:
+                raise SessionError(str(error), getattr(error, "path", None) or "format") from None
+            self.saved[fmt] = str(result.path)
+            return result
+
+
 # -- helpers shared with the front ends ---------------------------------------------------------
 
 _COMMAND_OF = {"model": "load", "data": "data", "lora": "lora", "training": "train"}
