@@ -270,3 +270,20 @@ def test_the_magic_and_the_command_line_offer_every_format():
     parser = entry.build_parser()
     args = parser.parse_args(["export", "vllm", "out", "--adapter", "a"])
     assert args.format == "vllm" and args.run.__name__ == "run_export"
+
+
+def test_save_format_in_a_notebook_writes_verifies_and_says_so_in_one_line(shell, capsys, tmp_path):
+    from oss_finetune.notebook import session as session_module
+
+    session = session_module.reset_session(
+        {"model": {"name_or_path": "embedded:tiny", "dtype": "float32"}, "training": {"output_dir": str(tmp_path)}}
+    )
+    session.lora()
+    capsys.readouterr()
+    result = shell.run_cell(f"%oss_finetune save --format peft {tmp_path / 'out'}")
+    out = capsys.readouterr().out
+    assert result.success, out
+    assert f"peft: wrote {tmp_path / 'out'} (" in out and "verified with peft" in out
+    assert session.saved["peft"] == str(tmp_path / "out")
+    result = shell.run_cell("%oss_finetune save --format onnx")
+    assert not result.success
