@@ -287,3 +287,11 @@ def test_save_format_in_a_notebook_writes_verifies_and_says_so_in_one_line(shell
     assert session.saved["peft"] == str(tmp_path / "out")
     result = shell.run_cell("%oss_finetune save --format onnx")
     assert not result.success
+
+
+def test_checking_an_adapter_leaves_the_live_one_active_and_as_trainable_as_it_was(live, prompts, tmp_path):
+    model, tokenizer = live
+    before = {n: p.requires_grad for n, p in model.named_parameters()}
+    ex.export(model, tokenizer, "vllm", tmp_path / "v", base_model="embedded:tiny", prompts=prompts[:1])
+    assert model.active_adapter == "default" and list(model.peft_config) == ["default"]
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == before

@@ -884,6 +884,8 @@ def _verify_adapter(
     name = "export_check"
     active = model.active_adapter
     reference = _greedy_reference(model, prompts, NEW_TOKENS)
+    # set_adapter makes the adapter it activates trainable and freezes the others; training resumes after this.
+    trainable = {n: p.requires_grad for n, p in model.named_parameters()}
     try:
         if state is None:
             model.load_adapter(str(path), adapter_name=name)
@@ -899,15 +901,10 @@ def _verify_adapter(
         model.set_adapter(active)
         if name in model.peft_config:
             model.delete_adapter(name)
-        # peft's add/set_adapter leave the new factors trainable and the current ones as they were.
         for param_name, param in model.named_parameters():
-            if "lora_" in param_name:
-                param.requires_grad_(True)
-    tolerance = (
-        max(_tolerance(torch.float32, w) for w in reference.logits)
-        if _compute_dtype(model) == torch.float32
-        else max(_tolerance(torch.bfloat16, w) for w in reference.logits)
-    )
+            if param_name in trainable:
+                param.requires_grad_(trainable[param_name])
+    tolerance = max(_tolerance(_compute_dtype(model), w) for w in reference.logits)
     worst, tokens, _ = _compare(fmt, path, reference, scores, tolerance, tokenizer, prompts)
     return Verification(
         "peft" if state is None else "peft, reading the file as vLLM's loader does",
