@@ -295,3 +295,25 @@ def test_checking_an_adapter_leaves_the_live_one_active_and_as_trainable_as_it_w
     ex.export(model, tokenizer, "vllm", tmp_path / "v", base_model="embedded:tiny", prompts=prompts[:1])
     assert model.active_adapter == "default" and list(model.peft_config) == ["default"]
     assert {n: p.requires_grad for n, p in model.named_parameters()} == before
+
+
+def test_the_mxfp4_export_loads_in_the_packages_own_mxfp4_loader_too(live, prompts, tmp_path):
+    """modeling.mxfp4.load_checkpoint reads OpenAI's checkpoints as released (`load --mxfp4-experts`)."""
+    from oss_finetune.modeling.mxfp4 import load_checkpoint
+
+    model, tokenizer = live
+    ex.export(model, tokenizer, "mxfp4", tmp_path / "q", base_model="embedded:tiny", verify=False)
+    reloaded = load_checkpoint(tmp_path / "q", dtype=torch.float32, device="cpu")
+    with ex.as_stored(model, ex._mxfp4_round) as stored:
+        reference = ex._greedy_reference(stored, prompts[:1], ex.NEW_TOKENS)
+    scores = ex._scores(reloaded, reference.sequences[0], reference.prompt_lengths[0])
+    torch.testing.assert_close(scores, reference.logits[0], rtol=0, atol=ex._tolerance(torch.float32, scores))
+
+
+def test_an_export_never_deletes_a_folder_it_did_not_write(live, tmp_path):
+    model, tokenizer = live
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ex.ExportError) as caught:
+        ex.export(model, tokenizer, "peft", tmp_path / "adapter", base_model="embedded:tiny", verify=False)
+    assert caught.value.path == "path" and (tmp_path / "adapter" / "adapter_config.json").exists()

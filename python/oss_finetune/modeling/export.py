@@ -1024,8 +1024,8 @@ def export(
     if path.exists() and any(path.iterdir()):
         if not overwrite:
             raise ExportError(f"{path} is not empty; name another folder or remove it", "path")
-        if (path / MANIFEST).exists() or (path / "adapter_config.json").exists():
-            shutil.rmtree(path)  # our own earlier export of the same name
+        if (path / MANIFEST).exists():
+            shutil.rmtree(path)  # our own earlier export; anything else (a run's adapter, a checkpoint) is kept
         else:
             raise ExportError(f"{path} holds files that are not an export of ours; name another folder", "path")
     path.mkdir(parents=True, exist_ok=True)
