@@ -317,3 +317,18 @@ def test_an_export_never_deletes_a_folder_it_did_not_write(live, tmp_path):
     with pytest.raises(ex.ExportError) as caught:
         ex.export(model, tokenizer, "peft", tmp_path / "adapter", base_model="embedded:tiny", verify=False)
     assert caught.value.path == "path" and (tmp_path / "adapter" / "adapter_config.json").exists()
+
+
+def test_llama_cpp_catches_a_gguf_with_the_experts_in_openais_nibble_order(live, prompts, tmp_path, monkeypatch):
+    pytest.importorskip("llama_cpp")
+    model, tokenizer = live
+
+    def unrepacked(blocks, scales):  # OpenAI's two-consecutive-codes bytes, without ggml's reordering
+        rows = torch.cat((scales.unsqueeze(-1), blocks), dim=-1)
+        return rows.reshape(rows.shape[0], rows.shape[1], -1).numpy()
+
+    monkeypatch.setattr(ex, "gguf_mxfp4_blocks", unrepacked)
+    with pytest.raises(ex.ExportMismatch) as caught:
+        ex.export(model, tokenizer, "gguf", tmp_path / "g", base_model="embedded:tiny", prompts=prompts[:1])
+    message = str(caught.value)
+    assert "gguf export at" in message and ("picks" in message or "logits differ" in message)

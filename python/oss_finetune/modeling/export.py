@@ -941,6 +941,17 @@ def _verify_gguf(model, tokenizer, path: Path, prompts) -> Verification:
             llm.eval(sequence[:-1] if len(sequence) > start else sequence)
             rows = torch.tensor(llm.scores[start - 1 : len(sequence) - 1], dtype=torch.float32)
             scores.append(rows)
+        # The vocabulary in the file must turn the Harmony text back into the same ids, special tokens included.
+        for probe, prompt in enumerate(prompts):
+            ids = llm.tokenize(tokenizer.decode(prompt).encode(), add_bos=False, special=True)
+            if list(ids) != list(prompt):
+                at = next((i for i, (a, b) in enumerate(zip(ids, prompt)) if a != b), min(len(ids), len(prompt)))
+                mine = _token(tokenizer, prompt[at]) if at < len(prompt) else "the end"
+                theirs = _token(tokenizer, ids[at]) if at < len(ids) else "the end"
+                raise ExportMismatch(
+                    f"gguf export at {path}: llama.cpp tokenizes probe {probe + 1} differently from token {at + 1} "
+                    f"on: {theirs} where the model's tokenizer has {mine}; the vocabulary in the file is wrong"
+                )
     finally:
         llm.close()
     # llama.cpp multiplies MXFP4 weights by activations rounded to 8 bits and bf16 weights by bf16
@@ -950,8 +961,8 @@ def _verify_gguf(model, tokenizer, path: Path, prompts) -> Verification:
         "gguf", path, reference, scores, tolerance, tokenizer, prompts, outliers=GGUF_ROUTING_OUTLIERS
     )
     drift = max(float((a - b).abs().max()) for a, b in zip(live, reference.logits))
-    note = (
-        f"{beyond} more position(s) beyond the tolerance, within the {GGUF_ROUTING_OUTLIERS:.0%} allowed for "
+    note = "llama.cpp tokenizes the probes' Harmony text to the same ids" + (
+        f"; {beyond} more position(s) beyond the tolerance, within the {GGUF_ROUTING_OUTLIERS:.0%} allowed for "
         "expert-routing near ties that llama.cpp's rounding can flip"
         if beyond
         else ""
