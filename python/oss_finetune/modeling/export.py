@@ -161,8 +161,9 @@ def _base_parameters(model) -> Iterator[tuple[str, torch.nn.Parameter]]:
 
 
 def merged_tensors(model) -> Iterator[tuple[str, torch.Tensor]]:
-    """(checkpoint name, float32 tensor on the CPU) for every weight, adapter folded in; one at a time, so
-    that a 20b model never exists twice. MXFP4 experts come out dequantized."""
+    """(checkpoint name, float32 tensor on the model's device) for every weight, adapter folded in; one at a
+    time, so that a 20b model never exists twice, and on the GPU where there is one, so that quantizing the
+    experts is not the host's work. MXFP4 experts come out dequantized."""
     deltas = _lora_layers(model)
     with torch.no_grad():
         for name, param in _base_parameters(model):
@@ -171,12 +172,12 @@ def merged_tensors(model) -> Iterator[tuple[str, torch.Tensor]]:
                 layer, adapters = deltas[name]
                 for adapter in adapters:
                     value = value + layer.get_delta_weight(adapter).float()
-            yield name, value.cpu()
+            yield name, value
         for module_name, module in model.named_modules():
             if isinstance(module, Mxfp4Experts):
                 prefix = _clean(module_name)
                 for stack in EXPERT_STACKS:
-                    yield f"{prefix}.{stack}", module.weight(stack).float().cpu()
+                    yield f"{prefix}.{stack}", module.weight(stack).float()
 
 
 def _is_expert_stack(name: str) -> bool:
@@ -328,10 +329,10 @@ def write_merged(model, tokenizer, path: Path, *, base_model: str, mxfp4: bool =
                     blocks, scales = source_blocks[name]
                 else:
                     blocks, scales = mxfp4_pack(value)
-                yield f"{name}_blocks", blocks
-                yield f"{name}_scales", scales
+                yield f"{name}_blocks", blocks.cpu()
+                yield f"{name}_scales", scales.cpu()
             else:
-                yield name, value.to(torch.bfloat16)
+                yield name, value.to(torch.bfloat16).cpu()
 
     files = _save_shards(tensors(), path, {"format": "pt"})
     files += _checkpoint_config(model, path, MXFP4_QUANTIZATION_CONFIG if mxfp4 else None)
@@ -545,6 +546,7 @@ def gguf_mxfp4_blocks(blocks: torch.Tensor, scales: torch.Tensor):
     byte, then 16 bytes with code j in the low nibble and code j + 16 in the high one."""
     import numpy as np
 
+    blocks, scales = blocks.cpu(), scales.cpu()
     codes = torch.stack((blocks & 0x0F, blocks >> 4), dim=-1).reshape(*blocks.shape[:-1], BLOCK)
     packed = codes[..., : BLOCK // 2] | (codes[..., BLOCK // 2 :] << 4)
     rows = torch.cat((scales.unsqueeze(-1), packed), dim=-1)  # experts, out, groups, 17
@@ -628,7 +630,7 @@ def write_gguf(model, tokenizer, path: Path, *, base_model: str) -> list[Path]:
 
 
 def _gguf_plain(writer, name: str, value: torch.Tensor, gguf, np) -> None:
-    value = value.contiguous()
+    value = value.cpu().contiguous()
     if _gguf_matrix(name, value):
         # bf16 like the released weights; numpy has no bf16, so its bits go as uint16.
         bits = value.to(torch.bfloat16).view(torch.uint16).numpy()
@@ -836,18 +838,25 @@ def _compute_dtype(model) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
-def _reload_transformers(path: Path, dtype: torch.dtype, device: torch.device):
+def _reload_transformers(path: Path, dtype: torch.dtype, device: torch.device, *, mxfp4: bool = False):
     import warnings
 
     from transformers import GptOssForCausalLM
     from transformers.utils import logging as transformers_logging
+
+    kwargs: dict[str, Any] = {}
+    if mxfp4:
+        from transformers import Mxfp4Config
+
+        # The same numbers as MXFP4 kernels give, without the kernels transformers fetches from the hub on a GPU.
+        kwargs["quantization_config"] = Mxfp4Config(dequantize=True)
 
     bars = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            loaded = GptOssForCausalLM.from_pretrained(str(path), dtype=dtype, device_map={"": str(device)})
+            loaded = GptOssForCausalLM.from_pretrained(str(path), dtype=dtype, device_map={"": str(device)}, **kwargs)
     finally:
         if bars:
             transformers_logging.enable_progress_bar()
@@ -859,7 +868,7 @@ def _verify_transformers(model, tokenizer, fmt: str, path: Path, rounding, promp
     with as_stored(model, rounding) as stored:
         reference = _greedy_reference(stored, prompts, NEW_TOKENS)
     live = [_scores(model, s, n) for s, n in zip(reference.sequences, reference.prompt_lengths)]
-    reloaded = _reload_transformers(path, dtype, _device(model))
+    reloaded = _reload_transformers(path, dtype, _device(model), mxfp4=fmt == "mxfp4")
     try:
         quant = getattr(reloaded.config, "quantization_config", None)
         if fmt == "merged" and quant is not None:
@@ -985,6 +994,7 @@ def _verify_gguf_tensors(model, target: Path) -> Verification:
     checked = 0
     worst = 0.0
     for name, value in merged_tensors(model):
+        value = value.cpu()
         parts = name.split(".")
         if name.endswith("mlp.experts.down_proj"):
             key = f"blk.{parts[2]}.ffn_down_exps.weight"
