@@ -868,20 +868,52 @@ def _verify_transformers(model, tokenizer, fmt: str, path: Path, rounding, promp
     with as_stored(model, rounding) as stored:
         reference = _greedy_reference(stored, prompts, NEW_TOKENS)
     live = [_scores(model, s, n) for s, n in zip(reference.sequences, reference.prompt_lengths)]
-    reloaded = _reload_transformers(path, dtype, _device(model), mxfp4=fmt == "mxfp4")
-    try:
-        quant = getattr(reloaded.config, "quantization_config", None)
-        if fmt == "merged" and quant is not None:
-            raise ExportMismatch(
-                f"merged export at {path} still has a quantization_config ({quant}); delete it from config.json"
-            )
-        scores = [_scores(reloaded, s, n) for s, n in zip(reference.sequences, reference.prompt_lengths)]
-    finally:
-        del reloaded
+    device = _device(model)
+    with _room_for(model, _weights(model) * dtype.itemsize):
+        reloaded = _reload_transformers(path, dtype, device, mxfp4=fmt == "mxfp4")
+        try:
+            quant = getattr(reloaded.config, "quantization_config", None)
+            if fmt == "merged" and quant is not None:
+                raise ExportMismatch(
+                    f"merged export at {path} still has a quantization_config ({quant}); delete it from config.json"
+                )
+            scores = [_scores(reloaded, s, n) for s, n in zip(reference.sequences, reference.prompt_lengths)]
+        finally:
+            del reloaded
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     tolerance = max(_tolerance(dtype, w) for w in reference.logits)
     worst, tokens, _ = _compare(fmt, path, reference, scores, tolerance, tokenizer, prompts)
     drift = max(float((a - b).abs().max()) for a, b in zip(live, reference.logits))
     return Verification("transformers", len(prompts), tokens, worst, tolerance, drift)
+
+
+def _weights(model) -> int:
+    """How many weights the model has once nothing is packed (MXFP4 holds two a byte)."""
+    packed = sum(
+        getattr(m, f"{stack}_blocks").numel() * 2
+        for m in model.modules()
+        if isinstance(m, Mxfp4Experts)
+        for stack in EXPERT_STACKS
+    )
+    return packed + sum(p.numel() for _, p in _base_parameters(model))
+
+
+@contextlib.contextmanager
+def _room_for(model, need: int) -> Iterator[None]:
+    """A second copy of gpt-oss-20b in bf16 does not fit one 80 GB GPU beside the first: when the GPU lacks
+    ``need`` bytes, the live model waits on the host (its parameters keep their identity) while the export
+    is checked, and comes back after."""
+    device = _device(model)
+    if device.type != "cuda" or torch.cuda.mem_get_info(device)[0] > 1.1 * need:
+        yield
+        return
+    model.to("cpu")
+    torch.cuda.empty_cache()
+    try:
+        yield
+    finally:
+        model.to(device)
 
 
 def _verify_adapter(
