@@ -73,3 +73,14 @@ def test_the_kernels_are_off_without_a_gpu_or_when_switched_off(monkeypatch):
     )
     monkeypatch.setenv("OSS_FINETUNE_ROW_KERNELS", "0")
     assert not row_kernels.available(torch.zeros(1))
+
+
+def test_a_kernel_that_cannot_run_here_is_dropped_with_one_warning(monkeypatch, caplog):
+    monkeypatch.setattr(row_kernels, "_FAILED", [])
+
+    def broken(*_args):
+        raise RuntimeError("no kernel image for this GPU")
+
+    assert row_kernels.try_rows(broken, torch.zeros(1)) is None
+    assert "no kernel image" in caplog.text
+    assert not row_kernels.available(torch.zeros(1))  # the grouped products take over from here

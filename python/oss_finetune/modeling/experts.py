@@ -118,7 +118,9 @@ def experts_forward(
         if by_row:
             return base.row_product(rows, name, expert_ids)
         if dense_by_row:
-            return row_kernels.dense_rows(rows, getattr(base, name), expert_ids)
+            out = row_kernels.try_rows(row_kernels.dense_rows, rows, getattr(base, name), expert_ids)
+            if out is not None:
+                return out
         if own_product is not None:
             return own_product(rows, name, offsets)
         return grouped_mm(rows, getattr(base, name), offsets)

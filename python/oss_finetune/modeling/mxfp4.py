@@ -196,7 +196,9 @@ class Mxfp4Experts(torch.nn.Module):
         product a few decoded tokens need (the grouped one converts whole stacks)."""
         blocks, scales = getattr(self, f"{name}_blocks"), getattr(self, f"{name}_scales")
         if row_kernels.available(rows):
-            return row_kernels.mxfp4_rows(rows, blocks, scales, expert_ids)
+            out = row_kernels.try_rows(row_kernels.mxfp4_rows, rows, blocks, scales, expert_ids)
+            if out is not None:
+                return out
         weight = fused(dequantize, rows)(blocks[expert_ids], scales[expert_ids], rows.dtype)  # rows, out, in
         return torch.bmm(weight, rows[:, :, None])[..., 0]
 

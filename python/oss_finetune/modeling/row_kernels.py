@@ -11,14 +11,19 @@ They run on CUDA. A process started with ``TRITON_INTERPRET=1`` runs the same ke
 (slowly): that is how the tests check them against the plain products where there is no GPU.
 """
 
+import logging
 import os
 
 import torch
 
+log = logging.getLogger(__name__)
+_FAILED: list[str] = []  # why the kernels failed to build or run here, once; then they are not used
+
 
 def available(x: torch.Tensor) -> bool:
-    """Whether the kernels can run on ``x``: on CUDA with Triton, unless OSS_FINETUNE_ROW_KERNELS=0."""
-    if os.environ.get("OSS_FINETUNE_ROW_KERNELS", "1") == "0":
+    """Whether the kernels can run on ``x``: on CUDA with Triton, unless OSS_FINETUNE_ROW_KERNELS=0 or
+    they failed here before (then the products go the grouped way, with one warning)."""
+    if os.environ.get("OSS_FINETUNE_ROW_KERNELS", "1") == "0" or _FAILED:
         return False
     if not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
         return False
@@ -116,3 +121,16 @@ def mxfp4_rows(x: torch.Tensor, blocks: torch.Tensor, scales: torch.Tensor, expe
         BLOCK_N=32,
     )
     return out
+
+
+def try_rows(kernel, *args) -> torch.Tensor | None:
+    """``kernel(*args)``, or None after a warning if it cannot build or run on this machine (a Triton or
+    driver it does not support), so that generation goes on the grouped way rather than stopping."""
+    try:
+        return kernel(*args)
+    except ValueError:
+        raise
+    except Exception as error:  # Triton's compile and launch errors have no common base class
+        _FAILED.append(str(error))
+        log.warning("generation without the row kernels: they failed here (%s)", error)
+        return None
