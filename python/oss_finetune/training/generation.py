@@ -98,7 +98,7 @@ def generate_many(
             use_adapter = True  # switched on for the whole model; the rows say where it applies
     decoding = engine.supports(model)
 
-    def one_pass(batch: list[list[int]], adapter: bool, rows_on: list[bool] | None, stream) -> list[list[int]]:
+    def one_pass(batch: Sequence[Sequence[int]], adapter: bool, rows_on: list[bool] | None, stream) -> list[list[int]]:
         if decoding:
             from ..modeling.decoding import generate_batch
 
