@@ -815,7 +815,6 @@ class Session:
             self.saved["adapter"] = save_adapter(self.model, target)
             return str(target)
 
-
     def export(self, fmt: str, path: str | None = None, *, verify: bool = True):
         """Write the model in ``fmt`` (modeling.export.FORMATS; default folder: the run folder's ``fmt``) and
         verify it against the live model; returns the ExportResult. The live model is left as it was."""
