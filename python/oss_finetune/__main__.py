@@ -16,6 +16,11 @@ SUBCOMMANDS = {
         cli.add_export_arguments,
         cli.run_export,
     ),
+    "train": (
+        "train as the config says; torchrun --nproc-per-node N starts one of these per GPU",
+        cli.add_train_arguments,
+        cli.run_train,
+    ),
     "kernel": (
         "install the oss-finetune Jupyter kernel, which registers the magics as it starts",
         kernelspec.add_kernel_arguments,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import sys
 from typing import TextIO
 
@@ -163,3 +164,53 @@ def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
     )
     out.write(result.line() + "\n")
     return 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a YAML or JSON config: the notebook's settings (model, data, lora, training)")
+    parser.add_argument("--resume-from", help="a checkpoints/step-N folder of an earlier run; any number of ranks")
+
+
+def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """One process of a training run: alone, or one rank of those torchrun starts (one per GPU)."""
+    out = out or sys.stdout
+    from pathlib import Path
+
+    import yaml
+
+    from . import embedded  # noqa: F401 - importing it registers the embedded models
+    from .notebook.session import Session, pad_id
+    from .training.distributed import RanksTeam, launched_by_torchrun
+    from .training.trainer import Trainer
+
+    try:
+        config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise CliError(f"config: {args.config} could not be read: {error}") from None
+    if not isinstance(config, dict):
+        raise CliError(f"config: {args.config} must hold a mapping of sections (model, data, lora, training)")
+    team = RanksTeam() if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1 else None
+    try:
+        session = Session(config)
+        session.ensure_loaded()
+        prepared = session.ensure_data()
+        model = session.ensure_adapter()
+        trainer = Trainer(
+            model,
+            prepared.examples,
+            session.settings.training,
+            run_config=session.get_config(),
+            pad_token_id=pad_id(session.loaded.tokenizer),
+            handle_sigint=True,
+            team=team,
+        )
+        if team is not None:
+            trainer.run_id = team.agree(trainer.run_id)
+            trainer.run_dir = trainer.run_dir.parent / trainer.run_id
+        result = trainer.train(resume_from=args.resume_from)
+    finally:
+        if team is not None:
+            team.close()
+    if team is None or team.is_leader:
+        out.write(f"{result.status} at step {result.step}: {trainer.run_dir}\n")
+    return 0 if result.status in ("completed", "stopped") else 1

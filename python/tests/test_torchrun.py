@@ -1,0 +1,69 @@
+"""Training launched by torchrun (``python -m oss_finetune train CONFIG``), read as a manual: one process
+trains as the config says; ``torchrun --nproc-per-node 2`` starts two ranks that share every step over
+gloo (NCCL on GPUs) and end with the same losses and adapter as the one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+CONFIG = {
+    "model": {"name_or_path": "embedded:tiny"},
+    "data": {"limit": 12, "max_seq_length": 192},
+    "lora": {"r": 4, "alpha": 8},
+    "training": {
+        "max_steps": 3,
+        "batch_size": 2,
+        "gradient_accumulation_steps": 3,
+        "logging_steps": 1,
+        "save_steps": 100,
+        "learning_rate": 1e-3,
+    },
+}
+
+
+def train(tmp_path: Path, ranks: int) -> tuple[list[float], dict]:
+    out = tmp_path / f"ranks{ranks}"
+    config = {**CONFIG, "training": {**CONFIG["training"], "output_dir": str(out)}}
+    path = tmp_path / f"config{ranks}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    launcher = [sys.executable, "-m", "oss_finetune"]
+    if ranks > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "-m", "oss_finetune"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [*launcher, "train", str(path)], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "completed at step 3" in done.stdout
+    [run] = [p for p in out.iterdir() if p.is_dir()]  # rank 0 alone writes the run folder
+    losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    [adapter] = list(run.rglob("adapter_model.safetensors"))[-1:]
+    return losses, load_file(adapter)
+
+
+def test_two_ranks_under_torchrun_train_as_one_process_does(tmp_path):
+    alone, adapter_alone = train(tmp_path, 1)
+    together, adapter_together = train(tmp_path, 2)
+    assert len(alone) == 3
+    assert together == pytest.approx(alone, rel=1e-5)
+    assert adapter_together.keys() == adapter_alone.keys()
+    for name, weight in adapter_alone.items():
+        assert (adapter_together[name] - weight).abs().max() < 1e-6, name
+
+
+def test_a_config_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- just\n- a list\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "oss_finetune", "train", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "must hold a mapping of sections" in done.stderr
