@@ -29,24 +29,38 @@ CONFIG = {
 }
 
 
-def train(tmp_path: Path, ranks: int) -> tuple[list[float], dict]:
-    out = tmp_path / f"ranks{ranks}"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+def write_config(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    out = tmp_path / name
     config = {**CONFIG, "training": {**CONFIG["training"], "output_dir": str(out)}}
-    path = tmp_path / f"config{ranks}.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    launcher = [sys.executable, "-m", "oss_finetune"]
-    if ranks > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "-m", "oss_finetune"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run(
-        [*launcher, "train", str(path)], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
-    )
+    return path, out
+
+
+def finished(done: subprocess.CompletedProcess) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    assert "completed at step 3" in done.stdout
+
+
+def run_results(out: Path) -> tuple[list[float], dict]:
     [run] = [p for p in out.iterdir() if p.is_dir()]  # rank 0 alone writes the run folder
     losses = [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     [adapter] = list(run.rglob("adapter_model.safetensors"))[-1:]
     return losses, load_file(adapter)
+
+
+def train(tmp_path: Path, ranks: int) -> tuple[list[float], dict]:
+    path, out = write_config(tmp_path, f"ranks{ranks}")
+    launcher = [sys.executable, "-m", "oss_finetune"]
+    if ranks > 1:
+        launcher = [*TORCHRUN, "--nproc-per-node", str(ranks), "-m", "oss_finetune"]
+    done = subprocess.run([*launcher, "train", str(path)], env=ENV, capture_output=True, text=True, timeout=600)
+    finished(done)
+    assert "completed at step 3" in done.stdout
+    return run_results(out)
 
 
 def test_two_ranks_under_torchrun_train_as_one_process_does(tmp_path):
@@ -57,6 +71,43 @@ def test_two_ranks_under_torchrun_train_as_one_process_does(tmp_path):
     assert adapter_together.keys() == adapter_alone.keys()
     for name, weight in adapter_alone.items():
         assert (adapter_together[name] - weight).abs().max() < 1e-6, name
+
+
+def test_two_machines_stand_in_as_two_launchers_on_loopback(tmp_path):
+    """What `torchrun --nnodes 2 --node-rank K --master-addr HOST` does on each of two machines."""
+    alone, _ = train(tmp_path, 1)
+    path, out = write_config(tmp_path, "nodes2")
+    nodes = [
+        subprocess.Popen(
+            [
+                *TORCHRUN,
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(rank),
+                "--nproc-per-node",
+                "1",
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                "29517",
+                "-m",
+                "oss_finetune",
+                "train",
+                str(path),
+            ],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    for node in nodes:
+        stdout, stderr = node.communicate(timeout=600)
+        assert node.returncode == 0, stdout[-2000:] + stderr[-4000:]
+    losses, _ = run_results(out)
+    assert losses == pytest.approx(alone, rel=1e-5)
 
 
 def test_a_config_that_is_not_a_mapping_is_refused(tmp_path):
