@@ -118,3 +118,44 @@ def test_a_config_that_is_not_a_mapping_is_refused(tmp_path):
     )
     assert done.returncode == 2
     assert "must hold a mapping of sections" in done.stderr
+
+
+def test_a_run_stopped_alone_resumes_on_two_ranks_where_it_left_off(tmp_path):
+    alone, _ = train(tmp_path, 1)
+    path, out = write_config(tmp_path, "resumed")
+    config = yaml.safe_load(path.read_text())
+    config["training"].update(max_steps=2, save_steps=1)
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    finished(
+        subprocess.run(
+            [sys.executable, "-m", "oss_finetune", "train", str(path)],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    )
+    [run] = [p for p in out.iterdir() if p.is_dir()]
+    config["training"]["max_steps"] = 3
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    done = subprocess.run(
+        [
+            *TORCHRUN,
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "oss_finetune",
+            "train",
+            str(path),
+            "--resume-from",
+            str(run / "checkpoints" / "step-2"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    finished(done)
+    assert "completed at step 3" in done.stdout
+    losses, _ = run_results(out)
+    assert losses[-1] == pytest.approx(alone[-1], rel=1e-5)
