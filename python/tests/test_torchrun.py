@@ -159,3 +159,19 @@ def test_a_run_stopped_alone_resumes_on_two_ranks_where_it_left_off(tmp_path):
     assert "completed at step 3" in done.stdout
     losses, _ = run_results(out)
     assert losses[-1] == pytest.approx(alone[-1], rel=1e-5)
+
+
+def test_ranks_that_cannot_start_end_the_job_with_their_reason(tmp_path):
+    path, _ = write_config(tmp_path, "broken")
+    config = yaml.safe_load(path.read_text())
+    config["model"]["name_or_path"] = "embedded:no-such-model"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    done = subprocess.run(
+        [*TORCHRUN, "--nproc-per-node", "2", "-m", "oss_finetune", "train", str(path)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "error: " in done.stderr and "no-such-model" in done.stderr
