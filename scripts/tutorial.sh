@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The main job: runs the "Run All" tutorial notebook headless (kernel-bridge's runner) on the embedded
 # default and writes the executed notebook and a standalone HTML export to notebooks/out/.
-# Extra arguments go to the runner, e.g. --param MAX_STEPS=10.
+# --notebook PATH runs another tutorial (npm run tutorial:tools: notebooks/gpt-oss-tool-calling.ipynb).
+# Other arguments go to the runner, e.g. --param MAX_STEPS=10.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 
 NOTEBOOK=notebooks/gpt-oss-multilingual-reasoning.ipynb
+if [ "${1:-}" = "--notebook" ]; then
+  NOTEBOOK=${2:?--notebook needs a path}
+  shift 2
+fi
+[ -f "$NOTEBOOK" ] || { echo "tutorial: no notebook at $NOTEBOOK" >&2; exit 2; }
+bash scripts/setup.sh
+
 OUT=notebooks/out
 name=$(basename "$NOTEBOOK" .ipynb)
 mkdir -p "$OUT"
@@ -21,7 +28,7 @@ node kernel-bridge/lib/cli.js run "$NOTEBOOK" -o "$OUT/$name.ipynb" --kernel oss
 
 echo
 echo "tutorial: finished in $(( $(date +%s) - start )) s"
-# The notebook's last cell prints the summary: final loss and the reasoning-language rate before and after.
+# The notebook's last cell prints the summary: the final loss and the held-out rates before and after.
 .venv/bin/python - "$OUT/$name.ipynb" <<'PY'
 import json, sys
 cells = [c for c in json.load(open(sys.argv[1]))["cells"] if c["cell_type"] == "code"]

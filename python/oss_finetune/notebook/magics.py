@@ -308,17 +308,25 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                 Argument(["--max-new-tokens"], "how many tokens to generate at most", default="64"),
                 Argument(["--no-adapter"], "answer with the base model, adapter off", "flag"),
                 Argument(["--before-after"], "answer twice, base model and with the adapter, side by side", "flag"),
+                Argument(["--tools"], "offer the data set's function tools (data.tools, or its first row's)", "flag"),
                 Argument(["message"], "what to ask", "rest"),
             ],
         ),
         Subcommand(
             "eval",
-            "how often the model reasons in the requested language on held-out questions",
+            "how often the model reasons in the requested language on held-out questions; with --tools, how "
+            "well it calls tools",
             None,
             [
                 Argument(["--effort"], "reasoning effort", choices=list(EFFORTS)),
                 Argument(["--limit"], "use at most this many held-out questions"),
                 Argument(["--no-adapter"], "measure the base model, adapter off", "flag"),
+                Argument(
+                    ["--tools"],
+                    "measure the held-out rows' tool calls instead: well-formed, the right tool, arguments valid "
+                    "against its JSON Schema (default source embedded:tool-calls-heldout)",
+                    "flag",
+                ),
                 Argument(["source"], "held-out rows (default embedded:multilingual-heldout)", "rest"),
             ],
         ),
@@ -829,6 +837,9 @@ class FinetuneMagics(Magics):
         )
         session.ensure_loaded()
         tokenizer = session.loaded.tokenizer
+        tools = session.data_tools() if parsed.values.get("tools") else None
+        if parsed.values.get("tools") and not tools:
+            raise MagicError("chat --tools: the data set has no tools — set data.tools or use rows that carry tools")
 
         def decode(ids: list[int]) -> str:
             return tokenizer.decode(ids)
@@ -841,6 +852,7 @@ class FinetuneMagics(Magics):
                 effort=parsed.values.get("effort"),
                 language=parsed.values.get("language"),
                 max_new_tokens=max_new,
+                tools=tools,
                 on_token=stream.add,
             )
             stream.finish(display.bundle("harmony-tokens", both["payload"]))
@@ -858,12 +870,15 @@ class FinetuneMagics(Magics):
             language=parsed.values.get("language"),
             max_new_tokens=max_new,
             use_adapter=not parsed.values.get("no_adapter"),
+            tools=tools,
             on_token=lambda token: stream.add(0, token),
         )
         stream.finish(display.bundle("harmony-tokens", reply["payload"]))
         _say(_reply_text(reply))
 
     def _do_eval(self, session: Session, parsed: Parsed):
+        if parsed.values.get("tools"):
+            return self._eval_tools(session, parsed)
         source = " ".join(parsed.rest).strip() or "embedded:multilingual-heldout"
         limit = parsed.values.get("limit")
         effort = parsed.values.get("effort")
@@ -887,6 +902,35 @@ class FinetuneMagics(Magics):
 
         rate = session.evaluate(source, effort=effort, use_adapter=use_adapter, limit=count, on_progress=on_progress)
         line = f"eval: {rate.summary()}"
+        if progress:
+            progress[0].finish(line)
+        else:
+            _say(line)
+
+    def _eval_tools(self, session: Session, parsed: Parsed):
+        from ..training.tool_calls import DEFAULT_BATCH
+
+        source = " ".join(parsed.rest).strip() or "embedded:tool-calls-heldout"
+        limit = parsed.values.get("limit")
+        count = _int_arg(limit, "--limit", "eval --tools --limit 20") if limit else None
+        use_adapter = not parsed.values.get("no_adapter")
+        session.ensure_loaded()
+        progress: list[display.ProgressLine] = []
+
+        def on_progress(done: int, total: int) -> None:
+            if not progress:
+                adapter = "with the adapter" if use_adapter and session.has_adapter() else "base model"
+                _say(
+                    f"eval --tools: {total} held-out request{'' if total == 1 else 's'} from {source}, {adapter}, "
+                    f"{min(DEFAULT_BATCH, max(total, 1))} at a time"
+                )
+                progress.append(display.ProgressLine("eval", "requests"))
+            progress[0].update(done, total)
+
+        rate = session.evaluate_tools(
+            source, effort=parsed.values.get("effort"), use_adapter=use_adapter, limit=count, on_progress=on_progress
+        )
+        line = f"eval --tools: {rate.summary()}"
         if progress:
             progress[0].finish(line)
         else:
@@ -953,6 +997,8 @@ def _reply_text(reply: dict) -> str:
     lines = []
     if reply.get("analysis"):
         lines.append(f"analysis: {reply['analysis']}")
+    for call in reply.get("calls") or []:
+        lines.append(f"call: {call}")
     if reply.get("final"):
         lines.append(f"final: {reply['final']}")
     if not lines:

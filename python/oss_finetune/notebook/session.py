@@ -133,7 +133,7 @@ class Session:
         self._prepared_key: str | None = None
         self.trainer: Any = None  # trainer.Trainer
         self.last_result: Any = None  # trainer.TrainResult
-        self.evaluations: dict[str, Any] = {}  # label -> language.LanguageRate
+        self.evaluations: dict[str, Any] = {}  # label -> language.LanguageRate or tool_calls.ToolCallRate
         self._thread: threading.Thread | None = None
         self.saved: dict[str, str] = {}
 
@@ -630,7 +630,7 @@ class Session:
         }
 
     # -- generation ----------------------------------------------------------------------------
-    def _chat_prompt(self, message: str, effort: str | None, language: str | None):
+    def _chat_prompt(self, message: str, effort: str | None, language: str | None, tools: list[dict] | None = None):
         """The model to answer with, its tokenizer, the rendered prompt and the view's title."""
         from ..core import harmony
 
@@ -640,12 +640,29 @@ class Session:
         self.ensure_loaded()
         model = self.model if self.model is not None else self.loaded.model
         tokenizer = self.loaded.tokenizer
-        conversation = chat_conversation(message, effort, language)
+        conversation = chat_conversation(message, effort, language, tools)
         prompt = harmony.render(
             conversation, mode="prompt", loss_mask=self.settings.data.loss_mask, tokenizer=tokenizer
         )
-        title = f"chat ({effort} effort" + (f", reasoning in {language}" if language else "") + ")"
+        title = (
+            f"chat ({effort} effort"
+            + (f", reasoning in {language}" if language else "")
+            + (f", {len(tools)} tools" if tools else "")
+            + ")"
+        )
         return model, tokenizer, prompt, title
+
+    def data_tools(self) -> list[dict] | None:
+        """The data set's function tools: ``data.tools``, else those of its first row that has any."""
+        from ..core.data import data_set_tools
+
+        tools = data_set_tools(self.settings.data.tools)
+        if tools:
+            return tools
+        for row in getattr(self.ensure_data(), "rows", None) or []:
+            if row.conversation.tools:
+                return list(row.conversation.tools)
+        return None
 
     def chat(
         self,
@@ -656,13 +673,15 @@ class Session:
         max_new_tokens: int = 64,
         use_adapter: bool = True,
         temperature: float = 0.0,
+        tools: list[dict] | None = None,
         on_token: Callable[[int], Any] | None = None,
     ) -> dict:
         """Answer ``message``; returns {'analysis', 'final', 'payload' (harmony-tokens), 'error'}.
+        ``tools``: function tools offered in the prompt (a call ends the answer at ``<|call|>``).
         ``on_token(id)`` receives each new token as it comes."""
         from ..training.generation import generate
 
-        model, tokenizer, prompt, title = self._chat_prompt(message, effort, language)
+        model, tokenizer, prompt, title = self._chat_prompt(message, effort, language, tools)
         new_ids = generate(
             model,
             tokenizer,
@@ -682,6 +701,7 @@ class Session:
         effort: str | None = None,
         language: str | None = None,
         max_new_tokens: int = 64,
+        tools: list[dict] | None = None,
         on_token: Callable[[int, int], Any] | None = None,
     ) -> dict:
         """The same question answered by the base model and with the adapter, as one side-by-side payload.
@@ -694,7 +714,7 @@ class Session:
 
         if not self.has_adapter():
             raise SessionError("there is no adapter to compare with; run `%oss_finetune lora` and train first")
-        model, tokenizer, prompt, title = self._chat_prompt(message, effort, language)
+        model, tokenizer, prompt, title = self._chat_prompt(message, effort, language, tools)
         base_ids, adapted_ids = generate_many(
             model,
             [list(prompt.ids)] * 2,
@@ -759,6 +779,48 @@ class Session:
             on_progress=on_progress,
         )
         self.evaluations[label or ("with adapter" if use_adapter else "base model")] = rate
+        return rate
+
+    def evaluate_tools(
+        self,
+        source: str = "embedded:tool-calls-heldout",
+        *,
+        effort: str | None = None,
+        use_adapter: bool = True,
+        limit: int | None = None,
+        max_new_tokens: int | None = None,
+        label: str | None = None,
+        batch_size: int | None = None,
+        on_progress: Callable[[int, int], Any] | None = None,
+    ):
+        """How well the model calls the tools of held-out rows (tool_calls.ToolCallRate): well-formed calls,
+        the right tool, arguments valid against its schema. Rows without tools of their own get ``data.tools``.
+
+        Kept under ``label`` (default "tool calls, with adapter" or "tool calls, base model") for the summary;
+        ``batch_size`` and ``on_progress`` as in ``evaluate``.
+        """
+        from ..core.data import data_set_tools, read_rows
+        from ..training.tool_calls import DEFAULT_BATCH, DEFAULT_NEW_TOKENS, tool_call_rate
+
+        effort = effort or self.settings.data.reasoning_effort
+        if effort not in EFFORTS:
+            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
+        self.ensure_loaded()
+        model = self.model if self.model is not None else self.loaded.model
+        use_adapter = use_adapter and self.has_adapter()
+        rows = read_rows(source, limit=limit)
+        rate = tool_call_rate(
+            model,
+            self.loaded.tokenizer,
+            rows,
+            tools=data_set_tools(self.settings.data.tools),
+            effort=effort,
+            max_new_tokens=max_new_tokens or DEFAULT_NEW_TOKENS,
+            use_adapter=use_adapter,
+            batch_size=batch_size or DEFAULT_BATCH,
+            on_progress=on_progress,
+        )
+        self.evaluations[label or f"tool calls, {'with adapter' if use_adapter else 'base model'}"] = rate
         return rate
 
     def compare(self, row: int = 0) -> dict:
@@ -890,11 +952,14 @@ def prepared_source(session: Session) -> str:
     return summary.get("source") or session.config["data"]["source"]
 
 
-def chat_conversation(message: str, effort: str, language: str | None):
-    """A one-turn conversation: the reasoning effort goes to the system message, the language to the instructions."""
+def chat_conversation(message: str, effort: str, language: str | None, tools: list[dict] | None = None):
+    """A one-turn conversation: the reasoning effort goes to the system message, the language to the
+    instructions, the tools to the developer message."""
     from ..core.harmony import Conversation, Message
 
-    return Conversation([Message("user", message)], reasoning_effort=effort, reasoning_language=language)
+    return Conversation(
+        [Message("user", message)], reasoning_effort=effort, reasoning_language=language, tools=tools or None
+    )
 
 
 def harmony_reply(tokenizer, prompt, new_ids: list[int], title: str = "chat") -> dict:
@@ -921,6 +986,7 @@ def harmony_reply(tokenizer, prompt, new_ids: list[int], title: str = "chat") ->
             error = str(exc)
     analysis = "".join(m.content for m in messages if m.channel == "analysis")
     final = "".join(m.content for m in messages if m.channel == "final")
+    calls = [f"{m.recipient} {m.content}" for m in messages if m.role == "assistant" and m.recipient]
 
     item = prompt.to_payload(title=title)
     tokens = item["tokens"]
@@ -946,6 +1012,7 @@ def harmony_reply(tokenizer, prompt, new_ids: list[int], title: str = "chat") ->
     return {
         "analysis": analysis,
         "final": final,
+        "calls": calls,
         "text": tokenizer.decode(new_ids),
         "token_ids": list(new_ids),
         "error": error,

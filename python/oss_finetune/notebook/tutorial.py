@@ -1,7 +1,9 @@
-"""The tutorial's settings and closing summary, shared by the notebook and its tests.
+"""The tutorials' settings and closing summary, shared by the notebooks and their tests.
 
-The notebook's parameters name a model and a data set; everything else has two sets of defaults:
+The notebooks' parameters name a model and a data set; everything else has two sets of defaults:
 the reference run for a hub model on a GPU, and a CPU-sized run for the embedded tiny GPT-OSS.
+``settings`` serves notebooks/gpt-oss-multilingual-reasoning.ipynb, ``tool_settings``
+notebooks/gpt-oss-tool-calling.ipynb.
 """
 
 from __future__ import annotations
@@ -32,6 +34,40 @@ REFERENCE_SETTINGS: dict[str, Any] = {
     },
 }
 
+# The tool-calling tutorial's run on the embedded tiny base (notebooks/gpt-oss-tool-calling.ipynb).
+# bench/RESULTS.md has the runs that chose these values.
+TOOL_SETTINGS: dict[str, Any] = {
+    "data": {
+        "source": "embedded:tool-calls",
+        "loss_mask": "assistant",
+        "max_seq_length": 640,
+        "reasoning_effort": "medium",
+    },
+    "lora": {
+        "r": 16,
+        "alpha": 32,
+        "dropout": 0,
+        # The tiny base's output layer knows only the ~2,900 tokens of its own training text; a call
+        # needs others ("functions", "json", '{"', the tools' names), so the output layer takes LoRA too.
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"],
+        "target_experts": True,
+    },
+    "training": {
+        "max_steps": 60,
+        "batch_size": 16,
+        "gradient_accumulation_steps": 1,
+        "learning_rate": 5e-3,
+        "lr_scheduler": "linear",
+        "warmup_steps": 2,
+        "weight_decay": 0.0,
+        "gradient_checkpointing": False,
+        # The fast engine's output loss reads the output layer's weight directly and would miss its LoRA.
+        "engine": "transformers",
+        "seed": 3407,
+    },
+    "evaluation": {"heldout": "embedded:tool-calls-heldout", "max_new_tokens": 128, "date": "2025-06-28"},
+}
+
 # Notebook parameter -> config path.
 PARAMETERS = {
     "MAX_STEPS": ("training", "max_steps"),
@@ -47,6 +83,9 @@ PARAMETERS = {
 }
 
 
+# The tool-calling notebook's parameters: the same, and the loss policy it teaches.
+TOOL_PARAMETERS = {**PARAMETERS, "LOSS_MASK": ("data", "loss_mask")}
+
 is_embedded = sources.is_embedded
 
 
@@ -61,23 +100,62 @@ def settings(model: str, data: str, **parameters: Any) -> dict:
     if is_tiny(model):
         from ..embedded.base import TUTORIAL_SETTINGS
 
-        base = {k: v for k, v in copy.deepcopy(TUTORIAL_SETTINGS).items() if k in ("model", "data", "lora", "training")}
+        base = copy.deepcopy(TUTORIAL_SETTINGS)
     else:
         base = copy.deepcopy(REFERENCE_SETTINGS)
+    return _with_parameters(base, model, data, PARAMETERS, parameters)
+
+
+def tool_settings(model: str, data: str, **parameters: Any) -> dict:
+    """The full, validated config for the tool-calling tutorial: ``TOOL_SETTINGS`` for the embedded tiny
+    model, the reference run with the ``calls_and_final`` loss mask for a hub model (gpt-oss already
+    reasons before its calls; the adapter need only learn the calls and answers); parameters left as
+    None keep the defaults."""
+    if is_tiny(model):
+        base = copy.deepcopy(TOOL_SETTINGS)
+    else:
+        base = copy.deepcopy(REFERENCE_SETTINGS)
+        base["data"]["loss_mask"] = "calls_and_final"
+    return _with_parameters(base, model, data, TOOL_PARAMETERS, parameters)
+
+
+def _with_parameters(base: dict, model: str, data: str, known: dict, parameters: dict) -> dict:
+    base = {k: v for k, v in base.items() if k in ("model", "data", "lora", "training")}
     base.setdefault("model", {})["name_or_path"] = model
     base.setdefault("data", {})["source"] = data
-    unknown = set(parameters) - set(PARAMETERS)
+    unknown = set(parameters) - set(known)
     if unknown:
-        raise ValueError(f"unknown tutorial parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(PARAMETERS)}")
+        raise ValueError(f"unknown tutorial parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
     for name, value in parameters.items():
         if value is not None:
-            section, key = PARAMETERS[name]
+            section, key = known[name]
             base.setdefault(section, {})[key] = value
     return with_defaults(base)
 
 
+def loss_masks(session, row: int = 0, masks: tuple[str, ...] = ("assistant", "calls_and_final", "final")) -> dict:
+    """One prepared row under several loss policies, as one harmony-tokens payload: the trained tokens of
+    each policy, side by side in the view."""
+    from ..core import harmony, schema
+
+    prepared = session.ensure_data()
+    rows = getattr(prepared, "rows", None) or []
+    if not 0 <= row < len(rows):
+        raise ValueError(f"row {row} does not exist: the prepared data has rows 0 to {len(rows) - 1}")
+    conversation = rows[row].conversation
+    tokenizer = session.loaded.tokenizer
+    items = []
+    for mask in masks:
+        rendered = harmony.render(conversation, mode="train", loss_mask=mask, tokenizer=tokenizer)
+        items.append(
+            rendered.to_payload(title=f"row {row}, loss mask {mask}: {rendered.tokens_trained} tokens trained")
+        )
+    payload = {"version": 1, "title": f"row {row} under {len(masks)} loss policies", "conversations": items}
+    return schema.validate("harmony-tokens", payload)
+
+
 def summary(session) -> str:
-    """Final loss and the reasoning-language rate before and after, one line each."""
+    """Final loss and each evaluation (reasoning language, or tool calls) before and after, one line each."""
     lines = []
     result = session.last_result
     if result is not None:
@@ -87,6 +165,13 @@ def summary(session) -> str:
         loss = f"loss {first:.3f} -> {last:.3f}" if first is not None and last is not None else "no logged loss"
         lines.append(f"training: {result.status} at step {result.step}/{result.max_steps}, {loss}")
     for label, rate in session.evaluations.items():
+        if hasattr(rate, "right_and_valid"):
+            lines.append(
+                f"{label}: right tool with valid arguments {rate.right_and_valid:.0%} of {rate.requests} held-out "
+                f"requests; well-formed {rate.well_formed:.0%}, right tool {rate.right_tool:.0%}, valid arguments "
+                f"{rate.valid_arguments:.0%}, exactly the expected arguments {rate.exact_arguments:.0%}"
+            )
+            continue
         lines.append(
             f"reasoning in the requested language ({label}): {rate.in_language:.0%} of "
             f"{rate.non_english_requests} non-English held-out questions; well-formed Harmony "
