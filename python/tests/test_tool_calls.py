@@ -48,7 +48,7 @@ def test_a_request_is_the_conversation_up_to_the_call_with_its_tools(heldout, re
     turns = row["messages"][-4:]  # user, call, result, answer; a system turn may come first
     call = turns[1]["tool_calls"][0]["function"]
     assert (request.tool, request.arguments, request.language) == (call["name"], call["arguments"], row["language"])
-    assert set(request.schemas) == {"calculate", "convert_units", "get_exchange_rate", "get_capital"}
+    assert set(request.schemas) == {"calculate", "convert_units", "get_capital"}
     text = tokenizer.decode(request.prompt)
     assert text.endswith(f"<|start|>user<|message|>{turns[0]['content']}<|end|><|start|>assistant")
     assert "namespace functions {" in text and "Calls to these tools must go to the commentary channel" in text

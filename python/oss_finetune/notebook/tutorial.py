@@ -40,7 +40,7 @@ TOOL_SETTINGS: dict[str, Any] = {
     "data": {
         "source": "embedded:tool-calls",
         "loss_mask": "assistant",
-        "max_seq_length": 640,
+        "max_seq_length": 512,
         "reasoning_effort": "medium",
     },
     "lora": {

@@ -6,11 +6,12 @@ Run ``python -m oss_finetune.core.sample_data.tool_calls`` to rewrite ``tool-cal
 string naming the split, tool, language, row and attempt, so the committed files can be checked
 against a fresh run.
 
-Each row is a chat in the ``messages`` format with its ``tools``, as Hugging Face chat data sets store
-them: a system turn (the developer's instructions), the user's request, the assistant's short
-reasoning with one call of a tool (JSON arguments), the tool's result, and the final answer in the
-language of the request. The tools compute their results here, from fixed tables, so every number in
-a result or an answer is right. Standard library only, like the multilingual sample's generator.
+Three tools: a calculator, a unit converter and a lookup of capital cities in a fixed table. Each row
+is a chat in the ``messages`` format with its ``tools``, as Hugging Face chat data sets store them: in
+some rows a system turn (the developer's instructions), then the user's request, the assistant's
+short reasoning with one call of a tool (JSON arguments), the tool's result, and the final answer in
+the language of the request. The tools' results are computed here, so every number in a result or an
+answer is right. Standard library only, like the multilingual sample's generator.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ HELDOUT_FILE = HERE / "tool-calls-heldout.jsonl"
 LANGS = ["en", "fr", "es", "de", "it"]
 LANG_NAMES = {"en": "English", "fr": "French", "es": "Spanish", "de": "German", "it": "Italian"}
 
-TRAIN_PER_CELL = 16  # 4 tools x 5 languages x 16 = 320 rows
-HELDOUT_PER_CELL = 4  # 80 rows
+TRAIN_PER_CELL = 20  # 3 tools x 5 languages x 20 = 300 rows
+HELDOUT_PER_CELL = 4  # 60 rows
 
 # A request's language-independent key; two rows with one key ask the same thing.
 Key = tuple[Any, ...]
@@ -52,10 +53,9 @@ def _function(name: str, description: str, properties: dict[str, Any], required:
     }
 
 
-# Few units and currencies, short descriptions: the tiny base was trained on conversations of at most
-# about 300 tokens, and the whole tools block comes before the request.
+# Three tools, few units, short descriptions: the tiny base reads a request well only within about the
+# first 250 tokens of a conversation (it was trained on shorter ones), and the tools come before it.
 UNITS = ["km", "mi", "kg", "lb", "C", "F"]
-CURRENCIES = ["EUR", "USD", "GBP", "JPY"]
 
 TOOLS: list[dict[str, Any]] = [
     _function(
@@ -70,16 +70,6 @@ TOOLS: list[dict[str, Any]] = [
             "to_unit": {"type": "string", "enum": UNITS},
         },
         ["value", "from_unit", "to_unit"],
-    ),
-    _function(
-        "get_exchange_rate",
-        "Exchange rate; converts amount if given.",
-        {
-            "base": {"type": "string", "enum": CURRENCIES},
-            "quote": {"type": "string", "enum": CURRENCIES},
-            "amount": {"type": "number"},
-        },
-        ["base", "quote"],
     ),
     _function(
         "get_capital",
@@ -183,9 +173,10 @@ SHARE_ANSWERS = {
     "it": "Ciascuno paga {r} euro.",
 }
 
-# One sentence per tool in the base model's own words ("The task is to compute ..." opens its arithmetic
-# reasoning): the verb after "The task is to" decides the call, and it is a word the base already writes.
-CALC_REASONING = "The task is to compute {expr}. Call calculate."
+# One sentence per tool in the base model's own words: its English reasoning opens with "Okay," and
+# goes on "we need to evaluate ..." for arithmetic and "we need to convert ..." for units, so the words
+# that choose the tool are ones it already writes for such requests.
+CALC_REASONING = "Okay, we need to evaluate {expr}. Call calculate."
 
 
 def draw_calculate(rng: random.Random, kind: str, lang: str) -> tuple[Key, Callable[[str], Drawn]]:
@@ -301,7 +292,7 @@ UNIT_ANSWERS = {
     "de": "{v} {fa} sind {r} {ta}.",
     "it": "{v} {fa} corrispondono a {r} {ta}.",
 }
-UNIT_REASONING = "The task is to convert {v} {f} to {t}. Call convert_units."
+UNIT_REASONING = "Okay, we need to convert {v} {f} to {t}. Call convert_units."
 
 
 def draw_convert_units(rng: random.Random, kind: str, lang: str) -> tuple[Key, Callable[[str], Drawn]]:
@@ -331,130 +322,6 @@ def draw_convert_units(rng: random.Random, kind: str, lang: str) -> tuple[Key, C
         }
 
     return ("convert_units", frm, to, value), write
-
-
-# ---------------------------------------------------------------------------------------------
-# get_exchange_rate
-
-# Illustrative rates for the sample, not market data: US dollars for one unit of each currency.
-IN_US_DOLLARS = {"EUR": 1.08, "USD": 1.0, "GBP": 1.27, "JPY": 0.0067}
-
-# currency -> (its name after an amount or as a target, then the Spanish or Italian gender or the German
-# dative after "von" and "zu")
-CURRENCY_WORDS: dict[str, dict[str, tuple[str, str]]] = {
-    "en": {
-        "EUR": ("euros", ""),
-        "USD": ("US dollars", ""),
-        "GBP": ("British pounds", ""),
-        "JPY": ("yen", ""),
-    },
-    "fr": {
-        "EUR": ("euros", ""),
-        "USD": ("dollars américains", ""),
-        "GBP": ("livres sterling", ""),
-        "JPY": ("yens", ""),
-    },
-    "es": {
-        "EUR": ("euros", "m"),
-        "USD": ("dólares estadounidenses", "m"),
-        "GBP": ("libras esterlinas", "f"),
-        "JPY": ("yenes", "m"),
-    },
-    "de": {
-        "EUR": ("Euro", ""),
-        "USD": ("US-Dollar", ""),
-        "GBP": ("britische Pfund", "britischen Pfund"),
-        "JPY": ("Yen", ""),
-    },
-    "it": {
-        "EUR": ("euro", "m"),
-        "USD": ("dollari statunitensi", "m"),
-        "GBP": ("sterline", "f"),
-        "JPY": ("yen", "m"),
-    },
-}
-
-RATE_KINDS = ["amount", "rate"]
-MONEY_REQUESTS = {
-    "en": ["How many {q} is {a} {b}?", "Convert {a} {b} to {q}.", "What are {a} {b} worth in {q}?"],
-    "fr": ["Combien de {q} pour {a} {b} ?", "Convertis {a} {b} en {q}.", "Que valent {a} {b} en {q} ?"],
-    "es": ["¿{howmany} {q} son {a} {b}?", "Convierte {a} {b} a {q}.", "¿Cuánto valen {a} {b} en {q}?"],
-    "de": ["Wie viele {q} bekomme ich für {a} {b}?", "Rechne {a} {b} in {q} um.", "Wie viele {q} sind {a} {b}?"],
-    "it": ["{howmany} {q} sono {a} {b}?", "Converti {a} {b} in {q}.", "Quanto valgono {a} {b} in {q}?"],
-}
-RATE_REQUESTS = {
-    "en": ["What is the exchange rate from {b} to {q}?", "Give me the exchange rate from {b} to {q}."],
-    "fr": ["Quel est le taux de change des {b} en {q} ?", "Quel est le cours des {b} en {q} ?"],
-    "es": ["¿Cuál es el tipo de cambio de {b} a {q}?", "¿A cuánto está el cambio de {b} a {q}?"],
-    "de": ["Wie ist der Wechselkurs von {bd} zu {qd}?", "Wie steht der Kurs von {bd} zu {qd}?"],
-    "it": ["Qual è il tasso di cambio da {b} a {q}?", "A quanto sta il cambio da {b} a {q}?"],
-}
-MONEY_ANSWERS = {
-    "en": "{a} {b} is {r} {q}.",
-    "fr": "{a} {b} valent {r} {q}.",
-    "es": "{a} {b} son {r} {q}.",
-    "de": "{a} {b} sind {r} {q}.",
-    "it": "{a} {b} valgono {r} {q}.",
-}
-RATE_ANSWERS = {
-    "en": "The exchange rate from {b} to {q} is {r}.",
-    "fr": "Le taux de change des {b} en {q} est de {r}.",
-    "es": "El tipo de cambio de {b} a {q} es {r}.",
-    "de": "Der Wechselkurs von {bd} zu {qd} ist {r}.",
-    "it": "Il tasso di cambio da {b} a {q} è {r}.",
-}
-MONEY_REASONING = "The task is to express {a} {b} in {q}. Call get_exchange_rate."
-RATE_REASONING = "The task is to express one {b} in {q}. Call get_exchange_rate."
-
-
-def exchange_rate(base: str, quote: str) -> float:
-    return round(IN_US_DOLLARS[base] / IN_US_DOLLARS[quote], 4)
-
-
-def rate_text(rate: float, lang: str) -> str:
-    # Four decimals: a yen is worth under a cent of any other currency in the table.
-    text = f"{rate:.4f}".rstrip("0").rstrip(".")
-    return text if lang == "en" else text.replace(".", ",")
-
-
-def draw_exchange_rate(rng: random.Random, kind: str, lang: str) -> tuple[Key, Callable[[str], Drawn]]:
-    base, quote = rng.sample(CURRENCIES, 2)
-    rate = exchange_rate(base, quote)
-    amount = (
-        rng.choice([5, 10, 20, 25, 40, 50, 75, 100, 150, 200, 250, 300, 500, 1000, 2000]) if kind == "amount" else None
-    )
-    if amount is not None:
-        reasoning = MONEY_REASONING.format(a=amount, b=base, q=quote)
-    else:
-        reasoning = RATE_REASONING.format(b=base, q=quote)
-
-    def write(lang: str) -> Drawn:
-        words = CURRENCY_WORDS[lang]
-        fields = {
-            "b": words[base][0],
-            "q": words[quote][0],
-            "bd": (lang == "de" and words[base][1]) or words[base][0],
-            "qd": (lang == "de" and words[quote][1]) or words[quote][0],
-            "howmany": HOW_MANY.get(lang, {}).get(words[quote][1], ""),
-        }
-        arguments: dict[str, Any] = {"base": base, "quote": quote}
-        result: dict[str, Any] = {"rate": rate}
-        if amount is None:
-            user = pick(rng, RATE_REQUESTS[lang], **fields)
-            final = RATE_ANSWERS[lang].format(r=rate_text(rate, lang), **fields)
-        else:
-            converted = amount * rate
-            arguments["amount"] = amount
-            result["amount"] = json_number(converted)
-            user = pick(rng, MONEY_REQUESTS[lang], a=amount, **fields)
-            final = MONEY_ANSWERS[lang].format(a=amount, r=number(converted, lang), **fields)
-        return {"user": user, "reasoning": reasoning, "arguments": arguments, "result": result, "final": final}
-
-    # A bare rate is asked about in each language: only 30 pairs of currencies exist.
-    key: Key = (
-        ("get_exchange_rate", base, quote, amount) if amount is not None else ("get_exchange_rate", base, quote, lang)
-    )
-    return key, write
 
 
 # ---------------------------------------------------------------------------------------------
@@ -619,7 +486,7 @@ CAPITAL_ANSWERS = {
     "de": "Die Hauptstadt von {c} ist {capital}.",
     "it": "La capitale {c} è {capital}.",
 }
-CAPITAL_REASONING = "The task is to work out the capital of {country}. Call get_capital."
+CAPITAL_REASONING = "Okay, we need the capital of {country}. Call get_capital."
 
 
 def draw_capital(rng: random.Random, kind: str, lang: str) -> tuple[Key, Callable[[str], Drawn]]:
@@ -646,7 +513,6 @@ def draw_capital(rng: random.Random, kind: str, lang: str) -> tuple[Key, Callabl
 DRAWERS: dict[str, tuple[Callable[[random.Random, str, str], tuple[Key, Callable[[str], Drawn]]], list[str]]] = {
     "calculate": (draw_calculate, CALC_KINDS),
     "convert_units": (draw_convert_units, [str(i) for i in range(len(CONVERSIONS))]),
-    "get_exchange_rate": (draw_exchange_rate, RATE_KINDS),
     "get_capital": (draw_capital, ["country"]),
 }
 
@@ -676,8 +542,8 @@ def draw_requests(name: str, per_cell: int, used: set[Key]) -> Iterator[tuple[st
     """Yield ``(tool, lang, rng, key, drawn)`` for each fresh request of the draw called ``name``.
 
     Outer loop over the row index, inner over tool and language, so any prefix of a file is balanced.
-    A request is keyed by its tool and values whatever the language, except a capital or a bare exchange
-    rate, keyed with the language too.
+    A request is keyed by its tool and values whatever the language, except a capital, keyed with the
+    language too.
     """
     for i in range(per_cell):
         for tool in TOOL_NAMES:
