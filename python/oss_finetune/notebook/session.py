@@ -758,16 +758,9 @@ class Session:
         ``batch_size`` prompts generate at once (default language.DEFAULT_BATCH); ``on_progress(done, total)``
         follows the questions as they finish.
         """
-        from ..core.data import read_rows
         from ..training.language import DEFAULT_BATCH, reasoning_language_rate
 
-        effort = effort or self.settings.data.reasoning_effort
-        if effort not in EFFORTS:
-            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
-        self.ensure_loaded()
-        model = self.model if self.model is not None else self.loaded.model
-        use_adapter = use_adapter and self.has_adapter()
-        rows = read_rows(source, limit=limit)
+        effort, model, use_adapter, rows = self._evaluation_inputs(source, effort, use_adapter, limit)
         rate = reasoning_language_rate(
             model,
             self.loaded.tokenizer,
@@ -799,16 +792,10 @@ class Session:
         Kept under ``label`` (default "tool calls, with adapter" or "tool calls, base model") for the summary;
         ``batch_size`` and ``on_progress`` as in ``evaluate``.
         """
-        from ..core.data import data_set_tools, read_rows
+        from ..core.data import data_set_tools
         from ..training.tool_calls import DEFAULT_BATCH, DEFAULT_NEW_TOKENS, tool_call_rate
 
-        effort = effort or self.settings.data.reasoning_effort
-        if effort not in EFFORTS:
-            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
-        self.ensure_loaded()
-        model = self.model if self.model is not None else self.loaded.model
-        use_adapter = use_adapter and self.has_adapter()
-        rows = read_rows(source, limit=limit)
+        effort, model, use_adapter, rows = self._evaluation_inputs(source, effort, use_adapter, limit)
         rate = tool_call_rate(
             model,
             self.loaded.tokenizer,
@@ -822,6 +809,18 @@ class Session:
         )
         self.evaluations[label or f"tool calls, {'with adapter' if use_adapter else 'base model'}"] = rate
         return rate
+
+    def _evaluation_inputs(self, source: str, effort: str | None, use_adapter: bool, limit: int | None):
+        """What both evaluations start from: the effort (checked), the model, whether the adapter is on,
+        and the held-out rows."""
+        from ..core.data import read_rows
+
+        effort = effort or self.settings.data.reasoning_effort
+        if effort not in EFFORTS:
+            raise SessionError(f"reasoning effort {effort!r} is not one of {', '.join(EFFORTS)}", "effort")
+        self.ensure_loaded()
+        model = self.model if self.model is not None else self.loaded.model
+        return effort, model, use_adapter and self.has_adapter(), read_rows(source, limit=limit)
 
     def compare(self, row: int = 0) -> dict:
         """Row ``row`` scored token by token without and with the adapter: a harmony payload with ``compare``."""
