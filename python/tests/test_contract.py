@@ -79,9 +79,10 @@ def test_defaults_refuse_an_invalid_config():
         config_module.with_defaults({"training": {"learning_rate": 0}})
 
 
-def test_mime_types_name_the_three_payloads():
+def test_mime_types_name_the_four_payloads():
     assert schema.mime_types() == {
         "harmony-tokens": "application/vnd.oss-finetune.harmony+json",
         "training-run": "application/vnd.oss-finetune.training+json",
         "dataset-summary": "application/vnd.oss-finetune.dataset+json",
+        "runs-comparison": "application/vnd.oss-finetune.runs+json",
     }

@@ -4,6 +4,7 @@ import commMessage from '../comm-message.schema.json';
 import datasetSummary from '../dataset-summary.schema.json';
 import finetuneConfig from '../finetune-config.schema.json';
 import harmonyTokens from '../harmony-tokens.schema.json';
+import runsComparison from '../runs-comparison.schema.json';
 import trainingRun from '../training-run.schema.json';
 
 export const SCHEMAS = {
@@ -11,6 +12,7 @@ export const SCHEMAS = {
   'harmony-tokens': harmonyTokens,
   'training-run': trainingRun,
   'dataset-summary': datasetSummary,
+  'runs-comparison': runsComparison,
   'comm-message': commMessage,
 } as const;
 

@@ -76,6 +76,9 @@ class TrainingConfig(ConfigBase):
     save_steps: int = field(default=20, metadata={"help": "Write a checkpoint every this many optimizer steps."})
     seed: int = field(default=3407, metadata={"help": "Seeds data order, adapter initialisation and dropout."})
     output_dir: str = field(default="runs", metadata={"help": "Folder that holds one sub-folder per run."})
+    watch_every: int | None = field(default=None, metadata={"help": "Watch the goal while training: every this many optimizer steps (at the first logged step from there on), generate a few held-out prompts with the adapter being trained and record how often they meet the goal (the requested reasoning language, or a right tool call with valid arguments for rows that call tools) in metrics.jsonl and on the dashboard. Greedy generation in eval mode; the training itself is unchanged. null never watches."})
+    watch_prompts: str | None = field(default=None, metadata={"help": "The held-out rows the watch generates from: a data source as data.source takes (embedded:NAME, a local file, a hub id). null takes the held-out split of an embedded data set (embedded:multilingual-heldout for embedded:multilingual)."})
+    watch_count: int = field(default=6, metadata={"help": "How many held-out rows each watch generates: the same ones every time, taken in turn from each requested language."})
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from .errors import UserError
 
 Segment = Union[str, int]
 
-NAMES = ("finetune-config", "harmony-tokens", "training-run", "dataset-summary", "comm-message")
+NAMES = ("finetune-config", "harmony-tokens", "training-run", "dataset-summary", "comm-message", "runs-comparison")
 
 
 def schema_dir() -> Path:

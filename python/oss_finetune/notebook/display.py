@@ -49,6 +49,7 @@ def bundle(name: str, payload: dict, *, text: str | None = None, html_text: str 
         "harmony-tokens": (harmony_text, harmony_html),
         "training-run": (training_text, training_html),
         "dataset-summary": (dataset_text, dataset_html),
+        "runs-comparison": (comparison_text, comparison_html),
     }
     to_text, to_html = renderers[name]
     return {
@@ -172,23 +173,62 @@ def training_text(payload: dict) -> str:
         )
         if last.get("gpu_memory_gib") is not None:
             line += f" · GPU {last['gpu_memory_gib']:.1f} GiB"
+    goal = goal_text(metrics)
+    if goal:
+        line += f"\n{goal}"
     if payload.get("message"):
         line += f"\n{payload['message']}"
     return line
 
 
-def _sparkline(values: list[float], width: int = 320, height: int = 60) -> str:
+def goal_points(metrics: list[dict]) -> list[tuple[int, dict]]:
+    """The steps at which the goal was watched, with its measure."""
+    return [(m["step"], m["goal"]) for m in metrics if m.get("goal")]
+
+
+def goal_text(metrics: list[dict]) -> str:
+    """One line: the goal and its rate at every watched step, e.g. 'goal, reasoned in ...: 0% at step 10, 50% at step 20'."""
+    points = goal_points(metrics)
+    if not points:
+        return ""
+    label = points[-1][1]["label"]
+    rates = ", ".join(f"{g['rate']:.0%} ({g['passed']}/{g['total']}) at step {step}" for step, g in points)
+    return f"goal, {label}: {rates}"
+
+
+def _sparkline(
+    values: list[float],
+    width: int = 320,
+    height: int = 60,
+    *,
+    label: str = "loss curve",
+    colour: str = "#0072B2",
+    low: float | None = None,
+    high: float | None = None,
+) -> str:
     points = [v for v in values if v is not None and math.isfinite(v)]
     if len(points) < 2:
         return ""
-    lo, hi = min(points), max(points)
+    lo = min(points) if low is None else low
+    hi = max(points) if high is None else high
     span = (hi - lo) or 1.0
     step = width / (len(points) - 1)
     coords = " ".join(f"{i * step:.1f},{height - 4 - (v - lo) / span * (height - 8):.1f}" for i, v in enumerate(points))
     return (
-        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="loss curve">'
-        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="{coords}"/></svg>'
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}">'
+        f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{coords}"/></svg>'
     )
+
+
+def _goal_html(metrics: list[dict]) -> str:
+    points = goal_points(metrics)
+    if not points:
+        return ""
+    # The rate's scale is fixed at 0 to 100%, so that a flat curve near 0 does not look like progress.
+    curve = _sparkline(
+        [g["rate"] for _, g in points], label="goal curve", colour="#009E73", low=0.0, high=1.0, height=40
+    )
+    return f'<div style="margin-top:4px">{_esc(goal_text(metrics))}</div>{curve}'
 
 
 def training_html(payload: dict) -> str:
@@ -212,7 +252,7 @@ def training_html(payload: dict) -> str:
         '<div class="oss-finetune-training" style="font-family:sans-serif;font-size:13px">'
         f"<div><b>{_esc(payload['run_id'])}</b> · {_esc(payload['status'])} · step {step}/{total} · ETA {_esc(eta)}</div>"
         f'<div style="background:#eee;width:320px;height:8px"><div style="background:#009E73;width:{pct:.1f}%;height:8px"></div></div>'
-        f"{_sparkline([m['loss'] for m in metrics])}"
+        f"{_sparkline([m['loss'] for m in metrics])}{_goal_html(metrics)}"
         f"<table>{rows}</table>{message}</div>"
     )
 
@@ -274,6 +314,125 @@ def dataset_html(payload: dict) -> str:
         '<div class="oss-finetune-dataset" style="font-family:sans-serif;font-size:13px">'
         f"<div>{text}</div>{_histogram(lengths['edges'], lengths['counts'])}"
         f"<table><tr><th>language</th><th>rows</th></tr>{langs}</table></div>"
+    )
+
+
+# Runs side by side -----------------------------------------------------------------------------
+
+# One colour per run, in order (Okabe–Ito, as the channels); runs past the eighth reuse them.
+RUN_COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+def _some_points(points: list[dict], key: str, most: int = 6) -> str:
+    """A curve in a few numbers: at most ``most`` of its points, the first and the last always."""
+    kept = [p for p in points if p.get(key) is not None]
+    if len(kept) > most:
+        picks = sorted({round(i * (len(kept) - 1) / (most - 1)) for i in range(most)})
+        kept = [kept[i] for i in picks]
+    spec = ".0%" if key == "goal" else ".4g"
+    return ", ".join(f"{format(p[key], spec)} at step {p['step']}" for p in kept)
+
+
+def comparison_text(payload: dict) -> str:
+    runs = payload["runs"]
+    if not runs:
+        lines = [f"no runs in {payload['output_dir']} yet"]
+    else:
+        lines = [f"{len(runs)} run{'' if len(runs) == 1 else 's'} in {payload['output_dir']}"]
+    for run in runs:
+        total = run.get("max_steps") or "?"
+        lines.append(f"── {run['run_id']}: {run['status']} at step {run['step']}/{total}")
+        lines.append(f"   loss by step: {_some_points(run['points'], 'loss') or 'none logged'}")
+        if run.get("goal_label"):
+            lines.append(f"   goal, {run['goal_label']}: {_some_points(run['points'], 'goal')}")
+    differences = payload["differences"]
+    if len(runs) > 1:
+        same = payload.get("same_settings")
+        alike = f" ({same} other{'' if same == 1 else 's'} alike)" if same is not None else ""
+        if differences:
+            lines.append(f"settings that differ{alike}:")
+            width = max(len(r["run_id"]) for r in runs)
+            for difference in differences:
+                lines.append(f"  {difference['setting']}")
+                lines += [
+                    f"    {run['run_id'].ljust(width)}  {value}" for run, value in zip(runs, difference["values"])
+                ]
+        else:
+            lines.append(f"the runs' settings are all alike{alike}")
+    for reason in payload.get("left_out") or []:
+        lines.append(f"left out: {reason}")
+    return "\n".join(lines)
+
+
+def _overlay_svg(runs: list[dict], key: str, label: str, *, low: float | None = None, high: float | None = None) -> str:
+    """The runs' curves of ``key`` over the steps, on shared axes, one colour per run."""
+    width, height, pad = 420, 140, 6
+    curves = [[(p["step"], p[key]) for p in run["points"] if p.get(key) is not None] for run in runs]
+    values = [v for curve in curves for _, v in curve if math.isfinite(v)]
+    if not values:
+        return ""
+    lo = min(values) if low is None else low
+    hi = max(values) if high is None else high
+    span = (hi - lo) or 1.0
+    last = max((s for curve in curves for s, _ in curve), default=1)
+    first = min((s for curve in curves for s, _ in curve), default=0)
+    steps = (last - first) or 1
+
+    def xy(step: int, value: float) -> str:
+        x = pad + (step - first) / steps * (width - 2 * pad)
+        y = height - pad - (value - lo) / span * (height - 2 * pad)
+        return f"{x:.1f},{y:.1f}"
+
+    lines = []
+    for index, (run, curve) in enumerate(zip(runs, curves)):
+        colour = RUN_COLOURS[index % len(RUN_COLOURS)]
+        points = " ".join(xy(s, v) for s, v in curve if math.isfinite(v))
+        if len(curve) == 1:
+            x, y = points.split(",")
+            lines.append(
+                f'<circle cx="{x}" cy="{y}" r="2.5" fill="{colour}"><title>{_esc(run["run_id"])}</title></circle>'
+            )
+        elif points:
+            lines.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}">'
+                f"<title>{_esc(run['run_id'])}</title></polyline>"
+            )
+    scale = f"{format(lo, '.0%' if key == 'goal' else '.4g')} to {format(hi, '.0%' if key == 'goal' else '.4g')}"
+    return (
+        f'<div style="margin-top:6px"><b>{_esc(label)}</b> <span style="color:#555">(steps {first} to {last}; '
+        f"values {_esc(scale)})</span></div>"
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}" '
+        f'style="border-left:1px solid #999;border-bottom:1px solid #999">{"".join(lines)}</svg>'
+    )
+
+
+def comparison_html(payload: dict) -> str:
+    runs = payload["runs"]
+    legend = "".join(
+        f'<div><span style="display:inline-block;width:12px;height:3px;background:{RUN_COLOURS[i % len(RUN_COLOURS)]};'
+        f'vertical-align:middle;margin-right:6px"></span>{_esc(run["run_id"])} · {_esc(run["status"])} · step '
+        f"{run['step']}/{_esc(str(run.get('max_steps') or '?'))}</div>"
+        for i, run in enumerate(runs)
+    )
+    goal_labels = sorted({run["goal_label"] for run in runs if run.get("goal_label")})
+    charts = _overlay_svg(runs, "loss", "loss")
+    if goal_labels:
+        charts += _overlay_svg(runs, "goal", "goal: " + "; ".join(goal_labels), low=0.0, high=1.0)
+    table = ""
+    if payload["differences"]:
+        head = "".join(f"<th>{_esc(run['run_id'])}</th>" for run in runs)
+        body = "".join(
+            f"<tr><td><code>{_esc(d['setting'])}</code></td>"
+            + "".join(f"<td><code>{_esc(v)}</code></td>" for v in d["values"])
+            + "</tr>"
+            for d in payload["differences"]
+        )
+        table = f"<div style='margin-top:6px'><b>settings that differ</b></div><table><tr><th>setting</th>{head}</tr>{body}</table>"
+    text = _esc(comparison_text(payload).split("\n", 1)[0])
+    left = "".join(f'<div style="color:#777">left out: {_esc(r)}</div>' for r in payload.get("left_out") or [])
+    return (
+        '<div class="oss-finetune-runs" style="font-family:sans-serif;font-size:13px">'
+        f"<div>{text}</div>{legend}{charts}{table}{left}</div>"
     )
 
 

@@ -353,6 +353,16 @@ SUBCOMMANDS: dict[str, Subcommand] = {
             ],
         ),
         Subcommand("status", "what is loaded, the main settings, the current run and every run on disk"),
+        Subcommand(
+            "runs",
+            "the runs in the output folder side by side: loss (and goal) curves overlaid, and the settings "
+            "in which their configs differ",
+            None,
+            [
+                Argument(["--compare"], "compare only the runs named after it (each an id or a part of one)", "flag"),
+                Argument(["run_ids"], "with --compare: two or more runs, e.g. --compare 0930-ab12 1015-cd34", "rest"),
+            ],
+        ),
         Subcommand("stop", "stop the current run after its current step, with a checkpoint"),
         Subcommand(
             "help",
@@ -960,6 +970,26 @@ class FinetuneMagics(Magics):
         payload = session.last_run_payload()
         if payload is not None:
             display.show("training-run", payload)
+
+    def _do_runs(self, session: Session, parsed: Parsed):
+        from ..training.runs import comparison, not_runs, pick_runs
+
+        wanted = list(parsed.rest)
+        if wanted and not parsed.values.get("compare"):
+            raise MagicError(
+                f"runs: unexpected argument {wanted[0]!r} — to choose runs, write --compare before their ids, "
+                f"e.g. `%{MAGIC} runs --compare {' '.join(wanted[:2])}`"
+            )
+        if parsed.values.get("compare") and len(wanted) < 2:
+            raise MagicError(
+                f"runs --compare: name two runs or more (ids, or parts of them), e.g. `%{MAGIC} runs --compare "
+                f"0930-ab12 1015-cd34`; `%{MAGIC} runs` alone shows every run"
+            )
+        output = session.output_dir()
+        infos = session.list_runs()
+        if wanted:
+            infos = pick_runs(infos, wanted, output)
+        display.show("runs-comparison", comparison(output, infos, [] if wanted else not_runs(output)))
 
     def _do_stop(self, session: Session, parsed: Parsed):
         run_id = session.stop("stopped from %oss_finetune stop")

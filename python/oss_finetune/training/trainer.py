@@ -68,9 +68,13 @@ class StepMetrics:
     gpu_memory_gib: float | None = None
     epoch: float | None = None
     elapsed_seconds: float | None = None
+    goal: dict | None = None  # the GoalMeasure of a step at which training.watch_every watched the goal
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        row = asdict(self)
+        if row["goal"] is None:
+            del row["goal"]  # only the watched steps carry one
+        return row
 
 
 @dataclass
@@ -789,6 +793,9 @@ class Trainer:
             # and two short runs can start within one second.
             self.started_at = _now("milliseconds")
             self._boundary_rng = _rng_state()
+        from .watch import watch_for
+
+        self.goal_watch = watch_for(self)
 
     def train(self, resume_from: str | os.PathLike | None = None) -> TrainResult:
         """Run to max_steps, or until stop() / an interrupt; returns how it ended.
@@ -918,6 +925,9 @@ class Trainer:
             epoch=self.cursor / len(self.examples),
             elapsed_seconds=round(self.elapsed_seconds, 3),
         )
+        from .watch import after_step
+
+        after_step(self, metrics)  # the goal's rate, at the steps training.watch_every picks
         self.metrics.append(metrics)
         self._append_metrics(metrics)
         for fn in list(self._step_subscribers):

@@ -186,4 +186,16 @@ export interface TrainingConfig {
    * Folder that holds one sub-folder per run.
    */
   output_dir?: string;
+  /**
+   * Watch the goal while training: every this many optimizer steps (at the first logged step from there on), generate a few held-out prompts with the adapter being trained and record how often they meet the goal (the requested reasoning language, or a right tool call with valid arguments for rows that call tools) in metrics.jsonl and on the dashboard. Greedy generation in eval mode; the training itself is unchanged. null never watches.
+   */
+  watch_every?: number | null;
+  /**
+   * The held-out rows the watch generates from: a data source as data.source takes (embedded:NAME, a local file, a hub id). null takes the held-out split of an embedded data set (embedded:multilingual-heldout for embedded:multilingual).
+   */
+  watch_prompts?: string | null;
+  /**
+   * How many held-out rows each watch generates: the same ones every time, taken in turn from each requested language.
+   */
+  watch_count?: number;
 }

@@ -45,4 +45,25 @@ export interface StepMetrics {
   gpu_memory_gib?: number | null;
   epoch?: number | null;
   elapsed_seconds?: number | null;
+  goal?: GoalMeasure;
+}
+/**
+ * The goal watched at this step (training.watch_every; absent at the steps it was not): held-out prompts generated with the adapter as it stood after the step, and how many met the goal.
+ */
+export interface GoalMeasure {
+  /**
+   * language: reasoned in the requested language; tool_calls: called the right tool with arguments valid against its schema.
+   */
+  goal: 'language' | 'tool_calls';
+  /**
+   * The goal in words, for a chart's title.
+   */
+  label: string;
+  rate: number;
+  passed: number;
+  total: number;
+  /**
+   * How long the generation took.
+   */
+  seconds?: number | null;
 }
