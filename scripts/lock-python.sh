@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 {
   echo "# Exact versions the set-up installs (pip install -c python/constraints.txt ...)."
   echo "# Regenerate after changing python/pyproject.toml: scripts/lock-python.sh"
-  .venv/bin/python -m pip freeze --exclude-editable | grep -viE '^(-e |oss-finetune|oss_finetune)'
+  # A package installed from a local wheel is pinned by its version, not by this machine's path.
+  .venv/bin/python -m pip freeze --exclude-editable | grep -viE '^(-e |oss-finetune|oss_finetune)' |
+    sed -E 's#^([A-Za-z0-9_.-]+) @ file://.*/[^/]+-([0-9][^-]*)-(py|cp).*$#\1==\2#'
 } > python/constraints.txt
 echo "python/constraints.txt: $(grep -vc '^#' python/constraints.txt) pinned packages"

@@ -84,6 +84,8 @@ def test_chat_streams_each_token_it_returns(session):
     streamed: list[int] = []
     reply = session.chat("Hello?", effort="low", max_new_tokens=6, on_token=streamed.append)
     assert streamed == reply["token_ids"] and len(streamed) >= 1
+    # A single answer is generated text too: the view opens it with the loss mask off.
+    assert reply["payload"]["conversations"][0]["origin"] == "generation"
 
 
 def test_evaluate_reports_progress_as_questions_finish(session):

@@ -76,6 +76,10 @@ test('the tutorial notebook runs top to bottom and shows every view', async ({ p
     outputs.filter((o) => o.output_type === 'error').map((o) => `cell ${i}: ${String(o.ename)}: ${String(o.evalue)}`),
   );
   expect(errors, 'no cell output is an error').toEqual([]);
+  const stderr = (await modelOutputs(page)).flatMap((outputs, i) =>
+    outputs.filter((o) => o.output_type === 'stream' && o.name === 'stderr').map((o) => `cell ${i}: ${String(o.text)}`),
+  );
+  expect(stderr, 'Run All prints nothing to stderr').toEqual([]);
 
   await cell(page, dataCell).scrollIntoViewIfNeeded();
   await expectOurView(cell(page, dataCell), 'dataset');

@@ -138,7 +138,9 @@ def convert(option: ConfigOption, raw: Any) -> Any:
 def _example_value(option: ConfigOption) -> str:
     default = option.prop.get("default")
     if isinstance(default, list):
-        return ",".join(str(v) for v in default)
+        # An empty default shows nothing to copy; the allowed names do.
+        choices = option.prop.get("items", {}).get("enum", [])
+        return ",".join(str(v) for v in default) if default or not choices else str(choices[0])
     if isinstance(default, bool):
         return "true" if default else "false"
     if default is None:
@@ -177,7 +179,8 @@ def fix_hint(option: ConfigOption, *, style: str = "flag") -> str:
         if style == "flag":
             return f"use {option.flag} or --no-{option.flag[2:]}"
     elif "array" in types:
-        what = "names separated by commas"
+        choices = prop.get("items", {}).get("enum")
+        what = "names separated by commas" + (f" from {', '.join(str(v) for v in choices)}" if choices else "")
     else:
         what = "a non-empty text"
     if "null" in types:
@@ -833,7 +836,9 @@ class FinetuneMagics(Magics):
         )
         live = display.LiveOutput("training-run")
         result = session.train(None, resume_from=resume, on_update=live.update, memory_checked=True)
-        _say(f"{result.status}: {result.message}")
+        message = result.message or ""
+        # Most messages already open with their status ("completed 60 steps; ..."): say it once.
+        _say(message if message.startswith(result.status) else f"{result.status}: {message}")
 
     def _do_chat(self, session: Session, parsed: Parsed):
         message = " ".join(parsed.rest).strip()

@@ -436,8 +436,6 @@ class Session:
         refused with the change that makes it fit, unless ``force``; ``memory_checked`` says the caller
         has just done that (the magic, which shows the plan), so it is not planned twice.
         """
-        from ..training.trainer import TrainResult
-
         if changes:
             self.set_config({"training": changes})
         # A wrong checkpoint is found out before minutes go into loading a model.
@@ -447,55 +445,105 @@ class Session:
         self.ensure_data()
         if not memory_checked:
             self.check_memory(force=force)
+        if int(self.settings.training.gpus or 1) > 1:
+            return self._train_with_torchrun(checkpoint, on_update)
         # The first update comes with status 'running', after a resume has set the run's own id and folder.
         trainer = self.make_trainer(None, on_update)
         try:
-            if int(self.settings.training.gpus or 1) > 1:
-                trainer.team = self._start_team(trainer, checkpoint)
-                if trainer.team is None:  # stopped before it began
-                    result = TrainResult(
-                        trainer.status, trainer.step, trainer.max_steps, str(trainer.run_dir), None, trainer.message, []
-                    )
-                    self.last_result = result
-                    return result
             result = trainer.train(resume_from=checkpoint)
         finally:
-            if trainer.team is not None:
-                trainer.team.close()
             self._write_state(trainer, trainer.snapshot())
-            trainer.team = None
         self.last_result = result
         return result
 
-    def _start_team(self, trainer, checkpoint: str | None):
-        """Start the workers of a data-parallel run and wait until each has its replica loaded; None when
-        the notebook stopped the run meanwhile."""
-        from ..training import parallel
-        from ..training.trainer import TrainingError
+    def _train_with_torchrun(self, checkpoint: str | None, on_update: Callable[[dict], Any] | None):
+        """Train with ranks that torchrun starts (training.gpus of them), following their run folder; the
+        adapter they trained comes back into the notebook's model."""
+        from ..modeling.adapter import load_adapter_weights, save_adapter
+        from ..training.distributed import TeamError, job_gpus, visible_gpus
+        from ..training.job import TorchrunJob
+        from ..training.trainer import Trainer, TrainingError
 
-        if checkpoint:
-            trainer.continue_run_of(checkpoint)  # the workers' logs go beside the resumed run's files
-
-        def progress(message: str) -> None:
-            trainer.set_status("pending", message)
-
+        gpus = int(self.settings.training.gpus or 1)
+        model = self.ensure_adapter()
+        device = self.loaded.device
         try:
-            return parallel.start_team(
-                self.get_config(),
-                trainer.examples,
-                run_id=trainer.run_id,
-                run_dir=trainer.run_dir,
-                device=self.loaded.device,
-                resume_from=checkpoint,
-                on_progress=progress,
-                stop_requested=lambda: trainer.stop_requested,
+            choice = job_gpus(_gpu_index(device), gpus, visible_gpus())
+        except TeamError as error:
+            raise SessionError(str(error), "training.gpus") from None
+        # Never trained: it gives the run's id, folder and first payload as an in-kernel run would have them.
+        template = Trainer(
+            model, self.prepared.examples, self.settings.training, run_config=self.get_config(), handle_sigint=False
+        )
+        if checkpoint:
+            template.continue_run_of(checkpoint)
+        adapter = None
+        if not checkpoint:
+            # The ranks start from the notebook's adapter (fresh, or trained before), as an in-kernel run does.
+            adapter = save_adapter(model, template.run_dir / "adapter-at-start")
+
+        def publish(payload: dict) -> None:
+            if on_update is not None:
+                on_update(payload)
+            _tell_watchers(payload)
+
+        job = TorchrunJob(
+            self.get_config(),
+            template.snapshot(),
+            ranks=gpus,
+            resume_from=checkpoint,
+            adapter=adapter,
+            cuda_visible=choice.visible,
+            on_update=publish,
+        )
+        with self._lock:
+            self.trainer = job
+        come_back = self._leave_gpu(device) if choice.free_kernel_gpu else None
+        try:
+            result = job.run()
+        finally:
+            if come_back is not None:
+                come_back()
+        self.last_result = result
+        if result.checkpoint and result.status in ("completed", "stopped"):
+            try:
+                load_adapter_weights(self.ensure_adapter(), result.checkpoint)
+            except (OSError, ValueError) as error:
+                raise TrainingError(f"the ranks trained, but their adapter did not load back: {error}") from error
+            note(f"loaded the adapter the ranks trained ({result.checkpoint}) into the notebook's model")
+        return result
+
+    def _leave_gpu(self, device) -> Callable[[], None]:
+        """Free the GPU the job needs: the notebook's model waits on the host (or, where it cannot move,
+        is unloaded); returns what brings it back."""
+        import gc
+
+        import torch
+
+        from ..modeling.decoding import release_decoder
+
+        model = self.model if self.model is not None else self.loaded.model
+        release_decoder(model)
+        try:
+            model.to("cpu")
+        except Exception as error:  # noqa: BLE001 - quantized weights may refuse to move; unloading still frees
+            self.loaded = self.model = self.adapter_settings = self.prepared = self._prepared_key = None
+            gc.collect()
+            torch.cuda.empty_cache()
+            note(
+                f"unloaded the notebook's model from {device} for the ranks (it could not move to the host: "
+                f"{error}); it loads again when they end"
             )
-        except parallel.TeamStopped as stopped:
-            trainer.withdraw_stop(str(stopped))
-            return None
-        except parallel.TeamError as error:
-            trainer.set_status("failed", f"data-parallel training did not start: {error}")
-            raise TrainingError(f"data-parallel training did not start: {error}") from error
+            return lambda: None
+        gc.collect()
+        torch.cuda.empty_cache()
+        note(f"moved the notebook's model from {device} to the host while the ranks train on its GPU")
+
+        def come_back() -> None:
+            model.to(device)
+            note(f"moved the notebook's model back to {device}")
+
+        return come_back
 
     def start_training(
         self,
@@ -735,8 +783,6 @@ class Session:
         known = {m["index"] for m in conversation["messages"]}
         conversation["messages"] += [m for m in adapted["messages"] if m["index"] not in known]
         conversation["title"] = f"{title}: base model | with adapter"
-        # Nothing in a generated answer is a training target; the view then opens with the mask off.
-        conversation["origin"] = "generation"
         payload = {"version": 1, "title": "before / after the adapter", "conversations": [conversation]}
         return {"before": before, "after": after, "payload": schema.validate("harmony-tokens", payload)}
 
@@ -939,6 +985,17 @@ def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _gpu_index(device) -> int | None:
+    """Which of this process's GPUs ``device`` is; None for the CPU."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return None
+    if device.index is not None:
+        return int(device.index)
+    import torch
+
+    return int(torch.cuda.current_device())
+
+
 def pad_id(tokenizer) -> int:
     from ..modeling.model import PAD_TOKEN_ID
 
@@ -1007,6 +1064,8 @@ def harmony_reply(tokenizer, prompt, new_ids: list[int], title: str = "chat") ->
     used = {m for m in tokens["message"] if m >= 0}
     for index in sorted(used - {m["index"] for m in item["messages"]}):
         item["messages"].append({"index": index, "role": "assistant", "channel": "none"})
+    # Nothing generated is a training target: the view opens with the loss mask off.
+    item["origin"] = "generation"
     payload = schema.validate("harmony-tokens", {"version": 1, "title": title, "conversations": [item]})
     return {
         "analysis": analysis,
