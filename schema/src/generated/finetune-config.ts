@@ -167,6 +167,10 @@ export interface TrainingConfig {
    */
   gpus?: number;
   /**
+   * How the ranks that torchrun starts (python -m oss_finetune train) hold the model. 'replicate': each GPU holds the whole model and the ranks sum the adapter's gradients once per step; 'fsdp': the frozen base and the adapter are sharded over the ranks with FSDP2 (each GPU holds its share plus the layer being computed), for a model one GPU cannot hold; 'auto': fsdp when the memory planner says a replica does not fit one GPU, else replicate. One process, and the notebook's --gpus team, always replicate.
+   */
+  sharding?: 'auto' | 'replicate' | 'fsdp';
+  /**
    * With the fast engine: the most tokens in one packed micro-batch (the step's conversations are laid end to end up to this many; the gradient is the same, only memory and speed change). null picks 16,384 with gradient checkpointing (6,144 when the experts carry LoRA) and 4,096 without.
    */
   pack_tokens?: number | null;
@@ -178,6 +182,10 @@ export interface TrainingConfig {
    * Write a checkpoint every this many optimizer steps.
    */
   save_steps?: number;
+  /**
+   * Experiment trackers that also receive every logged step, as in transformers' report_to: 'tensorboard' (event files in the run folder), 'wandb', 'mlflow', 'trackio'. Each needs its package installed; rank 0 alone reports. Empty: none.
+   */
+  report_to?: ('tensorboard' | 'wandb' | 'mlflow' | 'trackio')[];
   /**
    * Seeds data order, adapter initialisation and dropout.
    */
