@@ -187,7 +187,7 @@ def test_eval_shows_its_progress_in_place_and_ends_with_a_summary(shell, session
     ]
     [display_id] = {m["display_id"] for m in published if m["display_id"]}
     lines = [m["data"]["text/plain"] for m in stream_of(published, display_id)]
-    assert lines[0] == "eval: 0/5 prompts, elapsed 0:00, ETA ?"
+    assert lines[0] == "eval: 0/5 questions, elapsed 0:00, ETA ?"
     counts = [int(line.split(": ", 1)[1].split("/", 1)[0]) for line in lines[:-1]]
     assert counts == sorted(set(counts)) and counts[-1] == 5
     assert lines[-1].startswith("eval: effort medium: in the requested language ") and "\n" not in lines[-1]

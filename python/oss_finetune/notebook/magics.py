@@ -718,6 +718,31 @@ def settings_summary(session: Session) -> str:
 # -- the magics -----------------------------------------------------------------------------------
 
 
+class _EvalProgress:
+    """One line saying what an eval measures, then done/total with an ETA, then its result in place."""
+
+    def __init__(self, session: Session, verb: str, noun: str, source: str, what: str, use_adapter: bool, batch: int):
+        self.session, self.verb, self.noun, self.source = session, verb, noun, source
+        self.what, self.use_adapter, self.batch = what, use_adapter, batch
+        self.line: display.ProgressLine | None = None
+
+    def update(self, done: int, total: int) -> None:
+        if self.line is None:
+            adapter = "with the adapter" if self.use_adapter and self.session.has_adapter() else "base model"
+            _say(
+                f"{self.verb}: {total} held-out {self.noun}{'' if total == 1 else 's'} from {self.source}, "
+                f"{self.what}{adapter}, {min(self.batch, max(total, 1))} at a time"
+            )
+            self.line = display.ProgressLine("eval", f"{self.noun}s")
+        self.line.update(done, total)
+
+    def finish(self, result: str) -> None:
+        if self.line is not None:
+            self.line.finish(result)
+        else:
+            _say(result)
+
+
 @magics_class
 class FinetuneMagics(Magics):
     """``%oss_finetune`` / ``%%oss_finetune``."""
@@ -902,25 +927,12 @@ class FinetuneMagics(Magics):
         session.ensure_loaded()
         from ..training.language import DEFAULT_BATCH
 
-        progress: list[display.ProgressLine] = []
-
-        def on_progress(done: int, total: int) -> None:
-            if not progress:
-                adapter = "with the adapter" if use_adapter and session.has_adapter() else "base model"
-                _say(
-                    f"eval: {total} held-out question{'' if total == 1 else 's'} from {source}, effort "
-                    f"{effort or session.settings.data.reasoning_effort}, {adapter}, "
-                    f"{min(DEFAULT_BATCH, max(total, 1))} at a time"
-                )
-                progress.append(display.ProgressLine("eval", "prompts"))
-            progress[0].update(done, total)
-
-        rate = session.evaluate(source, effort=effort, use_adapter=use_adapter, limit=count, on_progress=on_progress)
-        line = f"eval: {rate.summary()}"
-        if progress:
-            progress[0].finish(line)
-        else:
-            _say(line)
+        what = f"effort {effort or session.settings.data.reasoning_effort}, "
+        progress = _EvalProgress(session, "eval", "question", source, what, use_adapter, DEFAULT_BATCH)
+        rate = session.evaluate(
+            source, effort=effort, use_adapter=use_adapter, limit=count, on_progress=progress.update
+        )
+        progress.finish(f"eval: {rate.summary()}")
 
     def _eval_tools(self, session: Session, parsed: Parsed):
         from ..training.tool_calls import DEFAULT_BATCH
@@ -930,26 +942,15 @@ class FinetuneMagics(Magics):
         count = _int_arg(limit, "--limit", "eval --tools --limit 20") if limit else None
         use_adapter = not parsed.values.get("no_adapter")
         session.ensure_loaded()
-        progress: list[display.ProgressLine] = []
-
-        def on_progress(done: int, total: int) -> None:
-            if not progress:
-                adapter = "with the adapter" if use_adapter and session.has_adapter() else "base model"
-                _say(
-                    f"eval --tools: {total} held-out request{'' if total == 1 else 's'} from {source}, {adapter}, "
-                    f"{min(DEFAULT_BATCH, max(total, 1))} at a time"
-                )
-                progress.append(display.ProgressLine("eval", "requests"))
-            progress[0].update(done, total)
-
+        progress = _EvalProgress(session, "eval --tools", "request", source, "", use_adapter, DEFAULT_BATCH)
         rate = session.evaluate_tools(
-            source, effort=parsed.values.get("effort"), use_adapter=use_adapter, limit=count, on_progress=on_progress
+            source,
+            effort=parsed.values.get("effort"),
+            use_adapter=use_adapter,
+            limit=count,
+            on_progress=progress.update,
         )
-        line = f"eval --tools: {rate.summary()}"
-        if progress:
-            progress[0].finish(line)
-        else:
-            _say(line)
+        progress.finish(f"eval --tools: {rate.summary()}")
 
     def _do_compare(self, session: Session, parsed: Parsed):
         row = _int_arg(parsed.rest[0], "row", "compare 0") if parsed.rest else 0
