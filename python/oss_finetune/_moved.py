@@ -16,7 +16,6 @@ MOVED = {
     "memory": "training.memory",
     "model": "modeling.model",
     "mxfp4": "modeling.mxfp4",
-    "parallel": "training.parallel",
     "schema": "core.schema",
     "session": "notebook.session",
     "tokenizer": "core.tokenizer",

@@ -169,6 +169,13 @@ def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a YAML or JSON config: the notebook's settings (model, data, lora, training)")
     parser.add_argument("--resume-from", help="a checkpoints/step-N folder of an earlier run; any number of ranks")
+    parser.add_argument(
+        "--adapter",
+        help="start from this PEFT adapter's weights (a run's adapter/ or a checkpoint) instead of a fresh one",
+    )
+    parser.add_argument(
+        "--run-id", help="the run folder's name under output_dir (default: the date, time and 4 hex digits)"
+    )
 
 
 def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -179,8 +186,10 @@ def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
     import yaml
 
     from . import embedded  # noqa: F401 - importing it registers the embedded models
-    from .notebook.session import Session, pad_id
+    from .modeling.adapter import load_adapter_weights
+    from .notebook.session import RUN_ID_PATTERN, Session, pad_id
     from .training.distributed import RanksTeam, launched_by_torchrun
+    from .training.job import reporting_to_run_folder
     from .training.trainer import Trainer
 
     try:
@@ -189,17 +198,27 @@ def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise CliError(f"config: {args.config} could not be read: {error}") from None
     if not isinstance(config, dict):
         raise CliError(f"config: {args.config} must hold a mapping of sections (model, data, lora, training)")
+    if args.adapter and args.resume_from:
+        raise CliError("--adapter: a checkpoint holds its own adapter; give --adapter or --resume-from, not both")
+    if args.run_id and not RUN_ID_PATTERN.match(args.run_id):
+        raise CliError(f"--run-id: {args.run_id!r} is not a folder name (letters, digits, '.', '_' and '-')")
     team = RanksTeam() if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1 else None
     try:
         session = Session(config)
         session.ensure_loaded()
         prepared = session.ensure_data()
         model = session.ensure_adapter()
+        if args.adapter:
+            try:
+                load_adapter_weights(model, args.adapter)
+            except (OSError, ValueError) as error:
+                raise CliError(f"--adapter: {error}") from None
         trainer = Trainer(
             model,
             prepared.examples,
             session.settings.training,
             run_config=session.get_config(),
+            run_id=args.run_id,
             pad_token_id=pad_id(session.loaded.tokenizer),
             handle_sigint=True,
             team=team,
@@ -207,10 +226,14 @@ def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if team is not None:
             trainer.run_id = team.agree(trainer.run_id)
             trainer.run_dir = trainer.run_dir.parent / trainer.run_id
-        result = trainer.train(resume_from=args.resume_from)
+        leader = team is None or team.is_leader
+        with reporting_to_run_folder(trainer, leader=leader, rank=0 if team is None else team.rank):
+            result = trainer.train(resume_from=args.resume_from)
     finally:
         if team is not None:
             team.close()
     if team is None or team.is_leader:
         out.write(f"{result.status} at step {result.step}: {trainer.run_dir}\n")
+    else:
+        out.write(f"rank {team.rank}: {result.status} at step {result.step}\n")
     return 0 if result.status in ("completed", "stopped") else 1

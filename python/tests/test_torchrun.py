@@ -8,11 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from safetensors.torch import load_file
+
+from oss_finetune.training.distributed import split_for_ranks, targets_in
 
 CONFIG = {
     "model": {"name_or_path": "embedded:tiny"},
@@ -175,3 +178,82 @@ def test_ranks_that_cannot_start_end_the_job_with_their_reason(tmp_path):
     )
     assert done.returncode != 0
     assert "error: " in done.stderr and "no-such-model" in done.stderr
+
+
+# -- how the ranks share a step (no processes) ----------------------------------------------------
+@dataclass
+class Sample:
+    input_ids: list
+    trained: list
+
+
+def sample(length: int, trained_from: int = 1) -> Sample:
+    return Sample(list(range(length)), [i >= trained_from for i in range(length)])
+
+
+def test_each_sample_goes_to_one_rank_with_about_equal_tokens_each():
+    samples = [sample(n) for n in (50, 300, 120, 80, 260, 40, 90, 200)]
+    shares = split_for_ranks(samples, 3)
+    assert sorted(id(s) for share in shares for s in share) == sorted(id(s) for s in samples)
+    loads = [sum(len(s.input_ids) for s in share) for share in shares]
+    assert max(loads) - min(loads) <= max(len(s.input_ids) for s in samples)
+    # Within a share, the step's order is kept, and every rank computes the same split.
+    for share in shares:
+        positions = [samples.index(s) for s in share]
+        assert positions == sorted(positions)
+    assert split_for_ranks(samples, 3) == shares
+
+
+def test_more_ranks_than_samples_leaves_some_without_work():
+    shares = split_for_ranks([sample(10), sample(20)], 4)
+    assert [len(share) for share in shares] == [1, 1, 0, 0]
+
+
+def test_trained_tokens_are_counted_as_the_fast_engine_counts_them():
+    from oss_finetune.modeling import engine
+
+    samples = [sample(12, trained_from=5), sample(7, trained_from=0), sample(9, trained_from=9)]
+    # A conversation's first token is never a target, so a mask on from 0 counts one fewer.
+    assert [targets_in(s) for s in samples] == [7, 6, 0]
+    assert sum(b.trained for b in engine.pack(samples, 64)) == sum(targets_in(s) for s in samples)
+
+
+class OneRankTeam:
+    """A team of one whose sum is the identity: the step buffer's bookkeeping, without processes."""
+
+    rank, world, is_leader = 0, 1, True
+
+    def sum_(self, tensor):
+        return tensor
+
+
+def test_a_parameter_no_rank_touched_keeps_no_gradient(tmp_path):
+    import torch
+
+    from oss_finetune.training.trainer import Trainer, TrainingExample
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2))
+    trainer = Trainer(
+        model, [TrainingExample([1, 2], [False, True])], {"output_dir": str(tmp_path)}, team=OneRankTeam()
+    )
+    params = list(model.parameters())
+    for p in params[:2]:
+        p.grad = torch.full_like(p, 0.5)
+    loss, tokens = trainer._sum_over_team(params, 3.0, 7, torch.device("cpu"))
+    assert (loss, tokens) == (3.0, 7)
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in params[:2])
+    assert params[2].grad is None and params[3].grad is None  # the optimizer skips them, as in one process
+    assert trainer._stop_agreed() is False
+    trainer._stop.set()  # a stop counts only once it went through a sum, so that every rank sees it
+    assert trainer._stop_agreed() is False
+    trainer._sum_over_team(params, 0.0, 0, torch.device("cpu"))
+    assert trainer._stop_agreed() is True
+
+
+def test_the_memory_plan_says_it_is_each_gpus_own():
+    from oss_finetune.notebook.session import Session
+
+    plan = Session().memory_plan({"model": {"name_or_path": "embedded:gpt-oss-20b-random"}, "training": {"gpus": 2}})
+    assert any("each GPU's plan: all 2 GPUs hold a whole replica" in note for note in plan.notes)
+    assert "each GPU's plan" in plan.text()
+    assert not any("replica" in note for note in Session().memory_plan().notes)

@@ -46,3 +46,17 @@ def adapter_enabled(model, enabled: bool = True):
     else:
         with model.disable_adapter():
             yield model
+
+
+def load_adapter_weights(model, path: str | os.PathLike) -> None:
+    """Put the weights of a saved adapter (a PEFT folder or a checkpoints/step-N) into the adapter
+    ``model`` already has, in place; raises ValueError when they belong to another adapter."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    device = next(model.parameters()).device
+    weights = load_file(str(Path(path) / "adapter_model.safetensors"), device=str(device))
+    result = set_peft_model_state_dict(model, weights)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ValueError(f"the adapter in {path} does not fit this model: unexpected {list(unexpected)[:3]}")

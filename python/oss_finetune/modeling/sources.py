@@ -3,7 +3,7 @@
 A hub id or a local folder is loaded by transformers; a name with the ``embedded:`` prefix is looked
 up here. A package adds its models with one ``register`` call, as peft's tuners join peft: the
 offline default does so in ``oss_finetune.embedded`` (imported by the notebook layer, the command line
-and the workers), so this layer never names a model of a layer above it.
+and the ranks torchrun starts), so this layer never names a model of a layer above it.
 
 This module imports nothing heavy: registering costs nothing until a model is built.
 """

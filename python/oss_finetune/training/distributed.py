@@ -2,24 +2,90 @@
 every other trainer: one process per GPU, on one machine or several.
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT for each process; the processes
-join one torch.distributed group over NCCL on GPUs and gloo on CPUs. ``RanksTeam`` gives the Trainer the
-same three operations as the notebook's own team (``training.parallel.Team``): sum a buffer over the
-ranks, take rank 0's copy, and say who leads. So every rank trains a replica on its share of each
-optimizer step and takes the same step, and rank 0 alone writes the run folder.
+join one torch.distributed group over NCCL on GPUs and gloo on CPUs. ``RanksTeam`` gives the Trainer
+three operations: sum a buffer over the ranks, take rank 0's copy, and say who leads. So every rank
+trains a replica on its share of each optimizer step and takes the same step, and rank 0 alone writes
+the run folder.
+
+Also here, for the Trainer and the notebook's launcher: how a step's samples are shared out, and which
+GPUs a job started from the notebook gets.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 
-from .parallel import STEP_TIMEOUT, TeamError
+from ..core.errors import UserError
+
+# A step on a large model with its first compile takes minutes; a dead rank is seen at once anyway.
+STEP_TIMEOUT = timedelta(minutes=30)
+
+
+class TeamError(UserError, RuntimeError):
+    """A rank could not start or stopped answering; the message says which and why."""
 
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def targets_in(example) -> int:
+    """The trained tokens of one conversation: every position whose next token is trained."""
+    return int(sum(bool(t) for t in example.trained[1:]))
+
+
+def split_for_ranks(samples: Sequence, world: int) -> list[list]:
+    """Share one optimizer step's samples among ``world`` replicas with about equal tokens each.
+
+    Longest first to the least loaded (lowest rank on a tie), then each share back in the step's order:
+    every rank computes the same split from the same samples, so no one has to send it.
+    """
+    loads = [0] * world
+    owner = [0] * len(samples)
+    for index in sorted(range(len(samples)), key=lambda i: (-len(samples[i].input_ids), i)):
+        rank = min(range(world), key=lambda r: (loads[r], r))
+        owner[index] = rank
+        loads[rank] += len(samples[index].input_ids)
+    return [[s for i, s in enumerate(samples) if owner[i] == rank] for rank in range(world)]
+
+
+def visible_gpus() -> list[str]:
+    """The physical GPU ids this process may use, as CUDA_VISIBLE_DEVICES would name them."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+@dataclass(frozen=True)
+class JobGpus:
+    """Which GPUs a torchrun job started from the notebook trains on, and whether the notebook's model
+    must leave its GPU meanwhile."""
+
+    visible: list[str] | None  # CUDA_VISIBLE_DEVICES for the job; None: the kernel's own, unchanged
+    free_kernel_gpu: bool
+
+
+def job_gpus(kernel_gpu: int | None, gpus: int, visible: Sequence[str]) -> JobGpus:
+    """``kernel_gpu``: the index (among ``visible``) of the GPU the notebook's model sits on, None when it
+    is on the CPU. The job takes GPUs the notebook's model leaves alone where there are enough of them;
+    else it shares the model's GPU, which the notebook then frees while the job runs."""
+    if kernel_gpu is None:
+        return JobGpus(None, False)
+    if len(visible) < gpus:
+        raise TeamError(
+            f"training.gpus is {gpus}, but this kernel sees {len(visible)} GPU"
+            f"{'' if len(visible) == 1 else 's'}; set gpus to {len(visible)} or fewer"
+        )
+    others = [g for i, g in enumerate(visible) if i != kernel_gpu]
+    if len(others) >= gpus:
+        return JobGpus(others[:gpus], False)
+    return JobGpus(list(visible[:gpus]), kernel_gpu < gpus)
 
 
 class RanksTeam:

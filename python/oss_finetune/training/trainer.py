@@ -46,8 +46,8 @@ from ..core.errors import UserError
 from ..modeling import auto
 from ..modeling.adapter import adapter_enabled, load_adapter, merge_adapter, save_adapter  # noqa: F401
 from ..modeling.model import PAD_TOKEN_ID, model_device, unwrap
+from .distributed import TeamError
 from .generation import TokenScores, generate, token_logprobs  # noqa: F401
-from .parallel import TeamError
 
 STATUSES = ("pending", "running", "stopping", "stopped", "completed", "failed")
 
@@ -253,7 +253,7 @@ class Trainer:
         checkpoints: bool = True,
     ):
         self.model = model
-        self.team = team  # parallel.Team when several GPUs train together, else None
+        self.team = team  # distributed.RanksTeam when torchrun started several ranks, else None
         self.examples = [_as_example(e) for e in examples]
         if not self.examples:
             raise TrainingError("there is nothing to train on: the data set has no examples")
@@ -496,7 +496,7 @@ class Trainer:
         input tokens) triple. With a team, this rank's share of them only."""
         s = self.settings
         if self.team is not None:
-            from .parallel import split_for_ranks
+            from .distributed import split_for_ranks
 
             samples = split_for_ranks(samples, self.team.world)[self.team.rank]
         if getattr(self, "engine", "transformers") == "fast":
@@ -536,7 +536,7 @@ class Trainer:
         if self.team is None:
             total_trained = sum(trained for _, trained, _ in batches)
         else:
-            from .parallel import targets_in
+            from .distributed import targets_in
 
             total_trained = sum(targets_in(e) for e in samples)
         total_tokens = sum(tokens for _, _, tokens in batches)
