@@ -56,3 +56,19 @@ def shell():
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "oss_finetune")
     return shell
+
+
+@pytest.fixture
+def decoding_batches(monkeypatch):
+    """The ``adapter_rows`` of every batch the decoding path generates, in order (one entry per batch)."""
+    from oss_finetune.modeling import decoding
+
+    calls: list = []
+    real = decoding.generate_batch
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("adapter_rows"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decoding, "generate_batch", counted)
+    return calls

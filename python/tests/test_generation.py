@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from oss_finetune.core.harmony import Conversation, Message, render
-from oss_finetune.modeling import decoding, engine
+from oss_finetune.modeling import engine
 from oss_finetune.modeling.model import apply_lora, build_embedded_model
 from oss_finetune.training.generation import generate, generate_many, transformers_generate
 
@@ -77,15 +77,8 @@ def test_prompts_of_different_lengths_in_one_batch_answer_as_each_alone(base, pr
     assert streamed == together
 
 
-def test_rows_with_and_without_the_adapter_in_one_batch_equal_separate_calls(adapted, prompts, monkeypatch):
-    calls = []
-    real = decoding.generate_batch
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("adapter_rows"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(decoding, "generate_batch", counted)
+def test_rows_with_and_without_the_adapter_in_one_batch_equal_separate_calls(adapted, prompts, decoding_batches):
+    calls = decoding_batches
     prompt = prompts[2]
     before, after = generate_many(adapted, [prompt, prompt], NEW, adapter_rows=[False, True])
     assert calls == [[False, True]]
@@ -139,7 +132,7 @@ def test_a_model_the_decoding_path_does_not_walk_goes_through_transformers(promp
     assert streamed == ours and len(ours) == 5
 
 
-def test_an_adapter_on_the_output_layer_is_not_applied_to_the_rows_without_it(prompts, monkeypatch):
+def test_an_adapter_on_the_output_layer_is_not_applied_to_the_rows_without_it(prompts, decoding_batches):
     # modeling.decoding switches LoRA per row on the attention and the experts only; LoRA on the output
     # layer (the tool-calling tutorial's) would reach the "before" rows too, so such a batch runs in two passes.
     from oss_finetune.training.generation import adapters_switch_per_row
@@ -151,14 +144,7 @@ def test_an_adapter_on_the_output_layer_is_not_applied_to_the_rows_without_it(pr
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
     assert not adapters_switch_per_row(model)
-    calls = []
-    real = decoding.generate_batch
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("adapter_rows"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(decoding, "generate_batch", counted)
+    calls = decoding_batches
     prompt = prompts[2]
     streamed: list[tuple[int, int]] = []
     before, after = generate_many(

@@ -45,8 +45,7 @@ def test_before_after_puts_both_answers_side_by_side(session):
         assert {m for m in stream["message"] if m >= 0} <= described
 
 
-def test_before_after_in_one_batch_equals_two_separate_chats(session, monkeypatch):
-    from oss_finetune.modeling import decoding
+def test_before_after_in_one_batch_equals_two_separate_chats(session, decoding_batches):
 
     session.lora({"r": 4, "alpha": 8})
     # A fresh adapter's B is zero and would answer as the base does; these weights make the two differ.
@@ -55,14 +54,7 @@ def test_before_after_in_one_batch_equals_two_separate_chats(session, monkeypatc
         for name, parameter in session.model.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-    calls = []
-    real = decoding.generate_batch
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("adapter_rows"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(decoding, "generate_batch", counted)
+    calls = decoding_batches
     streamed: list[tuple[int, int]] = []
     ask = dict(effort="low", language="German", max_new_tokens=10)
     both = session.chat_before_after("Wie viel ist 3 mal 7?", on_token=lambda row, t: streamed.append((row, t)), **ask)
