@@ -332,14 +332,26 @@ def final_hidden(model, batch: PackedBatch, *, gradient_checkpointing: bool = Fa
     cos, sin = body.rotary_emb(hidden, batch.position_ids)
     cos, sin = cos[0][:, None, :], sin[0][:, None, :]
     hidden = hidden[0]
+    recompute = gradient_checkpointing and torch.is_grad_enabled()
     for layer in body.layers:
-        if gradient_checkpointing and torch.is_grad_enabled():
-            hidden = checkpoint(
-                _layer, layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length, use_reentrant=False
-            )
+        # A layer sharded by FSDP (training.sharding) carries its own entry, which gathers its weights first.
+        run = getattr(layer, SHARDED_LAYER, None)
+        if run is not None:
+            hidden = run(hidden, cos, sin, batch.cu_seqlens, batch.max_length, recompute)
         else:
-            hidden = _layer(layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length)
+            hidden = run_layer(layer, hidden, cos, sin, batch.cu_seqlens, batch.max_length, recompute)
     return fused(_rms_norm, hidden)(hidden, body.norm.weight, body.norm.variance_epsilon)
+
+
+# The method name under which a sharded layer is run (training.sharding registers it with FSDP).
+SHARDED_LAYER = "fast_engine_layer"
+
+
+def run_layer(layer, hidden, cos, sin, cu, max_length: int, recompute: bool = False):
+    """One decoder layer of a packed batch; with ``recompute`` its activations are recomputed in the backward."""
+    if recompute:
+        return checkpoint(_layer, layer, hidden, cos, sin, cu, max_length, use_reentrant=False)
+    return _layer(layer, hidden, cos, sin, cu, max_length)
 
 
 # -- output layer and loss -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import html
 import importlib.util
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -533,9 +534,10 @@ class MemoryPlan:
         )
         lora = f"LoRA r={s['lora_r']} on {s['lora_targets']}, {self.trainable_parameters:,} trainable"
         ckpt = "gradient checkpointing" if s["gradient_checkpointing"] else "no gradient checkpointing"
+        sharded = f", fsdp over {s['ranks']} ranks" if s.get("sharding") == "fsdp" else ""
         return (
             f"{self.engine} engine, {shape}, {ckpt}, {lora}, {s['optimizer']}, weights {s['weights']}, "
-            f"attention {s['attention']}"
+            f"attention {s['attention']}{sharded}"
         )
 
     def text(self, title: str = "memory plan") -> str:
@@ -863,14 +865,14 @@ def _step(
     return Part("kept activations", int(stored_acts), stored_note), layer_parts, loss_phase
 
 
-def _notes(s: dict, c: _Choices) -> list[str]:
+def _notes(s: dict, c: _Choices, sharded: bool = False) -> list[str]:
     notes = []
     if c.stored == "mxfp4" and c.mxfp4_experts:
         notes.append("the MXFP4 checkpoint's experts are read as released, straight to the device, never in bf16")
     if s["lora"]["target_experts"] and c.mxfp4_experts:
         notes.append("experts kept in MXFP4 take no LoRA (target_experts is ignored here; loading refuses it)")
     gpus = int(s["training"].get("gpus") or 1)
-    if gpus > 1:
+    if gpus > 1 and not sharded:
         notes.append(
             f"this is each GPU's plan: all {gpus} GPUs hold a whole replica, and each packs only its "
             "share of a step's conversations"
@@ -897,8 +899,9 @@ def plan_memory(
     suggest: bool = True,
     fused: bool | None = None,
     generation: tuple[int, int, int] | None = None,
+    ranks: int | None = None,
 ) -> MemoryPlan:
-    """Predict the memory of loading ``config.model`` and one training step with ``config``.
+    """Predict the memory of loading ``config.model`` and one training step with ``config``, per GPU.
 
     architecture: a GptOssConfig, an Architecture or a model name; default: from model.name_or_path.
     device: 'cuda' or 'cpu'; default: from model.device and whether torch sees a GPU.
@@ -911,6 +914,8 @@ def plan_memory(
     fused: whether the fast engine compiles its elementwise steps; default: as engine.fuses_kernels.
     generation: (batch, prompt tokens, new tokens) of the generation whose KV cache the plan states;
     default: the evaluation's (language.DEFAULT_BATCH prompts of EVAL_PROMPT_TOKENS, DEFAULT_NEW_TOKENS new).
+    ranks: the processes torchrun starts, one per GPU, for training.sharding; default: torchrun's
+    WORLD_SIZE in a process it started, else training.gpus.
     """
 
     s = _sections(config)
@@ -922,6 +927,35 @@ def plan_memory(
 
     weights, weights_words, load_peak = _weights(arch, c, weights_bytes)
     trainable, state_parts = _training_state(arch, lo, c)
+    ranks = _ranks(ranks, t)
+    shard_notes: list[str] = []
+    sharded = _sharded(
+        t.get("sharding", "auto"),
+        ranks,
+        lambda: plan_memory(
+            deep_merge(s, {"training": {"sharding": "replicate"}}),
+            architecture=architecture,
+            device=c.device,
+            gpu=gpu,
+            lengths=lengths,
+            trained_fraction=trained_fraction,
+            weights_bytes=weights_bytes,
+            dtype=dtype,
+            bitsandbytes=c.bitsandbytes,
+            suggest=False,
+            fused=fused,
+            ranks=ranks,
+        ),
+        shard_notes,
+    )
+    notes = _notes(s, c, sharded) + shard_notes
+    gathered_parts: list[Part] = []
+    if sharded:
+        whole = weights
+        weights, load_peak, state_parts, gathered_parts = _shard_parts(arch, c, whole, trainable, state_parts, ranks)
+        notes.append(
+            f"fsdp: each rank stages the whole model in host memory ({_gib(whole)}) and moves only its shard to its GPU"
+        )
     rows, seq, tokens = _micro_batch(c.engine, s, lengths, c.pack)
     fraction = 1.0 if trained_fraction is None else max(0.0, min(1.0, trained_fraction))
     trained = int(math.ceil(tokens * fraction))
@@ -929,8 +963,15 @@ def plan_memory(
 
     # The peak is the larger of two moments: the backward through one layer, and the output layer and loss.
     parts_common = [
-        Part("weights", weights, weights_words + ("" if weights_bytes is None else ", as loaded")),
+        Part(
+            "weights",
+            weights,
+            weights_words
+            + ("" if weights_bytes is None else ", as loaded")
+            + (f"; 1/{ranks} on each rank" if sharded else ""),
+        ),
         *state_parts,
+        *gathered_parts,
     ]
     backward_phase = parts_common + [stored_part] + layer_parts
     output_phase = parts_common + [stored_part] + loss_phase
@@ -964,6 +1005,8 @@ def plan_memory(
         "optimizer": c.optimizer,
         "attention": "flash with sinks (O(seq))" if c.engine == "fast" else m["attn_implementation"],
         "architecture": asdict(arch),
+        "sharding": "fsdp" if sharded else "replicate",
+        "ranks": ranks,
     }
     plan = MemoryPlan(
         device=c.device,
@@ -979,7 +1022,7 @@ def plan_memory(
         trainable_parameters=trainable,
         gpu=gpu if c.on_gpu else None,
         budget_bytes=budget,
-        notes=_notes(s, c),
+        notes=notes,
     )
     batch, prompt_tokens, new_tokens = generation or (DEFAULT_BATCH, EVAL_PROMPT_TOKENS, DEFAULT_NEW_TOKENS)
     plan.generation = GenerationMemory(
@@ -1006,8 +1049,63 @@ def plan_memory(
             engine=c.engine,
             pack=c.pack,
             tokens=tokens,
+            ranks=ranks,
         )
     return plan
+
+
+def _ranks(ranks: int | None, training: dict) -> int:
+    if ranks is not None:
+        return max(1, int(ranks))
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return max(1, int(os.environ["WORLD_SIZE"]))
+    return max(1, int(training.get("gpus") or 1))
+
+
+def _sharded(wanted: str, ranks: int, replica, notes: list[str]) -> bool:
+    """Whether training.sharding shards the base over the ranks; 'auto' plans a whole replica first
+    (``replica()``) and shards where it does not fit one GPU, saying so in ``notes``."""
+    if ranks <= 1 or wanted == "replicate":
+        return False
+    if wanted == "fsdp":
+        return True
+    whole = replica()
+    if whole.fits is False:
+        notes.append(f"sharding auto: fsdp, since a whole replica does not fit one GPU ({whole.verdict()})")
+        return True
+    return False
+
+
+def _shard_parts(
+    arch: Architecture, c: _Choices, weights: int, trainable: int, state_parts: list[Part], ranks: int
+) -> tuple[int, int, list[Part], list[Part]]:
+    """Under FSDP each GPU keeps a 1/ranks slice of every parameter, the adapter's training state
+    included, and gathers whole weights only around their use: the embedding and the output layer for
+    the whole step (FSDP keeps the outermost group gathered between forward and backward), and two
+    decoder layers at a time (the one computing and the next, fetched ahead)."""
+    share = math.ceil(weights / ranks)
+    counts = parameter_counts(arch)
+    outer = (counts["embedding"] + counts["lm_head"] + arch.hidden) * c.weight_bytes
+    layer = max(weights - outer, 0) // max(arch.layers, 1)
+    # A layer's adapter is gathered in the compute dtype and its gradients made in float32 before
+    # they are reduce-scattered.
+    layer_adapter = trainable // max(arch.layers, 1) * (c.weight_bytes + 4)
+    gathered = outer + 2 * (layer + layer_adapter)
+    parts = [
+        replace(p, bytes=math.ceil(p.bytes / ranks), note=f"{p.note}; 1/{ranks} on each rank") for p in state_parts
+    ]
+    return (
+        share,
+        share,
+        parts,
+        [
+            Part(
+                "gathered weights",
+                gathered,
+                "the embedding and output layer, and two decoder layers whole (the one computing, the next fetched)",
+            )
+        ],
+    )
 
 
 def plan(
@@ -1043,6 +1141,9 @@ def plan(
 def _candidates(s: dict, plan: MemoryPlan, *, bnb: bool, engine: str, pack: int, tokens: int):
     """(words, partial config) in order of least harm to the run; each one alone."""
     m, d, lo, t = s["model"], s["data"], s["lora"], s["training"]
+    ranks = plan.settings.get("ranks", 1)
+    if ranks > 1 and plan.settings.get("sharding") != "fsdp":
+        yield f"shard the base over the {ranks} ranks (sharding fsdp)", {"training": {"sharding": "fsdp"}}
     if not t["gradient_checkpointing"]:
         yield "turn on gradient checkpointing", {"training": {"gradient_checkpointing": True}}
     # Smaller micro-batches with more accumulation: the same optimizer step, more passes.

@@ -295,6 +295,8 @@ class Trainer:
         self._window: list[tuple[float, int]] = []  # (loss sum, trained tokens) since the last log
         self._team_stop = False  # with a team: the stop every rank agreed on at the last step
         self._team_memory: float | None = None  # with a team: the largest peak over its GPUs
+        self._sharded: Any = None  # sharding.Sharded when training.sharding chose fsdp for this run
+        self.sharding_line = ""  # what training.sharding chose, in one line ("" when nothing to say)
 
     # -- subscriptions ---------------------------------------------------------------------------
     def on_step(self, fn: Callable[[StepMetrics], Any]) -> Callable[[StepMetrics], Any]:
@@ -487,18 +489,25 @@ class Trainer:
                 words += "; the first step also compiles the fused GPU kernels, about a minute"
         else:
             words = "transformers engine, padded micro-batches"
-        if self.team is not None:
+        if self._sharded is not None:
+            words += f"; {self._sharded.words()}, each rank with its share of every step"
+        elif self.team is not None:
             words += f"; {self._device_words()}, each replica with its share of every step"
+        if self.sharding_line:
+            words += f"; {self.sharding_line}"
         return words
 
-    def _micro_batches(self, samples: list[TrainingExample], device: torch.device) -> list:
+    def _micro_batches(self, samples: list[TrainingExample], device: torch.device, *, split: bool = True) -> list:
         """This process's micro-batches of the step's samples, each a (loss function, trained tokens,
         input tokens) triple. With a team, this rank's share of them only."""
         s = self.settings
-        if self.team is not None:
+        if self.team is not None and split:
             from .distributed import split_for_ranks
 
-            samples = split_for_ranks(samples, self.team.world)[self.team.rank]
+            shares = split_for_ranks(samples, self.team.world)
+            samples = shares[self.team.rank]
+            if self._sharded is not None:
+                return self._padded_passes(shares, device)
         if getattr(self, "engine", "transformers") == "fast":
             from ..modeling import engine
 
@@ -543,13 +552,17 @@ class Trainer:
         denominator = max(total_trained, 1)
         loss_sum = 0.0
         for compute_loss, _, _ in batches:
-            loss = compute_loss()
+            loss = compute_loss() if self._sharded is None else self._sharded.micro_batch(compute_loss)
             (loss / denominator).backward()
             loss_sum += float(loss.detach())
         params = [p for _, p in self._trainable()]
         if self.team is not None:
-            loss_sum, total_tokens = self._sum_over_team(params, loss_sum, total_tokens, device)
-        if self.max_grad_norm is not None:
+            # FSDP has already reduce-scattered the gradients: only the loss, tokens and stop are summed.
+            summed = [] if self._sharded is not None else params
+            loss_sum, total_tokens = self._sum_over_team(summed, loss_sum, total_tokens, device)
+        if self._sharded is not None:
+            grad_norm = self._sharded.clip(params, self.max_grad_norm)
+        elif self.max_grad_norm is not None:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm))
         else:
             grad_norm = float(
@@ -577,7 +590,7 @@ class Trainer:
         [gradients..., loss, tokens, stop, peak of rank 0..N-1, has-gradient of each parameter...]."""
         team = self.team
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.detach().reshape(-1).float().cpu() for g in grads])
+        flat = torch.cat([g.detach().reshape(-1).float().cpu() for g in grads]) if grads else torch.zeros(0)
         tail = torch.zeros(3 + team.world + len(params), dtype=torch.float64)
         tail[0] = loss_sum
         tail[1] = tokens
@@ -604,6 +617,68 @@ class Trainer:
         if device.type == "cuda":
             self._team_memory = round(float(buffer[offset + 3 : offset + 3 + team.world].max()), 3)
         return loss_sum, tokens
+
+    # -- the base sharded over the ranks (training.sharding) -----------------------------------------
+    def _shard(self, resume_from: str | os.PathLike | None, device: torch.device) -> None:
+        """Shard the model with FSDP2 when training.sharding chooses it, with the adapter it starts
+        from already in place: rank 0's, or the checkpoint's (whole tensors load only before sharding)."""
+        from . import sharding
+        from .distributed import RanksTeam
+
+        torchrun = isinstance(self.team, RanksTeam)
+        chosen, self.sharding_line = sharding.choose(
+            self.settings.get("sharding", "replicate"),
+            ranks=self.team.world if self.team is not None else 1,
+            torchrun=torchrun,
+            replica_fits=lambda: sharding.replica_fits(self.model, self.run_config, self.team.device),
+        )
+        if chosen != "fsdp" or self._sharded is not None:
+            return
+        if resume_from is not None:
+            self._load_adapter_weights(Path(resume_from))
+        self._share_adapter_from_leader()
+        self._sharded = sharding.Sharded(self.model, self.team.device)
+
+    def _load_adapter_weights(self, path: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = load_file(str(path / "adapter_model.safetensors"), device=str(model_device(self.model)))
+        result = set_peft_model_state_dict(self.model, weights)
+        unexpected = getattr(result, "unexpected_keys", None)
+        if unexpected:
+            raise TrainingError(f"the checkpoint's adapter does not fit this model: unexpected {unexpected[:3]}")
+
+    def _padded_passes(self, shares: list[list[TrainingExample]], device: torch.device) -> list:
+        """This rank's micro-batches, and passes that weigh nothing up to the most any rank makes: FSDP
+        gathers every layer with all ranks at once, so all of them make the same passes."""
+        from .sharding import idle_example
+
+        own = self._micro_batches(shares[self.team.rank], device, split=False)
+        most = max(self._passes_in(share) for share in shares)
+        if len(own) >= most:
+            return own
+        idle = self._micro_batches([idle_example(self.pad_token_id)], device, split=False)[0]
+        return own + [(idle[0], 0, 0)] * (most - len(own))
+
+    def _passes_in(self, share: list[TrainingExample]) -> int:
+        if not share:
+            return 0
+        if getattr(self, "engine", "transformers") == "fast":
+            from ..modeling import engine
+
+            return len(engine.pack(share, self.pack_tokens))
+        return math.ceil(len(share) / self.settings["batch_size"])
+
+    def _gather_sharded_state(self) -> tuple[dict, dict | None] | None:
+        """With a sharded model: the whole adapter and optimizer state, gathered on every rank together
+        (rank 0 keeps them); else None."""
+        if self._sharded is None:
+            return None
+        leader = self._writes_files
+        adapter = self._sharded.adapter_state(leader)
+        optimizer = self._sharded.optimizer_state(self._optimizer, leader)
+        return adapter, optimizer
 
     def _share_adapter_from_leader(self) -> None:
         """Every replica starts from rank 0's adapter (fresh, resumed or trained before in the notebook)."""
@@ -650,6 +725,7 @@ class Trainer:
         ``checkpoints=False`` writes none and returns None."""
         if not self.writes_checkpoints:
             return None  # type: ignore[return-value]
+        gathered = self._gather_sharded_state()
         if not self._writes_files:
             self.checkpoint = str(self.run_dir / "checkpoints" / f"step-{self.step}")
             return self.checkpoint
@@ -659,8 +735,14 @@ class Trainer:
         tmp = checkpoints / f".tmp-step-{self.step}-{secrets.token_hex(3)}"
         tmp.mkdir()
         try:
-            save_adapter(self.model, tmp)
-            torch.save(self._optimizer.state_dict(), tmp / "optimizer.pt")
+            if gathered is None:
+                save_adapter(self.model, tmp)
+                torch.save(self._optimizer.state_dict(), tmp / "optimizer.pt")
+            else:
+                from .sharding import save_adapter as save_whole_adapter
+
+                save_whole_adapter(self.model, tmp, gathered[0])
+                torch.save(gathered[1], tmp / "optimizer.pt")
             torch.save(self._scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save(self._boundary_rng if self._boundary_rng is not None else _rng_state(), tmp / "rng_state.pt")
             state = {
@@ -711,21 +793,18 @@ class Trainer:
         )
 
     def _load_checkpoint(self, path: Path) -> None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
         state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
         if state["num_examples"] != len(self.examples):
             raise TrainingError(
                 f"the checkpoint {path} was trained on {state['num_examples']} examples, this data set has "
                 f"{len(self.examples)}; resume with the same data"
             )
-        weights = load_file(str(path / "adapter_model.safetensors"), device=str(model_device(self.model)))
-        result = set_peft_model_state_dict(self.model, weights)
-        unexpected = getattr(result, "unexpected_keys", None)
-        if unexpected:
-            raise TrainingError(f"the checkpoint's adapter does not fit this model: unexpected {unexpected[:3]}")
-        self._optimizer.load_state_dict(_load_state(path / "optimizer.pt"))
+        if self._sharded is None:
+            self._load_adapter_weights(path)
+            self._optimizer.load_state_dict(_load_state(path / "optimizer.pt"))
+        else:
+            # The adapter was put in before sharding (_shard); the moments are cut to this rank's shards.
+            self._sharded.load_optimizer_state(self._optimizer, _load_state(path / "optimizer.pt"))
         self._scheduler.load_state_dict(_load_state(path / "scheduler.pt"))
         self._boundary_rng = _load_state(path / "rng_state.pt")
         _set_rng_state(self._boundary_rng)
@@ -782,6 +861,8 @@ class Trainer:
             # Dropout draws from the global stream; a resumed run restores it from the checkpoint instead.
             torch.manual_seed(s["seed"])
             random.seed(s["seed"])
+        self._shard(resume_from, device)
+        device = model_device(self.model)  # where the shards went, for the engine's choice
         self.engine = self._choose_engine(device)
         self._optimizer = self._make_optimizer()
         self._scheduler = self._make_scheduler(self._optimizer)
@@ -826,6 +907,7 @@ class Trainer:
                 raise
             raise TrainingError(message) from error
         self._team_stop = False
+        device = model_device(self.model)  # sharding moves a model staged on the host to this rank's GPU
 
         inner = unwrap(self.model)
         was_training = self.model.training
@@ -842,7 +924,7 @@ class Trainer:
         try:
             with self._sigint_stops():
                 try:
-                    if self.team is not None:
+                    if self.team is not None and self._sharded is None:
                         self._share_adapter_from_leader()
                     while self.step < self.max_steps and not self._stop_agreed():
                         started = time.perf_counter()
