@@ -163,11 +163,11 @@ export interface TrainingConfig {
    */
   engine?: 'auto' | 'fast' | 'transformers';
   /**
-   * How many GPUs of this machine train together, in data parallel: the kernel trains on its own GPU and starts one worker process per other GPU, each with a replica of the model and a share of every optimizer step (the same steps and the same adapter, in less time). Each GPU must hold the whole model and its share's activations. On a model on the CPU the workers are CPU processes.
+   * How many GPUs of this machine train together, in data parallel: the notebook launches torchrun (python -m oss_finetune train with this config, one rank per GPU, each with a replica of the model and a share of every optimizer step: the same steps and the same adapter, in less time), follows it in the dashboard, and loads the adapter it trained back into the notebook's model. Each GPU must hold the whole model and its share's activations. On a model on the CPU the ranks are CPU processes.
    */
   gpus?: number;
   /**
-   * How the ranks that torchrun starts (python -m oss_finetune train) hold the model. 'replicate': each GPU holds the whole model and the ranks sum the adapter's gradients once per step; 'fsdp': the frozen base and the adapter are sharded over the ranks with FSDP2 (each GPU holds its share plus the layer being computed), for a model one GPU cannot hold; 'auto': fsdp when the memory planner says a replica does not fit one GPU, else replicate. One process, and the notebook's --gpus team, always replicate.
+   * How the ranks that torchrun starts (python -m oss_finetune train) hold the model. 'replicate': each GPU holds the whole model and the ranks sum the adapter's gradients once per step; 'fsdp': the frozen base and the adapter are sharded over the ranks with FSDP2 (each GPU holds its share plus the layer being computed), for a model one GPU cannot hold; 'auto': fsdp when the memory planner says a replica does not fit one GPU, else replicate. One process always replicates.
    */
   sharding?: 'auto' | 'replicate' | 'fsdp';
   /**
