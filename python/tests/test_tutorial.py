@@ -57,4 +57,24 @@ def test_the_committed_notebook_has_no_outputs_and_a_parameters_cell():
     for name in ("MODEL", "DATA", "MAX_STEPS", "MAX_SEQ_LENGTH"):
         assert f"{name} = " in source
     # Every parameter the notebook passes to tutorial.settings is one it knows.
-    assert set(tutorial.PARAMETERS) <= set(name.split(" = ")[0] for name in source.splitlines() if " = " in name)
+    names = set(name.split(" = ")[0] for name in source.splitlines() if " = " in name)
+    assert set(tutorial.LANGUAGE_PARAMETERS) <= names
+
+
+def test_the_tutorial_watches_its_goal_at_a_cadence_the_cpu_affords():
+    tiny = tutorial.settings("embedded:tiny-base", "embedded:multilingual")["training"]
+    assert (tiny["watch_every"], tiny["watch_count"]) == (10, 4)
+    assert tiny["watch_prompts"] == "embedded:multilingual-heldout"
+    # Three watches in the 30-step CPU run; a hub model's 60 steps are watched three times too.
+    assert tiny["max_steps"] // tiny["watch_every"] == 3
+    hub = tutorial.settings("openai/gpt-oss-20b", "HuggingFaceH4/Multilingual-Thinking")["training"]
+    assert hub["max_steps"] // hub["watch_every"] == 3
+    # The notebook's held-out questions are the watch's; 0 switches the watch off.
+    mine = tutorial.settings("embedded:tiny-base", "embedded:multilingual", HELDOUT="mine.jsonl", WATCH_EVERY=5)
+    assert (mine["training"]["watch_prompts"], mine["training"]["watch_every"]) == ("mine.jsonl", 5)
+    assert (
+        tutorial.settings("embedded:tiny-base", "embedded:multilingual", WATCH_EVERY=0)["training"]["watch_every"]
+        is None
+    )
+    # The tool-calling tutorial does not watch the language.
+    assert tutorial.tool_settings("embedded:tiny-base", "embedded:tool-calls")["training"]["watch_every"] is None

@@ -206,6 +206,18 @@ def choose_rows(raw_rows: Sequence[Any], count: int, effort: str, tools: list | 
     )
 
 
+def _model_tokenizer(name: str | None) -> Any:
+    """The tokenizer the model was loaded with: the package's gpt-oss tokenizer for every embedded model,
+    a folder's or hub id's own otherwise (as ``load_model`` picks it)."""
+    if not name or name.startswith("embedded:"):
+        from ..core.tokenizer import load_tokenizer
+
+        return load_tokenizer()
+    from ..modeling.model import _load_tokenizer
+
+    return _load_tokenizer(name)
+
+
 def watch_for(trainer: Any, *, tokenizer: Any = None, max_new_tokens: int | None = None) -> GoalWatch | None:
     """The trainer's watch as its settings ask (None when ``watch_every`` is null, and on every rank but
     rank 0 of a team). Raises WatchError before training when the held-out rows are missing or have no goal."""
@@ -217,7 +229,6 @@ def watch_for(trainer: Any, *, tokenizer: Any = None, max_new_tokens: int | None
     if team is not None and not team.is_leader:
         return None
     from ..core.data import data_set_tools, read_rows
-    from ..core.tokenizer import load_tokenizer
 
     config = trainer.run_config or {}
     data = config.get("data") or {}
@@ -230,8 +241,7 @@ def watch_for(trainer: Any, *, tokenizer: Any = None, max_new_tokens: int | None
         raise WatchError(f"training.watch_prompts: cannot read {source}: {error}") from None
     goal, rows = choose_rows(raw_rows, int(settings.get("watch_count") or 6), effort, tools, source)
     if tokenizer is None:
-        model_name = (config.get("model") or {}).get("name_or_path")
-        tokenizer = load_tokenizer(model_name) if model_name else load_tokenizer()
+        tokenizer = _model_tokenizer((config.get("model") or {}).get("name_or_path"))
     return GoalWatch(
         every=int(every),
         goal=goal,
