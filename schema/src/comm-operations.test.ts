@@ -34,6 +34,18 @@ const run = {
   adapter: null,
 };
 const payload = { version: 1, run_id: run.run_id, status: 'running', step: 1, max_steps: 30, metrics: [{ step: 1, loss: 1.62 }] };
+const exported = {
+  stage: 'done',
+  message: 'peft: wrote /home/me/runs/a/peft (36.4 KiB, 0.1 s); verified with peft: 36 greedy tokens of 3 probes equal, identical logits',
+  format: 'peft',
+  folder: '/home/me/runs/a/peft',
+  bytes: 37273,
+  size: '36.4 KiB',
+  seconds: 0.081,
+  verification: 'verified with peft: 36 greedy tokens of 3 probes equal, identical logits',
+  logits_compared: true,
+  serve: "PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('embedded:tiny'), '/home/me/runs/a/peft')",
+};
 
 /** One message of every kind the kernel and the widgets exchange, as comm.py builds them. */
 const messages = [
@@ -45,6 +57,8 @@ const messages = [
   { op: 'stop', request_id: 'r5' },
   { op: 'list_runs', request_id: 'r6' },
   { op: 'read_metrics', request_id: 'r7', run_id: run.run_id, since_step: 3 },
+  { op: 'export', request_id: 'r8', format: 'peft' },
+  { op: 'export', request_id: 'r8', format: 'gguf', folder: 'out/gguf' },
   { op: 'get_config', request_id: 'r1', ok: true, result: { config, defaults: {} } },
   { op: 'set_config', request_id: 'r2', ok: true, result: { config, defaults: config } },
   { op: 'start_training', request_id: 'r4', ok: true, result: { started: true } },
@@ -56,10 +70,15 @@ const messages = [
     ok: true,
     result: { run_id: run.run_id, metrics: [{ step: 4, loss: 1.5, lr: 2e-4, grad_norm: null }] },
   },
+  { op: 'export', request_id: 'r8', ok: true, result: { started: true, folder: '/home/me/runs/a/peft' } },
   { op: 'set_config', request_id: 'r2', ok: false, error: { path: 'config.lora.r', message: 'must be >= 1' } },
+  { op: 'export', request_id: 'r8', ok: false, error: { path: 'format', message: 'peft exports an adapter and there is none' } },
   { op: 'error', request_id: 'unknown', ok: false, error: { path: '(root)', message: 'must be object' } },
   { op: 'training_update', request_id: 'r4', ok: true, payload },
   { op: 'training_update', request_id: `run:${run.run_id}`, ok: true, payload },
+  { op: 'export_update', request_id: 'r8', ok: true, payload: { stage: 'writing', message: 'writing peft to /home/me/runs/a/peft' } },
+  { op: 'export_update', request_id: 'r8', ok: true, payload: exported },
+  { op: 'export_update', request_id: 'r8', ok: false, error: { path: 'format', message: 'the export picks another token' } },
   { op: 'training_update', request_id: 'r4', ok: false, error: { path: '(root)', message: 'CUDA out of memory' } },
 ];
 
@@ -89,15 +108,21 @@ describe('comm-operations.schema.json', () => {
     expect(isOperation({ op: 'list_runs', request_id: 'r6', ok: true, result: { runs: [{ run_id: 'a' }] } })).toBe(false);
     expect(isOperation({ op: 'training_update', request_id: 'r4', ok: true, payload: { run_id: 'a' } })).toBe(false);
     expect(isOperation({ op: 'training_update', request_id: 'r4', ok: true, result: { started: true } })).toBe(false);
+    expect(isOperation({ op: 'export', request_id: 'r8' })).toBe(false);
+    expect(isOperation({ op: 'export', request_id: 'r8', format: 'onnx' })).toBe(false);
+    expect(isOperation({ op: 'export_update', request_id: 'r8', ok: true, payload: { ...exported, serve: undefined } })).toBe(false);
+    expect(isOperation({ op: 'export_update', request_id: 'r8', ok: true, payload: { stage: 'done', message: 'x' } })).toBe(false);
   });
 
   it('names a request, a result and a reply for every op the kernel answers', () => {
-    const ops = SCHEMAS['comm-message'].properties.op.enum.filter((op) => op !== 'training_update' && op !== 'error');
+    const events = ['training_update', 'export_update', 'error'];
+    const ops = SCHEMAS['comm-message'].properties.op.enum.filter((op) => !events.includes(op));
     const pascal = (op: string) => op.replace(/(^|_)([a-z])/g, (_, __, c: string) => c.toUpperCase());
     for (const op of ops) {
       for (const part of ['Request', 'Result', 'Reply']) expect(Object.keys(commOperations.$defs)).toContain(`${pascal(op)}${part}`);
       expect(isOp(`${pascal(op)}Request`)(messages.find((m) => m.op === op && !('ok' in m)))).toBe(true);
     }
     expect(isOp('TrainingUpdateEvent')(messages[messages.length - 1])).toBe(true);
+    expect(isOp('ExportUpdateEvent')(messages.find((m) => m.op === 'export_update'))).toBe(true);
   });
 });

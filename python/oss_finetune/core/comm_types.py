@@ -152,10 +152,71 @@ class ReadMetricsReply(TypedDict):
     result: ReadMetricsResult
 
 
+class ExportRequest(TypedDict):
+    """export: writes the fine-tune in a serving format, reads it back with the program that serves it and compares it with the model in the kernel (docs/export.md), as `%oss_finetune save --format` does. It runs in a background thread of the kernel, which keeps answering; its steps and its result come as export_update events with this request's request_id. Refused while a run trains or another export is being written."""
+
+    op: Literal["export"]
+    request_id: str
+    format: Literal["peft", "merged", "mxfp4", "vllm", "gguf"]
+    folder: NotRequired[str | None]
+
+
+class ExportResult(TypedDict):
+    """The export was started; a refusal (a run trains, no adapter for peft or vllm, a folder holding other files) is an error reply instead."""
+
+    started: Literal[True]
+    folder: str
+
+
+class ExportReply(TypedDict):
+    op: Literal["export"]
+    request_id: str
+    ok: Literal[True]
+    result: ExportResult
+
+
+class ExportStep(TypedDict):
+    """A step of an export in one line: a step done on the way (preparing, e.g. the model loaded), the files being written (writing) or read back and compared (checking)."""
+
+    stage: Literal["preparing", "writing", "checking"]
+    message: str
+
+
+class ExportDone(TypedDict):
+    """A written and checked export."""
+
+    stage: Literal["done"]
+    message: str
+    format: Literal["peft", "merged", "mxfp4", "vllm", "gguf"]
+    folder: str
+    bytes: int
+    size: str
+    seconds: float
+    verification: str
+    logits_compared: bool
+    serve: str
+
+
+class ExportProgressEvent(TypedDict):
+    op: Literal["export_update"]
+    request_id: str
+    ok: Literal[True]
+    payload: dict[str, Any]
+
+
+class ExportErrorEvent(TypedDict):
+    """The export failed in its thread: where and why. An export that does not answer like the live model fails here, naming the probe and the first differing token; its files are left to inspect."""
+
+    op: Literal["export_update"]
+    request_id: str
+    ok: Literal[False]
+    error: dict[str, Any]
+
+
 class ErrorReply(TypedDict):
     """A refused request, of any op: the first broken rule. A message whose op could not be read is answered with op 'error' (and request_id 'unknown' when that could not be read either)."""
 
-    op: Literal["get_config", "set_config", "start_training", "stop", "list_runs", "read_metrics", "error"]
+    op: Literal["get_config", "set_config", "start_training", "stop", "list_runs", "read_metrics", "export", "error"]
     request_id: str
     ok: Literal[False]
     error: dict[str, Any]
@@ -177,6 +238,7 @@ class TrainingErrorEvent(TypedDict):
     error: dict[str, Any]
 
 
-CommRequest = Union[GetConfigRequest, SetConfigRequest, StartTrainingRequest, StopRequest, ListRunsRequest, ReadMetricsRequest]
-CommReply = Union[GetConfigReply, SetConfigReply, StartTrainingReply, StopReply, ListRunsReply, ReadMetricsReply, ErrorReply]
+CommRequest = Union[GetConfigRequest, SetConfigRequest, StartTrainingRequest, StopRequest, ListRunsRequest, ReadMetricsRequest, ExportRequest]
+CommReply = Union[GetConfigReply, SetConfigReply, StartTrainingReply, StopReply, ListRunsReply, ReadMetricsReply, ExportReply, ErrorReply]
 TrainingUpdateEvent = Union[TrainingProgressEvent, TrainingErrorEvent]
+ExportUpdateEvent = Union[ExportProgressEvent, ExportErrorEvent]

@@ -19,7 +19,9 @@ distance is reported beside it: that is what the format's quantization costs.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -114,6 +116,10 @@ class ExportResult:
     @property
     def bytes(self) -> int:
         return sum(f.stat().st_size for f in self.files if f.exists())
+
+    @property
+    def size(self) -> str:
+        return _size(self.bytes)
 
     def line(self) -> str:
         checked = self.verification.text() if self.verification else "NOT verified"
@@ -1067,10 +1073,12 @@ def export(
     verify: bool = True,
     prompts: list[list[int]] | None = None,
     overwrite: bool = True,
+    on_progress: Callable[[str, str], Any] | None = None,
 ) -> ExportResult:
     """Write ``model`` (a peft model with its adapter, or a plain one for merged / mxfp4 / gguf) in ``fmt`` under
     ``path`` and verify it. Raises ExportMismatch, naming the first differing token, when the export does
-    not behave like the live model."""
+    not behave like the live model. ``on_progress(stage, line)`` hears "writing" and "checking" as each begins."""
+    tell = on_progress or (lambda stage, line: None)
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}", "format")
     path = Path(path).expanduser()
@@ -1083,6 +1091,7 @@ def export(
             raise ExportError(f"{path} holds files that are not an export of ours; name another folder", "path")
     path.mkdir(parents=True, exist_ok=True)
     model.eval()
+    tell("writing", f"writing {fmt} to {path}")
     start = time.perf_counter()
     if fmt == "peft":
         files = write_peft(model, path, base_model=base_model)
@@ -1095,6 +1104,12 @@ def export(
     result = ExportResult(fmt, path, files, time.perf_counter() - start)
     if not verify:
         return result
+    probes = len(prompts) if prompts else len(PROBES)
+    tell(
+        "checking",
+        f"wrote {_size(result.bytes)} in {result.seconds:.1f} s; reading it back with {consumer(fmt)} and comparing "
+        f"{probes} probes with the live model",
+    )
     result.verification = verify_export(model, tokenizer, fmt, path, prompts)
     _record(result)
     return result
@@ -1117,6 +1132,39 @@ def verify_export(model, tokenizer, fmt: str, path: str | Path, prompts: list[li
         return _verify_transformers(
             model, tokenizer, fmt, path, _mxfp4_round if fmt == "mxfp4" else _bf16_round, prompts
         )
+    raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}", "format")
+
+
+def consumer(fmt: str) -> str:
+    """Who reads an export of ``fmt`` back for its check."""
+    if fmt == "gguf":
+        if importlib.util.find_spec("llama_cpp") is None:
+            return "the gguf package (llama-cpp-python is not installed, so no logits)"
+        return "llama.cpp (llama-cpp-python)"
+    return {"peft": "peft", "vllm": "peft, as vLLM's loader reads the file"}.get(fmt, "transformers")
+
+
+# vLLM accepts only these as --max-lora-rank (vllm/config/lora.py, MaxLoRARanks).
+VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def serve_command(fmt: str, path: str | Path, base_model: str) -> str:
+    """What serves an export written under ``path`` (for peft, the line that loads it), as docs/export.md lists."""
+    folder = Path(path)
+    if fmt == "peft":
+        return f"PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained({base_model!r}), {str(folder)!r})"
+    if fmt in ("merged", "mxfp4"):
+        return f"vllm serve {shlex.quote(str(folder))}"
+    if fmt == "vllm":
+        config = folder / "adapter_config.json"
+        rank = int(json.loads(config.read_text()).get("r", 8)) if config.is_file() else 8
+        limit = next((r for r in VLLM_MAX_LORA_RANKS if r >= rank), rank)
+        return (
+            f"vllm serve {shlex.quote(base_model)} --enable-lora --lora-modules mine={shlex.quote(str(folder))} "
+            f"--max-lora-rank {limit}"
+        )
+    if fmt == "gguf":
+        return f"llama-server -m {shlex.quote(str(folder / 'model.gguf'))} --jinja"
     raise ExportError(f"format {fmt!r} is not one of {', '.join(FORMATS)}", "format")
 
 

@@ -5,7 +5,9 @@ answers every request with one reply ``{op, request_id, ok: true, result}`` or
 ``{op, request_id, ok: false, error: {path, message}}``. A run started with ``start_training``
 trains in a background thread, so the kernel keeps answering (``stop`` included), and sends
 ``{op: 'training_update', request_id, ok: true, payload}`` events carrying training-run payloads. Every
-open comm also follows the runs it did not start (``request_id: 'run:<run_id>'``).
+open comm also follows the runs it did not start (``request_id: 'run:<run_id>'``). An ``export`` writes and
+checks its files in a background thread too: its reply names the folder at once, then
+``{op: 'export_update', request_id, ok, payload | error}`` events say each step, the last one its result.
 
 Nothing a widget sends can take the kernel down: every message is validated first, and every
 failure while handling it becomes an error reply.
@@ -19,6 +21,9 @@ from typing import Any, Union
 
 from ..core import schema
 from ..core.comm_types import (
+    ExportDone,
+    ExportResult,
+    ExportStep,
     GetConfigResult,
     ListRunsResult,
     ReadMetricsResult,
@@ -32,8 +37,8 @@ TARGET = "oss_finetune"
 log = logging.getLogger(__name__)
 
 # Arguments an op cannot do without; the schema keeps them optional because it describes every op at once.
-REQUIRED = {"set_config": ("config",), "read_metrics": ("run_id",)}
-REQUEST_OPS = ("get_config", "set_config", "start_training", "stop", "list_runs", "read_metrics")
+REQUIRED = {"set_config": ("config",), "read_metrics": ("run_id",), "export": ("format",)}
+REQUEST_OPS = ("get_config", "set_config", "start_training", "stop", "list_runs", "read_metrics", "export")
 
 
 def error_reply(request: Any, path: str, message: str) -> dict:
@@ -93,7 +98,9 @@ def handle(
 
 
 # Each op's result, as generated from schema/comm-operations.schema.json.
-CommResult = Union[GetConfigResult, SetConfigResult, StartTrainingResult, StopResult, ListRunsResult, ReadMetricsResult]
+CommResult = Union[
+    GetConfigResult, SetConfigResult, StartTrainingResult, StopResult, ListRunsResult, ReadMetricsResult, ExportResult
+]
 
 
 def _dispatch(
@@ -120,21 +127,8 @@ def _dispatch(
                 send({"op": "training_update", "request_id": request_id, "ok": True, "payload": payload})
 
         def on_error(error: BaseException) -> None:
-            if send is None:
-                return
-            if isinstance(error, schema.SchemaError):
-                path, message = error.path, error.message
-            else:
-                path = getattr(error, "path", None) or "(root)"
-                message = str(error).strip() or type(error).__name__
-            send(
-                {
-                    "op": "training_update",
-                    "request_id": request_id,
-                    "ok": False,
-                    "error": {"path": path, "message": message},
-                }
-            )
+            if send is not None:
+                send({"op": "training_update", "request_id": request_id, "ok": False, "error": error_fields(error)})
 
         session.start_training(resume_from=request.get("resume_from"), on_update=on_update, on_error=on_error)
         return StartTrainingResult(started=True)
@@ -145,7 +139,62 @@ def _dispatch(
     if op == "read_metrics":
         run_id = request["run_id"]
         return ReadMetricsResult(run_id=run_id, metrics=session.read_metrics(run_id, request.get("since_step", 0)))
+    if op == "export":
+        return _start_export(request, session, send)
     raise SessionError(f"unknown op {op}", "op")
+
+
+def error_fields(error: BaseException) -> dict:
+    """{path, message} of a failure in a background thread, as an error reply has them."""
+    if isinstance(error, schema.SchemaError):
+        return {"path": error.path, "message": error.message}
+    path = getattr(error, "path", None) or "(root)"
+    return {"path": path, "message": str(error).strip() or type(error).__name__}
+
+
+def export_done(result, base_model: str) -> ExportDone:
+    """An export's result as the widgets receive it."""
+    from ..modeling import export as exports
+
+    check = result.verification
+    return ExportDone(
+        stage="done",
+        message=result.line(),
+        format=result.format,
+        folder=str(result.path),
+        bytes=result.bytes,
+        size=result.size,
+        seconds=round(result.seconds, 3),
+        verification=check.text() if check is not None else "NOT verified",
+        logits_compared=bool(check is not None and check.probes),
+        serve=exports.serve_command(result.format, result.path, base_model),
+    )
+
+
+def _start_export(request: dict, session: Session, send: Callable[[dict], Any] | None) -> ExportResult:
+    request_id = request["request_id"]
+
+    def event(body: dict) -> None:
+        if send is not None:
+            send({"op": "export_update", "request_id": request_id, **body})
+
+    def on_progress(stage: str, line: str) -> None:
+        event({"ok": True, "payload": ExportStep(stage=stage, message=line)})  # type: ignore[typeddict-item]
+
+    def on_done(result) -> None:
+        event({"ok": True, "payload": export_done(result, session.loaded.name_or_path)})
+
+    def on_error(error: BaseException) -> None:
+        fields = error_fields(error)
+        # The export module calls the folder "path"; the request calls it "folder".
+        if fields["path"] == "path":
+            fields["path"] = "folder"
+        event({"ok": False, "error": fields})
+
+    folder = session.start_export(
+        request["format"], request.get("folder"), on_progress=on_progress, on_done=on_done, on_error=on_error
+    )
+    return ExportResult(started=True, folder=str(folder))
 
 
 def followed_request_id(run_id: str) -> str:

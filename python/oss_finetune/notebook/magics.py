@@ -960,7 +960,12 @@ class FinetuneMagics(Magics):
         path = " ".join(parsed.rest) or None
         merged = bool(parsed.values.get("merged"))
         if parsed.values.get("format"):
-            _say(session.export(parsed.values["format"], path).line())
+            from ..modeling.export import serve_command
+
+            result = session.export(parsed.values["format"], path)
+            _say(result.line())
+            verb = "load" if result.format == "peft" else "serve"
+            _say(f"{verb} it with: {serve_command(result.format, result.path, session.loaded.name_or_path)}")
             return
         where = session.save(path, merged=merged)
         if merged:

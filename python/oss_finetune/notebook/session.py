@@ -136,6 +136,9 @@ class Session:
         self.evaluations: dict[str, Any] = {}  # label -> language.LanguageRate or tool_calls.ToolCallRate
         self._thread: threading.Thread | None = None
         self.saved: dict[str, str] = {}
+        self._export_thread: threading.Thread | None = None
+        # The export being written: its format, its folder and the thread that writes it.
+        self._exporting: tuple[str, Path, threading.Thread] | None = None
 
     # -- config --------------------------------------------------------------------------------
     @property
@@ -195,6 +198,7 @@ class Session:
         hub.check(name or self.settings.model.name_or_path)
 
     def ensure_loaded(self):
+        self._refuse_while_exporting("use the model")
         if self.loaded is None or self.loaded.config != self.config["model"]:
             note(loaded_line(self.load(), short=True))
         return self.loaded
@@ -334,6 +338,7 @@ class Session:
                 f"cannot {what} while run {self.trainer.run_id} is training; "
                 "stop it first with `%oss_finetune stop` (or interrupt the kernel)"
             )
+        self._refuse_while_exporting(what)
 
     def make_trainer(
         self, changes: dict | None = None, on_update: Callable[[dict], Any] | None = None, *, handle_sigint: bool = True
@@ -922,9 +927,7 @@ class Session:
             self.saved["adapter"] = save_adapter(self.model, target)
             return str(target)
 
-    def export(self, fmt: str, path: str | None = None, *, verify: bool = True):
-        """Write the model in ``fmt`` (modeling.export.FORMATS; default folder: the run folder's ``fmt``) and
-        verify it against the live model; returns the ExportResult. The live model is left as it was."""
+    def _check_export(self, fmt: str) -> None:
         from ..modeling import export as exports
 
         self._refuse_while_training("save")
@@ -936,19 +939,120 @@ class Session:
                 "first, or export merged / mxfp4 / gguf",
                 "format",
             )
+
+    def export_folder(self, fmt: str, path: str | None = None) -> Path:
+        """Where an export of ``fmt`` goes: ``path``, else the format's name in this kernel's last run folder."""
+        home = Path(self.trainer.run_dir) if self.trainer is not None else self.output_dir()
+        return Path(path).expanduser() if path else home / fmt
+
+    def export(
+        self,
+        fmt: str,
+        path: str | None = None,
+        *,
+        verify: bool = True,
+        on_progress: Callable[[str, str], Any] | None = None,
+    ):
+        """Write the model in ``fmt`` (modeling.export.FORMATS; default folder: the run folder's ``fmt``) and
+        verify it against the live model; returns the ExportResult. The live model is left as it was.
+        ``on_progress(stage, line)`` hears each step as it begins."""
+        from ..modeling import export as exports
+
+        self._check_export(fmt)
         self.ensure_loaded()
         with self._lock:
-            home = Path(self.trainer.run_dir) if self.trainer is not None else self.output_dir()
-            target = Path(path) if path else home / fmt
+            target = self.export_folder(fmt, path)
             model = self.model if self.model is not None else self.loaded.model
-            try:
-                result = exports.export(
-                    model, self.loaded.tokenizer, fmt, target, base_model=self.loaded.name_or_path, verify=verify
-                )
-            except exports.ExportError as error:
-                raise SessionError(str(error), getattr(error, "path", None) or "format") from None
+            tokenizer, base_model = self.loaded.tokenizer, self.loaded.name_or_path
+        # Not under the lock, which the widgets' get_config and set_config wait on: while the files are
+        # written and checked, whatever would change the model is refused instead (_refuse_while_exporting).
+        own = self._exporting is None  # start_export marks its export before its thread starts
+        if own:
+            self._exporting = (fmt, target, threading.current_thread())
+        try:
+            result = exports.export(
+                model, tokenizer, fmt, target, base_model=base_model, verify=verify, on_progress=on_progress
+            )
+        except exports.ExportError as error:
+            raise SessionError(str(error), getattr(error, "path", None) or "format") from None
+        finally:
+            if own:
+                self._exporting = None
+        with self._lock:
             self.saved[fmt] = str(result.path)
-            return result
+        return result
+
+    def start_export(
+        self,
+        fmt: str,
+        path: str | None = None,
+        *,
+        on_progress: Callable[[str, str], Any] | None = None,
+        on_done: Callable[[Any], Any] | None = None,
+        on_error: Callable[[BaseException], Any] | None = None,
+    ) -> Path:
+        """``export`` in a background thread, so that the kernel keeps answering (the comm's export). What can be
+        refused is refused here, before the thread starts; returns the folder it writes, absolute."""
+        import importlib.util
+
+        from ..modeling import export as exports
+
+        self._check_export(fmt)
+        if fmt == "gguf" and importlib.util.find_spec("gguf") is None:
+            raise SessionError(
+                "gguf: the gguf package is not installed; `pip install 'oss-finetune[export]'` (or `pip install gguf`)",
+                "format",
+            )
+        target = self.export_folder(fmt, path).absolute()
+        if target.exists() and not target.is_dir():
+            raise SessionError(f"{target} is a file; name a folder", "folder")
+        if target.is_dir() and any(target.iterdir()) and not (target / exports.MANIFEST).exists():
+            raise SessionError(f"{target} holds files that are not an export of ours; name another folder", "folder")
+
+        def tell(stage: str, line: str) -> None:
+            if on_progress is not None:
+                on_progress(stage, line)
+
+        def run() -> None:
+            try:
+                # A model loaded on the way says so, like every automatic step.
+                with reporting(lambda line: tell("preparing", line)):
+                    result = self.export(fmt, str(target), on_progress=tell)
+            except BaseException as error:  # noqa: BLE001 - the thread reports every failure to its caller
+                self._exporting = None
+                if on_error is not None:
+                    on_error(error)
+                return
+            self._exporting = None
+            if on_done is not None:
+                on_done(result)
+
+        thread = threading.Thread(target=run, name="oss-finetune-export", daemon=True)
+        self._export_thread = thread
+        self._exporting = (fmt, target, thread)
+        thread.start()
+        return target
+
+    def wait_export(self, timeout: float | None = None) -> bool:
+        """Wait for a background export; True when none is left running."""
+        thread = self._export_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def is_exporting(self) -> bool:
+        return self._exporting is not None
+
+    def _refuse_while_exporting(self, what: str) -> None:
+        exporting = self._exporting
+        # The export's own thread loads the model and checks the files; only the others wait.
+        if exporting is not None and threading.current_thread() is not exporting[2]:
+            fmt, folder, _ = exporting
+            raise SessionError(
+                f"cannot {what} while the {fmt} export to {folder} is being written and checked (it uses the model); "
+                "try again once the panel says it is done"
+            )
 
 
 # -- helpers shared with the front ends ---------------------------------------------------------
