@@ -9,7 +9,7 @@ const plugins: JupyterFrontEndPlugin<unknown>[] = [clientsPlugin, plugin, ...ren
 export default plugins;
 export { plugin, clientsPlugin };
 export { IFinetuneClients, IViewSettings } from './tokens';
-export { rendererPlugins, harmonyExtension, trainingExtension, datasetExtension, notebookKernelFinder } from './renderers';
+export { rendererPlugins, harmonyExtension, trainingExtension, datasetExtension, runsExtension, notebookKernelFinder } from './renderers';
 export { ViewSettingsStore, DEFAULT_SETTINGS } from './settings';
 export type { ViewSettings } from './settings';
 export { HarmonyRenderer, harmonyRendererFactory } from './harmony/renderer';
@@ -19,6 +19,9 @@ export { TrainingRenderer, trainingRendererFactory } from './training/renderer';
 export { TrainingDashboard } from './training/dashboard';
 export { svgCharts, plotlyCharts } from './training/charts';
 export { DatasetRenderer, datasetRendererFactory } from './dataset/renderer';
+export { RunsRenderer, runsRendererFactory } from './comparison/renderer';
+export { RunsView } from './comparison/view';
+export { svgOverlay, plotlyOverlay } from './comparison/overlay';
 export { stopHandler, COMM_TARGET } from './training/stop';
 export type { KernelFinder } from './training/stop';
 export { FinetunePanel } from './panel/panel';

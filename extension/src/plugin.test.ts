@@ -1,4 +1,4 @@
-import { DATASET_MIME, HARMONY_MIME, TRAINING_MIME } from '@oss-finetune/schema';
+import { DATASET_MIME, HARMONY_MIME, RUNS_MIME, TRAINING_MIME } from '@oss-finetune/schema';
 import { CommandRegistry } from '@lumino/commands';
 import { Signal } from '@lumino/signaling';
 import { INotebookTracker } from '@jupyterlab/notebook';
@@ -14,6 +14,8 @@ import {
   harmonyExtension,
   harmonyRendererPlugin,
   rendererPlugins,
+  runsExtension,
+  runsRendererPlugin,
   trainingExtension,
   trainingRendererPlugin,
 } from './renderers';
@@ -40,6 +42,7 @@ const mimeExtensions = [
   harmonyExtension(new ViewSettingsStore()),
   trainingExtension(() => null, new FinetuneClients()),
   datasetExtension(),
+  runsExtension(),
 ];
 
 /** A stand-in for the application with what activation touches. */
@@ -64,7 +67,7 @@ function factoryOf(rendererPlugin: (typeof rendererPlugins)[number], ...services
 describe('registration', () => {
   it('registers one safe renderer per MIME type', () => {
     const types = mimeExtensions.flatMap((e) => e.rendererFactory.mimeTypes);
-    expect(types.sort()).toEqual([DATASET_MIME, HARMONY_MIME, TRAINING_MIME].sort());
+    expect(types.sort()).toEqual([DATASET_MIME, HARMONY_MIME, TRAINING_MIME, RUNS_MIME].sort());
     expect(mimeExtensions.every((e) => e.rendererFactory.safe && e.dataType === 'json')).toBe(true);
   });
 
@@ -80,6 +83,7 @@ describe('registration', () => {
       [harmonyRendererPlugin, mimeExtensions[0]],
       [trainingRendererPlugin, mimeExtensions[1]],
       [datasetRendererPlugin, mimeExtensions[2]],
+      [runsRendererPlugin, mimeExtensions[3]],
     ] as const) {
       expect([rendererPlugin.id, rendererPlugin.description, rendererPlugin.autoStart]).toEqual([
         extension.id,
@@ -91,16 +95,19 @@ describe('registration', () => {
     expect(trainingRendererPlugin.requires).toEqual([IRenderMimeRegistry, IFinetuneClients]);
     expect(trainingRendererPlugin.optional).toEqual([INotebookTracker]);
     expect(datasetRendererPlugin.requires).toEqual([IRenderMimeRegistry]);
+    expect(runsRendererPlugin.requires).toEqual([IRenderMimeRegistry]);
 
     const added = [
       factoryOf(harmonyRendererPlugin, new ViewSettingsStore()),
       factoryOf(trainingRendererPlugin, new FinetuneClients(), null),
       factoryOf(datasetRendererPlugin),
+      factoryOf(runsRendererPlugin),
     ];
     expect(added.map(({ factory, rank }) => [factory.mimeTypes, factory.safe, rank])).toEqual([
       [[HARMONY_MIME], true, 40],
       [[TRAINING_MIME], true, 40],
       [[DATASET_MIME], true, 40],
+      [[RUNS_MIME], true, 40],
     ]);
   });
 

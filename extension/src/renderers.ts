@@ -1,5 +1,5 @@
 /**
- * The three MIME renderers. A mime extension is sugar over a plugin that calls rendermime.addFactory
+ * The four MIME renderers. A mime extension is sugar over a plugin that calls rendermime.addFactory
  * (@jupyterlab/application's mimerenderers.ts), and it cannot hand its renderers anything; so each of
  * ours is that plugin written out, under the id its mime extension had, and builds its renderers with
  * what they need from the application, as markdownviewer-extension registers its own.
@@ -11,6 +11,7 @@ import type { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 
 import { datasetRendererFactory } from './dataset/renderer';
 import { harmonyRendererFactory } from './harmony/renderer';
+import { runsRendererFactory } from './comparison/renderer';
 import { IFinetuneClients, IViewSettings } from './tokens';
 import { trainingRendererFactory } from './training/renderer';
 import type { KernelFinder } from './training/stop';
@@ -44,6 +45,16 @@ export function datasetExtension(): IRenderMime.IExtension {
     id: 'oss-finetune:dataset',
     description: 'Renders the dataset payload.',
     rendererFactory: datasetRendererFactory,
+    rank: RANK,
+    dataType: 'json',
+  };
+}
+
+export function runsExtension(): IRenderMime.IExtension {
+  return {
+    id: 'oss-finetune:runs',
+    description: 'Renders the runs comparison payload.',
+    rendererFactory: runsRendererFactory(),
     rank: RANK,
     dataType: 'json',
   };
@@ -92,4 +103,13 @@ export const datasetRendererPlugin: JupyterFrontEndPlugin<void> = {
   activate: (_app, rendermime: IRenderMimeRegistry) => addRenderer(rendermime, datasetExtension()),
 };
 
-export const rendererPlugins = [harmonyRendererPlugin, trainingRendererPlugin, datasetRendererPlugin];
+/** Runs side by side (%oss_finetune runs); like the data set summary, it needs nothing from the application. */
+export const runsRendererPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'oss-finetune:runs',
+  description: 'Renders the runs comparison payload.',
+  autoStart: true,
+  requires: [IRenderMimeRegistry],
+  activate: (_app, rendermime: IRenderMimeRegistry) => addRenderer(rendermime, runsExtension()),
+};
+
+export const rendererPlugins = [harmonyRendererPlugin, trainingRendererPlugin, datasetRendererPlugin, runsRendererPlugin];

@@ -5,6 +5,10 @@ export interface Series {
   y: number[];
   /** Ticks in exponent notation (5e-5): a learning rate in SI prefixes reads "50µ". */
   exponent?: boolean;
+  /** A fixed y range, e.g. 0 to 100 for a rate, so that a flat curve near 0 does not look like progress. */
+  range?: [number, number];
+  /** What an empty chart says; "no step logged yet" by default. */
+  empty?: string;
 }
 
 /** Draws a line chart into a host; drawing again into the same host updates it in place. */
@@ -68,6 +72,7 @@ export const svgCharts: ChartBackend = {
       y0 = 0;
       y1 = 1;
     }
+    if (series.range) [y0, y1] = series.range;
     if (y0 === y1) {
       y0 -= 0.5 * Math.abs(y0 || 1);
       y1 += 0.5 * Math.abs(y1 || 1);
@@ -96,12 +101,12 @@ function stepAxis(x: number[]): Record<string, unknown> {
   return { title: { text: 'step' }, tickformat: 'd', ...(last <= 10 ? { dtick: 1 } : {}), automargin: true };
 }
 
-type PlotlyModule = typeof import('plotly.js-dist-min').default;
+export type PlotlyModule = typeof import('plotly.js-dist-min').default;
 let plotly: Promise<PlotlyModule | null> | null = null;
 
 // plotly is over 1 MB; it is fetched the first time a dashboard shows, as its own chunk, so that
 // opening JupyterLab does not pay for it.
-function loadPlotly(): Promise<PlotlyModule | null> {
+export function loadPlotly(): Promise<PlotlyModule | null> {
   plotly ??= import(/* webpackChunkName: "plotly" */ 'plotly.js-dist-min')
     .then((m) => (m as unknown as { default?: PlotlyModule }).default ?? (m as unknown as PlotlyModule))
     .catch(() => null);
@@ -113,7 +118,7 @@ function loadPlotly(): Promise<PlotlyModule | null> {
 // panel) has no size to take, so every later change of the box's size redraws it.
 const observed = new WeakSet<HTMLElement>();
 
-function followSize(host: HTMLElement, Plotly: PlotlyModule): void {
+export function followSize(host: HTMLElement, Plotly: PlotlyModule): void {
   if (observed.has(host) || typeof ResizeObserver === 'undefined') return;
   observed.add(host);
   let width = -1;
@@ -163,8 +168,11 @@ export const plotlyCharts: ChartBackend = {
             automargin: true,
             showticklabels: !empty,
             ...(series.exponent ? { exponentformat: 'e', showexponent: 'all' } : {}),
+            ...(series.range ? { range: series.range } : {}),
           },
-          annotations: empty ? [{ text: 'no step logged yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5 }] : [],
+          annotations: empty
+            ? [{ text: series.empty ?? 'no step logged yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5 }]
+            : [],
           showlegend: false,
           paper_bgcolor: 'rgba(0,0,0,0)',
           plot_bgcolor: 'rgba(0,0,0,0)',

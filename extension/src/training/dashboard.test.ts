@@ -197,6 +197,59 @@ describe('TrainingRenderer', () => {
   });
 });
 
+describe('the goal beside the loss', () => {
+  function watched(step: number): TrainingRunPayload {
+    const payload = running(step);
+    payload.config = { training: { watch_every: 2 } };
+    for (const m of payload.metrics) {
+      if (m.step % 2 === 0) {
+        const passed = m.step / 2;
+        m.goal = { goal: 'language', label: 'reasoned in the requested language', rate: passed / 4, passed, total: 4 };
+      }
+    }
+    return payload;
+  }
+
+  it('charts the rate at the watched steps on a 0 to 100% scale and shows the latest', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, watched(4)));
+    const chart = r.node.querySelector<HTMLElement>('.ossft-chart-goal')!;
+    expect(chart.hidden).toBe(false);
+    // Second in the grid, beside the loss.
+    expect(chart.previousElementSibling!.classList.contains('ossft-chart-loss')).toBe(true);
+    expect(text(chart, '.ossft-chart-title')).toBe('goal: reasoned in the requested language (%)');
+    expect(chart.querySelector('.ossft-series')!.getAttribute('d')!.split('L').length).toBe(2);
+    expect(chart.querySelector('svg')!.getAttribute('aria-label')).toBe('goal: reasoned in the requested language: 2 points, latest 50 %');
+    expect(text(chart, '.ossft-ymax')).toBe('100');
+    expect(text(r.node, '.ossft-latest-goal')).toBe('50% (2 of 4)');
+    expect(r.node.querySelector<HTMLElement>('.ossft-latest-goal')!.title).toBe('reasoned in the requested language at step 4');
+  });
+
+  it('shows an empty goal chart before the first watch of a run that watches', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, watched(1)));
+    expect(r.node.querySelector<HTMLElement>('.ossft-chart-goal')!.hidden).toBe(false);
+    expect(text(r.node, '.ossft-latest-goal')).toBe('–');
+  });
+
+  it('leaves the goal out of a run that does not watch it', async () => {
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, running(4)));
+    expect(r.node.querySelector<HTMLElement>('.ossft-chart-goal')!.hidden).toBe(true);
+    expect(r.node.querySelector<HTMLElement>('.ossft-goal-metric')!.hidden).toBe(true);
+  });
+
+  it('writes the goal label as text, escaping controls', async () => {
+    const payload = watched(2);
+    payload.metrics[1].goal!.label = '<img src=x onerror=alert(1)>\u202e';
+    const { r } = renderer();
+    await r.renderModel(mimeModel(TRAINING_MIME, payload));
+    expect(r.node.querySelector('.ossft-chart-goal img')).toBeNull();
+    expect(text(r.node, '.ossft-chart-goal .ossft-chart-title')).toContain('<img src=x onerror=alert(1)>');
+    expect(text(r.node, '.ossft-chart-goal .ossft-chart-title')).not.toContain('\u202e');
+  });
+});
+
 describe('the Stop handler', () => {
   // What the plugin hands the training renderer: the kernel behind the output, and the shared clients.
   const handler = (kernel: unknown) => stopHandler(() => kernel as Kernel.IKernelConnection | null, new FinetuneClients());

@@ -1,4 +1,4 @@
-import type { StepMetrics, TrainingRunPayload } from '@oss-finetune/schema';
+import type { GoalMeasure, StepMetrics, TrainingRunPayload } from '@oss-finetune/schema';
 
 import { el } from '../common/dom';
 import { formatDuration, formatNumber } from '../common/payload';
@@ -27,8 +27,21 @@ const METRICS: MetricSpec[] = [
 const ACTIVE = new Set(['pending', 'running']);
 
 export interface DashboardOptions {
-  /** The metrics that get a chart, in order; all of them by default. The latest values show for every metric. */
+  /** The metrics that get a chart, in order ('goal' for the watched goal); all of them by default. The latest
+   * values show for every metric. */
   charts?: MetricKey[];
+}
+
+/** The goal's rate as people read it: "67% (4 of 6)". */
+export function formatGoal(goal: GoalMeasure | undefined): string {
+  if (!goal) return '–';
+  return `${Math.round(goal.rate * 100)}% (${goal.passed} of ${goal.total})`;
+}
+
+/** Whether the run's config asks for the goal to be watched (training.watch_every). */
+function watchesGoal(payload: TrainingRunPayload): boolean {
+  const training = (payload.config as { training?: { watch_every?: unknown } } | undefined)?.training;
+  return typeof training?.watch_every === 'number';
 }
 
 /** The run's message, and the checkpoint where the message does not already name it. */
@@ -57,6 +70,12 @@ export class TrainingDashboard {
   private readonly stopNote: HTMLSpanElement;
   private readonly latest = new Map<string, HTMLElement>();
   private readonly charts = new Map<string, HTMLDivElement>();
+  private readonly goalLatest: HTMLElement;
+  private readonly goalPair: HTMLDivElement;
+  private readonly goalChart: HTMLDivElement;
+  private readonly goalCharted: boolean;
+  private readonly goalTitle: HTMLDivElement;
+  private readonly goalPlot: HTMLDivElement;
   private payload: TrainingRunPayload | null = null;
   private stopRequestedFor: string | null = null;
 
@@ -67,6 +86,7 @@ export class TrainingDashboard {
     options: DashboardOptions = {},
   ) {
     this.charted = options.charts ? METRICS.filter((spec) => options.charts!.includes(spec.key)) : METRICS;
+    this.goalCharted = !options.charts || options.charts.includes('goal');
     this.node = el('div', 'ossft-training');
     const head = el('div', 'ossft-run-head');
     this.runLabel = el('span', 'ossft-run-id');
@@ -105,6 +125,12 @@ export class TrainingDashboard {
       latest.appendChild(pair);
       this.latest.set(spec.key, value);
     }
+    // The goal sits beside the loss: what the run is for, next to what it optimises.
+    this.goalPair = el('div', 'ossft-metric ossft-goal-metric');
+    this.goalLatest = el('dd', 'ossft-latest-goal', '–');
+    this.goalPair.append(el('dt', undefined, 'goal'), this.goalLatest);
+    this.goalPair.hidden = true;
+    latest.insertBefore(this.goalPair, latest.children[1] ?? null);
     this.node.appendChild(latest);
 
     const grid = el('div', 'ossft-charts');
@@ -116,6 +142,12 @@ export class TrainingDashboard {
       grid.appendChild(chart);
       this.charts.set(spec.key, plot);
     }
+    this.goalChart = el('div', 'ossft-chart ossft-chart-goal');
+    this.goalTitle = el('div', 'ossft-chart-title', 'goal (%)');
+    this.goalPlot = el('div', 'ossft-chart-plot');
+    this.goalChart.append(this.goalTitle, this.goalPlot);
+    this.goalChart.hidden = true;
+    if (this.goalCharted) grid.insertBefore(this.goalChart, grid.children[1] ?? null);
     this.node.appendChild(grid);
   }
 
@@ -170,13 +202,36 @@ export class TrainingDashboard {
       plot.parentElement!.hidden = !hasData && spec.key !== 'loss';
       if (hasData || spec.key === 'loss') this.backend.draw(plot, series);
     }
+    this.updateGoal(payload);
+  }
+
+  private updateGoal(payload: TrainingRunPayload): void {
+    const watched = payload.metrics.filter((m) => m.goal);
+    const last = watched[watched.length - 1]?.goal;
+    const shown = watched.length > 0 || watchesGoal(payload);
+    this.goalPair.hidden = !shown;
+    this.goalChart.hidden = !shown;
+    if (!shown) return;
+    this.goalLatest.textContent = formatGoal(last);
+    if (last) this.goalLatest.title = escapeControls(`${last.label} at step ${watched[watched.length - 1].step}`);
+    if (!this.goalCharted) return;
+    const label = last ? `goal: ${last.label}` : 'goal';
+    this.goalTitle.textContent = escapeControls(`${label} (%)`);
+    this.backend.draw(this.goalPlot, {
+      title: label,
+      unit: '%',
+      x: watched.map((m) => m.step),
+      y: watched.map((m) => 100 * m.goal!.rate),
+      range: [0, 100],
+      empty: 'not watched yet',
+    });
   }
 
   resize(): void {
     // Outputs are rendered before they are attached (page reload, notebook windowing), and a chart
     // drawn while detached is skipped, so every attach redraws from the last payload.
     if (this.payload) this.update(this.payload);
-    for (const plot of this.charts.values()) this.backend.resize?.(plot);
+    for (const plot of [...this.charts.values(), this.goalPlot]) this.backend.resize?.(plot);
   }
 
   private async onStop(): Promise<void> {
