@@ -2,13 +2,14 @@
  * The widgets' side of the `oss_finetune` comm (schema/comm-message.schema.json; each op's arguments
  * and result in schema/comm-operations.schema.json). Every request carries a fresh request_id and
  * resolves with the kernel's one reply to it; events of a run that a request started
- * (`training_update`) go to the listeners instead.
+ * (`training_update`) go to the listeners instead, and those of an export (`export_update`) to the
+ * export that asked for it.
  *
  * One comm per kernel (FinetuneClients), shared by the panel, the commands and the dashboards' Stop
  * buttons, so a run started from the panel reports to every view of that kernel.
  */
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
-import type { CommError, CommMessage, CommReply, CommRequest, TrainingRunPayload } from '@oss-finetune/schema';
+import type { CommError, CommMessage, CommReply, CommRequest, ExportDone, ExportStep, TrainingRunPayload } from '@oss-finetune/schema';
 
 import type { IFinetuneClients } from '../tokens';
 
@@ -68,6 +69,18 @@ export interface TrainingUpdate {
 }
 
 type UpdateListener = (update: TrainingUpdate) => void;
+
+export interface ExportListeners {
+  /** The kernel took the export on; `folder` is where it writes, as the kernel resolved it. */
+  onStarted?: (folder: string) => void;
+  /** A step in one line: something done on the way, the files being written, then checked. */
+  onStep?: (step: ExportStep) => void;
+}
+
+interface RunningExport extends ExportListeners {
+  resolve: (done: ExportDone) => void;
+  reject: (error: Error) => void;
+}
 
 interface Pending {
   op: RequestOp;
@@ -136,6 +149,7 @@ export class FinetuneClient {
   private opening: Promise<Kernel.IComm> | null = null;
   private readonly pending = new Map<string, Pending>();
   private readonly listeners = new Set<UpdateListener>();
+  private readonly exports = new Map<string, RunningExport>();
   private readonly timeoutMs: number;
   private readonly openTimeoutMs: number;
   private closed = false;
@@ -153,11 +167,51 @@ export class FinetuneClient {
   }
 
   /** Sends one request and resolves with its reply's result, or rejects with the kernel's error. */
-  async request<Op extends RequestOp>(op: Op, ...[args]: ArgumentList<Op>): Promise<RequestResult<Op>> {
+  request<Op extends RequestOp>(op: Op, ...[args]: ArgumentList<Op>): Promise<RequestResult<Op>> {
+    return this.send(op, args, nextRequestId(op));
+  }
+
+  /**
+   * Writes the fine-tune in a serving format and has the kernel check it (the `export` op). Resolves
+   * with the result once the files are written and checked; rejects with the kernel's refusal, with
+   * the error that ended the export (a check that failed names the first differing token), or when
+   * the connection is lost before the end.
+   */
+  exportModel(args: RequestArguments<'export'>, listeners: ExportListeners = {}): Promise<ExportDone> {
+    const requestId = nextRequestId('export');
+    return new Promise<ExportDone>((resolve, reject) => {
+      // A restart ends the kernel's export thread without a word on the comm.
+      const onStatus = (_: unknown, status: Kernel.Status) => {
+        if (status !== 'restarting' && status !== 'autorestarting' && status !== 'dead') return;
+        this.exports.delete(requestId);
+        end();
+        reject(new CommUnavailableError('closed', `the kernel ${status === 'dead' ? 'died' : 'restarted'} before the export was done`));
+      };
+      const end = () => this.kernel.statusChanged?.disconnect(onStatus);
+      this.kernel.statusChanged?.connect(onStatus);
+      // Registered before the request goes: its first steps can arrive before its reply.
+      this.exports.set(requestId, {
+        ...listeners,
+        resolve: (done) => {
+          end();
+          resolve(done);
+        },
+        reject: (error) => {
+          end();
+          reject(error);
+        },
+      });
+      this.send('export', args, requestId).then(
+        (started) => this.exports.get(requestId)?.onStarted?.(started.folder),
+        (error: Error) => this.exports.get(requestId)?.reject(error),
+      );
+    }).finally(() => this.exports.delete(requestId));
+  }
+
+  private async send<Op extends RequestOp>(op: Op, args: unknown, requestId: string): Promise<RequestResult<Op>> {
     if (this.closed) throw new Error('the connection to the kernel was closed');
     const comm = await this.open();
-    const requestId = nextRequestId(op);
-    const message = { ...args, op, request_id: requestId } as CommRequest;
+    const message = { ...(args as object), op, request_id: requestId } as CommRequest;
     const reply = new Promise<RequestResult<Op>>((resolve, reject) => {
       const cancelTimer =
         this.timeoutMs > 0
@@ -287,6 +341,8 @@ export class FinetuneClient {
     }
     if (error) {
       for (const [id, waiting] of [...this.pending]) if (waiting.comm === comm) this.settle(id)?.reject(error);
+      // Their events would come on this comm, which no longer listens.
+      this.failExports(error);
     }
     comm.onClose = () => undefined;
     comm.onMsg = () => undefined;
@@ -311,6 +367,10 @@ export class FinetuneClient {
       for (const listener of [...this.listeners]) listener(update);
       return;
     }
+    if (message.op === 'export_update') {
+      this.onExportUpdate(message);
+      return;
+    }
     const waiting = this.settle(message.request_id);
     if (!waiting) return;
     if (message.ok) waiting.resolve((message.result ?? {}) as RequestResult<RequestOp>);
@@ -328,8 +388,32 @@ export class FinetuneClient {
     return waiting;
   }
 
+  private onExportUpdate(message: CommMessage): void {
+    const running = this.exports.get(message.request_id);
+    if (!running) return;
+    const step = message.payload as ExportStep | ExportDone | undefined;
+    if (!message.ok || !step) {
+      this.exports.delete(message.request_id);
+      const error = message.error ?? { path: '(root)', message: 'the export failed' };
+      running.reject(new CommRequestError('export', error.path, error.message));
+    } else if (step.stage === 'done') {
+      this.exports.delete(message.request_id);
+      running.resolve(step);
+    } else {
+      running.onStep?.(step);
+    }
+  }
+
+  private failExports(error: Error): void {
+    for (const [id, running] of [...this.exports]) {
+      this.exports.delete(id);
+      running.reject(error);
+    }
+  }
+
   private failAll(error: Error): void {
     for (const id of [...this.pending.keys()]) this.settle(id)?.reject(error);
+    this.failExports(error);
   }
 }
 

@@ -12,6 +12,7 @@ import { el } from '../common/dom';
 import type { IFinetuneClients } from '../tokens';
 import { ChartBackend, svgCharts } from '../training/charts';
 import { TrainingDashboard } from '../training/dashboard';
+import { ExportSection } from './export';
 import { ConfigForm, ConfigTree, FieldSpec, getAt, setAt } from './form';
 
 export const PANEL_ID = 'oss-finetune-panel';
@@ -82,6 +83,8 @@ export function describeRun(run: RunLine): string {
 
 export class FinetunePanel extends Widget {
   readonly form: ConfigForm;
+  /** Writes the fine-tune in a serving format, checked by the kernel. */
+  readonly exportSection: ExportSection;
   private readonly targetLine: HTMLParagraphElement;
   private readonly syncLine: HTMLParagraphElement;
   private readonly liveLine: HTMLParagraphElement;
@@ -161,7 +164,13 @@ export class FinetunePanel extends Widget {
     this.metricsLine.setAttribute('aria-live', 'polite');
     runs.append(runsHead, this.runList, this.metricsLine);
 
-    this.node.append(header, actions, this.syncLine, live, this.form.node, runs);
+    this.exportSection = new ExportSection({
+      client: () => this.client,
+      isTraining: () => this.isTraining,
+      onChange: () => this.render(),
+    });
+
+    this.node.append(header, actions, this.syncLine, live, this.form.node, runs, this.exportSection.node);
     this.node.setAttribute('aria-label', PANEL_TITLE);
     this.render();
   }
@@ -198,6 +207,7 @@ export class FinetunePanel extends Widget {
       this.liveLine.classList.remove('ossft-sr-only');
       this.showLiveRun();
       this.runs = [];
+      this.exportSection.reset();
       this.cancelRetry();
       this.retryCount = 0;
       this.stopWatchingKernel?.();
@@ -384,6 +394,7 @@ export class FinetunePanel extends Widget {
     const issues = this.form.issues;
     if (issues.length) lines.push(`Settings: ${issues[0].path}: ${issues[0].message}`);
     else if (this.edited.size) lines.push('Settings: edits not yet in the kernel');
+    if (this.exportSection.statusText) lines.push(`Export: ${this.exportSection.statusText}`);
     return lines.join('\n');
   }
 
@@ -498,6 +509,7 @@ export class FinetunePanel extends Widget {
     this.stopButton.disabled = !this.client;
     this.reloadButton.disabled = !this.client;
     this.runsButton.disabled = !this.client;
+    this.exportSection.render();
   }
 
   private renderRuns(): void {
