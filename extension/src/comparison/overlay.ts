@@ -60,10 +60,7 @@ export const svgOverlay: OverlayBackend = {
     svg.setAttribute('role', 'img');
     const lines = overlay.lines.map((line) => ({ line, points: finitePoints(line) }));
     const all = lines.flatMap((l) => l.points);
-    svg.setAttribute(
-      'aria-label',
-      `${overlay.title}: ${lines.filter((l) => l.points.length).length} runs, ${all.length} points`,
-    );
+    svg.setAttribute('aria-label', `${overlay.title}: ${lines.filter((l) => l.points.length).length} runs, ${all.length} points`);
     const xs = all.map((p) => p[0]);
     const ys = all.map((p) => p[1]);
     const x0 = Math.min(...xs, 1);

@@ -138,7 +138,11 @@ export class RunsView {
     const payload = this.payload;
     if (!payload || !payload.runs.length) return;
     const overlays: Overlay[] = [{ title: 'loss', lines: lines(payload.runs, 'loss') }];
-    if (this.plots.length > 1) overlays.push({ title: 'goal', unit: '%', lines: lines(payload.runs, 'goal', 100), range: [0, 100] });
+    if (this.plots.length > 1) {
+      // Only the runs that watched the goal; each keeps its colour and number.
+      const watched = lines(payload.runs, 'goal', 100).filter((line) => line.x.length > 0);
+      overlays.push({ title: 'goal', unit: '%', lines: watched, range: [0, 100] });
+    }
     overlays.forEach((overlay, i) => this.backend.draw(this.plots[i], overlay));
   }
 
