@@ -35,8 +35,10 @@ HARMONY_CHAT_TEMPLATE = r"""
 {%- macro json_value(v) -%}
 {%- if v is boolean or v is none or v is string -%}{{- v | tojson -}}
 {%- elif v is float -%}
+{#- Whole numbers are spelled out, as engines that print floats with six digits (llama.cpp's) would round them. -#}
 {%- set text = v | tojson -%}
-{%- if "e" in text -%}
+{%- if v != 0 and v > -10000000000000000 and v < 10000000000000000 and v == v | int -%}{{- (v | int | string) ~ ".0" -}}
+{%- elif "e" in text -%}
 {%- set mantissa = text.split("e")[0] -%}{%- set exponent = text.split("e")[1] -%}
 {%- if exponent == "-05" -%}
 {{- ("-" if mantissa.startswith("-") else "") ~ "0.0000" ~ mantissa.replace("-", "").replace(".", "") -}}
