@@ -14,6 +14,7 @@ What a user may rely on:
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -130,7 +131,7 @@ def test_train_gpus_2_in_a_cell_trains_as_one_process_and_brings_the_adapter_bac
     capsys.readouterr()
     assert shell.run_cell("%oss_finetune train --gpus 2").success
     out, err = capsys.readouterr()
-    assert "completed: completed 3 steps;" in out, out + err
+    assert "completed 3 steps; adapter in" in out, out + err
     assert "loaded the adapter the ranks trained" in out
     assert "cpu + 1 more CPU process, data parallel" in out  # the dashboard, as rank 0 reported it
     session = session_module.get_session()
@@ -149,19 +150,21 @@ def test_train_gpus_2_in_a_cell_trains_as_one_process_and_brings_the_adapter_bac
     assert no_job_left() == []
 
 
-def test_stop_stops_every_rank_at_one_step_and_the_kernel_alone_finishes_the_run(tmp_path, one_process):
+def test_an_interrupt_stops_every_rank_at_one_step_and_the_kernel_alone_finishes_the_run(tmp_path, one_process):
+    """Kernel > Interrupt (SIGINT to the kernel) asks for the same stop as the Stop button."""
     session = make_session(tmp_path, max_steps=8, gpus=2)
     asked = threading.Event()
     seen = []
 
-    def stop_after_the_first_step(payload):
+    def interrupt_after_the_first_step(payload):
         seen.append(payload["status"])
         if payload["status"] == "running" and payload["step"] >= 1 and not asked.is_set():
             asked.set()
-            session.stop()
+            signal.raise_signal(signal.SIGINT)
 
-    result = session.train(on_update=stop_after_the_first_step)
+    result = session.train(on_update=interrupt_after_the_first_step)
     assert result.status == "stopped" and 1 <= result.step < 8, result.message
+    assert result.message.startswith(f"interrupted at step {result.step} of 8; checkpoint ")
     assert "stopping" in seen
     run_dir = Path(result.run_dir)
     assert result.checkpoint == str(run_dir / "checkpoints" / f"step-{result.step}")

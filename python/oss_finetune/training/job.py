@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -287,9 +288,8 @@ class TorchrunJob:
             self._show("stopping", f"{reason}; stopping after the current step")
 
     def _show(self, status: str, message: str | None, **more: Any) -> None:
-        from .trainer import _now
-
-        self.payload = {**self.payload, "status": status, "message": message, "updated_at": _now(), **more}
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.payload = {**self.payload, "status": status, "message": message, "updated_at": now, **more}
         if self.on_update is not None:
             self.on_update(self.snapshot())
 
