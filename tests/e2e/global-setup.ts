@@ -52,11 +52,12 @@ function ensureKernelspec(): void {
       '    print("")',
     ].join('\n'),
   );
-  if (found) {
+  // Another checkout of the project may have registered the same name with its own interpreter.
+  if (found && path.resolve(found) === path.resolve(PYTHON)) {
     log(`kernelspec ${KERNEL_NAME} -> ${found}`);
     return;
   }
-  log(`installing kernelspec ${KERNEL_NAME} (missing)`);
+  log(`installing kernelspec ${KERNEL_NAME} (${found ? `it ran ${found}` : 'missing'})`);
   // The same kernelspec as the set-up script's: the magics are registered as the kernel starts.
   execFileSync(PYTHON, ['-m', 'oss_finetune', 'kernel', '--user', '--name', KERNEL_NAME], { stdio: 'inherit' });
 }

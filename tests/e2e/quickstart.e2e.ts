@@ -16,7 +16,7 @@ function quickStart(): string[] {
 }
 
 test("the README's quick start runs as written, one line per cell, without stderr", async ({ page, lab }) => {
-  test.setTimeout(15 * 60_000);
+  test.setTimeout(25 * 60_000);
   const lines = quickStart();
   const index = (verb: string) => {
     const found = lines.findIndex((l) => l.startsWith(`%oss_finetune ${verb}`));
