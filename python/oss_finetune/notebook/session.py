@@ -59,7 +59,7 @@ class SessionError(UserError, RuntimeError):
 merge_config = deep_merge  # changes laid over a config: sections merged, lists and scalars replaced
 
 # Where the one-line notes of automatic steps go ("loaded ...", "prepared ...", "LoRA: ..."): the magics
-# point it at the cell's output while they run; elsewhere (the comm's training thread, a worker, code
+# point it at the cell's output while they run; elsewhere (the comm's training thread, a torchrun rank, code
 # calling the session) steps stay quiet.
 _NOTES: contextvars.ContextVar[Callable[[str], Any] | None] = contextvars.ContextVar("oss_finetune_notes", default=None)
 
