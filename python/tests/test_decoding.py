@@ -19,9 +19,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 PROMPTS = [list(range(1000, 1040)), list(range(2000, 2007)), list(range(3000, 3025))]
 
 
-def with_adapter(target_experts: bool):
+def with_adapter(target_experts: bool, target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")):
     model = apply_lora(
-        build_embedded_model("embedded:tiny"), {"r": 4, "alpha": 8, "target_experts": target_experts}, seed=0
+        build_embedded_model("embedded:tiny"),
+        {"r": 4, "alpha": 8, "target_experts": target_experts, "target_modules": list(target_modules)},
+        seed=0,
     )
     with torch.no_grad():  # a trained adapter, not the zero one LoRA starts from
         generator = torch.Generator().manual_seed(1)
@@ -82,10 +84,12 @@ def test_an_empty_prompt_is_refused():
         generate_batch(build_embedded_model("embedded:tiny"), [[1, 2], []], 3)
 
 
-def test_adapter_rows_answer_with_and_without_the_adapter_in_one_batch():
+@pytest.mark.parametrize("output_layer", [False, True], ids=["attention and experts", "and the output layer"])
+def test_adapter_rows_answer_with_and_without_the_adapter_in_one_batch(output_layer):
     from oss_finetune.modeling.adapter import adapter_enabled
 
-    model = with_adapter(True)
+    targets = ("q_proj", "k_proj", "v_proj", "o_proj") + (("lm_head",) if output_layer else ())
+    model = with_adapter(True, targets)
     prompt = PROMPTS[0]
     with adapter_enabled(model, False):
         base = generate_batch(model, [prompt], 12)[0]

@@ -290,7 +290,8 @@ class Decoder:
 
         final = self._layers(hidden, cos[0][:, None, :], sin[0][:, None, :], row_scale, attend)
         self.column.fill_(self.width)
-        return self.inner.lm_head(final[cu[1:].long() - 1]).float()
+        # An adapter on the output layer applies per row too, or a row without the adapter would get its logits.
+        return self.adapters.project(self.inner.lm_head, final[cu[1:].long() - 1], self.row_scale).float()
 
     def _layers(self, hidden, cos, sin, row_scale, attend):
         """Every layer over tokens ``hidden`` (tokens, hidden), ``attend`` doing the attention proper;
@@ -335,7 +336,7 @@ class Decoder:
 
         final = self._layers(hidden, cos, sin, self.row_scale, attend)
         self.column.add_(1)
-        return self.inner.lm_head(final).float()
+        return self.adapters.project(self.inner.lm_head, final, self.row_scale).float()
 
     @torch.no_grad()
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
