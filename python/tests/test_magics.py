@@ -133,7 +133,7 @@ BAD_INPUT = [
     (
         "%oss_finetune fly",
         "unknown subcommand 'fly' — the subcommands are: env, load, data, show, lora, train, chat, "
-        "eval, compare, save, status, stop, help.",
+        "eval, compare, save, status, runs, stop, help.",
     ),
     ("%oss_finetune lora --rr 3", "lora: unknown option --rr — did you mean --r?"),
     ("%oss_finetune train --max-step 3", "train: unknown option --max-step — did you mean --max-steps?"),
