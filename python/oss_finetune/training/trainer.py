@@ -297,6 +297,9 @@ class Trainer:
         self._team_memory: float | None = None  # with a team: the largest peak over its GPUs
         self._sharded: Any = None  # sharding.Sharded when training.sharding chose fsdp for this run
         self.sharding_line = ""  # what training.sharding chose, in one line ("" when nothing to say)
+        from .reporting import attach
+
+        attach(self)  # training.report_to: the experiment trackers that also get every step
 
     # -- subscriptions ---------------------------------------------------------------------------
     def on_step(self, fn: Callable[[StepMetrics], Any]) -> Callable[[StepMetrics], Any]:
