@@ -193,3 +193,18 @@ def test_the_serve_command_of_each_format(tmp_path):
     )
     assert ex.serve_command("mxfp4", "out dir", "x") == "vllm serve 'out dir'"
     assert ex.serve_command("gguf", "out", "x") == "llama-server -m out/model.gguf --jinja"
+
+
+def test_save_format_in_a_cell_also_says_what_serves_the_folder(shell, capsys, tmp_path):
+    session = session_module.reset_session(
+        {"model": {"name_or_path": "embedded:tiny", "dtype": "float32"}, "training": {"output_dir": str(tmp_path)}}
+    )
+    session.lora()
+    capsys.readouterr()
+    assert shell.run_cell(f"%oss_finetune save --format peft {tmp_path / 'out'}").success
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == (
+        f"load it with: PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained('embedded:tiny'), "
+        f"'{tmp_path / 'out'}')"
+    )
+    assert not session.is_exporting()
