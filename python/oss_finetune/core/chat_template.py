@@ -37,7 +37,8 @@ HARMONY_CHAT_TEMPLATE = r"""
 {%- elif v is float -%}
 {#- Whole numbers are spelled out, as engines that print floats with six digits (llama.cpp's) would round them. -#}
 {%- set text = v | tojson -%}
-{%- if v != 0 and v > -10000000000000000 and v < 10000000000000000 and v == v | int -%}{{- (v | int | string) ~ ".0" -}}
+{%- if v == 0 -%}{{- "-0.0" if text.startswith("-") else "0.0" -}}
+{%- elif v > -10000000000000000 and v < 10000000000000000 and v == v | int -%}{{- (v | int | string) ~ ".0" -}}
 {%- elif "e" in text -%}
 {%- set mantissa = text.split("e")[0] -%}{%- set exponent = text.split("e")[1] -%}
 {%- if exponent == "-05" -%}
