@@ -145,13 +145,32 @@ describe('FinetunePanel', () => {
     await flush();
     expect(section.hidden).toBe(false);
     expect(section.querySelector('.ossft-progress')!.getAttribute('aria-valuenow')).toBe('3');
-    expect(section.querySelectorAll('.ossft-chart').length).toBe(1);
+    expect([...section.querySelectorAll<HTMLElement>('.ossft-chart')].filter((c) => !c.hidden).length).toBe(1);
     expect(section.querySelector('.ossft-chart-loss .ossft-series')!.getAttribute('d')!.split('L').length).toBe(3);
     // The panel's own Stop button is the one to use.
     expect(section.querySelector<HTMLElement>('.ossft-stop')!.hidden).toBe(true);
     k.emit({ op: 'training_update', request_id: 'run:run-7', ok: true, payload: { ...run, status: 'completed', step: 30 } });
     await flush();
     expect(section.querySelector('.ossft-run-status')!.textContent).toBe('completed');
+  });
+
+  it('charts the watched goal beside the loss when the run watches it', async () => {
+    const { k, panel } = await openPanel();
+    const section = q(panel, '.ossft-live-run');
+    const metrics = [1, 2, 3, 4].map((step) => ({
+      step,
+      loss: 2 - step / 10,
+      lr: 1e-4,
+      ...(step % 2 === 0
+        ? { goal: { goal: 'language', label: 'reasoned in the requested language', rate: step / 8, passed: step / 2, total: 4 } }
+        : {}),
+    }));
+    const run = { version: 1, run_id: 'run-8', max_steps: 30, config: { training: { watch_every: 2 } }, metrics };
+    k.emit({ op: 'training_update', request_id: 'run:run-8', ok: true, payload: { ...run, status: 'running', step: 4 } });
+    await flush();
+    const goal = section.querySelector<HTMLElement>('.ossft-chart-goal')!;
+    expect(goal.hidden).toBe(false);
+    expect(goal.querySelector('.ossft-series')!.getAttribute('d')!.split('L').length).toBe(2);
   });
 
   it('says the kernel is busy, not that it failed, while cells run', async () => {

@@ -145,7 +145,7 @@ export class FinetunePanel extends Widget {
     this.liveLine = el('p', 'ossft-live');
     this.liveLine.setAttribute('aria-live', 'polite');
     // The panel's Stop button stands for the dashboard's; one loss chart fits a sidebar.
-    this.liveDashboard = new TrainingDashboard(options.charts ?? svgCharts, null, { charts: ['loss'] });
+    this.liveDashboard = new TrainingDashboard(options.charts ?? svgCharts, null, { charts: ['loss', 'goal'] });
     const live = el('section', 'ossft-live-run ossft-renderer');
     live.setAttribute('aria-label', 'Current run');
     live.append(this.liveLine, this.liveDashboard.node);
