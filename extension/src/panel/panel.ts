@@ -144,7 +144,7 @@ export class FinetunePanel extends Widget {
     this.syncLine.setAttribute('aria-live', 'polite');
     this.liveLine = el('p', 'ossft-live');
     this.liveLine.setAttribute('aria-live', 'polite');
-    // The panel's Stop button stands for the dashboard's; one loss chart fits a sidebar.
+    // The panel's Stop button stands for the dashboard's; the loss and the watched goal fit a sidebar.
     this.liveDashboard = new TrainingDashboard(options.charts ?? svgCharts, null, { charts: ['loss', 'goal'] });
     const live = el('section', 'ossft-live-run ossft-renderer');
     live.setAttribute('aria-label', 'Current run');
