@@ -1,6 +1,6 @@
 """The Harmony chat template that exports carry when the tokenizer brings none (the vendored one does not).
 
-Serving stacks (transformers' apply_chat_template, vLLM, llama.cpp) turn a list of messages into tokens
+Serving stacks (transformers' apply_chat_template, llama.cpp's server) turn a list of messages into tokens
 with the template stored beside the weights. This one writes what ``core.harmony.render`` writes for
 the same chat read as a data row (``core.data``), tools included:
 
@@ -21,8 +21,9 @@ the same chat read as a data row (``core.data``), tools included:
 Rendered text is tokenized by the engine, so special-token text inside a message (``<|end|>`` typed out)
 becomes structure there, where core.harmony encodes it as characters. Parameters given as JSON text
 rather than an object are not read (the data path parses them; Jinja cannot). Schemas nest through
-recursive macros, which Jinja2 and minja both support.
-python/tests/test_chat_template.py checks it token for token against core.harmony.
+recursive macros, which Jinja2, minja and llama.cpp's own engine all support.
+python/tests/test_chat_template.py checks it token for token against core.harmony; docs/export.md says
+which engines render the same text, and where they print floats otherwise.
 """
 
 from __future__ import annotations
