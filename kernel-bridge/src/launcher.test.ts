@@ -197,6 +197,22 @@ describe('KernelManager: interrupt by message, heartbeat death, clean shutdown',
     }
   });
 
+  it('starts the kernel watching this process, so it exits if we are killed without a chance to stop it', async () => {
+    const tmp = makeKernelSpec();
+    const manager = new KernelManager(tmp.spec);
+    try {
+      const client = await manager.start();
+      const code =
+        'import os; from ipykernel.kernelapp import IPKernelApp\n' +
+        "print(os.environ['JPY_PARENT_PID'], type(IPKernelApp.instance().poller).__name__)";
+      const text = streamText(await collect(client.execute(code)));
+      expect(text.trim()).toBe(`${process.pid} ParentPollerUnix`);
+    } finally {
+      await manager.shutdown();
+      tmp.cleanup();
+    }
+  });
+
   it('shuts down cleanly: process gone, connection file removed, shutdown is idempotent', async () => {
     const tmp = makeKernelSpec();
     const manager = new KernelManager(tmp.spec);

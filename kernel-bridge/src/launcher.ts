@@ -195,7 +195,9 @@ export class KernelManager extends EventEmitter {
       ),
       ...(this.options.extraArguments ?? []),
     ];
-    const env = { ...process.env, ...(this.spec.env ?? {}), ...(this.options.env ?? {}) };
+    // ipykernel watches JPY_PARENT_PID and exits when that process is gone, so a runner killed with
+    // SIGKILL (no exit handler runs) does not leave its kernel behind.
+    const env = { ...process.env, ...(this.spec.env ?? {}), JPY_PARENT_PID: String(process.pid), ...(this.options.env ?? {}) };
     // A process group of its own: Ctrl-C in our terminal must not interrupt the kernel behind our back,
     // and signals we send reach the kernel's children too.
     const child = spawn(argv[0], argv.slice(1), { cwd: this.options.cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
