@@ -170,8 +170,8 @@ def test_parallel_calls_with_ids_reasoning_content_and_object_results():
 
 
 def test_a_tool_call_id_names_the_call_it_answers():
-    # core.data takes a nameless result's author from the call before it; the template reads the id,
-    # which a server always sends, so a result answering an earlier call of a parallel pair is still right.
+    # A nameless result's author is the call with its id, which a server always sends, so a result that
+    # answers the earlier call of a parallel pair is still right: in the template and in the data path.
     chat = [
         {"role": "user", "content": "Paris weather and the time?"},
         {
@@ -197,6 +197,10 @@ def test_a_tool_call_id_names_the_call_it_answers():
     )
     expected = harmony.render(conversation, mode="prompt", date=DATE, tokenizer=TOKENIZER)
     assert template_ids(chat, [{"name": "weather"}, {"name": "clock"}], prompt=True) == expected.ids
+    from oss_finetune.core.data import to_row
+
+    row = to_row({"messages": chat, "tools": [{"name": "weather"}, {"name": "clock"}]}, 0, require_assistant=False)
+    assert [m.name for m in row.conversation.messages if m.role == "tool"] == ["functions.clock", "functions.weather"]
 
 
 def test_a_whole_conversation_ends_with_return_or_call():

@@ -332,6 +332,7 @@ def _from_messages(
     instructions: list[str] = []
     msgs: list[Message] = []
     last_call: str | None = None
+    call_ids: dict[str, str] = {}  # a call's id -> its recipient, for results of parallel calls
     for i, m in enumerate(raw):
         where = f"{key}[{i}]"
         if not isinstance(m, dict):
@@ -351,7 +352,8 @@ def _from_messages(
                 content = json.dumps(content, ensure_ascii=False)
             content = _need_str(content, index, f"{where}.content")
             name = _header_str(m.get("name"), index, f"{where}.name", optional=True)
-            author = (name if name.startswith("functions.") else f"functions.{name}") if name else last_call
+            by_id = call_ids.get(str(m.get("tool_call_id"))) if m.get("tool_call_id") is not None else None
+            author = (name if name.startswith("functions.") else f"functions.{name}") if name else by_id or last_call
             if not author:
                 raise BadRowError(
                     index, f"{where}.name", "a tool result needs the tool's name, and no tool call comes before it"
@@ -372,6 +374,8 @@ def _from_messages(
         for j, call in enumerate(calls):
             msg = _tool_call_message(call, index, f"{where}.tool_calls[{j}]")
             last_call = msg.recipient
+            if isinstance(call, dict) and call.get("id") is not None:
+                call_ids[str(call["id"])] = str(msg.recipient)
             msgs.append(msg)
     if require_assistant and not any(m.role == "assistant" for m in msgs):
         raise BadRowError(index, key, "has no assistant message to learn from")
