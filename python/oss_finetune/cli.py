@@ -187,9 +187,11 @@ def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     from . import embedded  # noqa: F401 - importing it registers the embedded models
     from .modeling.adapter import load_adapter_weights
+    from .modeling.model import load_model_on_meta
     from .notebook.session import RUN_ID_PATTERN, Session, pad_id
     from .training.distributed import RanksTeam, launched_by_torchrun
     from .training.job import reporting_to_run_folder
+    from .training.sharding import load_shares, reads_shares
     from .training.trainer import Trainer
 
     try:
@@ -205,14 +207,27 @@ def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
     team = RanksTeam() if launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1 else None
     try:
         session = Session(config)
+        shares, sharding_line = (False, "") if team is None else reads_shares(session.get_config(), team.world)
+        sharing = team if shares else None  # the ranks that each read only their share of the files
+        if sharing is not None:
+            # Built on the meta device: each rank reads only its slices of the files once sharded below.
+            session.loaded = load_model_on_meta(session.settings.model)
+            session.model = session.loaded.model
+            if sharing.is_leader:
+                out.write(session.loaded.description + "\n")
         session.ensure_loaded()
         prepared = session.ensure_data()
         model = session.ensure_adapter()
-        if args.adapter:
+        started_from = args.adapter or (args.resume_from if shares else None)
+        if started_from:
+            # Sharded as it loads, the adapter takes a checkpoint's weights now, while it is whole.
             try:
-                load_adapter_weights(model, args.adapter)
+                load_adapter_weights(model, started_from)
             except (OSError, ValueError) as error:
-                raise CliError(f"--adapter: {error}") from None
+                raise CliError(f"{'--adapter' if args.adapter else '--resume-from'}: {error}") from None
+        if sharing is not None:
+            sharded, read = load_shares(model, session.loaded.weights, sharing.device)
+            out.write(read.line() + "\n")
         trainer = Trainer(
             model,
             prepared.examples,
@@ -223,6 +238,8 @@ def run_train(args: argparse.Namespace, out: TextIO | None = None) -> int:
             handle_sigint=True,
             team=team,
         )
+        if sharing is not None:
+            trainer.use_shards(sharded, sharding_line)
         if team is not None:
             trainer.run_id = team.agree(trainer.run_id)
             trainer.run_dir = trainer.run_dir.parent / trainer.run_id

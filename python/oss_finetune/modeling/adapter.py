@@ -54,7 +54,8 @@ def load_adapter_weights(model, path: str | os.PathLike) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    device = next(model.parameters()).device
+    # Where the adapter is: a base built on the meta device (sharded loading) holds its adapter on the host.
+    device = next((p.device for p in model.parameters() if p.requires_grad), next(model.parameters()).device)
     weights = load_file(str(Path(path) / "adapter_model.safetensors"), device=str(device))
     result = set_peft_model_state_dict(model, weights)
     unexpected = getattr(result, "unexpected_keys", None)

@@ -22,6 +22,7 @@ Two kinds of model go through the same class, ``GptOssForCausalLM``:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,8 @@ class LoadedModel:
     embedded: bool = False
     quantization: str | None = None
     config: dict = field(default_factory=dict)
+    # From load_model_on_meta: the checkpoint the weights are still to be read from, each rank its share.
+    weights: Any = None
 
     def __repr__(self) -> str:  # the notebook shows this when the cell ends with the object
         return f"LoadedModel({self.description})"
@@ -440,6 +443,74 @@ def load_model(model_config: ConfigBase | dict | None = None, *, tokenizer: Any 
     return LoadedModel(model, tok, device, model.dtype, name, description, quantization=quantization, config=settings)
 
 
+def load_model_on_meta(model_config: ConfigBase | dict | None = None, *, tokenizer: Any = None) -> LoadedModel:
+    """The base model of the ``model`` section built on the meta device, holding no weights, with the
+    checkpoint they are to be read from (``LoadedModel.weights``, a ``CheckpointSlices``).
+
+    For ranks that shard the model (training.sharding fsdp under torchrun): each materializes only its
+    own slice of every parameter and reads only those rows from the files (``sharding.load_shares``),
+    so no rank ever holds the whole model. Reads bf16 or float32 safetensors folders and MXFP4
+    checkpoints (their experts expanded slice by slice); the dtype is chosen as ``load_model`` chooses it.
+    """
+    from transformers import GenerationConfig, GptOssConfig, GptOssForCausalLM
+
+    from .slices import CheckpointSlices
+
+    settings = _model_section(model_config)
+    name = settings["name_or_path"]
+    if sources.is_embedded(name):
+        raise ModelLoadError(
+            f"{name} is built from a seed and has no checkpoint files to read shares from; "
+            "load it with load_model (every rank builds the same model)"
+        )
+    fix = "set it to false, or train with training.sharding 'replicate'"
+    if settings["load_in_4bit"]:
+        raise ModelLoadError(f"model.load_in_4bit: sharded loading reads bf16 weights and FSDP shards them; {fix}")
+    if settings.get("mxfp4_experts"):
+        raise ModelLoadError(
+            f"model.mxfp4_experts: sharded loading expands the experts to bf16 and FSDP shards them; {fix}"
+        )
+    if _looks_like_a_path(name) and not Path(name).expanduser().is_dir():
+        raise ModelLoadError(f"the model folder {name} does not exist (a hub id has the form owner/name)")
+    device, dtype, why = choose_device_and_dtype(settings["device"], settings["dtype"])
+    folder = _checkpoint_folder(str(Path(name).expanduser()) if _looks_like_a_path(name) else name)
+    try:
+        weights = CheckpointSlices(folder)
+        config = GptOssConfig.from_pretrained(folder)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"could not read {name!r} as a GPT-OSS checkpoint: {error}") from error
+    quantization = None
+    if weights.quantization == "mxfp4":
+        del config.quantization_config  # the experts are expanded as they are read
+        if settings["dtype"] == "auto" and device.type == "cuda":
+            dtype = torch.bfloat16
+        why += "; MXFP4 experts expanded to bf16 slice by slice as each rank reads its share"
+        quantization = "mxfp4->dequantized"
+    elif weights.quantization is not None:
+        raise ModelLoadError(
+            f"{name} is quantized with {weights.quantization}; sharded loading reads bf16 safetensors "
+            "(or OpenAI's MXFP4 ones): use a bf16 checkpoint (for example unsloth/gpt-oss-20b-BF16), "
+            "or train with training.sharding 'replicate'"
+        )
+    config._attn_implementation = settings["attn_implementation"]
+    with torch.device("meta"):
+        model = GptOssForCausalLM._from_config(config, dtype=dtype)
+    try:
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    except OSError:
+        pass
+    model.eval()
+    tok = tokenizer if tokenizer is not None else _load_tokenizer(name)
+    files = len(weights.files)
+    description = _describe(name, model, device, dtype, why) + (
+        f"; built on the meta device, no weight read yet: each rank reads its share from {files} "
+        f"safetensors file{'' if files == 1 else 's'}"
+    )
+    return LoadedModel(
+        model, tok, device, dtype, name, description, quantization=quantization, config=settings, weights=weights
+    )
+
+
 # What _checkpoint_folder fetches from the hub: the top-level transformers files only. OpenAI's repos
 # also hold original/ and metal/ copies of the weights, which would double or triple the download.
 CHECKPOINT_FILES = ("config.json", "generation_config.json", "model*.safetensors", "model.safetensors.index.json")
@@ -546,13 +617,40 @@ def apply_lora(model, lora_config: ConfigBase | dict | None = None, *, seed: int
             "lora.target_experts: the experts of this model are kept in MXFP4 (model.mxfp4_experts) "
             "and take no adapter; set target_experts to false, or load without mxfp4_experts"
         )
-    if seed is None:
-        peft_model = get_peft_model(model, config)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+    with _host_stand_ins(model):
+        if seed is None:
             peft_model = get_peft_model(model, config)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                peft_model = get_peft_model(model, config)
     return peft_model
+
+
+@contextlib.contextmanager
+def _host_stand_ins(model):
+    """A base on the meta device (load_model_on_meta) gets its adapter drawn on the host, exactly as over
+    loaded weights: peft puts a new adapter where its base weight is, so on the meta device the drawn
+    values would be lost. While it builds the adapter, each meta parameter is stood in for by a host
+    tensor of its shape and dtype that holds one element."""
+    swapped = []
+    stand_ins: dict[int, torch.nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module._parameters.items()):
+            if param is None or not param.is_meta:
+                continue
+            if id(param) not in stand_ins:  # tied weights share one stand-in, as they share one parameter
+                one = torch.zeros((), dtype=param.dtype).expand(param.shape)
+                stand_ins[id(param)] = torch.nn.Parameter(one, requires_grad=param.requires_grad)
+            module._parameters[name] = stand_ins[id(param)]
+            swapped.append((module, name, param))
+    try:
+        yield
+    finally:
+        for module, name, param in swapped:
+            stand_in = module._parameters[name]
+            param.requires_grad_(stand_in.requires_grad if stand_in is not None else param.requires_grad)
+            module._parameters[name] = param
 
 
 def trainable_parameters(model) -> int:

@@ -13,6 +13,12 @@ The fast engine walks a model's modules itself instead of calling them, so FSDP'
 each layer gets the engine's ``engine.SHARDED_LAYER`` method, and a micro-batch's loss is computed
 inside the whole model's ``ROOT_ENTRY`` method, both registered with FSDP as forward methods.
 
+Loading (``load_shares``): a model of checkpoint files is built on the meta device on every rank
+(``model.load_model_on_meta``), its adapter drawn on the host as in one process, sharded, and only
+then materialized: each rank allocates its slices alone and reads just those rows from the files, so
+no rank ever holds the whole base. The embedded models, built from a seed, are built whole on every
+rank and sharded by the Trainer.
+
 What is written (the adapter, the optimizer's moments) is gathered into whole tensors first, in the
 layout of a one-process run, so a checkpoint resumes on any number of ranks, sharded or not.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -220,3 +227,132 @@ def save_adapter(model, folder, state: dict[str, torch.Tensor]) -> None:
     """The adapter folder a one-process run writes (adapter_config.json, adapter_model.safetensors),
     from gathered whole tensors."""
     model.save_pretrained(str(folder), state_dict=state, safe_serialization=True)
+
+
+# -- loading each rank's share -------------------------------------------------------------------------
+
+
+def reads_shares(run_config: dict, ranks: int) -> tuple[bool, str]:
+    """Whether the ranks torchrun started should each read only their share of the model's files:
+    training.sharding chooses fsdp and the model is a checkpoint, not an embedded one. For 'auto' the
+    memory planner is asked, before anything is loaded, whether a whole replica fits one GPU. The
+    second value is the sharding line, as ``choose`` says it."""
+    from ..modeling import sources
+
+    name = (run_config.get("model") or {}).get("name_or_path")
+    if ranks <= 1 or not name or sources.is_embedded(name):
+        return False, ""
+
+    def planned() -> tuple[bool | None, str]:
+        from . import memory
+
+        if not torch.cuda.is_available():
+            return None, "no GPU to plan for"
+        training = {**(run_config.get("training") or {}), "sharding": "replicate"}
+        try:
+            plan = memory.plan_memory({**run_config, "training": training}, device="cuda", ranks=ranks, suggest=False)
+        except memory.PlanError as error:
+            return None, str(error)
+        return plan.fits, plan.verdict()
+
+    wanted = (run_config.get("training") or {}).get("sharding", "auto")
+    chosen, line = choose(wanted, ranks=ranks, torchrun=True, replica_fits=planned)
+    return chosen == "fsdp", line
+
+
+@dataclass
+class Shares:
+    """What one rank read of the checkpoint: its slices, against the whole model."""
+
+    rank: int
+    world: int
+    local_bytes: int  # this rank's slices of the base and the adapter, as held after loading
+    whole_bytes: int  # the same parameters whole: what a rank loading the whole model would hold
+    weights: int
+    files: int
+    largest_read: int  # the largest single slice read from the files
+    built_on_meta: bool  # every base parameter was on the meta device until this rank's slices were made
+
+    def line(self) -> str:
+        return (
+            f"rank {self.rank}: read its share of {self.weights} weights from {self.files} "
+            f"file{'' if self.files == 1 else 's'}, {_size(self.local_bytes)} of {_size(self.whole_bytes)} "
+            f"(1/{self.world} each; the model was built on the meta device, never whole)"
+        )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def load_shares(model, weights, device: torch.device) -> tuple[Sharded, Shares]:
+    """Shard ``model`` (a peft model over a base on the meta device, its adapter on the host) over every
+    rank, then make and fill this rank's slices: the base's rows from ``weights`` (a CheckpointSlices),
+    the adapter's from its host copy, whose values (drawn from the run's seed, or put in from --adapter
+    or a checkpoint) are those of a one-process run. Collective: every rank calls it."""
+    from ..modeling.model import ModelLoadError, unwrap
+
+    base = unwrap(model)
+    stored_name = {id(p): name for name, p in _base_parameters(base)}
+    adapter = {name: p.detach() for name, p in model.named_parameters() if not p.is_meta}
+    keys = {name: stored_name[id(p)] for name, p in model.named_parameters() if p.is_meta}
+    missing = [key for key in keys.values() if not weights.has(key)]
+    if missing:
+        raise ModelLoadError(f"{weights.folder} lacks {len(missing)} weight(s) of the model, the first {missing[0]}")
+    for name, key in keys.items():
+        shape = weights.shape(key)
+        expected = tuple(model.get_parameter(name).shape)
+        if shape != expected:
+            raise ModelLoadError(f"{key} in {weights.folder} has shape {shape}; config.json makes it {expected}")
+    buffers = [name for name, b in model.named_buffers() if b.is_meta]
+    built_on_meta = all(p.is_meta for _, p in _base_parameters(base))
+    if not keys or not built_on_meta:
+        raise ValueError("load_shares fills a base built on the meta device (model.load_model_on_meta)")
+
+    sharded = Sharded(model, device)
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    model.to_empty(device=device)
+    local_bytes = whole_bytes = 0
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            local = param.to_local() if _is_sharded(param) else param
+            start, stop = _rows(param.shape[0], rank, world) if _is_sharded(param) else (0, param.shape[0])
+            if local.shape[0] != stop - start:
+                raise RuntimeError(f"{name}: FSDP gave this rank {local.shape[0]} rows, not rows {start}:{stop}")
+            if name in keys:
+                local.copy_(weights.read(keys[name], start, stop, local.dtype))
+            else:
+                local.copy_(adapter[name][start:stop])
+            local_bytes += local.numel() * local.element_size()
+            whole_bytes += param.numel() * param.element_size()
+    del adapter
+    _recompute_buffers(base, buffers, device)
+    return sharded, Shares(
+        rank, world, local_bytes, whole_bytes, len(keys), len(weights.files), weights.largest_read, built_on_meta
+    )
+
+
+def _base_parameters(base):
+    """The base's parameters by their names in its checkpoint (peft's wrappers leave them in place)."""
+    for name, param in base.named_parameters():
+        if not param.requires_grad:
+            yield name.replace(".base_layer", ""), param
+
+
+def _rows(length: int, rank: int, world: int) -> tuple[int, int]:
+    """This rank's rows of a first dimension of ``length``, as FSDP2 cuts it (``torch.chunk``)."""
+    chunk = -(-length // world)
+    return min(rank * chunk, length), min((rank + 1) * chunk, length)
+
+
+def _recompute_buffers(base, names: list[str], device: torch.device) -> None:
+    """The buffers computed from the config rather than stored (the rotary frequencies), remade where the
+    model now is: ``to_empty`` left them uninitialized."""
+    from transformers.models.gpt_oss.modeling_gpt_oss import GptOssRotaryEmbedding
+
+    inner = base.model
+    with torch.device(device):
+        inner.rotary_emb = GptOssRotaryEmbedding(inner.config)
+    left = [name for name in names if "rotary_emb." not in name]
+    if left:
+        raise RuntimeError(f"{left[0]} is a buffer of the model that sharded loading does not know how to compute")

@@ -628,6 +628,8 @@ class Trainer:
         from . import sharding
         from .distributed import RanksTeam
 
+        if self._sharded is not None:
+            return  # sharded already: as it loaded (use_shards), or for an earlier run of this trainer
         torchrun = isinstance(self.team, RanksTeam)
         chosen, self.sharding_line = sharding.choose(
             self.settings.get("sharding", "replicate"),
@@ -641,6 +643,11 @@ class Trainer:
             self._load_adapter_weights(Path(resume_from))
         self._share_adapter_from_leader()
         self._sharded = sharding.Sharded(self.model, self.team.device)
+
+    def use_shards(self, sharded, line: str) -> None:
+        """Train a model that was sharded as it loaded (sharding.load_shares), its adapter already in
+        every rank's slices: nothing is sharded or shared again."""
+        self._sharded, self.sharding_line = sharded, line
 
     def _load_adapter_weights(self, path: Path) -> None:
         from peft import set_peft_model_state_dict
