@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_fsdp import CONFIG, ENV, ONE, TWO_RANKS, results, run, same_adapter
+from test_fsdp import CONFIG, ENV, ONE, TWO_RANKS, plan_120b, results, run, same_adapter
 
 from oss_finetune.modeling.model import ModelLoadError, apply_lora, build_tiny, load_model, load_model_on_meta
 from oss_finetune.training import sharding
@@ -169,6 +169,15 @@ def test_shares_are_read_where_fsdp_is_chosen_for_a_checkpoint(folder):
     assert sharding.reads_shares({**files, "model": {"name_or_path": "embedded:tiny"}}, 2) == (False, "")
     if not torch.cuda.is_available():  # 'auto' on CPUs replicates, as the Trainer decides
         assert sharding.reads_shares({**files, "training": {"sharding": "auto"}}, 2) == (False, "")
+
+
+def test_the_plan_counts_a_share_of_host_memory_for_loading_a_checkpoint():
+    # gpt-oss-120b on 4 ranks: the adapter whole and one slice on each host, not 217 GiB per rank.
+    replica, sharded = plan_120b("replicate", 4), plan_120b("fsdp", 4)
+    assert sharded.load_host_bytes < replica.weights_bytes / 40
+    assert sharded.load_peak_bytes == pytest.approx(replica.weights_bytes / 4, rel=0.01)
+    assert any("reads only its share of the checkpoint" in note for note in sharded.notes)
+    assert replica.load_host_bytes is None
 
 
 if __name__ == "__main__":

@@ -457,6 +457,7 @@ class MemoryPlan:
     suggestion: Suggestion | None = None
     notes: list[str] = field(default_factory=list)
     generation: GenerationMemory | None = None  # the evaluation's KV cache, beside the training peak
+    load_host_bytes: int | None = None  # host memory each rank takes while loading, where planned (fsdp)
 
     @property
     def fits(self) -> bool | None:
@@ -485,6 +486,7 @@ class MemoryPlan:
             "parts": [p.to_dict() for p in self.parts],
             "weights_gib": _g(self.weights_bytes),
             "load_peak_gib": _g(self.load_peak_bytes),
+            "load_host_gib": None if self.load_host_bytes is None else _g(self.load_host_bytes),
             "peak_gib": _g(self.peak_bytes),
             "reserved_gib": _g(self.reserved_bytes),
             "cuda_context_gib": _g(CUDA_CONTEXT),
@@ -950,12 +952,14 @@ def plan_memory(
     )
     notes = _notes(s, c, sharded) + shard_notes
     gathered_parts: list[Part] = []
+    load_host = None
     if sharded:
         whole = weights
         weights, load_peak, state_parts, gathered_parts = _shard_parts(arch, c, whole, trainable, state_parts, ranks)
-        notes.append(
-            f"fsdp: each rank stages the whole model in host memory ({_gib(whole)}) and moves only its shard to its GPU"
-        )
+        load_host, words = _sharded_loading(arch, c, whole, trainable, ranks, m)
+        if sources.is_embedded(m["name_or_path"]) and m["device"] != "cpu":
+            load_peak = whole  # built whole on the rank's GPU before it is sharded
+        notes.append(words)
     rows, seq, tokens = _micro_batch(c.engine, s, lengths, c.pack)
     fraction = 1.0 if trained_fraction is None else max(0.0, min(1.0, trained_fraction))
     trained = int(math.ceil(tokens * fraction))
@@ -1023,6 +1027,7 @@ def plan_memory(
         gpu=gpu if c.on_gpu else None,
         budget_bytes=budget,
         notes=notes,
+        load_host_bytes=load_host,
     )
     batch, prompt_tokens, new_tokens = generation or (DEFAULT_BATCH, EVAL_PROMPT_TOKENS, DEFAULT_NEW_TOKENS)
     plan.generation = GenerationMemory(
@@ -1074,6 +1079,30 @@ def _sharded(wanted: str, ranks: int, replica, notes: list[str]) -> bool:
         notes.append(f"sharding auto: fsdp, since a whole replica does not fit one GPU ({whole.verdict()})")
         return True
     return False
+
+
+def _sharded_loading(
+    arch: Architecture, c: _Choices, whole: int, trainable: int, ranks: int, model: dict
+) -> tuple[int, str]:
+    """The host memory one rank takes to load its share, and the note that says how it loads.
+
+    A checkpoint is built on the meta device and each rank reads only its rows of every weight
+    (sharding.load_shares): on the host it holds the adapter whole as drawn, in float32, and one slice
+    of one weight as read and as cast. An embedded model is built whole on every rank from its seed."""
+    if sources.is_embedded(model["name_or_path"]):
+        where = "in host memory" if model["device"] == "cpu" else "on its GPU"
+        return whole, (
+            f"fsdp: each rank builds the whole embedded model {where} from its seed ({_gib(whole)}) "
+            "and keeps only its shard"
+        )
+    counts = parameter_counts(arch)
+    largest = max(counts["embedding"], arch.experts * arch.hidden * 2 * arch.intermediate)
+    read = math.ceil(largest / ranks) * (2 + c.weight_bytes)  # stored in bf16 (or expanded from MXFP4), then cast
+    host = trainable * 4 + read
+    return host, (
+        f"fsdp: each rank reads only its share of the checkpoint, straight to its GPU; on the host "
+        f"{_gib(host)} (the adapter whole as drawn and one slice being read), never the whole model ({_gib(whole)})"
+    )
 
 
 def _shard_parts(
