@@ -181,7 +181,7 @@ def test_train_updates_one_live_output_in_place(kernel):
     assert final["status"] == "completed" and final["step"] == 3
     assert final["checkpoint"].endswith("step-3")
     assert all("text/html" in m["content"]["data"] and "text/plain" in m["content"]["data"] for m in updates)
-    assert "completed: completed 3 steps" in text_of(messages)
+    assert "completed 3 steps" in text_of(messages)
     run_dir = Path(final["run_dir"])
     if not run_dir.is_absolute():
         run_dir = kernel.cwd / run_dir

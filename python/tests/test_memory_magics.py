@@ -69,7 +69,7 @@ def test_train_shows_the_plan_before_the_run_and_trains_on_a_cpu(shell, capsys):
     run(shell, capsys, "%oss_finetune load embedded:tiny")
     result, out, err = run(shell, capsys, f"%oss_finetune train {TINY_TRAINING}")
     assert result.success, err
-    assert out.index("memory plan: CPU run") < out.index("completed: completed 1 step;")
+    assert out.index("memory plan: CPU run") < out.index("completed 1 step;")
     # The plan used the prepared rows, not the worst case of max_seq_length tokens each.
     prepared = session_module.get_session().prepared
     longest = max(len(e.input_ids) for e in prepared.examples)
@@ -106,7 +106,7 @@ def test_force_trains_anyway(shell, capsys, monkeypatch):
     result, out, err = run(shell, capsys, f"%oss_finetune train --force {TINY_TRAINING}")
     assert result.success, err
     assert "memory plan (--force: not checked): predicted training peak" in out and "will not fit" in out
-    assert "completed: completed 1 step;" in out
+    assert "completed 1 step;" in out
 
 
 def test_the_suggested_change_makes_the_plan_fit(shell, capsys, monkeypatch):
@@ -182,7 +182,7 @@ def test_train_packs_fewer_tokens_by_itself_when_that_alone_makes_the_run_fit(sh
         f"{default.settings['pack_tokens']:,}, so that the run fits"
     )
     assert out.startswith("added LoRA: ") and out.splitlines()[1].startswith(lead)
-    assert "completed: completed 1 step;" in out
+    assert "completed 1 step;" in out
     assert session.trainer.pack_tokens == chosen
 
 

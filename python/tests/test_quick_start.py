@@ -57,7 +57,8 @@ def test_a_bare_verb_acts(shell, capsys, session):
     session.set_config({"training": ONE_STEP})
     result, out, err = run(shell, capsys, "%oss_finetune train")
     assert result.success, err
-    assert "completed: completed 1 step;" in out and session.last_result.status == "completed"
+    assert "completed 1 step;" in out and session.last_result.status == "completed"
+    assert "completed: completed" not in out, "the last line says the status once"
 
 
 def test_show_lists_a_sections_settings_and_loads_nothing(shell, capsys, session):
