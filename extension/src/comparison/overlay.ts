@@ -1,4 +1,4 @@
-import { followSize, loadPlotly } from '../training/charts';
+import { followSize, loadPlotly, svgNode, tick } from '../training/charts';
 
 /** One run's curve on a shared chart. */
 export interface Line {
@@ -25,22 +25,9 @@ export interface OverlayBackend {
 // Okabe–Ito, in the order the kernel's HTML fallback uses, so a run has the same colour in both.
 export const RUN_COLOURS = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#56B4E9', '#D55E00', '#F0E442', '#000000'];
 
-const SVG = 'http://www.w3.org/2000/svg';
 const W = 420;
 const H = 160;
 const PAD = { left: 44, right: 8, top: 8, bottom: 20 };
-
-function svgNode<K extends keyof SVGElementTagNameMap>(tag: K, cls: string): SVGElementTagNameMap[K] {
-  const node = document.createElementNS(SVG, tag);
-  node.setAttribute('class', cls);
-  return node;
-}
-
-function tick(v: number): string {
-  if (v === 0) return '0';
-  if (Math.abs(v) < 1e-2 || Math.abs(v) >= 1e5) return v.toExponential(1);
-  return Number(v.toPrecision(3)).toString();
-}
 
 function finitePoints(line: Line): [number, number][] {
   const points: [number, number][] = [];

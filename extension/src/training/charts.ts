@@ -22,13 +22,15 @@ const W = 320;
 const H = 140;
 const PAD = { left: 44, right: 8, top: 8, bottom: 20 };
 
-function svgNode<K extends keyof SVGElementTagNameMap>(tag: K, cls: string): SVGElementTagNameMap[K] {
+/** An SVG element with its class; the overlay of runs draws with the same parts. */
+export function svgNode<K extends keyof SVGElementTagNameMap>(tag: K, cls: string): SVGElementTagNameMap[K] {
   const node = document.createElementNS(SVG, tag);
   node.setAttribute('class', cls);
   return node;
 }
 
-function tick(v: number): string {
+/** An axis label: exponent form only where decimals would be unreadable. */
+export function tick(v: number): string {
   if (v === 0) return '0';
   if (Math.abs(v) < 1e-2 || Math.abs(v) >= 1e5) return v.toExponential(1);
   return Number(v.toPrecision(3)).toString();
