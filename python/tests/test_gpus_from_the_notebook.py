@@ -30,19 +30,8 @@ from oss_finetune.training.trainer import TrainingError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-CONFIG = {
-    "model": {"name_or_path": "embedded:tiny"},
-    "data": {"limit": 12, "max_seq_length": 192},
-    "lora": {"r": 4, "alpha": 8},
-    "training": {
-        "max_steps": 3,
-        "batch_size": 2,
-        "gradient_accumulation_steps": 3,
-        "logging_steps": 1,
-        "save_steps": 100,
-        "learning_rate": 1e-3,
-    },
-}
+# The run the torchrun tests launch from a shell, so that the two paths are compared on one config.
+from test_torchrun import CONFIG  # noqa: E402
 
 
 def config(output_dir: Path, **training) -> dict:
