@@ -37,15 +37,19 @@ SENTENCES = [
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def examples(tokenizer):
-    """Short real-tokenizer sentences; the loss mask is on the second half of each."""
+def half_trained(tokenizer, sentences) -> list[TrainingExample]:
+    """Real-tokenizer sentences with the loss mask on the second half of each."""
     result = []
-    for sentence in SENTENCES:
+    for sentence in sentences:
         ids = tokenizer.encode(sentence, add_special_tokens=False)
         half = len(ids) // 2
         result.append(TrainingExample(ids, [False] * half + [True] * (len(ids) - half)))
     return result
+
+
+@pytest.fixture(scope="module")
+def examples(tokenizer):
+    return half_trained(tokenizer, SENTENCES)
 
 
 def adapted(**lora):

@@ -9,7 +9,7 @@ import torch
 from oss_finetune.core import schema
 from oss_finetune.modeling.model import apply_lora, build_embedded_model
 from oss_finetune.training import language, watch
-from oss_finetune.training.trainer import Trainer, TrainingError, TrainingExample
+from oss_finetune.training.trainer import Trainer, TrainingError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -23,12 +23,9 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def examples(tokenizer):
-    result = []
-    for sentence in SENTENCES:
-        ids = tokenizer.encode(sentence, add_special_tokens=False)
-        half = len(ids) // 2
-        result.append(TrainingExample(ids, [False] * half + [True] * (len(ids) - half)))
-    return result
+    from test_train import half_trained
+
+    return half_trained(tokenizer, SENTENCES)
 
 
 def adapted():
