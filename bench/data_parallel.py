@@ -3,14 +3,16 @@ by torchrun as ``%oss_finetune train --gpus N`` launches it.
 
     python bench/data_parallel.py                       # 1 GPU, then every GPU visible
     python bench/data_parallel.py --gpus 1,2 --steps 6 --cases attention-1024
+    python bench/data_parallel.py --gpus 1 --in-process   # one GPU: torchrun's one rank against the kernel's way
 
 For each case and GPU count this process starts ``python -m torch.distributed.run --nproc-per-node N``
 on this very file; each rank builds the gpt-oss-20b architecture with seeded random bf16 weights
 (embedded:gpt-oss-20b-random) on its GPU, puts the same seeded LoRA adapter on it and trains with our
 Trainer, the ranks summing every step as under ``python -m oss_finetune train``. Every run trains on the
 same sequences in the same order, so the losses of the first steps must agree. Step 1 includes warm-up
-and compilation; the speed figure is the median of the later steps. Without two CUDA GPUs it says why
-and exits 0.
+and compilation; the speed figure is the median of the later steps. ``--in-process`` also trains each
+case in this very process first, as the notebook's kernel does, so torchrun's one rank can be held against
+it. Without two CUDA GPUs (one is enough with ``--in-process``) it says why and exits 0.
 """
 
 from __future__ import annotations
@@ -104,6 +106,27 @@ def one_rank(spec_path: str) -> int:
     return 0
 
 
+def in_process(case: str, steps: int, folder: Path) -> dict:
+    """The same training in this process, with no launcher and no process group: the kernel's way."""
+    import gc
+
+    import torch
+
+    spec = folder / f"{case}-in-process.json"
+    result = folder / f"{case}-in-process.result.json"
+    spec.write_text(
+        json.dumps(
+            {"case": case, "steps": steps, "result": str(result), "output_dir": str(folder / f"runs-{case}-in-process")}
+        )
+    )
+    started = time.perf_counter()
+    one_rank(str(spec))
+    seconds = time.perf_counter() - started
+    gc.collect()
+    torch.cuda.empty_cache()  # the torchrun jobs after this need the whole GPU
+    return {"case": case, "gpus": "in-process", "job_seconds": round(seconds, 1), **json.loads(result.read_text())}
+
+
 def launch(case: str, gpus: int, steps: int, folder: Path) -> dict:
     """One torchrun job of ``gpus`` ranks; its figures, or its output when it fails."""
     spec = folder / f"{case}-{gpus}.json"
@@ -147,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", default=None, help="comma list of GPU counts (default: 1 and all visible)")
     parser.add_argument("--cases", default="attention-1024,experts-1024")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--in-process", action="store_true", help="also train in this process first, as the notebook's kernel does"
+    )
     parser.add_argument("--rank-of", default=None, help=argparse.SUPPRESS)  # set for the ranks torchrun starts
     parser.add_argument(
         "--json", default=os.path.join(os.environ["OUT"], "data_parallel.json") if os.environ.get("OUT") else None
@@ -158,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     count = torch.cuda.device_count()
-    if count < 2:
-        print(f"SKIP data_parallel: {count} CUDA GPU(s) visible to torch {torch.__version__}; it needs two or more.")
+    if count < (1 if args.in_process else 2):
+        needs = "one with --in-process" if args.in_process else "two or more"
+        print(f"SKIP data_parallel: {count} CUDA GPU(s) visible to torch {torch.__version__}; it needs {needs}.")
         return 0
     counts = [int(c) for c in args.gpus.split(",")] if args.gpus else [1, count]
     print(f"device: {count} x {torch.cuda.get_device_name(0)}; torch {torch.__version__}", flush=True)
@@ -167,19 +194,25 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     folder = Path(tempfile.mkdtemp(prefix="data-parallel-"))
     for name in [c for c in args.cases.split(",") if c]:
+        if args.in_process:
+            row = in_process(name, args.steps, folder)
+            print(json.dumps(row), flush=True)
+            results.append(row)
         for gpus in counts:
             row = launch(name, gpus, args.steps, folder)
             print(json.dumps(row), flush=True)
             results.append(row)
-        one = next(r for r in results if r["case"] == name and r["gpus"] == counts[0])
+        baseline = "in-process" if args.in_process else counts[0]
+        one = next(r for r in results if r["case"] == name and r["gpus"] == baseline)
         for row in results:
             if row["case"] == name and row is not one:
                 row["speedup"] = round(row["tokens_per_second"] / one["tokens_per_second"], 2)
                 row["first_loss_difference"] = abs(row["losses"][0] - one["losses"][0]) / one["losses"][0]
+                row["largest_loss_difference"] = max(abs(a - b) / abs(b) for a, b in zip(row["losses"], one["losses"]))
                 print(
                     f"{name}: {row['gpus']} GPUs {row['tokens_per_second']:,} tokens/s = {row['speedup']} x "
-                    f"{counts[0]} GPU ({one['tokens_per_second']:,}); first loss differs by "
-                    f"{row['first_loss_difference']:.2e} (relative)",
+                    f"{baseline} ({one['tokens_per_second']:,}); losses differ by at most "
+                    f"{row['largest_loss_difference']:.2e} (relative)",
                     flush=True,
                 )
 
