@@ -154,3 +154,17 @@ def test_off_by_default():
     from oss_finetune.core.config import FinetuneConfig
 
     assert FinetuneConfig().training.watch_every is None
+
+
+def test_under_fsdp_sharding_the_goal_is_not_watched_and_the_run_says_why():
+    from types import SimpleNamespace
+
+    # Rank 0 alone would wait forever for the other ranks' shares of the weights it generates with.
+    trainer = SimpleNamespace(
+        settings={"watch_every": 2}, team=None, _sharded=object(), sharding_line="sharded over 2 ranks", run_config={}
+    )
+    assert watch.watch_for(trainer) is None
+    assert trainer.sharding_line == (
+        "sharded over 2 ranks; training.watch_every: the goal is not watched while FSDP shards the model; "
+        "run eval after training"
+    )

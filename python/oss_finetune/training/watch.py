@@ -15,7 +15,8 @@ and so onto the dashboard's goal chart, and the run's message says in one line w
 
 Nothing of the training changes: the random streams are put back as they were, the model goes back
 to training mode, and the decoder kept for generation is freed before the next step. With a team of
-GPUs only rank 0 watches (the others wait for it at the next step's sum).
+GPUs only rank 0 watches (the others wait for it at the next step's sum); under FSDP sharding nobody
+does, and the run's first line says so.
 """
 
 from __future__ import annotations
@@ -227,6 +228,11 @@ def watch_for(trainer: Any, *, tokenizer: Any = None, max_new_tokens: int | None
         return None
     team = getattr(trainer, "team", None)
     if team is not None and not team.is_leader:
+        return None
+    if getattr(trainer, "_sharded", None) is not None:
+        # Rank 0 alone cannot generate from weights that every rank holds a share of.
+        line = "training.watch_every: the goal is not watched while FSDP shards the model; run eval after training"
+        trainer.sharding_line = f"{trainer.sharding_line}; {line}" if trainer.sharding_line else line
         return None
     from ..core.data import data_set_tools, read_rows
 
