@@ -1228,17 +1228,20 @@ def _suggest(
     base = {k: v for k, v in s.items()}
     cumulative: dict = {}
     options = list(_candidates(s, plan, bnb=bitsandbytes, engine=engine, pack=pack, tokens=tokens))
-    for words, changes in options:
+
+    def with_changes(changes: dict) -> MemoryPlan:
         # A change of the model means loading it again: the loaded size no longer holds.
-        exact = None if "model" in changes else weights_bytes
-        trial = plan_memory(
+        return plan_memory(
             deep_merge(base, changes),
-            weights_bytes=exact,
+            weights_bytes=None if "model" in changes else weights_bytes,
             bitsandbytes=bitsandbytes,
             suggest=False,
             lengths=_cut(lengths, changes),
             **kwargs,
         )
+
+    for words, changes in options:
+        trial = with_changes(changes)
         if trial.fits:
             return Suggestion(words, changes, trial.peak_bytes, trial.reserved_bytes)
     # No single change is enough: add them up in the same order and name the first combination that fits.
@@ -1253,15 +1256,7 @@ def _suggest(
         for other in [k for k in words_by_setting if set(k) & set(keys)]:
             del words_by_setting[other]
         words_by_setting[keys] = words
-        exact = None if "model" in cumulative else weights_bytes
-        trial = plan_memory(
-            deep_merge(base, cumulative),
-            weights_bytes=exact,
-            bitsandbytes=bitsandbytes,
-            suggest=False,
-            lengths=_cut(lengths, cumulative),
-            **kwargs,
-        )
+        trial = with_changes(cumulative)
         if trial.fits:
             return Suggestion(
                 " and ".join(words_by_setting.values()), cumulative, trial.peak_bytes, trial.reserved_bytes
