@@ -11,6 +11,7 @@ from jsonschema import validators
 from oss_finetune.core import harmony
 from oss_finetune.core.data import prepare, read_rows, to_row
 from oss_finetune.core.sample_data import tool_calls as gen
+from oss_finetune.core.sample_data.generate import to_jsonl
 
 LANGUAGES = ["English", "French", "Spanish", "German", "Italian"]
 SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in gen.TOOLS}
@@ -43,8 +44,8 @@ def result_of(row: dict) -> dict:
 
 def test_committed_files_equal_a_fresh_generation():
     train_rows, heldout_rows = gen.generate()
-    assert gen.TRAIN_FILE.read_text(encoding="utf-8") == gen.to_jsonl(train_rows)
-    assert gen.HELDOUT_FILE.read_text(encoding="utf-8") == gen.to_jsonl(heldout_rows)
+    assert gen.TRAIN_FILE.read_text(encoding="utf-8") == to_jsonl(train_rows)
+    assert gen.HELDOUT_FILE.read_text(encoding="utf-8") == to_jsonl(heldout_rows)
 
 
 def test_generation_is_stable_across_runs(tmp_path):

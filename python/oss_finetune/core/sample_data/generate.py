@@ -1944,15 +1944,24 @@ def to_jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=HERE, help="where to write the two .jsonl files")
+def write_splits(
+    description: str,
+    make: Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    files: tuple[Path, Path],
+    argv: list[str] | None = None,
+) -> None:
+    """The command line of a sample-data generator: ``make()``'s training and held-out rows into ``files``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out-dir", type=Path, default=files[0].parent, help="where to write the two .jsonl files")
     args = parser.parse_args(argv)
-    train, heldout = generate()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in ((TRAIN_FILE.name, train), (HELDOUT_FILE.name, heldout)):
-        (args.out_dir / name).write_text(to_jsonl(rows), encoding="utf-8")
-        print(f"wrote {len(rows)} rows to {args.out_dir / name}")
+    for path, rows in zip(files, make()):
+        (args.out_dir / path.name).write_text(to_jsonl(rows), encoding="utf-8")
+        print(f"wrote {len(rows)} rows to {args.out_dir / path.name}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    write_splits(__doc__.splitlines()[0], generate, (TRAIN_FILE, HELDOUT_FILE), argv)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ answer is right. Standard library only, like the multilingual sample's generator
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from .generate import write_splits
 
 HERE = Path(__file__).resolve().parent
 TRAIN_FILE = HERE / "tool-calls.jsonl"
@@ -584,19 +585,8 @@ def generate() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return splits["train"][0], splits["heldout"][0]
 
 
-def to_jsonl(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--out-dir", type=Path, default=HERE, help="where to write the two .jsonl files")
-    args = parser.parse_args(argv)
-    train, heldout = generate()
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, rows in ((TRAIN_FILE.name, train), (HELDOUT_FILE.name, heldout)):
-        (args.out_dir / name).write_text(to_jsonl(rows), encoding="utf-8")
-        print(f"wrote {len(rows)} rows to {args.out_dir / name}")
+    write_splits((__doc__ or "").splitlines()[0], generate, (TRAIN_FILE, HELDOUT_FILE), argv)
 
 
 if __name__ == "__main__":
