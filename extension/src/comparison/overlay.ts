@@ -1,4 +1,4 @@
-import { followSize, loadPlotly, svgNode, tick } from '../training/charts';
+import { drawWithPlotly, svgNode, tick } from '../training/charts';
 
 /** One run's curve on a shared chart. */
 export interface Line {
@@ -96,37 +96,34 @@ export const svgOverlay: OverlayBackend = {
 /** plotly, one trace per run, with the SVG curves standing in until it has loaded (and for good if it fails). */
 export const plotlyOverlay: OverlayBackend = {
   draw(host, overlay) {
-    if (!host.dataset.plotly) svgOverlay.draw(host, overlay);
-    void loadPlotly().then((Plotly) => {
-      if (!Plotly || !host.isConnected) return;
-      if (!host.dataset.plotly) {
-        host.replaceChildren();
-        host.dataset.plotly = '1';
-      }
-      followSize(host, Plotly);
-      void Plotly.react(
-        host,
-        overlay.lines.map((line) => ({
-          x: line.x,
-          y: line.y,
-          type: 'scatter',
-          mode: 'lines+markers',
-          marker: { size: 4 },
-          line: { color: line.colour, width: 2 },
-          name: line.name,
-        })),
-        {
-          autosize: true,
-          margin: { l: 8, r: 8, t: 26, b: 8 },
-          xaxis: { title: { text: 'step' }, tickformat: 'd', automargin: true },
-          yaxis: { automargin: true, ...(overlay.range ? { range: overlay.range } : {}) },
-          showlegend: false,
-          hovermode: 'x',
-          paper_bgcolor: 'rgba(0,0,0,0)',
-          plot_bgcolor: 'rgba(0,0,0,0)',
-        },
-        { displaylogo: false, responsive: false, modeBarButtonsToRemove: ['select2d', 'lasso2d', 'autoScale2d', 'toggleSpikelines'] },
-      );
-    });
+    drawWithPlotly(
+      host,
+      () => svgOverlay.draw(host, overlay),
+      (Plotly) => {
+        void Plotly.react(
+          host,
+          overlay.lines.map((line) => ({
+            x: line.x,
+            y: line.y,
+            type: 'scatter',
+            mode: 'lines+markers',
+            marker: { size: 4 },
+            line: { color: line.colour, width: 2 },
+            name: line.name,
+          })),
+          {
+            autosize: true,
+            margin: { l: 8, r: 8, t: 26, b: 8 },
+            xaxis: { title: { text: 'step' }, tickformat: 'd', automargin: true },
+            yaxis: { automargin: true, ...(overlay.range ? { range: overlay.range } : {}) },
+            showlegend: false,
+            hovermode: 'x',
+            paper_bgcolor: 'rgba(0,0,0,0)',
+            plot_bgcolor: 'rgba(0,0,0,0)',
+          },
+          { displaylogo: false, responsive: false, modeBarButtonsToRemove: ['select2d', 'lasso2d', 'autoScale2d', 'toggleSpikelines'] },
+        );
+      },
+    );
   },
 };

@@ -135,66 +135,77 @@ export function followSize(host: HTMLElement, Plotly: PlotlyModule): void {
 }
 
 /** plotly charts, with the SVG ones standing in until plotly has loaded (and for good if it fails). */
+/** Draws with plotly once it has loaded; until then (and for good if it fails) ``standIn`` draws in SVG. */
+export function drawWithPlotly(host: HTMLElement, standIn: () => void, draw: (Plotly: PlotlyModule) => void): void {
+  if (!host.dataset.plotly) standIn();
+  void loadPlotly().then((Plotly) => {
+    if (!Plotly || !host.isConnected) return;
+    if (!host.dataset.plotly) {
+      host.replaceChildren();
+      host.dataset.plotly = '1';
+    }
+    followSize(host, Plotly);
+    draw(Plotly);
+  });
+}
+
 export const plotlyCharts: ChartBackend = {
   draw(host, series) {
-    if (!host.dataset.plotly) svgCharts.draw(host, series);
-    void loadPlotly().then((Plotly) => {
-      if (!Plotly || !host.isConnected) return;
-      if (!host.dataset.plotly) {
-        host.replaceChildren();
-        host.dataset.plotly = '1';
-      }
-      followSize(host, Plotly);
-      const colour = getComputedStyle(host).getPropertyValue('--ossft-chart-line').trim() || '#0072B2';
-      // Before the first logged step plotly would invent axes from -1 to 6; a note says why it is empty.
-      const empty = !series.y.some((y) => Number.isFinite(y));
-      void Plotly.react(
-        host,
-        [
-          {
-            x: series.x,
-            y: series.y,
-            type: 'scatter',
-            mode: 'lines+markers',
-            marker: { size: 4 },
-            line: { color: colour, width: 2 },
-            name: series.title,
-          },
-        ],
-        {
-          // No plotly title: the dashboard writes one above the chart, where the mode bar cannot cover it.
-          autosize: true,
-          margin: { l: 8, r: 8, t: 26, b: 8 },
-          xaxis: empty ? { ...stepAxis([]), range: [0, 1], showticklabels: false } : stepAxis(series.x),
-          yaxis: {
-            automargin: true,
-            showticklabels: !empty,
-            ...(series.exponent ? { exponentformat: 'e', showexponent: 'all' } : {}),
-            ...(series.range ? { range: series.range } : {}),
-          },
-          annotations: empty
-            ? [{ text: series.empty ?? 'no step logged yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5 }]
-            : [],
-          showlegend: false,
-          paper_bgcolor: 'rgba(0,0,0,0)',
-          plot_bgcolor: 'rgba(0,0,0,0)',
-        },
-        {
-          displaylogo: false,
-          responsive: false,
-          modeBarButtonsToRemove: [
-            'select2d',
-            'lasso2d',
-            'zoomIn2d',
-            'zoomOut2d',
-            'autoScale2d',
-            'toggleSpikelines',
-            'hoverClosestCartesian',
-            'hoverCompareCartesian',
+    drawWithPlotly(
+      host,
+      () => svgCharts.draw(host, series),
+      (Plotly) => {
+        const colour = getComputedStyle(host).getPropertyValue('--ossft-chart-line').trim() || '#0072B2';
+        // Before the first logged step plotly would invent axes from -1 to 6; a note says why it is empty.
+        const empty = !series.y.some((y) => Number.isFinite(y));
+        void Plotly.react(
+          host,
+          [
+            {
+              x: series.x,
+              y: series.y,
+              type: 'scatter',
+              mode: 'lines+markers',
+              marker: { size: 4 },
+              line: { color: colour, width: 2 },
+              name: series.title,
+            },
           ],
-        },
-      );
-    });
+          {
+            // No plotly title: the dashboard writes one above the chart, where the mode bar cannot cover it.
+            autosize: true,
+            margin: { l: 8, r: 8, t: 26, b: 8 },
+            xaxis: empty ? { ...stepAxis([]), range: [0, 1], showticklabels: false } : stepAxis(series.x),
+            yaxis: {
+              automargin: true,
+              showticklabels: !empty,
+              ...(series.exponent ? { exponentformat: 'e', showexponent: 'all' } : {}),
+              ...(series.range ? { range: series.range } : {}),
+            },
+            annotations: empty
+              ? [{ text: series.empty ?? 'no step logged yet', showarrow: false, xref: 'paper', yref: 'paper', x: 0.5, y: 0.5 }]
+              : [],
+            showlegend: false,
+            paper_bgcolor: 'rgba(0,0,0,0)',
+            plot_bgcolor: 'rgba(0,0,0,0)',
+          },
+          {
+            displaylogo: false,
+            responsive: false,
+            modeBarButtonsToRemove: [
+              'select2d',
+              'lasso2d',
+              'zoomIn2d',
+              'zoomOut2d',
+              'autoScale2d',
+              'toggleSpikelines',
+              'hoverClosestCartesian',
+              'hoverCompareCartesian',
+            ],
+          },
+        );
+      },
+    );
   },
   resize(host) {
     if (!host.dataset.plotly) return;
