@@ -209,7 +209,9 @@ class Session:
         from ..core import data as data_module
 
         settings = self._with("data", changes)
-        loaded = self.ensure_loaded()
+        # Only the tokenizer is needed: the model already loaded serves even while an export uses it.
+        current = self.loaded is not None and self.loaded.config == self.config["model"]
+        loaded = self.loaded if current else self.ensure_loaded()
         prepared = data_module.prepare(settings.data, loaded.tokenizer)
         with self._lock:
             if changes:
