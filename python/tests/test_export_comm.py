@@ -130,6 +130,24 @@ def test_the_kernel_keeps_answering_while_it_exports_and_refuses_what_would_touc
     assert session.chat("hello", max_new_tokens=1)["payload"]
 
 
+def test_an_export_goes_on_when_the_panel_that_asked_for_it_closes(session, tmp_path):
+    sent: list[dict] = []
+
+    def closed_after_the_first(message: dict) -> None:
+        sent.append(message)
+        if len(sent) > 1:
+            raise RuntimeError("Comm is closed")  # what a reloaded page leaves behind
+
+    reply = comm.handle(
+        {"op": "export", "request_id": "c1", "format": "peft", "folder": str(tmp_path / "c")},
+        session,
+        closed_after_the_first,
+    )
+    assert reply["ok"] and session.wait_export(300)
+    assert session.saved["peft"] == str(tmp_path / "c")
+    assert json.loads((tmp_path / "c" / ex.MANIFEST).read_text())["verified"]["greedy_tokens_equal"] == 36
+
+
 @pytest.mark.parametrize(
     "request_,path,words",
     [

@@ -175,8 +175,12 @@ def _start_export(request: dict, session: Session, send: Callable[[dict], Any] |
     request_id = request["request_id"]
 
     def event(body: dict) -> None:
-        if send is not None:
+        if send is None:
+            return
+        try:
             send({"op": "export_update", "request_id": request_id, **body})
+        except Exception:  # noqa: BLE001 - a panel closed mid-export must not fail the export it asked for
+            pass
 
     def on_progress(stage: str, line: str) -> None:
         event({"ok": True, "payload": ExportStep(stage=stage, message=line)})  # type: ignore[typeddict-item]
