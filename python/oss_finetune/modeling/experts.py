@@ -112,7 +112,7 @@ def experts_forward(
     flat = top_indices.reshape(-1)
     few = flat.numel() <= ROW_PRODUCT_MAX_ROWS
     by_row = own_product is not None and hasattr(base, "row_product") and few
-    dense_by_row = own_product is None and few and row_kernels.available(x)
+    dense_by_row = own_product is None and few and row_kernels.available(x, dense=True)
 
     def product(rows, name):
         if by_row:
