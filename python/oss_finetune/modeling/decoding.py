@@ -445,20 +445,32 @@ def generate_batch(
     finished = [False] * rows
     if max_new_tokens <= 0:
         return out
+    on_gpu = decoder.device.type == "cuda"
+    # The tokens come back through pinned memory on their own event, so that reading them waits for them
+    # and not for the next step queued behind them: the GPU decodes while Python streams.
+    landed = torch.empty((2, rows), dtype=torch.long, pin_memory=True) if on_gpu else None
     logits = decoder.prefill()
     for produced in range(max_new_tokens):
         chosen = _choose(logits, temperature, top_p, generator)
-        stopped = torch.isin(chosen, stops)
-        # Queue the next step before reading the tokens back, so the GPU works while Python streams.
+        both = torch.stack([chosen, torch.isin(chosen, stops).long()])
+        if landed is not None:
+            landed.copy_(both, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
         if produced + 1 < max_new_tokens:
             logits = decoder.step(chosen)
-        for row, (token, stop) in enumerate(zip(chosen.tolist(), stopped.tolist())):
+        if landed is not None:
+            copied.synchronize()
+            tokens, stopped = landed.tolist()
+        else:
+            tokens, stopped = both.tolist()
+        for row, (token, stop) in enumerate(zip(tokens, stopped)):
             if finished[row]:
                 continue
             out[row].append(token)
             if on_token is not None:
                 on_token(row, token)
-            finished[row] = stop
+            finished[row] = bool(stop)
         if all(finished):
             break
     return out
