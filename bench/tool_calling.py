@@ -2,7 +2,7 @@
 
     python bench/tool_calling.py [--steps 90] [--lr 5e-3] [--r 64] [--loss-mask assistant]
                                  [--targets q_proj,k_proj,v_proj,o_proj,lm_head] [--no-experts]
-                                 [--batch 16] [--limit 80] [--threads N] [--json out.json]
+                                 [--batch 16] [--engine fast] [--limit 80] [--threads N] [--json out.json]
 
 One process: load the base, measure the held-out rates without an adapter, train a fresh LoRA
 adapter with the given settings on embedded:tool-calls, and measure again with it. Defaults are the
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-experts", action="store_true", help="no LoRA on the experts")
     parser.add_argument("--batch", type=int, default=training["batch_size"])
     parser.add_argument("--seed", type=int, default=training["seed"])
+    parser.add_argument("--engine", default=training["engine"], help="training engine: fast or transformers")
     parser.add_argument("--data", default=data["source"], help="training rows")
     parser.add_argument("--heldout", default=TOOL_SETTINGS["evaluation"]["heldout"], help="held-out rows")
     parser.add_argument("--limit", type=int, default=80, help="held-out requests to measure")
@@ -72,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         target_experts=not args.no_experts,
     )
     settings["training"].update(
-        max_steps=args.steps, learning_rate=args.lr, batch_size=args.batch, seed=args.seed, save_steps=10_000
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        batch_size=args.batch,
+        seed=args.seed,
+        engine=args.engine,
+        save_steps=10_000,
     )
     figures: dict = {
         "machine": f"CPU, {torch.get_num_threads()} torch threads"

@@ -128,11 +128,40 @@ def test_chunked_output_loss_matches_cross_entropy_and_its_gradient():
     assert relative_error(g_ours, g_ref) < 1e-12
 
 
-def tiny_with_lora(target_experts):
+@pytest.mark.parametrize("rank", [4, 8])  # below a third of the width (the low-rank pair), above (merged)
+def test_chunked_output_loss_trains_a_lora_on_the_output_layer(rank):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    hidden = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    holder = torch.nn.Module()
+    holder.head = torch.nn.Linear(16, 300, bias=False).double()
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["head"])
+    head = get_peft_model(holder, config).base_model.model.head
+    torch.nn.init.normal_(head.lora_B["default"].weight, std=0.1)  # a fresh B is zero and would hide a's gradient
+    factors = (head.lora_A["default"].weight, head.lora_B["default"].weight)
+    targets = torch.randint(0, 300, (50,))
+    targets[::3] = engine.IGNORE
+    keep = targets != engine.IGNORE
+    expected = F.cross_entropy(head(hidden[keep]), targets[keep], reduction="sum")
+    original = engine._chunk_rows
+    engine._chunk_rows = lambda vocab: 7
+    try:
+        got, _ = engine.output_loss_sum(hidden, head, targets)
+    finally:
+        engine._chunk_rows = original
+    assert relative_error(got, expected) < 1e-12
+    ours = torch.autograd.grad(got * 1.5, (hidden, *factors))
+    theirs = torch.autograd.grad(expected * 1.5, (hidden, *factors))
+    for name, a, b in zip(("hidden", "lora_A", "lora_B"), ours, theirs):
+        assert relative_error(a, b) < 1e-12, name
+
+
+def tiny_with_lora(target_experts, **lora):
     model = build_embedded_model(dtype=torch.float64)
     # The reference is transformers' own per-expert loop: its grouped_mm path has no float64 kernel.
     model.config._experts_implementation = "eager"
-    return apply_lora(model, {"r": 4, "alpha": 8, "target_experts": target_experts}, seed=0)
+    return apply_lora(model, {"r": 4, "alpha": 8, "target_experts": target_experts, **lora}, seed=0)
 
 
 def perturb_adapter(model):
@@ -170,10 +199,20 @@ def sample_examples(tokenizer):
     return result
 
 
-@pytest.mark.parametrize("target_experts", [False, True])
+@pytest.mark.parametrize(
+    "target_experts, lora",
+    [
+        (False, {}),
+        (True, {}),
+        # The tool-calling tutorial's: the output layer too, at the model's whole width (the merged path).
+        (True, {"r": 64, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"]}),
+    ],
+)
 @pytest.mark.parametrize("checkpointing", [False, True])
-def test_a_packed_micro_batch_gives_the_padded_loss_and_gradients(tokenizer, tmp_path, target_experts, checkpointing):
-    model = tiny_with_lora(target_experts)
+def test_a_packed_micro_batch_gives_the_padded_loss_and_gradients(
+    tokenizer, tmp_path, target_experts, lora, checkpointing
+):
+    model = tiny_with_lora(target_experts, **lora)
     perturb_adapter(model)
     model.train()
     examples = sample_examples(tokenizer)

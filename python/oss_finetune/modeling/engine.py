@@ -20,7 +20,7 @@ modules and parameters itself, so a saved adapter is the same peft adapter eithe
   products (x A) B instead of rebuilding every expert's weight each forward as peft does.
 - **The output layer and cross-entropy in chunks**, only at the trained (loss-mask) positions, with
   the gradient computed in the same pass, so the 201,088-wide logits never exist for more than one
-  chunk at a time.
+  chunk at a time. A LoRA on the output layer is trained in the same pass.
 
 On a CPU the attention uses a plain reference of the same two kernel calls, which is what the tests
 compare with the eager model; on CUDA it uses PyTorch's flash-attention operators.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -361,43 +361,120 @@ def _chunk_rows(vocab: int, budget_bytes: int = 1 << 28) -> int:
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``hidden @ weight.t()``, plus the LoRA ``scale * hidden @ a.t() @ b.t()``
+    when ``a`` and ``b`` are given, one chunk of rows at a time, with the gradients of ``hidden``, ``a``
+    and ``b`` computed in the same pass."""
+
     @staticmethod
-    def forward(ctx, hidden, weight, targets, rows):
+    def forward(ctx, hidden, weight, targets, rows, a=None, b=None, scale=1.0):
+        lora = a is not None and b is not None
+        # A rank of a third of the width or more: one product with the merged weight, whose gradient then
+        # gives a's and b's, costs less than the low-rank pair beside the weight (3 products against 2 + 3r/width).
+        merged = lora and 3 * a.shape[0] >= a.shape[1]
+        if merged:
+            weight = torch.addmm(wide(weight), wide(b), wide(a), alpha=scale)
+        # The low-rank pair in the activations' dtype, as _linear computes it.
+        pair = (a.to(hidden.dtype), b.to(hidden.dtype)) if lora and not merged else None
+        grad_hidden = ctx.needs_input_grad[0]
+        grad_lora = lora and (ctx.needs_input_grad[4] or ctx.needs_input_grad[5])
+        grad = torch.empty_like(hidden) if grad_hidden else None
+        grad_weight = torch.zeros_like(weight) if merged and grad_lora else None
+        grad_a = torch.zeros_like(a, dtype=wide(a[:0]).dtype) if grad_lora and not merged else None
+        grad_b = torch.zeros_like(b, dtype=wide(b[:0]).dtype) if grad_lora and not merged else None
         total = torch.zeros((), dtype=wide(hidden[:0]).dtype, device=hidden.device)
-        grad = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        # One logits buffer for every chunk: on the CPU a fresh one per chunk costs more in page faults
+        # than its product does.
+        buffer = torch.empty(min(rows, hidden.shape[0]), weight.shape[0], dtype=total.dtype, device=hidden.device)
         for start in range(0, hidden.shape[0], rows):
             part = hidden[start : start + rows]
+            if merged:
+                part = wide(part)
             wanted = targets[start : start + rows]
-            logits = wide(part @ weight.t())
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, wanted[:, None])[:, 0]).sum()
+            logits = buffer[: part.shape[0]]
+            if part.dtype == logits.dtype and weight.dtype == logits.dtype:
+                torch.mm(part, weight.t(), out=logits)
+            else:
+                logits.copy_(part @ weight.t())
+            low = None
+            if pair is not None:
+                low = part @ pair[0].t()
+                logits.add_(wide(low @ pair[1].t()), alpha=scale)
+            picked = logits.gather(1, wanted[:, None])[:, 0]
+            top = logits.amax(dim=-1, keepdim=True)
+            logits.sub_(top).exp_()
+            sums = logits.sum(dim=-1, keepdim=True)
+            total += (top[:, 0] + sums[:, 0].log() - picked).sum()
+            if grad is None and not grad_lora:
+                continue
+            # logits becomes their gradient: the softmax less the one-hot target.
+            logits.div_(sums)
+            logits[torch.arange(len(wanted), device=logits.device), wanted] -= 1.0
+            dlogits = logits.to(weight.dtype)
             if grad is not None:
-                probs = torch.exp(logits - lse[:, None])
-                probs[torch.arange(len(wanted), device=probs.device), wanted] -= 1.0
-                grad[start : start + rows] = probs.to(weight.dtype) @ weight
-            del logits
-        ctx.save_for_backward(grad)
+                into = grad[start : start + rows]
+                into.copy_(dlogits @ weight)
+                if pair is not None:
+                    into.add_((dlogits @ pair[1]) @ pair[0], alpha=scale)
+            if grad_weight is not None:
+                grad_weight.addmm_(dlogits.t(), part)
+            elif grad_a is not None and grad_b is not None and pair is not None and low is not None:
+                grad_b.addmm_(logits.t(), wide(low), alpha=scale)
+                grad_a.addmm_(wide(dlogits @ pair[1]).t(), wide(part), alpha=scale)
+        del buffer
+        if grad_weight is not None:
+            grad_a = (wide(b).t() @ grad_weight).mul_(scale)
+            grad_b = (grad_weight @ wide(a).t()).mul_(scale)
+        ctx.save_for_backward(grad, grad_a, grad_b)
         return total
 
     @staticmethod
     def backward(ctx, dtotal):
-        (grad,) = ctx.saved_tensors
-        return grad * dtotal.to(grad.dtype), None, None, None
+        grad, grad_a, grad_b = ctx.saved_tensors
+        scaled = [None if g is None else (g * dtotal.to(g.dtype)) for g in (grad, grad_a, grad_b)]
+        return scaled[0], None, None, None, scaled[1], scaled[2], None
+
+
+def _head_lora(lm_head: Any) -> tuple[torch.Tensor, torch.Tensor, float] | None | Literal[False]:
+    """The output layer's own LoRA as (a, b, scale) when one plain peft adapter is active on it; None
+    when it has none; False when it has one this engine does not read (dropout, a bias, a variant,
+    several adapters), for which the plain path runs the layer as peft does."""
+    lora_a = getattr(lm_head, "lora_A", None)
+    if lora_a is None or lm_head.disable_adapters or lm_head.merged:
+        return None
+    active = [name for name in lm_head.active_adapters if name in lora_a]
+    if not active:
+        return None
+    name = active[0]
+    b = lm_head.lora_B[name]
+    plain = (
+        len(active) == 1
+        and isinstance(lm_head.lora_dropout[name], torch.nn.Identity)
+        and b.bias is None
+        and not getattr(lm_head, "lora_variant", {}).get(name)
+        and not getattr(lm_head, "fan_in_fan_out", False)
+    )
+    return (lora_a[name].weight, b.weight, float(lm_head.scaling[name])) if plain else False
 
 
 def output_loss_sum(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy of the trained positions (targets != IGNORE), logits one chunk at a time."""
+    """Summed cross-entropy of the trained positions (targets != IGNORE), logits one chunk at a time;
+    a LoRA on the output layer is trained in the same pass."""
     keep = targets != IGNORE
     selected = hidden[keep]
     wanted = targets[keep]
     count = int(wanted.numel())
     if count == 0:
         return hidden.sum() * 0.0, 0
-    weight = cast(torch.Tensor, lm_head.weight)
-    if weight.requires_grad or getattr(lm_head, "bias", None) is not None:
+    base = getattr(lm_head, "base_layer", lm_head)
+    weight = cast(torch.Tensor, base.weight)
+    lora = _head_lora(lm_head)
+    if lora is False or weight.requires_grad or getattr(base, "bias", None) is not None:
         # A trained output layer needs its own gradient; the plain path gives it.
         return F.cross_entropy(lm_head(selected).float(), wanted, reduction="sum"), count
-    return _ChunkedCrossEntropy.apply(selected, weight, wanted, _chunk_rows(weight.shape[0])), count
+    rows = _chunk_rows(weight.shape[0])
+    if lora is None:
+        return _ChunkedCrossEntropy.apply(selected, weight, wanted, rows), count
+    return _ChunkedCrossEntropy.apply(selected, weight, wanted, rows, *lora), count
 
 
 def loss_sum(model, batch: PackedBatch, *, gradient_checkpointing: bool = False) -> tuple[torch.Tensor, int]:
