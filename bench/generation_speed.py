@@ -176,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         kernels = sum(e.count for e in events)
         busy = sum(e.self_device_time_total for e in events) / 1000
         graphed = Decoder(model, [prompt], 64)
+        torch.cuda.synchronize()
+        started = time.perf_counter()
         graphed.prefill()
+        torch.cuda.synchronize()
+        prefill = (time.perf_counter() - started) * 1000
         for _ in range(3):
             graphed.step(token)
         torch.cuda.synchronize()
@@ -190,9 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             "kernels_per_step": kernels,
             "kernel_ms": round(busy, 3),
             "graph_step_ms": round(replay, 3),
+            "prefill_ms": round(prefill, 1),
         }
         figures.setdefault("profile", []).append(record)
-        print(f"profile, {kind}: {kernels} kernels, {busy:.2f} ms of kernel time, graph step {replay:.2f} ms")
+        print(
+            f"profile, {kind}: {kernels} kernels, {busy:.2f} ms of kernel time, graph step {replay:.2f} ms; "
+            f"prefill of the {len(prompt)}-token prompt {prefill:.1f} ms"
+        )
         for e in sorted(events, key=lambda e: -e.self_device_time_total)[:14]:
             print(f"    {e.self_device_time_total / 1000:7.3f} ms {e.count:5d} x  {e.key[:110]}")
 
