@@ -1,6 +1,6 @@
 """The tool-calling tutorial's run on the CPU: embedded:tiny-base, LoRA, the held-out tool-call rates.
 
-    python bench/tool_calling.py [--steps 90] [--lr 5e-3] [--r 64] [--loss-mask assistant]
+    python bench/tool_calling.py [--steps 150] [--lr 5e-3] [--r 64] [--loss-mask assistant]
                                  [--targets q_proj,k_proj,v_proj,o_proj,lm_head] [--no-experts]
                                  [--batch 16] [--engine fast] [--limit 80] [--threads N] [--json out.json]
 

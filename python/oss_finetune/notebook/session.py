@@ -197,9 +197,15 @@ class Session:
 
         hub.check(name or self.settings.model.name_or_path)
 
+    def _loaded_as_configured(self):
+        """The loaded model when it is the one ``config.model`` names, else None."""
+        if self.loaded is not None and self.loaded.config == self.config["model"]:
+            return self.loaded
+        return None
+
     def ensure_loaded(self):
         self._refuse_while_exporting("use the model")
-        if self.loaded is None or self.loaded.config != self.config["model"]:
+        if self._loaded_as_configured() is None:
             note(loaded_line(self.load(), short=True))
         return self.loaded
 
@@ -210,8 +216,7 @@ class Session:
 
         settings = self._with("data", changes)
         # Only the tokenizer is needed: the model already loaded serves even while an export uses it.
-        current = self.loaded is not None and self.loaded.config == self.config["model"]
-        loaded = self.loaded if current else self.ensure_loaded()
+        loaded = self._loaded_as_configured() or self.ensure_loaded()
         prepared = data_module.prepare(settings.data, loaded.tokenizer)
         with self._lock:
             if changes:
