@@ -5,6 +5,7 @@ each prompt alone, and stops, samples and streams as asked."""
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -245,3 +246,69 @@ def test_a_decoder_reset_with_new_prompts_continues_them_as_a_new_one_would():
     assert greedy_with(decoder, 6) == greedy_with(fresh, 6)
     with pytest.raises(ValueError, match="same batch size"):
         decoder.reset(others[:2], 6, None)
+
+
+def test_the_routing_by_comparison_picks_and_sorts_as_topk_and_a_stable_sort_do():
+    """A decode step routes its few rows by counting comparisons (one fused kernel on a GPU, where topk,
+    sort, scatter and cumsum are a dozen). Same experts, order, weights and offsets as the sorting way,
+    ties included: a tied logit goes to the lower expert, and rows of one expert keep their token order."""
+    from oss_finetune.modeling.experts import _route, route_by_comparison
+
+    generator = torch.Generator().manual_seed(3)
+    tokens, hidden, experts, top_k = 6, 8, 10, 4
+    x = torch.randn(tokens, hidden, generator=generator, dtype=torch.float64)
+    weight = torch.randn(experts, hidden, generator=generator, dtype=torch.float64)
+    bias = torch.randn(experts, generator=generator, dtype=torch.float64)
+    weight[7], bias[2], bias[7] = weight[2], 10.0, 10.0  # experts 2 and 7 tie, both chosen by every token
+    x[4] = x[1]  # two tokens pick the same experts, so experts hold several rows
+    row_scale = torch.tensor([[1.0], [0.0], [1.0], [1.0], [0.0], [1.0]], dtype=torch.float64)
+
+    hidden_rows, expert_ids, offsets, inverse, weights, scale = route_by_comparison(x, weight, bias, top_k, row_scale)
+
+    logits = torch.nn.functional.linear(x, weight, bias)
+    best_first = [sorted(range(experts), key=lambda e: (-float(row[e]), e))[:top_k] for row in logits]
+    assert all(chosen[:2] == [2, 7] for chosen in best_first)
+    top_indices = torch.tensor(best_first)
+    top_values = torch.gather(logits, 1, top_indices)
+    expected_ids, order, expected_inverse, expected_offsets = _route(top_indices.reshape(-1), experts)
+    assert expert_ids.tolist() == expected_ids.tolist()
+    assert inverse.tolist() == expected_inverse.tolist()
+    assert offsets.tolist() == expected_offsets.tolist() and offsets.dtype == torch.int32
+    torch.testing.assert_close(hidden_rows, x[order // top_k])
+    torch.testing.assert_close(weights, torch.softmax(top_values, dim=1).reshape(-1)[order])
+    torch.testing.assert_close(scale, row_scale.reshape(-1)[order // top_k][:, None])
+
+
+def test_prompts_with_more_rows_than_the_comparison_routes_take_the_sorting_way_with_the_same_tokens(monkeypatch):
+    from oss_finetune.modeling import decoding
+
+    model = with_adapter(True)
+    compared = generate_batch(model, PROMPTS, 12, adapter_rows=[True, False, True])
+    monkeypatch.setattr(decoding, "COMPARED_ROUTING_MAX_ROWS", 0)
+    assert generate_batch(model, PROMPTS, 12, adapter_rows=[True, False, True]) == compared
+
+
+def test_every_fused_step_of_decoding_and_training_traces_as_one_graph(monkeypatch):
+    """On a GPU the engine compiles its fused steps with fullgraph=True, so a step that breaks torch.compile's
+    graph (a Python branch on a tensor's value, an unsupported call) would fail only there. Here every one
+    of them is traced by torch.compile on the CPU (the "eager" backend: tracing without code generation) and
+    must give the tokens and the loss of the plain functions."""
+    from oss_finetune.modeling import engine, kernels
+
+    model = with_adapter(True)
+    conversations = [SimpleNamespace(input_ids=p, trained=[True] * len(p)) for p in PROMPTS]
+    batch = engine.pack(conversations, pack_tokens=4096)[0]
+    plain_tokens = generate_batch(model, PROMPTS, 6, adapter_rows=[True, False, True])
+    plain_loss = engine.loss_sum(model, batch)[0]
+
+    monkeypatch.setattr(kernels, "fuses_kernels", lambda on_cuda: True)
+    monkeypatch.setattr(kernels, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(kernels, "_COMPILED", {})
+    torch._dynamo.reset()
+    try:
+        assert generate_batch(model, PROMPTS, 6, adapter_rows=[True, False, True]) == plain_tokens
+        torch.testing.assert_close(engine.loss_sum(model, batch)[0], plain_loss)
+        traced = {fn.__name__ for fn in kernels._COMPILED}
+    finally:
+        torch._dynamo.reset()
+    assert {"route_by_comparison", "_bias_and_gate", "_bias_weight_and_sum", "_rotate_pair", "_rms_norm"} <= traced

@@ -28,7 +28,13 @@ import torch
 import torch.nn.functional as F
 
 from .engine import _causal_lm, _rms_norm, _rotate_pair, sink_attention
-from .experts import experts_forward
+from .experts import (
+    COMPARED_ROUTING_MAX_ROWS,
+    SortedRows,
+    experts_forward,
+    route_by_comparison,
+    sorted_rows_forward,
+)
 from .kernels import fused
 
 log = logging.getLogger(__name__)
@@ -171,12 +177,16 @@ class _Adapters:
 
 
 def _mixture(layer, hidden, row_scale):
-    router = layer.mlp.router
+    router, experts = layer.mlp.router, layer.mlp.experts
+    if hidden.shape[0] * router.top_k <= COMPARED_ROUTING_MAX_ROWS:  # a decode step
+        route = fused(route_by_comparison, hidden)
+        routed = route(hidden, router.weight, router.bias, router.top_k, row_scale)
+        return sorted_rows_forward(experts, SortedRows(*routed, top_k=router.top_k))
     logits = F.linear(hidden, router.weight, router.bias)
     top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
     top_weights = torch.softmax(top_values, dim=1, dtype=top_values.dtype)
     scale = None if row_scale is None else row_scale[:, 0]
-    return experts_forward(layer.mlp.experts, hidden, top_indices, top_weights, fuse_routing=True, lora_row_scale=scale)
+    return experts_forward(experts, hidden, top_indices, top_weights, fuse_routing=True, lora_row_scale=scale)
 
 
 def _residual_norm(hidden, delta, weight, eps: float):

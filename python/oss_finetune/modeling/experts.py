@@ -7,6 +7,8 @@ products through ``grouped_product(rows, name, offsets)``; everything else here 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -88,6 +90,19 @@ def _route(flat: torch.Tensor, num_experts: int):
 ROW_PRODUCT_MAX_ROWS = 16
 
 
+class SortedRows(NamedTuple):
+    """The (token, expert) rows of a batch sorted by expert: their inputs, experts, where each expert's
+    rows end, the inverse order (back to token order), router weights and adapter scales, and top_k."""
+
+    hidden: torch.Tensor
+    expert_ids: torch.Tensor
+    offsets: torch.Tensor
+    inverse: torch.Tensor
+    weights: torch.Tensor
+    lora_row_scale: torch.Tensor | None
+    top_k: int
+
+
 def experts_forward(
     experts,
     x: torch.Tensor,
@@ -101,52 +116,96 @@ def experts_forward(
     """GptOssExperts (possibly wrapped by peft) on tokens x (tokens, hidden) with the router's choice.
 
     ``fuse=False`` keeps the elementwise steps uncompiled; ``fuse_routing`` compiles the sorting of rows
-    by expert too (a dozen small kernels, which is what a decoded token's time goes to);
-    ``lora_row_scale`` (tokens,) scales the adapter's share per token (0 = the base model for that row).
+    by expert too; ``lora_row_scale`` (tokens,) scales the adapter's share per token (0 = the base model
+    for that row).
     """
+    base, _ = _expert_lora(experts)
+    top_k = top_indices.shape[1]
+    route = fused(_route, x) if fuse_routing else _route
+    expert_ids, order, inverse, offsets = route(top_indices.reshape(-1), base.num_experts)
+    source = order // top_k
+    row_scale = None if lora_row_scale is None else lora_row_scale[source][:, None]
+    rows = SortedRows(x[source], expert_ids, offsets, inverse, top_weights.reshape(-1)[order], row_scale, top_k)
+    return sorted_rows_forward(experts, rows, fuse=fuse)
+
+
+def sorted_rows_forward(experts, rows: SortedRows, *, fuse: bool = True) -> torch.Tensor:
+    """The experts on rows already sorted by expert; (tokens, hidden) in token order."""
     base, lora = _expert_lora(experts)
     own_product = getattr(base, "grouped_product", None)
     if own_product is None and type(base)._apply_gate is not _HF_APPLY_GATE:
         raise NotImplementedError("the fast engine knows GPT-OSS' own expert activation only")
-    tokens, top_k = top_indices.shape
-    flat = top_indices.reshape(-1)
-    few = flat.numel() <= ROW_PRODUCT_MAX_ROWS
+    expert_ids, offsets, x = rows.expert_ids, rows.offsets, rows.hidden
+    few = expert_ids.numel() <= ROW_PRODUCT_MAX_ROWS
     by_row = own_product is not None and hasattr(base, "row_product") and few
     dense_by_row = own_product is None and few and row_kernels.available(x, dense=True)
 
-    def product(rows, name):
+    def product(hidden, name):
         if by_row:
-            return base.row_product(rows, name, expert_ids)
+            return base.row_product(hidden, name, expert_ids)
         if dense_by_row:
-            out = row_kernels.try_rows(row_kernels.dense_rows, rows, getattr(base, name), expert_ids)
+            out = row_kernels.try_rows(row_kernels.dense_rows, hidden, getattr(base, name), expert_ids)
             if out is not None:
                 return out
         if own_product is not None:
-            return own_product(rows, name, offsets)
-        return grouped_mm(rows, getattr(base, name), offsets)
+            return own_product(hidden, name, offsets)
+        return grouped_mm(hidden, getattr(base, name), offsets)
 
-    route = fused(_route, x) if fuse_routing else _route
-    expert_ids, order, inverse, offsets = route(flat, base.num_experts)
-    source = order // top_k
-    hidden = x[source]
-    row_scale = None if lora_row_scale is None else lora_row_scale[source][:, None]
-
-    def low_rank(rows, name):
-        extra = _low_rank(rows, offsets, lora[name])
-        return extra if row_scale is None else extra * row_scale
+    def low_rank(hidden, name):
+        extra = _low_rank(hidden, offsets, lora[name])
+        return extra if rows.lora_row_scale is None else extra * rows.lora_row_scale
 
     maybe_fused = (lambda fn: fused(fn, x)) if fuse else (lambda fn: fn)
-    gate_up = product(hidden, "gate_up_proj")
+    gate_up = product(x, "gate_up_proj")
     if "gate_up_proj" in lora:
-        gate_up = gate_up + low_rank(hidden, "gate_up_proj")
+        gate_up = gate_up + low_rank(x, "gate_up_proj")
     gated = maybe_fused(_bias_and_gate)(
         gate_up, base.gate_up_proj_bias, expert_ids, float(base.alpha), float(base.limit)
     )
     down = product(gated, "down_proj")
     if "down_proj" in lora:
         down = down + low_rank(gated, "down_proj")
-    weights = top_weights.reshape(-1)[order]
-    return maybe_fused(_bias_weight_and_sum)(down, base.down_proj_bias, expert_ids, weights, inverse, top_k)
+    return maybe_fused(_bias_weight_and_sum)(
+        down, base.down_proj_bias, expert_ids, rows.weights, rows.inverse, rows.top_k
+    )
+
+
+# Up to this many (token, expert) rows the router's choice is made by comparing every pair of logits
+# and every pair of rows (``route_by_comparison``); the pairs grow as the square of the rows.
+COMPARED_ROUTING_MAX_ROWS = 512
+
+
+def route_by_comparison(x, router_weight, router_bias, top_k: int, row_scale):
+    """The router's top_k experts per token of x (tokens, hidden), their softmaxed weights, and the rows
+    sorted by expert, all by counting comparisons instead of topk, sort, scatter and cumsum: compiled, that
+    is a couple of fused kernels where those are a dozen launches, most of a decoded token's routing time.
+
+    Returns the fields of ``SortedRows`` but top_k. Rows of one expert keep their token order (a stable
+    sort); experts tied on a logit go lowest index first."""
+    logits = F.linear(x, router_weight, router_bias)  # tokens, experts
+    experts = logits.shape[-1]
+    index = torch.arange(experts, device=x.device)
+    above = logits[:, None, :] > logits[:, :, None]  # [t, e, f]: f beats e
+    tied_before = (logits[:, None, :] == logits[:, :, None]) & (index[None, :] < index[:, None])[None]
+    rank = (above | tied_before).sum(-1)  # tokens, experts: 0 for the largest logit
+    picked = rank[:, None, :] == torch.arange(top_k, device=x.device)[None, :, None]  # [t, r, e]
+    top_indices = torch.where(picked, index, 0).sum(-1)  # tokens, top_k: best first, as topk gives
+    top_values = torch.where(picked, logits[:, None, :], 0).sum(-1)
+    top_weights = torch.softmax(top_values, dim=1, dtype=top_values.dtype)
+
+    flat = top_indices.reshape(-1)
+    n = flat.numel()
+    position = torch.arange(n, device=x.device)
+    earlier = (flat[None, :] < flat[:, None]) | (
+        (flat[None, :] == flat[:, None]) & (position[None, :] < position[:, None])
+    )
+    inverse = earlier.sum(-1)  # where each row lands when sorted
+    order = torch.where(inverse[None, :] == position[:, None], position[None, :], 0).sum(-1)
+    expert_ids = flat[order]
+    offsets = (flat[None, :] <= index[:, None]).sum(-1).to(torch.int32)  # where each expert's rows end
+    source = order // top_k
+    scale = None if row_scale is None else row_scale.reshape(-1)[source][:, None]
+    return x[source], expert_ids, offsets, inverse, top_weights.reshape(-1)[order], scale
 
 
 def has_expert_lora(model) -> bool:
