@@ -180,8 +180,11 @@ def _mixture(layer, hidden, row_scale):
     router, experts = layer.mlp.router, layer.mlp.experts
     if hidden.shape[0] * router.top_k <= COMPARED_ROUTING_MAX_ROWS:  # a decode step
         route = fused(route_by_comparison, hidden)
-        routed = route(hidden, router.weight, router.bias, router.top_k, row_scale)
-        return sorted_rows_forward(experts, SortedRows(*routed, router.top_k))
+        rows, expert_ids, offsets, inverse, weights, scale = route(
+            hidden, router.weight, router.bias, router.top_k, row_scale
+        )
+        sorted_rows = SortedRows(rows, expert_ids, offsets, inverse, weights, scale, router.top_k)
+        return sorted_rows_forward(experts, sorted_rows)
     logits = F.linear(hidden, router.weight, router.bias)
     top_values, top_indices = torch.topk(logits, router.top_k, dim=-1)
     top_weights = torch.softmax(top_values, dim=1, dtype=top_values.dtype)
