@@ -98,32 +98,25 @@ def tiny_config(**overrides: Any):
     than all the layers together. The sliding window is 16 tokens (128 in the real model) so that short
     test sequences actually exercise the windowed layers.
     """
-    from transformers import GptOssConfig
-
-    values = dict(
-        num_hidden_layers=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-        vocab_size=VOCAB_SIZE,
-        hidden_size=64,
-        intermediate_size=64,
-        head_dim=16,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=16,
-        max_position_embeddings=131072,
-        rope_parameters=_yarn(),
-        rms_norm_eps=1e-5,
-        attention_bias=True,
-        tie_word_embeddings=False,
-        pad_token_id=PAD_TOKEN_ID,
-        eos_token_id=RETURN_TOKEN_ID,
-        # Wider than the real 0.02 so that the untrained toy already has peaked, token-specific
-        # logits; with 0.02 at width 64 every output is near uniform and nothing looks learned.
-        initializer_range=0.1,
+    return gpt_oss_20b_config(
+        **{
+            "num_hidden_layers": 2,
+            "num_local_experts": 4,
+            "num_experts_per_tok": 2,
+            "hidden_size": 64,
+            "intermediate_size": 64,
+            "head_dim": 16,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "sliding_window": 16,
+            # transformers' default, which every embedded model was built and cached with.
+            "router_aux_loss_coef": 0.001,
+            # Wider than the real 0.02 so that the untrained toy already has peaked, token-specific
+            # logits; with 0.02 at width 64 every output is near uniform and nothing looks learned.
+            "initializer_range": 0.1,
+            **overrides,
+        }
     )
-    values.update(overrides)
-    return GptOssConfig(**values)
 
 
 @dataclass
