@@ -587,11 +587,7 @@ class Session:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background run; True when none is left running."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return _joined(self._thread, timeout)
 
     def stop(self, reason: str = "stop requested") -> str | None:
         """Ask the current run to stop after its current step and write a checkpoint. Safe from any thread."""
@@ -1042,11 +1038,7 @@ class Session:
 
     def wait_export(self, timeout: float | None = None) -> bool:
         """Wait for a background export; True when none is left running."""
-        thread = self._export_thread
-        if thread is not None:
-            thread.join(timeout)
-            return not thread.is_alive()
-        return True
+        return _joined(self._export_thread, timeout)
 
     def is_exporting(self) -> bool:
         return self._exporting is not None
@@ -1090,6 +1082,13 @@ def memory_refusal(plan, what: str) -> str:
     if plan.suggestion is not None:
         line += f" — run {suggestion_command(plan.suggestion.changes)}"
     return line + "; or add --force to try anyway."
+
+
+def _joined(thread: threading.Thread | None, timeout: float | None) -> bool:
+    if thread is not None:
+        thread.join(timeout)
+        return not thread.is_alive()
+    return True
 
 
 def _num(value: float | None) -> str:
