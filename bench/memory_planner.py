@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import oss_finetune.embedded  # noqa: E402,F401 - registers the embedded models this bench loads by name
 
@@ -92,21 +93,6 @@ def gib(n: float | None) -> float | None:
     return None if n is None else round(n / GIB, 3)
 
 
-def make_examples(seq: int, count: int, seed: int):
-    import torch
-
-    from oss_finetune.training.trainer import TrainingExample
-
-    generator = torch.Generator().manual_seed(seed)
-    prompt = seq // 4
-    return [
-        TrainingExample(
-            torch.randint(0, 199_998, (seq,), generator=generator).tolist(), [False] * prompt + [True] * (seq - prompt)
-        )
-        for _ in range(count)
-    ]
-
-
 def training_section(case: dict, steps: int, output_dir: str) -> dict:
     per_step, training = case["per_step"], dict(case["training"])
     batch = training.pop("batch_size", 1)
@@ -141,6 +127,7 @@ def plan_for(model_name: str, case: dict, training: dict, *, device: str, gpu, m
 def run_case(name: str, case: dict, model, *, steps: int, model_name: str, device: str, gpu):
     """Train ``model`` (the base with a fresh adapter) with the case's settings and measure; returns the row."""
     import torch
+    from train_throughput import make_examples
 
     from oss_finetune.modeling.model import trainable_parameters
     from oss_finetune.training.trainer import Trainer, TrainingError

@@ -10,6 +10,7 @@ machine the same comparisons also run through PyTorch's flash-attention kernels 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import half_trained
 from transformers.models.gpt_oss import modeling_gpt_oss as hf
 
 from oss_finetune.modeling import engine
@@ -191,12 +192,7 @@ def sample_examples(tokenizer):
         "Le chat est assis sur le tapis, près de la fenêtre ouverte.",
         "Two plus three is five, so x = 5.",
     ]
-    result = []
-    for text in texts:
-        ids = tokenizer.encode(text, add_special_tokens=False)
-        half = len(ids) // 2
-        result.append(TrainingExample(ids, [False] * half + [True] * (len(ids) - half)))
-    return result
+    return half_trained(tokenizer, texts)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ is these two over the held-out questions.
 """
 
 import pytest
-import torch
 
 from oss_finetune.core.harmony import Conversation, Message, render
 from oss_finetune.training.language import (
@@ -127,49 +126,41 @@ def test_judge_rejects_cut_off_and_broken_streams(tokenizer):
     assert not broken.well_formed and broken.analysis is None and broken.error
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_batched_greedy_matches_one_prompt_at_a_time(tokenizer):
     from oss_finetune.modeling.model import PAD_TOKEN_ID, build_embedded_model
     from oss_finetune.training.generation import generate
     from oss_finetune.training.language import _greedy_batch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = build_embedded_model()
-        prompts = [
-            render(Conversation([Message("user", text)]), mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids
-            for text in ("Hi", "Compute 12 × 4 + 3 - 9, please.")
-        ]
-        batched = _greedy_batch(model, prompts, 6, PAD_TOKEN_ID, (200002, 200012))
-        single = [generate(model, tokenizer, p, max_new_tokens=6) for p in prompts]
-    finally:
-        torch.set_num_threads(before)
+    model = build_embedded_model()
+    prompts = [
+        render(Conversation([Message("user", text)]), mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids
+        for text in ("Hi", "Compute 12 × 4 + 3 - 9, please.")
+    ]
+    batched = _greedy_batch(model, prompts, 6, PAD_TOKEN_ID, (200002, 200012))
+    single = [generate(model, tokenizer, p, max_new_tokens=6) for p in prompts]
     assert batched == single
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_the_rate_generates_what_transformers_generate_would_and_reports_progress(tokenizer):
     from oss_finetune.core.data import read_rows, to_row
     from oss_finetune.modeling.model import PAD_TOKEN_ID, build_embedded_model
     from oss_finetune.training.language import DEFAULT_BATCH, _greedy_batch, reasoning_language_rate
 
     assert DEFAULT_BATCH == 64
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = build_embedded_model()
-        rows = read_rows("embedded:multilingual-heldout", limit=7)
-        seen: list[tuple[int, int]] = []
-        rate = reasoning_language_rate(
-            model, tokenizer, rows, "low", max_new_tokens=8, batch_size=3, on_progress=lambda d, t: seen.append((d, t))
-        )
-        prompts = []
-        for index, raw in enumerate(rows):
-            row = to_row(raw, index, reasoning_effort="low")
-            row.conversation.reasoning_effort = "low"
-            prompts.append(render(row.conversation, mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids)
-        reference = _greedy_batch(model, prompts, 8, PAD_TOKEN_ID, (200002, 200012))
-    finally:
-        torch.set_num_threads(before)
+    model = build_embedded_model()
+    rows = read_rows("embedded:multilingual-heldout", limit=7)
+    seen: list[tuple[int, int]] = []
+    rate = reasoning_language_rate(
+        model, tokenizer, rows, "low", max_new_tokens=8, batch_size=3, on_progress=lambda d, t: seen.append((d, t))
+    )
+    prompts = []
+    for index, raw in enumerate(rows):
+        row = to_row(raw, index, reasoning_effort="low")
+        row.conversation.reasoning_effort = "low"
+        prompts.append(render(row.conversation, mode="prompt", date="2025-06-28", tokenizer=tokenizer).ids)
+    reference = _greedy_batch(model, prompts, 8, PAD_TOKEN_ID, (200002, 200012))
     assert [j.generated_tokens for j in rate.judged] == [len(r) for r in reference]
     assert [judge(r, j.requested, j.row, tokenizer) for r, j in zip(reference, rate.judged)] == rate.judged
     counts = [d for d, _ in seen]

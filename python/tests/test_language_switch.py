@@ -8,13 +8,14 @@ Held-out problems only. The base is built once into the cache (OSS_FINETUNE_CACH
 import copy
 
 import pytest
-import torch
 
 from oss_finetune.core.data import prepare, read_rows
 from oss_finetune.embedded import TUTORIAL_SETTINGS
 from oss_finetune.modeling.model import apply_lora, load_model
 from oss_finetune.training.language import reasoning_language_rate
 from oss_finetune.training.trainer import Trainer
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 EVALUATION = TUTORIAL_SETTINGS["evaluation"]
 
@@ -26,15 +27,6 @@ BASE_WELL_FORMED_AT_LEAST = 0.9
 BASE_IN_LANGUAGE_AT_MOST = 0.05
 TRAINED_WELL_FORMED_AT_LEAST = 0.85
 TRAINED_IN_LANGUAGE_AT_LEAST = 0.8
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny shapes gain nothing from a second thread, and on a loaded machine its idle spinning costs a lot.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

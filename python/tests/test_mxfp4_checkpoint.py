@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import GptOssForCausalLM, Mxfp4Config
 
+from oss_finetune.modeling.export import MXFP4_QUANTIZATION_CONFIG
 from oss_finetune.modeling.model import TINY_SEED, ModelLoadError, load_model, tiny_config
 from oss_finetune.modeling.mxfp4 import Mxfp4Experts, quantize
 
@@ -36,15 +37,7 @@ def write_checkpoint(folder, *, drop: str | None = None):
     folder.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / "model.safetensors"))
     values = config.to_dict()
-    values["quantization_config"] = {
-        "quant_method": "mxfp4",
-        "modules_to_not_convert": [
-            "model.layers.*.self_attn",
-            "model.layers.*.mlp.router",
-            "model.embed_tokens",
-            "lm_head",
-        ],
-    }
+    values["quantization_config"] = MXFP4_QUANTIZATION_CONFIG
     (folder / "config.json").write_text(json.dumps(values))
     return folder
 

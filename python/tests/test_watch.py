@@ -5,6 +5,8 @@ import json
 
 import pytest
 import torch
+from test_train import half_trained
+from test_train import settings as train_settings
 
 from oss_finetune.core import schema
 from oss_finetune.modeling.model import apply_lora, build_embedded_model
@@ -23,8 +25,6 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def examples(tokenizer):
-    from test_train import half_trained
-
     return half_trained(tokenizer, SENTENCES)
 
 
@@ -34,20 +34,7 @@ def adapted():
 
 
 def settings(tmp_path, **overrides):
-    values = {
-        "max_steps": 4,
-        "batch_size": 2,
-        "gradient_accumulation_steps": 1,
-        "learning_rate": 1e-2,
-        "warmup_steps": 0,
-        "lr_scheduler": "constant",
-        "gradient_checkpointing": False,
-        "save_steps": 100,
-        "seed": 5,
-        "output_dir": str(tmp_path / "runs"),
-    }
-    values.update(overrides)
-    return values
+    return train_settings(tmp_path, **{"gradient_accumulation_steps": 1, "seed": 5, **overrides})
 
 
 def run_config(training, source="embedded:multilingual"):
