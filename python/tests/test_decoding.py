@@ -311,4 +311,11 @@ def test_every_fused_step_of_decoding_and_training_traces_as_one_graph(monkeypat
         traced = {fn.__name__ for fn in kernels._COMPILED}
     finally:
         torch._dynamo.reset()
-    assert {"route_by_comparison", "_bias_and_gate", "_bias_weight_and_sum", "_rotate_pair", "_rms_norm"} <= traced
+    assert {
+        "route_by_comparison",
+        "_slots",
+        "_bias_and_gate",
+        "_bias_weight_and_sum",
+        "_rotate_pair",
+        "_rms_norm",
+    } <= traced

@@ -217,6 +217,16 @@ def _attend_cache(q, cache: LayerCache, allowed, sinks, scale: float):
     return torch.matmul(probs, cache.values).reshape(batch, heads * dim)
 
 
+def _slots(column, pad, slots: int, ring: bool):
+    """Where a decode step's token goes in a cache of ``slots`` columns, (1,), and which slots each row may
+    attend to, (batch, 1, 1, slots): its own columns up to this one, of those the ring still holds."""
+    slot = torch.arange(slots, device=column.device)
+    held = column - torch.remainder(column - slot, slots) if ring else slot
+    allowed = (held[None, :] >= pad[:, None]) & (held[None, :] <= column)
+    at = torch.remainder(column, slots) if ring else column
+    return at.view(1), allowed[:, None, None, :]
+
+
 def _capture_graphs(device: torch.device) -> bool:
     return device.type == "cuda" and os.environ.get("OSS_FINETUNE_CUDA_GRAPHS", "1") != "0"
 
@@ -335,11 +345,7 @@ class Decoder:
         for cache in self.cache.layers:
             key = (cache.ring, cache.slots)
             if key not in where:
-                slot = torch.arange(cache.slots, device=self.device)
-                held = column - torch.remainder(column - slot, cache.slots) if cache.ring else slot
-                allowed = (held[None, :] >= pad[:, None]) & (held[None, :] <= column)
-                at = torch.remainder(column, cache.slots) if cache.ring else column
-                where[key] = (at.view(1), allowed[:, None, None, :])
+                where[key] = fused(_slots, hidden)(column, pad, cache.slots, cache.ring)
 
         def attend(attention, cache, q, k, v):
             at, allowed = where[(cache.ring, cache.slots)]
