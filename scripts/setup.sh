@@ -79,7 +79,9 @@ else
   # The build back-end goes in first so the editable install needs no isolated build env.
   "$PY" -m pip install --quiet --disable-pip-version-check -c python/constraints.txt \
     hatchling hatch-jupyter-builder editables
-  "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
+  # The builds above already made the labextension and the assets; the build hook would run npm again
+  # (it skips its npm step only for wheels) and touch package-lock.json, which redid them next time.
+  HATCH_JUPYTER_BUILDER_SKIP_NPM=1 "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
     -c python/constraints.txt -e "python[test]"
   echo "$py_fp" > "$STAMPS/venv"
 fi
@@ -90,7 +92,13 @@ if [ -L "$link" ] && [ "$(readlink -f "$link")" = "$ROOT/python/oss_finetune/lab
   say "labextension linked"
 else
   say "linking the labextension build into .venv"
-  PATH="$ROOT/.venv/bin:$PATH" .venv/bin/jupyter labextension develop --overwrite python >/dev/null
+  # Its deprecation notice and file-by-file lines say nothing a person needs; shown only if it fails.
+  if ! PATH="$ROOT/.venv/bin:$PATH" .venv/bin/jupyter labextension develop --overwrite python \
+    >"$STAMPS/labextension.log" 2>&1; then
+    cat "$STAMPS/labextension.log"
+    say "linking the labextension failed (log: $STAMPS/labextension.log)"
+    exit 1
+  fi
 fi
 
 # 4. kernelspec ------------------------------------------------------------------------------

@@ -77,6 +77,15 @@ def test_harmony_text_counts_trained_tokens():
     assert "<|start|>user<|message|>Hello<|end|>" in text
 
 
+def test_harmony_text_of_a_generation_says_nothing_of_a_loss_mask():
+    """A chat's answer trains nothing, so its plain-text heading gives the tokens only (the view, too,
+    opens with the loss mask off for it)."""
+    payload = fixture("harmony-tokens", "one-conversation.json")
+    payload["conversations"][0]["origin"] = "generation"
+    heading = display.harmony_text(payload).splitlines()[0]
+    assert heading.endswith(": 12 tokens") and "trained" not in heading and "loss mask" not in heading
+
+
 def test_training_text_shows_progress_eta_and_last_metrics():
     text = display.training_text(fixture("training-run", "running.json"))
     assert "[running]" in text and "step 2/60" in text

@@ -160,3 +160,18 @@ def test_the_build_runs_on_its_own_thread_count_and_gives_the_callers_back(monke
     embedded.build_base(progress=None, threads=None)
     assert seen == [embedded.BUILD_THREADS, before]
     assert torch.get_num_threads() == before
+
+
+def test_a_build_says_up_front_that_it_runs_once_and_ends_on_the_loss_its_last_progress_line_gave(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("OSS_FINETUNE_CACHE", str(tmp_path))
+    recipe = dict(embedded.BASE_RECIPE, reading_per_cell=1, steps=6, batch_size=2)
+    lines: list[str] = []
+    folder = embedded.build_base(recipe, progress=lines.append, threads=1)
+    assert "once per machine" in lines[0]
+    progress = [line for line in lines if line.lstrip().startswith("step ")]
+    assert [line.split()[1] for line in progress] == ["1/6:", "2/6:", "3/6:", "4/6:", "5/6:", "6/6:"]
+    last_mean = progress[-1].split("steps ")[1].split()[0]
+    assert lines[-1].startswith("built ") and f"mean loss of the last 1 steps {last_mean}" in lines[-1]
+    assert str(folder) in lines[-1] and embedded.is_built(recipe)

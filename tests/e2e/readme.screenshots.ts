@@ -30,7 +30,7 @@ const IMG = (name: string) => repoPath('docs', 'img', name);
 // The tutorial's own parameters cell, at its defaults for the embedded model: the run in the picture
 // is the one `npm run tutorial` trains.
 const SETTINGS = [
-  'from oss_finetune import tutorial',
+  'from oss_finetune.notebook import tutorial',
   'from oss_finetune.session import get_session',
   'get_session().set_config(tutorial.settings("embedded:tiny-base", "embedded:multilingual", OUTPUT_DIR="readme-runs"), replace=True)',
   '%oss_finetune load --run',

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def peft_quietly():
+    """peft asks transformers' deprecated ``is_gradient_checkpointing`` as it wraps a model; that
+    FutureWarning is addressed to peft, and a person reading it could do nothing about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
 
 
 def save_adapter(model, path: str | os.PathLike) -> str:
@@ -20,7 +30,8 @@ def load_adapter(base_model, path: str | os.PathLike, *, trainable: bool = False
     """Put a saved adapter on a base model: ``PeftModel.from_pretrained`` under the hood."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(base_model, str(path), is_trainable=trainable)
+    with peft_quietly():
+        return PeftModel.from_pretrained(base_model, str(path), is_trainable=trainable)
 
 
 def merge_adapter(model, path: str | os.PathLike | None = None, *, tokenizer=None):

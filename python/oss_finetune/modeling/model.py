@@ -34,6 +34,7 @@ from ..core.errors import UserError
 from ..core.tokenizer import CALL, END_OF_TEXT, RETURN, VOCAB_SIZE
 from ..core.tokenizer import EMBEDDED as EMBEDDED_TINY
 from . import auto, sources
+from .adapter import peft_quietly
 
 PAD_TOKEN_ID = END_OF_TEXT  # <|endoftext|>, the pad of the released checkpoints
 RETURN_TOKEN_ID = RETURN  # <|return|>, the end of a finished assistant turn
@@ -610,7 +611,7 @@ def apply_lora(model, lora_config: ConfigBase | dict | None = None, *, seed: int
             "lora.target_experts: the experts of this model are kept in MXFP4 (model.mxfp4_experts) "
             "and take no adapter; set target_experts to false, or load without mxfp4_experts"
         )
-    with _host_stand_ins(model):
+    with _host_stand_ins(model), peft_quietly():
         if seed is None:
             peft_model = get_peft_model(model, config)
         else:

@@ -77,9 +77,11 @@ def harmony_text(payload: dict) -> str:
         stream = conversation["tokens"]
         trained = sum(1 for t in stream["trained"] if t)
         title = conversation.get("title") or f"conversation {index}"
-        lines.append(
-            f"── {title}: {len(stream['ids'])} tokens, {trained} trained (loss mask: {conversation.get('loss_mask', '?')})"
-        )
+        if conversation.get("origin") == "generation":  # nothing generated is a training target
+            lines.append(f"── {title}: {len(stream['ids'])} tokens")
+        else:
+            mask = conversation.get("loss_mask", "?")
+            lines.append(f"── {title}: {len(stream['ids'])} tokens, {trained} trained (loss mask: {mask})")
         lines.append(_stream_text(stream))
         if "compare" in conversation:
             other = conversation["compare"]

@@ -19,7 +19,6 @@ import copy
 import json
 import re
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -305,10 +304,7 @@ class Session:
             if self.model is not None and hasattr(self.model, "unload"):
                 # unload() takes the old adapter's layers out again, leaving the base weights as loaded.
                 base = self.model.unload()
-            with warnings.catch_warnings():
-                # peft asks transformers' deprecated is_gradient_checkpointing; that warning is for peft.
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-                self.model = apply_lora(base, resolved.lora, seed=self.settings.training.seed)
+            self.model = apply_lora(base, resolved.lora, seed=self.settings.training.seed)
             self.loaded.model = base
             self.settings = self.settings.merged({"lora": resolved.lora})
             self.adapter_settings = copy.deepcopy(self.config["lora"])
