@@ -14,8 +14,9 @@ def test_weight_dtype():
 def test_engine():
     assert auto.engine("auto", on_gpu=True) == "fast"
     assert auto.engine("auto", on_gpu=True, supported=False) == "transformers"
-    assert auto.engine("auto", on_gpu=False) == "transformers"
-    assert auto.engine("fast", on_gpu=False) == "fast"
+    assert auto.engine("auto", on_gpu=False) == "fast"
+    assert auto.engine("auto", on_gpu=False, supported=False) == "transformers"
+    assert auto.engine("transformers", on_gpu=True) == "transformers"
 
 
 def test_optimizer():
@@ -42,4 +43,4 @@ def test_the_planner_and_the_trainer_agree_on_a_cpu_run():
     model = apply_lora(build_embedded_model("embedded:tiny"), {"r": 4}, seed=0)
     trainer = Trainer(model, [{"input_ids": [1, 2, 3], "trained": [False, True, True]}], {"max_steps": 1})
     assert plan.settings["optimizer"] == "adamw_torch"
-    assert plan.engine == trainer._choose_engine(model.device) == "transformers"
+    assert plan.engine == trainer._choose_engine(model.device) == "fast"

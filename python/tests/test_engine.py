@@ -301,11 +301,11 @@ def test_the_trainer_with_the_fast_engine_follows_the_transformers_engine(tokeni
     assert any("transformers engine" in m for m in runs["transformers"][1])
 
 
-def test_auto_picks_transformers_on_the_cpu(tmp_path, tokenizer):
+def test_auto_picks_the_fast_engine_for_gpt_oss_on_the_cpu_too(tmp_path, tokenizer):
     model = apply_lora(build_embedded_model(), {"r": 4}, seed=0)
     trainer = Trainer(model, sample_examples(tokenizer), {"output_dir": str(tmp_path), "max_steps": 1})
     trainer.train()
-    assert trainer.engine == "transformers"
+    assert trainer.engine == "fast"
 
 
 def test_fast_refuses_a_model_that_is_not_gpt_oss(tmp_path, tokenizer):

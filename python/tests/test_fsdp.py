@@ -89,8 +89,8 @@ def alone(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("engine", ["transformers", "fast"])
 def test_two_sharded_ranks_train_as_one_process_does(tmp_path, alone, engine):
-    # On the CPU 'auto' is the transformers engine; 'fast' runs the engine's CPU kernels (its GPU
-    # kernels, flash attention and grouped GEMMs, wait for a machine with GPUs). Each conversation
+    # Both engines; 'fast' runs its CPU kernels here (its GPU kernels, flash attention and grouped
+    # GEMMs, wait for a machine with GPUs). Each conversation
     # fills a packed micro-batch of its own, so the fast engine's ranks pad too.
     losses_alone, adapter_alone = alone(engine)
     path, out = write_config(tmp_path, "sharded", sharding="fsdp", engine=engine)

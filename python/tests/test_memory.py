@@ -390,7 +390,7 @@ def test_a_cpu_plan_gives_no_gpu_verdict():
     p = plan_memory({"model": {"name_or_path": "embedded:tiny"}}, device="cpu")
     assert p.fits is None and p.suggestion is None and p.gpu is None
     assert p.verdict().startswith("CPU run")
-    assert p.settings["dtype"] == "float32" and p.engine == "transformers"
+    assert p.settings["dtype"] == "float32" and p.engine == "fast"
 
 
 def test_the_plan_is_json_and_its_html_is_escaped():

@@ -70,10 +70,11 @@ def test_train_shows_the_plan_before_the_run_and_trains_on_a_cpu(shell, capsys):
     result, out, err = run(shell, capsys, f"%oss_finetune train {TINY_TRAINING}")
     assert result.success, err
     assert out.index("memory plan: CPU run") < out.index("completed 1 step;")
-    # The plan used the prepared rows, not the worst case of max_seq_length tokens each.
+    # The plan used the prepared rows, not the worst case of max_seq_length tokens each: the fast engine
+    # (auto's choice for GPT-OSS) packs a step's two conversations, at most the two longest.
     prepared = session_module.get_session().prepared
-    longest = max(len(e.input_ids) for e in prepared.examples)
-    assert f"micro-batch 1 x {longest:,} tokens" in out
+    first, second = sorted((len(e.input_ids) for e in prepared.examples), reverse=True)[:2]
+    assert f"fast engine, packed micro-batches of up to {first + second:,} tokens" in out
 
 
 def test_train_refuses_a_run_that_will_not_fit_with_the_change_that_fits(shell, capsys, monkeypatch):

@@ -785,6 +785,11 @@ def _training_state(arch: Architecture, lo: dict, c: _Choices) -> tuple[int, lis
     ]
 
 
+def _fast_attention(on_gpu: bool) -> str:
+    # Off the GPU the engine computes attention with plain torch, one conversation's scores at a time.
+    return "flash with sinks (O(seq))" if on_gpu else "with sinks, one conversation at a time (plain torch)"
+
+
 def _step(
     arch: Architecture, s: dict, c: _Choices, tokens: int, rows: int, seq: int, trained: int, fused: bool | None
 ) -> tuple[Part, list[Part], list[Part]]:
@@ -1007,7 +1012,7 @@ def plan_memory(
         "lora_r": lo["r"],
         "lora_targets": ", ".join(lo["target_modules"]) + (" + experts" if c.expert_lora else ""),
         "optimizer": c.optimizer,
-        "attention": "flash with sinks (O(seq))" if c.engine == "fast" else m["attn_implementation"],
+        "attention": _fast_attention(c.on_gpu) if c.engine == "fast" else m["attn_implementation"],
         "architecture": asdict(arch),
         "sharding": "fsdp" if sharded else "replicate",
         "ranks": ranks,

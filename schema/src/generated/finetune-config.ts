@@ -159,7 +159,7 @@ export interface TrainingConfig {
    */
   gradient_checkpointing?: boolean;
   /**
-   * How a training step runs. 'fast' packs the step's conversations without padding and uses flash attention with sinks, grouped expert products and a chunked output loss (same model, same adapter); 'transformers' calls the Hugging Face model on padded micro-batches; 'auto' is 'fast' for GPT-OSS on a CUDA GPU, else 'transformers'.
+   * How a training step runs. 'fast' packs the step's conversations without padding and uses flash attention with sinks, grouped expert products and a chunked output loss (same model, same adapter); 'transformers' calls the Hugging Face model on padded micro-batches; 'auto' is 'fast' for GPT-OSS models (on a GPU or the CPU), else 'transformers'.
    */
   engine?: 'auto' | 'fast' | 'transformers';
   /**
