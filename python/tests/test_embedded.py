@@ -165,10 +165,18 @@ def test_the_build_runs_on_its_own_thread_count_and_gives_the_callers_back(monke
 def test_a_build_says_up_front_that_it_runs_once_and_ends_on_the_loss_its_last_progress_line_gave(
     monkeypatch, tmp_path
 ):
+    from oss_finetune.training.trainer import Trainer
+
     monkeypatch.setenv("OSS_FINETUNE_CACHE", str(tmp_path))
+    engines = []
+    choose = Trainer._choose_engine
+    monkeypatch.setattr(
+        Trainer, "_choose_engine", lambda self, device: engines.append(choose(self, device)) or engines[-1]
+    )
     recipe = dict(embedded.BASE_RECIPE, reading_per_cell=1, steps=6, batch_size=2)
     lines: list[str] = []
     folder = embedded.build_base(recipe, progress=lines.append, threads=1)
+    assert engines == ["transformers"]  # the engine the recipe was tuned on, whatever 'auto' picks today
     assert "once per machine" in lines[0]
     progress = [line for line in lines if line.lstrip().startswith("step ")]
     assert [line.split()[1] for line in progress] == ["1/6:", "2/6:", "3/6:", "4/6:", "5/6:", "6/6:"]

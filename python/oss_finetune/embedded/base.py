@@ -458,6 +458,9 @@ def _build(recipe: dict, say: Callable[[str], Any], force: bool) -> Path:
             "seed": recipe["train_seed"],
             "output_dir": str(staging / "runs"),
             "optimizer": "adamw_torch",
+            # The recipe was tuned on the transformers engine, which 'auto' no longer picks for GPT-OSS; on
+            # this full fine-tune of short documents with one thread the fast engine is no faster either.
+            "engine": "transformers",
         }
         # A checkpoint would hold the whole compact model and its optimizer state; the cache keeps only
         # the expanded model.
