@@ -319,3 +319,18 @@ def test_every_fused_step_of_decoding_and_training_traces_as_one_graph(monkeypat
         "_rotate_pair",
         "_rms_norm",
     } <= traced
+
+
+def test_an_output_layer_mostly_of_zero_rows_gives_the_same_logits_computed_over_its_other_rows():
+    """The embedded default's output layer is zero outside the tokens it was trained on; on the CPU the
+    decoder multiplies only the other rows and leaves the zero rows' logits at 0, as the product gives."""
+    model = build_embedded_model("embedded:tiny").eval()
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        vocab = model.lm_head.weight.shape[0]
+        model.lm_head.weight[torch.randperm(vocab, generator=generator)[: vocab * 9 // 10]] = 0.0
+    decoder = Decoder(model, [PROMPTS[0]], 1)
+    with torch.no_grad():
+        expected = model(torch.tensor([PROMPTS[0]])).logits[0, -1].float()
+    torch.testing.assert_close(decoder.prefill()[0], expected, rtol=1e-4, atol=1e-4)
+    assert generate_batch(model, PROMPTS, 16) == _greedy_batch(model, PROMPTS, 16, PAD_TOKEN_ID, ())

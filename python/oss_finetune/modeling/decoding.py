@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .engine import _causal_lm, _rms_norm, _rotate_pair, sink_attention
+from .engine import _causal_lm, _live_rows, _rms_norm, _rotate_pair, sink_attention
 from .experts import (
     COMPARED_ROUTING_MAX_ROWS,
     SortedRows,
@@ -313,8 +313,7 @@ class Decoder:
 
         final = self._layers(hidden, cos[0][:, None, :], sin[0][:, None, :], row_scale, attend)
         self.column.fill_(self.width)
-        # An adapter on the output layer applies per row too, or a row without the adapter would get its logits.
-        return self.adapters.project(self.inner.lm_head, final[cu[1:].long() - 1], self.row_scale).float()
+        return self._logits(final[cu[1:].long() - 1])
 
     def _layers(self, hidden, cos, sin, row_scale, attend):
         """Every layer over tokens ``hidden`` (tokens, hidden), ``attend`` doing the attention proper;
@@ -355,7 +354,20 @@ class Decoder:
 
         final = self._layers(hidden, cos, sin, self.row_scale, attend)
         self.column.add_(1)
-        return self.adapters.project(self.inner.lm_head, final, self.row_scale).float()
+        return self._logits(final)
+
+    def _logits(self, final):
+        """The output layer on the final states, as float32 logits (batch, vocab)."""
+        head = self.inner.lm_head
+        if self.device.type == "cpu" and type(head) is torch.nn.Linear and head.bias is None:
+            live = _live_rows(head.weight)
+            if live is not None:  # most rows zero (the embedded default): their logits are 0
+                compact, _, tokens = live
+                logits = final.new_zeros(final.shape[0], head.out_features, dtype=torch.float32)
+                logits[:, tokens] = (final @ compact.t()).float()
+                return logits
+        # An adapter on the output layer applies per row too, or a row without the adapter would get its logits.
+        return self.adapters.project(head, final, self.row_scale).float()
 
     @torch.no_grad()
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:

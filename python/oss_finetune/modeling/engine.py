@@ -469,10 +469,10 @@ def _head_lora(lm_head: Any) -> tuple[torch.Tensor, torch.Tensor, float] | None 
     return (lora_a[name].weight, b.weight, float(lm_head.scaling[name])) if plain else False
 
 
-def _live_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _live_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """For a frozen output layer most of whose rows are exactly zero (a model trained on part of the
-    vocabulary, as the embedded default is: 2,938 of 201,088 tokens), its other rows, and each token's
-    row among them (-1 for a zero row); None otherwise. Zero rows give logit 0 and no gradient, so the
+    vocabulary, as the embedded default is: 2,938 of 201,088 tokens), its other rows, each token's row
+    among them (-1 for a zero row) and the tokens of those rows; None otherwise. Zero rows give logit 0 and no gradient, so the
     loss can count them without computing them. Kept on the tensor until it changes."""
     if type(weight) not in (torch.Tensor, torch.nn.Parameter) or weight.device.type == "meta":
         return None  # a sharded (DTensor) or not yet loaded weight: computed as it is
@@ -486,7 +486,7 @@ def _live_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None
             index = nonzero.nonzero()[:, 0]
             position = torch.full((weight.shape[0],), -1, dtype=torch.long, device=weight.device)
             position[index] = torch.arange(index.numel(), device=weight.device)
-            live = (weight.index_select(0, index), position)
+            live = (weight.index_select(0, index), position, index)
     weight._oss_live_rows = ((weight.data_ptr(), weight._version), live)  # type: ignore[attr-defined]
     return live
 
@@ -509,7 +509,7 @@ def output_loss_sum(hidden: torch.Tensor, lm_head: torch.nn.Module, targets: tor
     if lora is None:
         live = _live_rows(weight)
         if live is not None:
-            compact, position = live
+            compact, position, _ = live
             others = weight.shape[0] - compact.shape[0]
             rows = _chunk_rows(compact.shape[0])
             return _ChunkedCrossEntropy.apply(selected, compact, position[wanted], rows, None, None, 1.0, others), count
