@@ -108,20 +108,29 @@ def test_pack_lays_conversations_end_to_end_with_their_own_positions_and_targets
     assert second.tokens == 8 and second.conversations == 1 and second.trained == 7
 
 
-def test_chunked_output_loss_matches_cross_entropy_and_its_gradient():
+@pytest.fixture
+def chunks_of_seven(monkeypatch):
+    """The output loss in several chunks of rows, the last one short."""
+    monkeypatch.setattr(engine, "_chunk_rows", lambda vocab: 7)
+
+
+def output_layer_case(head=None):
+    """Hidden states (50 x 16, float64), a frozen output layer of 300 tokens (unless given) and targets
+    with every third position left out of the loss."""
     torch.manual_seed(0)
     hidden = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
-    head = torch.nn.Linear(16, 300, bias=False).double().requires_grad_(False)
+    if head is None:
+        head = torch.nn.Linear(16, 300, bias=False).double().requires_grad_(False)
     targets = torch.randint(0, 300, (50,))
     targets[::3] = engine.IGNORE
+    return hidden, head, targets
+
+
+def test_chunked_output_loss_matches_cross_entropy_and_its_gradient(chunks_of_seven):
+    hidden, head, targets = output_layer_case()
     keep = targets != engine.IGNORE
     expected = F.cross_entropy(head(hidden[keep]), targets[keep], reduction="sum")
-    original = engine._chunk_rows
-    engine._chunk_rows = lambda vocab: 7  # several chunks, the last one short
-    try:
-        got, count = engine.output_loss_sum(hidden, head, targets)
-    finally:
-        engine._chunk_rows = original
+    got, count = engine.output_loss_sum(hidden, head, targets)
     assert count == int(keep.sum())
     assert relative_error(got, expected) < 1e-12
     (g_ours,) = torch.autograd.grad(got, hidden)
@@ -129,67 +138,51 @@ def test_chunked_output_loss_matches_cross_entropy_and_its_gradient():
     assert relative_error(g_ours, g_ref) < 1e-12
 
 
-def test_zero_rows_of_a_frozen_output_layer_are_counted_without_being_computed():
+def test_zero_rows_of_a_frozen_output_layer_are_counted_without_being_computed(chunks_of_seven):
     """The embedded default's output layer is zero outside the 2,938 tokens it was trained on: those rows
     give logit 0 and no gradient, so the loss adds them to the softmax as one term. Same loss and gradient
     as the whole layer, targets among the zero rows included; a changed weight is looked at again."""
-    torch.manual_seed(0)
-    hidden = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
-    head = torch.nn.Linear(16, 300, bias=False).double().requires_grad_(False)
+    hidden, head, targets = output_layer_case()
     with torch.no_grad():
         head.weight[torch.randperm(300)[:220]] = 0.0
         head.weight[5] = 0.0
-    targets = torch.randint(0, 300, (50,))
-    targets[::3] = engine.IGNORE
     targets[1] = 5  # a target whose row is zero
     keep = targets != engine.IGNORE
     expected = F.cross_entropy(head(hidden[keep]), targets[keep], reduction="sum")
-    original = engine._chunk_rows
-    engine._chunk_rows = lambda vocab: 7
-    try:
-        got, _ = engine.output_loss_sum(hidden, head, targets)
-        compact, position, tokens = engine._live_rows(head.weight)
-        assert torch.equal(position[tokens], torch.arange(80))
-        assert compact.shape[0] == 80 and int(position[5]) == -1
-        assert relative_error(got, expected) < 1e-12
-        (g_ours,) = torch.autograd.grad(got, hidden)
-        (g_ref,) = torch.autograd.grad(expected, hidden)
-        assert relative_error(g_ours, g_ref) < 1e-12
-        with torch.no_grad():
-            head.weight[5] = 1.0  # as loading another weight would
-        assert int(engine._live_rows(head.weight)[1][5]) >= 0
-        expected = F.cross_entropy(head(hidden[keep]), targets[keep], reduction="sum")
-        got, _ = engine.output_loss_sum(hidden, head, targets)
-        assert relative_error(got, expected) < 1e-12
-    finally:
-        engine._chunk_rows = original
+    got, _ = engine.output_loss_sum(hidden, head, targets)
+    compact, position, tokens = engine._live_rows(head.weight)
+    assert torch.equal(position[tokens], torch.arange(80))
+    assert compact.shape[0] == 80 and int(position[5]) == -1
+    assert relative_error(got, expected) < 1e-12
+    (g_ours,) = torch.autograd.grad(got, hidden)
+    (g_ref,) = torch.autograd.grad(expected, hidden)
+    assert relative_error(g_ours, g_ref) < 1e-12
+    with torch.no_grad():
+        head.weight[5] = 1.0  # as loading another weight would
+    assert int(engine._live_rows(head.weight)[1][5]) >= 0
+    expected = F.cross_entropy(head(hidden[keep]), targets[keep], reduction="sum")
+    got, _ = engine.output_loss_sum(hidden, head, targets)
+    assert relative_error(got, expected) < 1e-12
     with torch.no_grad():
         head.weight.normal_()  # no zero rows: the whole layer, as before
     assert engine._live_rows(head.weight) is None
 
 
 @pytest.mark.parametrize("rank", [4, 8])  # below a third of the width (the low-rank pair), above (merged)
-def test_chunked_output_loss_trains_a_lora_on_the_output_layer(rank):
+def test_chunked_output_loss_trains_a_lora_on_the_output_layer(rank, chunks_of_seven):
     from peft import LoraConfig, get_peft_model
 
-    torch.manual_seed(0)
-    hidden = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(1)
     holder = torch.nn.Module()
     holder.head = torch.nn.Linear(16, 300, bias=False).double()
     config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["head"])
     head = get_peft_model(holder, config).base_model.model.head
     torch.nn.init.normal_(head.lora_B["default"].weight, std=0.1)  # a fresh B is zero and would hide a's gradient
     factors = (head.lora_A["default"].weight, head.lora_B["default"].weight)
-    targets = torch.randint(0, 300, (50,))
-    targets[::3] = engine.IGNORE
+    hidden, head, targets = output_layer_case(head)
     keep = targets != engine.IGNORE
     expected = F.cross_entropy(head(hidden[keep]), targets[keep], reduction="sum")
-    original = engine._chunk_rows
-    engine._chunk_rows = lambda vocab: 7
-    try:
-        got, _ = engine.output_loss_sum(hidden, head, targets)
-    finally:
-        engine._chunk_rows = original
+    got, _ = engine.output_loss_sum(hidden, head, targets)
     assert relative_error(got, expected) < 1e-12
     ours = torch.autograd.grad(got * 1.5, (hidden, *factors))
     theirs = torch.autograd.grad(expected * 1.5, (hidden, *factors))
