@@ -472,8 +472,9 @@ def _head_lora(lm_head: Any) -> tuple[torch.Tensor, torch.Tensor, float] | None 
 def _live_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """For a frozen output layer most of whose rows are exactly zero (a model trained on part of the
     vocabulary, as the embedded default is: 2,938 of 201,088 tokens), its other rows, each token's row
-    among them (-1 for a zero row) and the tokens of those rows; None otherwise. Zero rows give logit 0 and no gradient, so the
-    loss can count them without computing them. Kept on the tensor until it changes."""
+    among them (-1 for a zero row) and the tokens of those rows; None otherwise. Zero rows give logit 0
+    and no gradient, so the loss can count them without computing them. Kept on the tensor until it
+    changes."""
     if type(weight) not in (torch.Tensor, torch.nn.Parameter) or weight.device.type == "meta":
         return None  # a sharded (DTensor) or not yet loaded weight: computed as it is
     kept = getattr(weight, "_oss_live_rows", None)
