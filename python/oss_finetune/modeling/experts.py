@@ -119,10 +119,10 @@ def experts_forward(
     by expert too; ``lora_row_scale`` (tokens,) scales the adapter's share per token (0 = the base model
     for that row).
     """
-    base, _ = _expert_lora(experts)
     top_k = top_indices.shape[1]
     route = fused(_route, x) if fuse_routing else _route
-    expert_ids, order, inverse, offsets = route(top_indices.reshape(-1), base.num_experts)
+    # peft's wrappers carry the stack's num_experts; the stack itself is unwrapped once, below.
+    expert_ids, order, inverse, offsets = route(top_indices.reshape(-1), experts.num_experts)
     source = order // top_k
     row_scale = None if lora_row_scale is None else lora_row_scale[source][:, None]
     rows = SortedRows(x[source], expert_ids, offsets, inverse, top_weights.reshape(-1)[order], row_scale, top_k)
